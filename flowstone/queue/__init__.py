@@ -1,0 +1,24 @@
+"""The job queue: an Oban mirror on one Postgres table (never imports flowstone.assets)."""
+
+from flowstone.queue.instance import FlowStone, configure, get_default, set_default
+from flowstone.queue.job import Job, JobState
+from flowstone.queue.results import Cancel, Discard, Snooze
+from flowstone.queue.unique import Unique
+from flowstone.queue.worker import NewJob, Worker, WorkerRegistry, default_registry
+
+__all__ = [
+    "Cancel",
+    "Discard",
+    "FlowStone",
+    "Job",
+    "JobState",
+    "NewJob",
+    "Snooze",
+    "Unique",
+    "Worker",
+    "WorkerRegistry",
+    "configure",
+    "default_registry",
+    "get_default",
+    "set_default",
+]

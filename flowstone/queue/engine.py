@@ -1,0 +1,82 @@
+"""The claim/ack engine: the batched statements a producer (or a drain) runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from flowstone.queue.job import Job, JobState
+from flowstone.queue.plan import Plan
+from flowstone.queue.queries.jobs import JobQueries
+
+MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one execution of a job, ready to acknowledge.
+
+    `delay` schedules the next run (retry backoff or snooze); `snoozed` gives the
+    attempt back; `error` is appended to the job's errors (the database adds `at`);
+    `exception` is what `perform` raised, kept in memory only.
+    """
+
+    job: Job
+    state: JobState
+    delay: float | None = None
+    error: dict[str, Any] | None = None
+    snoozed: bool = False
+    exception: BaseException | None = None
+
+    @property
+    def kind(self) -> str:
+        """The outcome as counted by drains and telemetry: a state, or `snoozed`."""
+        return "snoozed" if self.snoozed else self.state.value
+
+    def encode(self) -> dict[str, Any]:
+        """The row the ack statement reads."""
+        return {
+            "id": self.job.id,
+            "attempt": self.job.attempt,
+            "attempted_at": None if self.job.attempted_at is None else self.job.attempted_at.isoformat(),
+            "state": self.state.value,
+            "delay": self.delay,
+            "error": self.error,
+            "snoozed": self.snoozed,
+        }
+
+
+def claim_plan(
+    queries: JobQueries, queue: str, limit: int, node: str, max_id: int = MAX_ID
+) -> Plan[list[Job]]:
+    """Claim up to `limit` available jobs of `queue` (SKIP LOCKED), in priority order."""
+    if limit <= 0:
+        return []
+    rows = yield queries.claim, {"queue": queue, "limit": limit, "node": node, "max_id": max_id}
+    jobs = [Job.from_row(row) for row in rows]
+    jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
+    return jobs
+
+
+def ack_plan(queries: JobQueries, outcomes: Sequence[Outcome]) -> Plan[set[int]]:
+    """Record many outcomes in one statement; return the ids that were still ours."""
+    if not outcomes:
+        return set()
+    rows = yield queries.ack, {"acks": Jsonb([outcome.encode() for outcome in outcomes])}
+    return {row["id"] for row in rows}
+
+
+def stage_plan(
+    queries: JobQueries, *, until: str | None = None, queue: str | None = None, limit: int = 5000
+) -> Plan[dict[str, int]]:
+    """Make due scheduled/retryable jobs available (up to `until`, default now) and notify."""
+    rows = yield queries.stage, {
+        "until": until,
+        "queue": queue,
+        "limit": limit,
+        "channel": queries.channel,
+    }
+    return {row["queue"]: row["count"] for row in rows}

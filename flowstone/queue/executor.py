@@ -1,0 +1,158 @@
+"""Run one claimed job: resolve its worker, call `perform`, turn what happened into an Outcome.
+
+Shared by the runtime's producers and by `flowstone.testing.drain_queue`, so tests
+exercise exactly the code that production runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pydantic
+
+from flowstone.queue import telemetry
+from flowstone.queue.engine import Outcome
+from flowstone.queue.job import Job, JobState
+from flowstone.queue.results import Cancel, Discard, Snooze
+from flowstone.queue.worker import Worker, WorkerRegistry
+
+
+class ChaosError(Exception):
+    """A failure injected by `flowstone.testing.with_chaos`."""
+
+
+class JobTimeoutError(TimeoutError):
+    """`perform` ran longer than the worker's `timeout(job)`."""
+
+
+@dataclass
+class Chaos:
+    """Fail a share of executions, reproducibly from `seed`."""
+
+    failure_rate: float
+    seed: int | None = None
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError(f"failure_rate must be between 0 and 1; got {self.failure_rate!r}")
+        self.rng = random.Random(self.seed)  # noqa: S311 - test chaos, not crypto
+
+    def strike(self) -> bool:
+        """True when this execution should fail."""
+        return self.rng.random() < self.failure_rate
+
+
+_chaos: ContextVar[Chaos | None] = ContextVar("flowstone_chaos", default=None)
+
+
+@contextmanager
+def chaos(failure_rate: float, seed: int | None = None) -> Iterator[Chaos]:
+    """Within the block, each execution fails with probability `failure_rate`."""
+    token = _chaos.set(Chaos(failure_rate, seed))
+    try:
+        yield _chaos.get()  # type: ignore[misc]
+    finally:
+        _chaos.reset(token)
+
+
+def error_entry(job: Job, message: str, trace: str | None = None) -> dict[str, Any]:
+    """One element of the job's `errors` list (the database stamps `at`)."""
+    return {"attempt": job.attempt, "error": message, "traceback": trace}
+
+
+def failure(worker: Worker | None, job: Job, error: BaseException) -> Outcome:
+    """A raised error: retryable with backoff while attempts remain, else discarded."""
+    message = f"{type(error).__name__}: {error}"
+    trace = "".join(traceback.format_exception(error))
+    entry = error_entry(job, message, trace)
+    if job.attempt < job.max_attempts:
+        delay = worker.backoff(job) if worker is not None else 0.0
+        return Outcome(job, JobState.RETRYABLE, delay=max(0.0, float(delay)), error=entry, exception=error)
+    return Outcome(job, JobState.DISCARDED, error=entry, exception=error)
+
+
+def from_result(job: Job, result: object) -> Outcome:
+    """What `perform` returned, as an outcome."""
+    if isinstance(result, Snooze):
+        return Outcome(job, JobState.SCHEDULED, delay=float(result.seconds), snoozed=True)
+    if isinstance(result, Discard):
+        return Outcome(job, JobState.DISCARDED, error=error_entry(job, f"discarded: {result.reason}"))
+    if isinstance(result, Cancel):
+        return Outcome(job, JobState.CANCELLED, error=error_entry(job, f"cancelled: {result.reason}"))
+    return Outcome(job, JobState.COMPLETED)
+
+
+def unresolvable(job: Job, message: str) -> Outcome:
+    """A job that can never run as stored: discarded, kept for inspection."""
+    return Outcome(job, JobState.DISCARDED, error=error_entry(job, message))
+
+
+class Executor:
+    """Executes jobs of registered workers; sync `perform` runs in a worker thread."""
+
+    def __init__(self, registry: WorkerRegistry, limiter: anyio.CapacityLimiter | None = None):
+        self.registry = registry
+        self.limiter = limiter
+
+    async def execute(self, job: Job) -> Outcome:
+        """Run `job` once and return its outcome; never raises for a job's own failure."""
+        worker_cls = self.registry.get(job.worker)
+        if worker_cls is None:
+            return unresolvable(job, f"worker {job.worker!r} is not registered on this node")
+        try:
+            worker_cls.parse_args(job.args)
+        except pydantic.ValidationError as error:
+            return unresolvable(job, f"args do not match {worker_cls.__name__}'s args_model: {error}")
+        worker = worker_cls()
+        start = time.perf_counter()
+        meta = {"job": job, "queue": job.queue, "worker": job.worker}
+        telemetry.emit("job.start", {"queue_time": _queue_time(job)}, meta)
+        try:
+            outcome = from_result(job, await self._perform(worker, job))
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as error:  # a job's failure, whatever it raised, is the job's
+            outcome = failure(worker, job, error)
+            measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
+            telemetry.emit("job.exception", measurements, {**meta, "state": outcome.kind, "error": error})
+            return outcome
+        measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
+        telemetry.emit("job.stop", measurements, {**meta, "state": outcome.kind})
+        return outcome
+
+    async def _perform(self, worker: Worker, job: Job) -> object:
+        active = _chaos.get()
+        if active is not None and active.strike():
+            raise ChaosError(f"injected failure (rate {active.failure_rate})")
+        timeout = worker.timeout(job)
+        with anyio.move_on_after(timeout) as scope:
+            result = await self._call(worker, job)
+        if scope.cancelled_caught:
+            raise JobTimeoutError(f"perform exceeded its timeout of {timeout} s")
+        return result
+
+    async def _call(self, worker: Worker, job: Job) -> object:
+        if inspect.iscoroutinefunction(worker.perform):
+            return await worker.perform(job)
+        result = await anyio.to_thread.run_sync(
+            worker.perform, job, limiter=self.limiter, abandon_on_cancel=True
+        )
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+
+def _queue_time(job: Job) -> float:
+    if job.attempted_at is None or job.scheduled_at is None:
+        return 0.0
+    return max(0.0, (job.attempted_at - job.scheduled_at).total_seconds())

@@ -1,0 +1,267 @@
+"""`FlowStone`: one configured connection to a FlowStone schema, with sync and async twins.
+
+Convention: every call that talks to the database has an async twin named with an
+`a` prefix (`insert` / `ainsert`, `get_job` / `aget_job`, …).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from flowstone import embedded
+from flowstone.queue import manage
+from flowstone.queue.config import Settings
+from flowstone.queue.insert import insert_plan
+from flowstone.queue.job import Job, JobState
+from flowstone.queue.migrate import migrate
+from flowstone.queue.plan import Plan, arun, run
+from flowstone.queue.queries.jobs import JobQueries
+from flowstone.queue.transactional import async_connection, sync_connection
+from flowstone.queue.worker import NewJob, WorkerRegistry, default_registry
+
+T = TypeVar("T")
+
+
+class FlowStone:
+    """The entry point: insert and manage jobs, migrate, and run a node (`run` / `start`)."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        schema: str = "flowstone",
+        queues: dict[str, int] | None = None,
+        registry: WorkerRegistry | None = None,
+        data_dir: str | Path | None = None,
+        **settings: Any,
+    ) -> None:
+        self.settings = Settings(
+            database_url=database_url,
+            schema_name=schema,
+            queues=queues or {},
+            data_dir=data_dir,
+            **settings,
+        )
+        self.registry = registry if registry is not None else default_registry
+        self.queries = JobQueries.for_schema(self.settings.schema_name)
+        self._url: str | None = None
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
+
+    @property
+    def schema(self) -> str:
+        """The schema holding FlowStone's tables."""
+        return self.settings.schema_name
+
+    @property
+    def database_url(self) -> str:
+        """The server in use: the given URL, FLOWSTONE_DATABASE_URL, or the embedded one."""
+        if self._url is None:
+            self._url = embedded.resolve_database_url(self.settings.database_url, self.settings.data_dir)
+        return self._url
+
+    def migrate(self) -> None:
+        """Bring the schema up to date (idempotent; safe from many processes at once)."""
+        migrate(self.database_url, self.schema)
+
+    # -- connections -------------------------------------------------------------------
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new dedicated connection (e.g. for LISTEN), outside the pool."""
+        return psycopg.connect(self.database_url, application_name="flowstone", **kwargs)
+
+    async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        """Async twin of `connect`."""
+        return await psycopg.AsyncConnection.connect(
+            self.database_url, application_name="flowstone", **kwargs
+        )
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; the transaction commits when the block exits cleanly."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.database_url,
+                    min_size=1,
+                    max_size=self.settings.pool_size,
+                    kwargs={"application_name": "flowstone"},
+                    open=True,
+                )
+        with self._pool.connection() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Async twin of `connection` (one pool per event loop)."""
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(loop)
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self.database_url,
+                min_size=1,
+                max_size=self.settings.pool_size,
+                kwargs={"application_name": "flowstone"},
+                open=False,
+            )
+            await pool.open()
+            self._apools[loop] = pool
+        async with pool.connection() as conn:
+            yield conn
+
+    def execute(self, plan: Plan[T], conn: Any = None) -> T:
+        """Run a plan on `conn` (the caller's transaction) or on a pooled connection."""
+        if conn is not None:
+            return run(sync_connection(conn), plan)
+        with self.connection() as pooled:
+            return run(pooled, plan)
+
+    async def aexecute(self, plan: Plan[T], conn: Any = None) -> T:
+        """Async twin of `execute`."""
+        if conn is not None:
+            return await arun(await async_connection(conn), plan)
+        async with self.aconnection() as pooled:
+            return await arun(pooled, plan)
+
+    def close(self) -> None:
+        """Close the sync pool (async pools close with `aclose`)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        """Close this loop's async pool and the sync pool."""
+        pool = self._apools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+        self.close()
+
+    def __enter__(self) -> FlowStone:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> FlowStone:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- inserting -----------------------------------------------------------------------
+
+    def insert(self, job: NewJob, *, conn: Any = None) -> Job:
+        """Insert one job (in `conn`'s transaction when given); a unique conflict returns the
+        existing job with `conflict=True`."""
+        return self.execute(insert_plan(self.queries, [_check_new(job)]), conn)[0]
+
+    async def ainsert(self, job: NewJob, *, conn: Any = None) -> Job:
+        """Async twin of `insert`."""
+        return (await self.aexecute(insert_plan(self.queries, [_check_new(job)]), conn))[0]
+
+    def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
+        """Insert many jobs in one statement; results in the same order as `jobs`."""
+        return self.execute(insert_plan(self.queries, [_check_new(job) for job in jobs]), conn)
+
+    async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
+        """Async twin of `insert_all`."""
+        return await self.aexecute(insert_plan(self.queries, [_check_new(job) for job in jobs]), conn)
+
+    # -- managing ------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job | None:
+        """The job with `job_id`, or None."""
+        return self.execute(manage.get_plan(self.queries, job_id))
+
+    async def aget_job(self, job_id: int) -> Job | None:
+        """Async twin of `get_job`."""
+        return await self.aexecute(manage.get_plan(self.queries, job_id))
+
+    def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | JobState | None = None,
+        worker: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every given filter, oldest first."""
+        plan = manage.list_plan(self.queries, queue=queue, state=state, worker=worker, limit=limit)
+        return self.execute(plan)
+
+    async def alist_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | JobState | None = None,
+        worker: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Async twin of `list_jobs`."""
+        plan = manage.list_plan(self.queries, queue=queue, state=state, worker=worker, limit=limit)
+        return await self.aexecute(plan)
+
+    def retry_job(self, job_id: int) -> Job | None:
+        """Run a discarded, cancelled, completed, scheduled or retryable job again now."""
+        return self.execute(manage.retry_plan(self.queries, job_id))
+
+    async def aretry_job(self, job_id: int) -> Job | None:
+        """Async twin of `retry_job`."""
+        return await self.aexecute(manage.retry_plan(self.queries, job_id))
+
+    def cancel_job(self, job_id: int) -> Job | None:
+        """Cancel a job that is not executing; None if it is executing or already final."""
+        return self.execute(manage.cancel_idle_plan(self.queries, job_id))
+
+    async def acancel_job(self, job_id: int) -> Job | None:
+        """Async twin of `cancel_job`."""
+        return await self.aexecute(manage.cancel_idle_plan(self.queries, job_id))
+
+    def delete_job(self, job_id: int) -> bool:
+        """Delete a job that is not executing."""
+        return self.execute(manage.delete_plan(self.queries, job_id))
+
+    async def adelete_job(self, job_id: int) -> bool:
+        """Async twin of `delete_job`."""
+        return await self.aexecute(manage.delete_plan(self.queries, job_id))
+
+
+def _check_new(job: object) -> NewJob:
+    if not isinstance(job, NewJob):
+        raise TypeError(f"expected a job built with Worker.new(...); got {type(job).__name__}")
+    return job
+
+
+_default: FlowStone | None = None
+
+
+def configure(database_url: str | None = None, **options: Any) -> FlowStone:
+    """Create the default instance used by `Worker.enqueue` and the module-level API."""
+    global _default
+    if _default is not None:
+        _default.close()
+    _default = FlowStone(database_url, **options)
+    return _default
+
+
+def get_default() -> FlowStone:
+    """The default instance; created from the environment on first use."""
+    global _default
+    if _default is None:
+        _default = FlowStone()
+    return _default
+
+
+def set_default(instance: FlowStone | None) -> None:
+    """Replace the default instance (the test fixtures use this)."""
+    global _default
+    _default = instance

@@ -1,0 +1,62 @@
+"""The job row as Python sees it, and the states a job moves through."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    """Mirrors the `job_state` enum in the database (and Oban's states)."""
+
+    AVAILABLE = "available"
+    SCHEDULED = "scheduled"
+    EXECUTING = "executing"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    DISCARDED = "discarded"
+    CANCELLED = "cancelled"
+
+
+INCOMPLETE_STATES = (
+    JobState.AVAILABLE,
+    JobState.SCHEDULED,
+    JobState.EXECUTING,
+    JobState.RETRYABLE,
+)
+FINAL_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
+
+
+@dataclass(slots=True)
+class Job:
+    """One row of `flowstone.jobs`. `conflict` is True when a unique insert found this job."""
+
+    id: int
+    state: JobState
+    queue: str
+    worker: str
+    args: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    attempt: int = 0
+    max_attempts: int = 20
+    priority: int = 0
+    inserted_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    attempted_at: datetime | None = None
+    completed_at: datetime | None = None
+    discarded_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    attempted_by: list[str] | None = None
+    unique_key: str | None = None
+    conflict: bool = False
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], *, conflict: bool = False) -> Job:
+        """Build a Job from a dict row of the jobs table."""
+        values = dict(row)
+        values["state"] = JobState(values["state"])
+        return cls(**values, conflict=conflict)

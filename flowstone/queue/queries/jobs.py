@@ -1,0 +1,202 @@
+"""Every statement on the jobs table, composed once per schema (so psycopg can prepare them).
+
+The hot path batches: one statement claims up to N jobs, one acknowledges a batch of
+outcomes, one inserts a batch of jobs. Rows travel as a single jsonb document unpacked
+with `jsonb_to_recordset`, which keeps each statement one round trip however large.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from flowstone.queue.validation import check_identifier
+
+JOB_COLUMNS = (
+    "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, "
+    "inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, "
+    "attempted_by, unique_key"
+)
+
+_INSERT = """
+INSERT INTO {jobs} AS j
+    (state, queue, worker, args, meta, tags, max_attempts, priority, scheduled_at, unique_key)
+SELECT
+    CASE WHEN s.at > now() THEN 'scheduled' ELSE 'available' END::{state},
+    s.queue, s.worker, s.args, s.meta, s.tags, s.max_attempts, s.priority, s.at, s.unique_key
+FROM (
+    SELECT t.*, coalesce(t.scheduled_at, now() + make_interval(secs => coalesce(t.scheduled_in, 0))) AS at
+    FROM jsonb_to_recordset(%(jobs)s::jsonb) AS t(
+        queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint,
+        priority smallint, scheduled_at timestamptz, scheduled_in float8, unique_key text, ord bigint)
+    ORDER BY t.ord
+) AS s
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+RETURNING j.id, j.state, j.inserted_at, j.scheduled_at, j.unique_key
+"""
+
+# A unique job older than its period no longer blocks a new one: free its key first.
+_RELEASE_EXPIRED_UNIQUE = """
+UPDATE {jobs} AS j SET unique_key = NULL
+FROM jsonb_to_recordset(%(keys)s::jsonb) AS k(unique_key text, period float8)
+WHERE j.unique_key = k.unique_key
+  AND j.inserted_at < now() - make_interval(secs => k.period)
+"""
+
+_BY_UNIQUE_KEYS = "SELECT {columns} FROM {jobs} WHERE unique_key = ANY(%(keys)s::text[])"
+
+_CLAIM = """
+WITH claimed AS (
+    SELECT id FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s AND id <= %(max_id)s
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {jobs} AS j
+SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
+    attempted_by = ARRAY[%(node)s]::text[]
+FROM claimed
+WHERE j.id = claimed.id
+RETURNING {j_columns}
+"""
+
+# Guarded by state, attempt and attempted_at: a stale or late acknowledgement matches
+# no row, so it can never overwrite a newer outcome.
+_ACK = """
+UPDATE {jobs} AS j SET
+    state = a.state::{state},
+    completed_at = CASE WHEN a.state = 'completed' THEN now() ELSE j.completed_at END,
+    discarded_at = CASE WHEN a.state = 'discarded' THEN now() ELSE j.discarded_at END,
+    cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+    scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
+                        ELSE now() + make_interval(secs => a.delay) END,
+    attempt = CASE WHEN a.snoozed THEN j.attempt - 1 ELSE j.attempt END,
+    errors = CASE WHEN a.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', now())) END,
+    meta = CASE WHEN a.snoozed
+                THEN j.meta || jsonb_build_object('snoozed', coalesce((j.meta ->> 'snoozed')::int, 0) + 1)
+                ELSE j.meta END
+FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
+    id bigint, attempt smallint, attempted_at timestamptz, state text, delay float8,
+    error jsonb, snoozed boolean)
+WHERE j.id = a.id AND j.state = 'executing'
+  AND j.attempt = a.attempt AND j.attempted_at = a.attempted_at
+RETURNING j.id
+"""
+
+_STAGE = """
+WITH due AS (
+    SELECT id FROM {jobs}
+    WHERE state IN ('scheduled', 'retryable')
+      AND scheduled_at <= coalesce(%(until)s::timestamptz, now())
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    ORDER BY scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), staged AS (
+    UPDATE {jobs} AS j SET state = 'available'
+    FROM due WHERE j.id = due.id
+    RETURNING j.queue
+)
+SELECT queue, count(*) AS count, pg_notify(%(channel)s, queue) AS notified
+FROM staged GROUP BY queue
+"""
+
+_GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
+
+_LIST = """
+SELECT {columns} FROM {jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(state)s::text IS NULL OR state = %(state)s::{state})
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s)
+ORDER BY id
+LIMIT %(limit)s
+"""
+
+_RETRY = """
+WITH retried AS (
+    UPDATE {jobs} SET
+        state = 'available', scheduled_at = now(),
+        max_attempts = GREATEST(max_attempts, attempt + 1),
+        completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+    WHERE id = %(id)s AND state NOT IN ('available', 'executing')
+    RETURNING {columns}
+)
+SELECT retried.*, pg_notify(%(channel)s, retried.queue) AS notified FROM retried
+"""
+
+_CANCEL_IDLE = """
+UPDATE {jobs} SET state = 'cancelled', cancelled_at = now()
+WHERE id = %(id)s AND state IN ('available', 'scheduled', 'retryable')
+RETURNING {columns}
+"""
+
+_DELETE = "DELETE FROM {jobs} WHERE id = %(id)s AND state <> 'executing' RETURNING id"
+
+_MAX_ID = "SELECT coalesce(max(id), 0) AS max_id FROM {jobs}"
+
+# Test helpers: enqueued (available or scheduled) jobs; args/meta match by containment.
+_ENQUEUED = """
+SELECT {columns} FROM {jobs}
+WHERE state IN ('available', 'scheduled')
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(priority)s::smallint IS NULL OR priority = %(priority)s)
+  AND args @> %(args)s::jsonb AND meta @> %(meta)s::jsonb AND tags @> %(tags)s::text[]
+ORDER BY id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobQueries:
+    """The statements of the jobs table for one schema."""
+
+    schema: str
+    channel: str
+    insert: str
+    release_expired_unique: str
+    by_unique_keys: str
+    claim: str
+    ack: str
+    stage: str
+    get: str
+    list: str
+    retry: str
+    cancel_idle: str
+    delete: str
+    max_id: str
+    enqueued: str
+
+    @classmethod
+    def for_schema(cls, schema: str) -> JobQueries:
+        """Compose every statement with the schema's quoted identifiers."""
+        check_identifier(schema, "schema")
+        names = {
+            "jobs": sql.Identifier(schema, "jobs"),
+            "state": sql.Identifier(schema, "job_state"),
+            "columns": sql.SQL(JOB_COLUMNS),
+            "j_columns": sql.SQL(", ".join(f"j.{c}" for c in JOB_COLUMNS.split(", "))),
+        }
+
+        def compose(template: str) -> str:
+            return sql.SQL(template.strip()).format(**names).as_string(None)
+
+        return cls(
+            schema=schema,
+            channel=f"{schema}.jobs",
+            insert=compose(_INSERT),
+            release_expired_unique=compose(_RELEASE_EXPIRED_UNIQUE),
+            by_unique_keys=compose(_BY_UNIQUE_KEYS),
+            claim=compose(_CLAIM),
+            ack=compose(_ACK),
+            stage=compose(_STAGE),
+            get=compose(_GET),
+            list=compose(_LIST),
+            retry=compose(_RETRY),
+            cancel_idle=compose(_CANCEL_IDLE),
+            delete=compose(_DELETE),
+            max_id=compose(_MAX_ID),
+            enqueued=compose(_ENQUEUED),
+        )

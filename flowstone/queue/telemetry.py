@@ -1,0 +1,49 @@
+"""Telemetry: named events with measurements and metadata, delivered to attached handlers.
+
+Events: `job.start`, `job.stop`, `job.exception` (measurements: duration, queue_time;
+metadata: job, queue, worker, state) and the plugins' events (`stager.stage`,
+`lifeline.rescue`, `pruner.prune`, `leader.elected`, `leader.lost`, `cron.insert`, …).
+A handler that raises is logged and detached-free: it never breaks job execution.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+Handler = Callable[[str, Mapping[str, float], Mapping[str, Any]], None]
+
+_log = structlog.get_logger("flowstone.telemetry")
+_handlers: dict[str, list[Handler]] = {}
+_lock = threading.Lock()
+
+
+def attach(event: str, handler: Handler) -> Callable[[], None]:
+    """Call `handler(event, measurements, metadata)` on `event` (`"*"` for every event).
+
+    Returns a function that detaches the handler again.
+    """
+    with _lock:
+        _handlers.setdefault(event, []).append(handler)
+    return lambda: detach(event, handler)
+
+
+def detach(event: str, handler: Handler) -> None:
+    """Remove a handler attached with `attach`; unknown handlers are ignored."""
+    with _lock:
+        handlers = _handlers.get(event, [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+
+def emit(event: str, measurements: Mapping[str, float], metadata: Mapping[str, Any]) -> None:
+    """Deliver an event to its handlers and the catch-all ones."""
+    targets = _handlers.get(event, []) + _handlers.get("*", [])
+    for handler in targets:
+        try:
+            handler(event, measurements, metadata)
+        except Exception:
+            _log.exception("telemetry handler failed", event=event, handler=repr(handler))

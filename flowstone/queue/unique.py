@@ -1,0 +1,87 @@
+"""Unique jobs: the options, and the key the database's unique index enforces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flowstone.queue.job import INCOMPLETE_STATES, JobState
+
+STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
+    "all": tuple(JobState),
+    "incomplete": INCOMPLETE_STATES,
+    "successful": (*INCOMPLETE_STATES, JobState.COMPLETED),
+    "scheduled": (JobState.SCHEDULED,),
+}
+FIELDS = ("worker", "queue", "args", "meta")
+
+
+def _resolve_states(states: str | Sequence[str]) -> tuple[JobState, ...]:
+    if isinstance(states, str):
+        if states in STATE_GROUPS:
+            return STATE_GROUPS[states]
+        states = [states]
+    try:
+        resolved = tuple(JobState(state) for state in states)
+    except ValueError as error:
+        raise ValueError(
+            f"Unique states must be a group ({', '.join(STATE_GROUPS)}) or job states; "
+            f"got {states!r}"
+        ) from error
+    if not resolved:
+        raise ValueError("Unique states must not be empty")
+    return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class Unique:
+    """Uniqueness of a job among jobs with the same fields, within `period`, in `states`.
+
+    `period` is in seconds from the existing job's insertion (None: forever); `keys`
+    narrows args (and meta) to the named keys; `states` is a group name (`all`,
+    `incomplete`, `successful`, `scheduled`) or a list of states. The default mirrors
+    Oban: 60 s, worker + queue + args, every state but cancelled and discarded.
+    """
+
+    period: float | None = 60
+    fields: Sequence[str] = ("worker", "queue", "args")
+    keys: Sequence[str] | None = None
+    states: str | Sequence[str] = "successful"
+
+    def __post_init__(self) -> None:
+        if self.period is not None and (
+            isinstance(self.period, bool)
+            or not isinstance(self.period, int | float)
+            or self.period <= 0
+        ):
+            raise ValueError(f"Unique period must be a positive number of seconds or None; got {self.period!r}")
+        unknown = [name for name in self.fields if name not in FIELDS]
+        if unknown or not self.fields:
+            raise ValueError(f"Unique fields must be a non-empty subset of {FIELDS}; got {list(self.fields)!r}")
+        if self.keys is not None and (
+            isinstance(self.keys, str) or not all(isinstance(k, str) for k in self.keys)
+        ):
+            raise ValueError(f"Unique keys must be a list of argument names; got {self.keys!r}")
+        object.__setattr__(self, "fields", tuple(self.fields))
+        object.__setattr__(self, "keys", None if self.keys is None else tuple(self.keys))
+        _resolve_states(self.states)
+
+    @property
+    def state_list(self) -> list[str]:
+        """The states, as the strings stored in the job's meta for the release trigger."""
+        return [state.value for state in _resolve_states(self.states)]
+
+    def key(self, worker: str, queue: str, args: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+        """A stable digest of the chosen fields; equal jobs get equal keys on every node."""
+        values = {"worker": worker, "queue": queue, "args": args, "meta": meta}
+        parts = {name: self._narrow(values[name]) for name in self.fields}
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def _narrow(self, value: Any) -> Any:
+        if self.keys is None or not isinstance(value, Mapping):
+            return value
+        return {key: value.get(key) for key in self.keys}

@@ -1,0 +1,77 @@
+"""Argument checks shared by inserting and configuration: clear errors that name the field."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+MAX_NAME_LENGTH = 128
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(value: str, field: str) -> str:
+    """A SQL identifier we are willing to quote into DDL: lower-case letters, digits, `_`."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{field} must be a lower-case SQL identifier (letters, digits, '_', "
+            f"at most 63 characters, not starting with a digit); got {value!r}"
+        )
+    return value
+
+
+def check_name(value: str, field: str) -> str:
+    """A queue or worker name: a non-empty string of at most 128 characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string; got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{field} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{field} must be at most {MAX_NAME_LENGTH} characters; got {len(value)}")
+    return value
+
+
+def check_priority(value: int) -> int:
+    """Priority 0 (highest) to 9, as in Oban."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise ValueError(f"priority must be an integer from 0 to 9; got {value!r}")
+    return value
+
+
+def check_max_attempts(value: int) -> int:
+    """At least one attempt; smallint in the table."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32767:
+        raise ValueError(f"max_attempts must be an integer from 1 to 32767; got {value!r}")
+    return value
+
+
+def check_json(value: Any, path: str = "args") -> None:
+    """Raise TypeError naming the key path of the first value JSON cannot carry losslessly."""
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{path} is {value!r}, which JSON cannot represent")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path} has a non-string key {key!r}; JSON object keys are strings")
+            check_json(item, f"{path}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]")
+        return
+    raise TypeError(
+        f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}"
+    )
+
+
+def check_args(args: Any, field: str = "args") -> dict[str, Any]:
+    """Job args (and meta) are a JSON object: a mapping with string keys."""
+    if not isinstance(args, Mapping):
+        raise TypeError(f"{field} must be a mapping (a JSON object); got {type(args).__name__}")
+    check_json(args, field)
+    return dict(args)

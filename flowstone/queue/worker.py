@@ -1,0 +1,202 @@
+"""The Worker API: a class per kind of job, registered by name in an explicit registry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pydantic
+
+from flowstone.queue import backoff as backoff_
+from flowstone.queue.results import Result
+from flowstone.queue.unique import Unique
+from flowstone.queue.validation import (
+    check_args,
+    check_max_attempts,
+    check_name,
+    check_priority,
+)
+
+if TYPE_CHECKING:
+    from flowstone.queue.job import Job
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job ready to insert (Oban's changeset). Build it with `Worker.new`."""
+
+    worker: str
+    queue: str
+    args: dict[str, Any]
+    max_attempts: int
+    priority: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    scheduled_at: datetime | None = None
+    scheduled_in: float | None = None
+    unique: Unique | None = None
+
+    @property
+    def unique_key(self) -> str | None:
+        """The key the unique index compares, or None for a job that is not unique."""
+        if self.unique is None:
+            return None
+        return self.unique.key(self.worker, self.queue, self.args, self.meta)
+
+
+class Worker:
+    """Subclass to define a kind of job; override `perform` (sync or async).
+
+    Class attributes set the defaults of every job of this worker: `queue`,
+    `max_attempts`, `priority`, `tags`, `unique`, an optional pydantic `args_model`
+    validated at insert and at execution, and `cron` (an expression, run by the leader).
+    A subclass registers itself in `default_registry` under `name`
+    (`module.QualName` unless set).
+    """
+
+    name: ClassVar[str] = ""
+    queue: ClassVar[str] = "default"
+    max_attempts: ClassVar[int] = 20
+    priority: ClassVar[int] = 0
+    tags: ClassVar[Sequence[str]] = ()
+    unique: ClassVar[Unique | None] = None
+    args_model: ClassVar[type[pydantic.BaseModel] | None] = None
+    cron: ClassVar[str | None] = None
+    register: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__ or not cls.name:
+            cls.name = f"{cls.__module__}.{cls.__qualname__}"
+        check_name(cls.name, f"{cls.__qualname__}.name")
+        check_name(cls.queue, f"{cls.__qualname__}.queue")
+        check_priority(cls.priority)
+        check_max_attempts(cls.max_attempts)
+        if cls.unique is not None and not isinstance(cls.unique, Unique):
+            raise TypeError(f"{cls.__qualname__}.unique must be a Unique; got {cls.unique!r}")
+        if cls.__dict__.get("register", True):
+            default_registry.register(cls)
+
+    def perform(self, job: Job) -> Result | Awaitable[Result]:
+        """Do the work. Return None to complete, or Snooze/Discard/Cancel; raise to fail."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define perform(self, job)")
+
+    def backoff(self, job: Job) -> float:
+        """Seconds before the next attempt after a failure; Oban's default."""
+        return backoff_.exponential(job.attempt)
+
+    def timeout(self, job: Job) -> float | None:
+        """Seconds `perform` may run before it counts as failed; None for no limit."""
+        return None
+
+    @classmethod
+    def parse_args(cls, args: Mapping[str, Any]) -> Any:
+        """Validate args with `args_model` (returning the model) or return them as a dict."""
+        if cls.args_model is None:
+            return dict(args)
+        return cls.args_model.model_validate(dict(args))
+
+    @classmethod
+    def new(
+        cls,
+        args: Mapping[str, Any] | pydantic.BaseModel | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        tags: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        scheduled_in: float | None = None,
+        scheduled_at: datetime | None = None,
+        unique: Unique | None = None,
+    ) -> NewJob:
+        """Validate and build a job of this worker; nothing is written until it is inserted."""
+        if isinstance(args, pydantic.BaseModel):
+            args = args.model_dump(mode="json")
+        checked = check_args({} if args is None else args)
+        if cls.args_model is not None:
+            checked = cls.args_model.model_validate(checked).model_dump(mode="json")
+        meta_dict = check_args({} if meta is None else meta, "meta")
+        return NewJob(
+            worker=cls.name,
+            queue=check_name(queue if queue is not None else cls.queue, "queue"),
+            args=checked,
+            max_attempts=check_max_attempts(max_attempts if max_attempts is not None else cls.max_attempts),
+            priority=check_priority(priority if priority is not None else cls.priority),
+            meta=meta_dict,
+            tags=_check_tags(cls.tags if tags is None else tags),
+            scheduled_at=_check_scheduled_at(scheduled_at, scheduled_in),
+            scheduled_in=_check_scheduled_in(scheduled_in),
+            unique=unique if unique is not None else cls.unique,
+        )
+
+    @classmethod
+    def enqueue(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
+        """Build and insert a job through the default FlowStone instance."""
+        from flowstone.queue.instance import get_default
+
+        conn = options.pop("conn", None)
+        return get_default().insert(cls.new(args, **options), conn=conn)
+
+    @classmethod
+    async def aenqueue(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
+        """Async twin of `enqueue`."""
+        from flowstone.queue.instance import get_default
+
+        conn = options.pop("conn", None)
+        return await get_default().ainsert(cls.new(args, **options), conn=conn)
+
+
+def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
+        raise ValueError(f"tags must be a list of strings; got {tags!r}")
+    return tuple(tags)
+
+
+def _check_scheduled_in(seconds: float | None) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValueError(f"scheduled_in must be a number of seconds >= 0; got {seconds!r}")
+    return float(seconds)
+
+
+def _check_scheduled_at(at: datetime | None, seconds: float | None) -> datetime | None:
+    if at is None:
+        return None
+    if seconds is not None:
+        raise ValueError("give scheduled_at or scheduled_in, not both")
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise ValueError(f"scheduled_at must be a timezone-aware datetime; got {at!r}")
+    return at
+
+
+class WorkerRegistry:
+    """Worker classes by name. Jobs are resolved here only, never by importing a path."""
+
+    def __init__(self) -> None:
+        self._workers: dict[str, type[Worker]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, worker: type[Worker]) -> type[Worker]:
+        """Add (or redefine) a worker under its name; usable as a class decorator."""
+        with self._lock:
+            self._workers[worker.name] = worker
+        return worker
+
+    def get(self, name: str) -> type[Worker] | None:
+        """The worker registered under `name`, if any."""
+        return self._workers.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._workers
+
+    def names(self) -> list[str]:
+        """Registered worker names, sorted."""
+        return sorted(self._workers)
+
+
+default_registry = WorkerRegistry()

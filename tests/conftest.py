@@ -1,0 +1,1 @@
+"""FlowStone's own fixtures come from its pytest plugin (registered as an entry point)."""
