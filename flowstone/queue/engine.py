@@ -19,8 +19,8 @@ MAX_ID = 2**63 - 1
 class Outcome:
     """What became of one execution of a job, ready to acknowledge.
 
-    `delay` schedules the next run (retry backoff or snooze); `snoozed` gives the
-    attempt back; `error` is appended to the job's errors (the database adds `at`);
+    `delay` schedules the next run (retry backoff or snooze); `refund` gives the
+    attempt back (a snooze, or a job handed back at shutdown); `snoozed` counts a snooze; `error` is appended to the job's errors (the database adds `at`);
     `exception` is what `perform` raised, kept in memory only.
     """
 
@@ -29,6 +29,7 @@ class Outcome:
     delay: float | None = None
     error: dict[str, Any] | None = None
     snoozed: bool = False
+    refund: bool = False
     exception: BaseException | None = None
 
     @property
@@ -46,6 +47,7 @@ class Outcome:
             "delay": self.delay,
             "error": self.error,
             "snoozed": self.snoozed,
+            "refund": self.refund,
         }
 
 

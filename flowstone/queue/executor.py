@@ -84,7 +84,7 @@ def failure(worker: Worker | None, job: Job, error: BaseException) -> Outcome:
 def from_result(job: Job, result: object) -> Outcome:
     """What `perform` returned, as an outcome."""
     if isinstance(result, Snooze):
-        return Outcome(job, JobState.SCHEDULED, delay=float(result.seconds), snoozed=True)
+        return Outcome(job, JobState.SCHEDULED, delay=float(result.seconds), snoozed=True, refund=True)
     if isinstance(result, Discard):
         return Outcome(job, JobState.DISCARDED, error=error_entry(job, f"discarded: {result.reason}"))
     if isinstance(result, Cancel):

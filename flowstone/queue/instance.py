@@ -7,27 +7,34 @@ Convention: every call that talks to the database has an async twin named with a
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import psycopg
+import structlog
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone import embedded
-from flowstone.queue import manage
+from flowstone.queue import control, manage
 from flowstone.queue.config import Settings
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.migrate import migrate
 from flowstone.queue.plan import Plan, arun, run
+from flowstone.queue.plugins.cron import CronEntry
 from flowstone.queue.queries.jobs import JobQueries
+from flowstone.queue.queries.nodes import NodeQueries
+from flowstone.queue.runtime.node import Node
 from flowstone.queue.transactional import async_connection, sync_connection
-from flowstone.queue.worker import NewJob, WorkerRegistry, default_registry
+from flowstone.queue.worker import NewJob, Worker, WorkerRegistry, default_registry
 
 T = TypeVar("T")
+_log = structlog.get_logger("flowstone")
 
 
 class FlowStone:
@@ -56,6 +63,9 @@ class FlowStone:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
+        self.node_queries = NodeQueries.for_schema(self.settings.schema_name)
+        self.cron_entries: list[CronEntry] = []
+        self._nodes: dict[Node, asyncio.Task[None]] = {}
 
     @property
     def schema(self) -> str:
@@ -219,12 +229,13 @@ class FlowStone:
         return await self.aexecute(manage.retry_plan(self.queries, job_id))
 
     def cancel_job(self, job_id: int) -> Job | None:
-        """Cancel a job that is not executing; None if it is executing or already final."""
-        return self.execute(manage.cancel_idle_plan(self.queries, job_id))
+        """Cancel a job that has not finished (an executing one is stopped by its node);
+        None when it already finished or does not exist."""
+        return self.execute(control.cancel_plan(self.queries, self.node_queries, job_id))
 
     async def acancel_job(self, job_id: int) -> Job | None:
         """Async twin of `cancel_job`."""
-        return await self.aexecute(manage.cancel_idle_plan(self.queries, job_id))
+        return await self.aexecute(control.cancel_plan(self.queries, self.node_queries, job_id))
 
     def delete_job(self, job_id: int) -> bool:
         """Delete a job that is not executing."""
@@ -233,6 +244,98 @@ class FlowStone:
     async def adelete_job(self, job_id: int) -> bool:
         """Async twin of `delete_job`."""
         return await self.aexecute(manage.delete_plan(self.queries, job_id))
+
+
+    # -- steering --------------------------------------------------------------------------
+
+    def pause_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Stop claiming from `queue` on `node` (default: every node); running jobs finish."""
+        self.execute(control.set_control_plan(self.node_queries, queue, node=node, paused=True))
+
+    async def apause_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Async twin of `pause_queue`."""
+        await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, paused=True))
+
+    def resume_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Resume claiming from `queue` on `node` (default: every node)."""
+        self.execute(control.set_control_plan(self.node_queries, queue, node=node, paused=False))
+
+    async def aresume_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Async twin of `resume_queue`."""
+        await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, paused=False))
+
+    def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
+        """Run at most `limit` jobs of `queue` at once on `node` (default: every node)."""
+        self.execute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
+
+    async def ascale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
+        """Async twin of `scale_queue`."""
+        await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Job counts per queue and state."""
+        return self.execute(control.queue_counts_plan(self.queries))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Known nodes, their queues and whether their heartbeat is current."""
+        return self.execute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
+
+    def leader(self) -> str | None:
+        """The node currently holding the leader lease."""
+        return self.execute(control.leader_plan(self.node_queries))
+
+    # -- running a node ----------------------------------------------------------------------
+
+    def schedule(
+        self, expression: str, worker: type[Worker], args: dict[str, Any] | None = None,
+        *, timezone: str = "UTC",
+    ) -> CronEntry:
+        """Insert `worker(args)` on every tick of a 5-field cron expression (leader only)."""
+        entry = CronEntry(expression, worker, args or {}, timezone)
+        self.cron_entries.append(entry)
+        return entry
+
+    def node(self, queues: dict[str, int] | None = None) -> Node:
+        """A node for this instance (call inside an event loop; `run` and `start` do)."""
+        return Node(self, queues, self.cron_entries)
+
+    def run(self, queues: dict[str, int] | None = None) -> None:
+        """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully."""
+        anyio.run(self._run_until_signal, queues)
+
+    async def _run_until_signal(self, queues: dict[str, int] | None) -> None:
+        node = self.node(queues)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, node)
+            await node.run()
+            group.cancel_scope.cancel()
+        await self.aclose()
+
+    async def start(self, queues: dict[str, int] | None = None) -> Node:
+        """Start a node in the background of the running event loop; returns once it runs."""
+        node = self.node(queues)
+        task = asyncio.get_running_loop().create_task(node.run())
+        self._nodes[node] = task
+        started = asyncio.ensure_future(node.started.wait())
+        await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            started.cancel()
+            task.result()
+        return node
+
+    async def stop(self) -> None:
+        """Gracefully stop the nodes started with `start`."""
+        for node, task in list(self._nodes.items()):
+            node.stop()
+            await task
+            del self._nodes[node]
+
+
+async def _stop_on_signal(node: Node) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for received in signals:
+            _log.info("stopping on signal", signal=signal.Signals(received).name, node=node.name)
+            node.stop()
 
 
 def _check_new(job: object) -> NewJob:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from flowstone.queue.queries import composer
 from flowstone.queue.validation import check_identifier
 
 JOB_COLUMNS = (
@@ -72,7 +73,7 @@ UPDATE {jobs} AS j SET
     cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
     scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
                         ELSE now() + make_interval(secs => a.delay) END,
-    attempt = CASE WHEN a.snoozed THEN j.attempt - 1 ELSE j.attempt END,
+    attempt = CASE WHEN a.refund THEN j.attempt - 1 ELSE j.attempt END,
     errors = CASE WHEN a.error IS NULL THEN j.errors
                   ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', now())) END,
     meta = CASE WHEN a.snoozed
@@ -80,7 +81,7 @@ UPDATE {jobs} AS j SET
                 ELSE j.meta END
 FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
     id bigint, attempt smallint, attempted_at timestamptz, state text, delay float8,
-    error jsonb, snoozed boolean)
+    error jsonb, snoozed boolean, refund boolean)
 WHERE j.id = a.id AND j.state = 'executing'
   AND j.attempt = a.attempt AND j.attempted_at = a.attempted_at
 RETURNING j.id
@@ -135,6 +136,61 @@ RETURNING {columns}
 
 _DELETE = "DELETE FROM {jobs} WHERE id = %(id)s AND state <> 'executing' RETURNING id"
 
+# Cancel any job that has not finished; the node running it (if any) is told to stop it,
+# and its late acknowledgement matches nothing because the row is no longer executing.
+_CANCEL = """
+WITH target AS (
+    SELECT id, state AS previous_state FROM {jobs}
+    WHERE id = %(id)s AND state IN ('available', 'scheduled', 'retryable', 'executing')
+    FOR UPDATE
+), cancelled AS (
+    UPDATE {jobs} AS j SET state = 'cancelled', cancelled_at = now()
+    FROM target WHERE j.id = target.id
+    RETURNING {j_columns}, target.previous_state
+)
+SELECT cancelled.*,
+       CASE WHEN previous_state = 'executing' THEN pg_notify(%(channel)s, %(signal)s) END AS notified
+FROM cancelled
+"""
+
+# The lifeline: jobs executing on nodes that stopped heartbeating go back to available
+# (or are discarded when out of attempts), with an error entry that says so.
+_RESCUE = """
+UPDATE {jobs} AS j SET
+    state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END::{state},
+    discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
+    scheduled_at = now(),
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempt, 'at', now(), 'traceback', NULL,
+        'error', 'rescued by the lifeline: node ' || coalesce(j.attempted_by[1], '?')
+                 || ' stopped heartbeating while executing this job'))
+WHERE j.id IN (
+    SELECT id FROM {jobs}
+    WHERE state = 'executing'
+      AND NOT (coalesce(attempted_by[1], '') = ANY(%(alive)s::text[]))
+      AND attempted_at < now() - make_interval(secs => %(grace)s)
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING j.id, j.state, j.queue
+"""
+
+# The pruner: finished jobs older than max_age, oldest first, through the partial indexes.
+_PRUNE = """
+DELETE FROM {jobs} WHERE id IN (
+    (SELECT id FROM {jobs} WHERE state = 'completed'
+        AND completed_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id FROM {jobs} WHERE state = 'cancelled'
+        AND cancelled_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id FROM {jobs} WHERE state = 'discarded'
+        AND discarded_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+)
+"""
+
+_COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue, state"
+
 _MAX_ID = "SELECT coalesce(max(id), 0) AS max_id FROM {jobs}"
 
 # Test helpers: enqueued (available or scheduled) jobs; args/meta match by containment.
@@ -167,6 +223,10 @@ class JobQueries:
     cancel_idle: str
     delete: str
     max_id: str
+    cancel: str
+    rescue: str
+    prune: str
+    counts: str
     enqueued: str
 
     @classmethod
@@ -176,13 +236,12 @@ class JobQueries:
         names = {
             "jobs": sql.Identifier(schema, "jobs"),
             "state": sql.Identifier(schema, "job_state"),
+            "stats": sql.Identifier(schema, "queue_stats"),
             "columns": sql.SQL(JOB_COLUMNS),
             "j_columns": sql.SQL(", ".join(f"j.{c}" for c in JOB_COLUMNS.split(", "))),
         }
 
-        def compose(template: str) -> str:
-            return sql.SQL(template.strip()).format(**names).as_string(None)
-
+        compose = composer(names)
         return cls(
             schema=schema,
             channel=f"{schema}.jobs",
@@ -198,5 +257,9 @@ class JobQueries:
             cancel_idle=compose(_CANCEL_IDLE),
             delete=compose(_DELETE),
             max_id=compose(_MAX_ID),
+            cancel=compose(_CANCEL),
+            rescue=compose(_RESCUE),
+            prune=compose(_PRUNE),
+            counts=compose(_COUNTS),
             enqueued=compose(_ENQUEUED),
         )

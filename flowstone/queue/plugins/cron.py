@@ -1,0 +1,106 @@
+"""Cron: insert a worker's job on each tick of a 5-field expression, once cluster-wide.
+
+Each tick's job carries the tick in its meta and is unique forever on (worker, queue,
+args, meta), so two nodes that both believe they lead still insert it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from croniter import croniter
+
+from flowstone.queue import telemetry
+from flowstone.queue.unique import Unique
+from flowstone.queue.worker import NewJob, Worker, WorkerRegistry
+
+if TYPE_CHECKING:
+    from flowstone.queue.runtime.node import Node
+
+_log = structlog.get_logger("flowstone.cron")
+TICK_UNIQUE = Unique(period=None, fields=("worker", "queue", "args", "meta"), states="all")
+
+
+@dataclass(frozen=True)
+class CronEntry:
+    """`worker` with `args`, every time `expression` matches (in `timezone`)."""
+
+    expression: str
+    worker: type[Worker]
+    args: Mapping[str, Any] = field(default_factory=dict)
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if len(self.expression.split()) != 5 or not croniter.is_valid(self.expression):
+            raise ValueError(
+                f"cron expression {self.expression!r} for {self.worker.name} is not a valid "
+                "5-field expression (minute hour day month weekday)"
+            )
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"cron timezone {self.timezone!r} is not a known time zone") from error
+
+    def matches(self, minute: datetime) -> bool:
+        """Whether the tick at `minute` (UTC) fires this entry."""
+        local = minute.astimezone(ZoneInfo(self.timezone))
+        return bool(croniter.match(self.expression, local))
+
+    def job(self, minute: datetime) -> NewJob:
+        """This tick's job, unique per tick."""
+        meta = {"cron": self.expression, "cron_tick": minute.isoformat()}
+        return self.worker.new(dict(self.args), meta=meta, unique=TICK_UNIQUE)
+
+
+def entries_from(registry: WorkerRegistry) -> list[CronEntry]:
+    """Entries for every registered worker with a `cron` class attribute."""
+    entries = []
+    for name in registry.names():
+        worker = registry.get(name)
+        if worker is not None and worker.cron:
+            timezone = getattr(worker, "cron_timezone", "UTC")
+            entries.append(CronEntry(worker.cron, worker, timezone=timezone))
+    return entries
+
+
+def floor_minute(moment: datetime) -> datetime:
+    """The start of `moment`'s minute."""
+    return moment.replace(second=0, microsecond=0)
+
+
+class Cron:
+    """Leader only: checks once per interval whether a new minute has begun."""
+
+    name = "cron"
+    leader_only = True
+
+    def __init__(self, entries: Iterable[CronEntry], interval: float = 1.0) -> None:
+        self.entries = list(entries)
+        self.interval = interval
+        self.last_minute: datetime | None = None
+
+    def due(self, now: datetime) -> tuple[datetime, list[NewJob]] | None:
+        """The current minute's jobs, if that minute has not been handled yet."""
+        minute = floor_minute(now)
+        if minute == self.last_minute:
+            return None
+        return minute, [entry.job(minute) for entry in self.entries if entry.matches(minute)]
+
+    async def tick(self, node: Node) -> None:
+        """Insert this minute's jobs once."""
+        due = self.due(datetime.now(UTC))
+        if due is None:
+            return
+        minute, jobs = due
+        if jobs:
+            inserted = await node.fs.ainsert_all(jobs)
+            fresh = [job for job in inserted if not job.conflict]
+            telemetry.emit("cron.insert", {"count": len(fresh)}, {"tick": minute})
+            _log.info("cron tick", tick=minute.isoformat(), inserted=len(fresh))
+        self.last_minute = minute
+

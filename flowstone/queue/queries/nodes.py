@@ -1,0 +1,107 @@
+"""Statements on the runtime tables: nodes (heartbeats), leader (lease), queue_controls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from flowstone.queue.queries import composer
+from flowstone.queue.validation import check_identifier
+
+_HEARTBEAT = """
+INSERT INTO {nodes} (name, queues) VALUES (%(node)s, %(queues)s::jsonb)
+ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues
+"""
+
+_FORGET = "DELETE FROM {nodes} WHERE name = %(node)s"
+
+_EXPIRE_NODES = """
+DELETE FROM {nodes} WHERE heartbeat_at < now() - make_interval(secs => %(expiry)s)
+RETURNING name
+"""
+
+_LIVE_NODES = """
+SELECT name, queues, started_at, heartbeat_at,
+       heartbeat_at >= now() - make_interval(secs => %(expiry)s) AS alive
+FROM {nodes} ORDER BY name
+"""
+
+# Take the lease if it is free, expired, or already ours; the returned row says who holds it.
+_ELECT = """
+INSERT INTO {leader} AS l (role, node, expires_at)
+VALUES ('leader', %(node)s, now() + make_interval(secs => %(lease)s))
+ON CONFLICT (role) DO UPDATE
+    SET node = EXCLUDED.node,
+        expires_at = EXCLUDED.expires_at,
+        elected_at = CASE WHEN l.node = EXCLUDED.node THEN l.elected_at ELSE now() END
+    WHERE l.node = EXCLUDED.node OR l.expires_at < now()
+RETURNING node
+"""
+
+_RESIGN = "DELETE FROM {leader} WHERE node = %(node)s"
+
+_LEADER = "SELECT node, elected_at, expires_at FROM {leader} WHERE expires_at >= now()"
+
+_SET_CONTROL = """
+INSERT INTO {controls} AS c (queue, node, paused, "limit")
+VALUES (%(queue)s, %(node)s, %(paused)s, %(limit)s)
+ON CONFLICT (queue, node) DO UPDATE
+    SET paused = coalesce(EXCLUDED.paused, c.paused),
+        "limit" = coalesce(EXCLUDED."limit", c."limit"),
+        updated_at = now()
+RETURNING queue, node, paused, "limit", pg_notify(%(channel)s, %(signal)s) AS notified
+"""
+
+# Node-specific settings override the cluster-wide ones ('*').
+_CONTROLS_FOR = """
+SELECT queue, bool_or(paused) FILTER (WHERE node = %(node)s) AS node_paused,
+       bool_or(paused) FILTER (WHERE node = '*') AS all_paused,
+       max("limit") FILTER (WHERE node = %(node)s) AS node_limit,
+       max("limit") FILTER (WHERE node = '*') AS all_limit
+FROM {controls} WHERE node IN (%(node)s, '*') GROUP BY queue
+"""
+
+_SIGNAL = "SELECT pg_notify(%(channel)s, %(signal)s)"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeQueries:
+    """The runtime tables' statements for one schema."""
+
+    control_channel: str
+    heartbeat: str
+    forget: str
+    expire_nodes: str
+    live_nodes: str
+    elect: str
+    resign: str
+    leader: str
+    set_control: str
+    controls_for: str
+    signal: str
+
+    @classmethod
+    def for_schema(cls, schema: str) -> NodeQueries:
+        """Compose every statement with the schema's quoted identifiers."""
+        check_identifier(schema, "schema")
+        names = {
+            "nodes": sql.Identifier(schema, "nodes"),
+            "leader": sql.Identifier(schema, "leader"),
+            "controls": sql.Identifier(schema, "queue_controls"),
+        }
+
+        compose = composer(names)
+        return cls(
+            control_channel=f"{schema}.control",
+            heartbeat=compose(_HEARTBEAT),
+            forget=compose(_FORGET),
+            expire_nodes=compose(_EXPIRE_NODES),
+            live_nodes=compose(_LIVE_NODES),
+            elect=compose(_ELECT),
+            resign=compose(_RESIGN),
+            leader=compose(_LEADER),
+            set_control=compose(_SET_CONTROL),
+            controls_for=compose(_CONTROLS_FOR),
+            signal=compose(_SIGNAL),
+        )
