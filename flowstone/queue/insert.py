@@ -85,6 +85,8 @@ def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[list[Job]]:
         payload = [_encode(n, job, key) for n, (job, key) in enumerate(zip(batch, batch_keys, strict=True))]
         rows = yield queries.insert, {"jobs": Jsonb(payload)}
         conflicted = _match(pending, jobs, keys, rows, results)
+        lost = set(conflicted)
+        yield from _release_unheld(queries, jobs, [i for i in pending if i not in lost], results)
         pending = yield from _resolve_conflicts(queries, conflicted, keys, results)
     if pending:
         raise RuntimeError(f"unique insert did not settle after {MAX_UNIQUE_ROUNDS} rounds")
@@ -111,6 +113,22 @@ def _match(
         else:
             raise RuntimeError("inserted rows came back out of order")
     return conflicted
+
+
+def _starts_outside(job: NewJob) -> bool:
+    """True when the job's first state (available or scheduled) may not hold its key."""
+    return job.unique is not None and not {"available", "scheduled"} <= set(job.unique.state_list)
+
+
+def _release_unheld(
+    queries: JobQueries, jobs: Sequence[NewJob], inserted: list[int], results: list[Job | None]
+) -> Plan[None]:
+    """Free the keys of new jobs inserted in a state outside their unique states."""
+    new = {job.id: job for i in inserted if _starts_outside(jobs[i]) and (job := results[i])}
+    if new:
+        rows = yield queries.release_unheld_unique, {"ids": list(new)}
+        for row in rows:
+            new[row["id"]].unique_key = None
 
 
 def _resolve_conflicts(

@@ -45,6 +45,16 @@ WHERE j.unique_key = k.unique_key
   AND j.inserted_at < now() - make_interval(secs => k.period)
 """
 
+# Unique states name the states an *existing* job must be in to block a new one; a new
+# job whose first state is outside them (e.g. available under states="scheduled") holds
+# no key. Done after the insert so that the insert's conflict matching stays positional.
+_RELEASE_UNHELD_UNIQUE = """
+UPDATE {jobs} SET unique_key = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND unique_key IS NOT NULL
+  AND NOT coalesce((meta -> 'unique_states') ? state::text, false)
+RETURNING id
+"""
+
 _BY_UNIQUE_KEYS = "SELECT {columns} FROM {jobs} WHERE unique_key = ANY(%(keys)s::text[])"
 
 _CLAIM = """
@@ -213,6 +223,7 @@ class JobQueries:
     channel: str
     insert: str
     release_expired_unique: str
+    release_unheld_unique: str
     by_unique_keys: str
     claim: str
     ack: str
@@ -247,6 +258,7 @@ class JobQueries:
             channel=f"{schema}.jobs",
             insert=compose(_INSERT),
             release_expired_unique=compose(_RELEASE_EXPIRED_UNIQUE),
+            release_unheld_unique=compose(_RELEASE_UNHELD_UNIQUE),
             by_unique_keys=compose(_BY_UNIQUE_KEYS),
             claim=compose(_CLAIM),
             ack=compose(_ACK),

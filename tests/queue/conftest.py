@@ -1,0 +1,65 @@
+"""Shared helpers for the queue-core tests: plain SQL, and one claim/execute/ack round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+import pytest
+from psycopg.rows import dict_row
+
+from flowstone import FlowStone, Job
+from flowstone.queue.engine import Outcome, ack_plan, claim_plan, stage_plan
+from flowstone.queue.executor import Executor
+
+NODE = "test-node"
+
+Sql = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture
+def sql(flowstone: FlowStone) -> Sql:
+    """Run one statement on the test database (committed) and return its rows as dicts."""
+
+    def run(query: str, params: Any = None) -> list[dict[str, Any]]:
+        with flowstone.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description is not None else []
+
+    return run
+
+
+class Engine:
+    """The engine operations the runtime calls, driven one step at a time."""
+
+    def __init__(self, fs: FlowStone) -> None:
+        self.fs = fs
+        self.executor = Executor(fs.registry)
+
+    def claim(self, queue: str, limit: int = 10, node: str = NODE) -> list[Job]:
+        return self.fs.execute(claim_plan(self.fs.queries, queue, limit, node))
+
+    def execute(self, jobs: Sequence[Job]) -> list[Outcome]:
+        async def run() -> list[Outcome]:
+            return [await self.executor.execute(job) for job in jobs]
+
+        return anyio.run(run)
+
+    def ack(self, outcomes: Sequence[Outcome]) -> set[int]:
+        return self.fs.execute(ack_plan(self.fs.queries, outcomes))
+
+    def stage(self, until: str | None = None, queue: str | None = None) -> dict[str, int]:
+        return self.fs.execute(stage_plan(self.fs.queries, until=until, queue=queue))
+
+    def round(self, queue: str, limit: int = 10) -> list[Outcome]:
+        """Claim, execute and acknowledge once; every ack must land."""
+        outcomes = self.execute(self.claim(queue, limit))
+        assert self.ack(outcomes) == {o.job.id for o in outcomes}
+        return outcomes
+
+
+@pytest.fixture
+def engine(flowstone: FlowStone) -> Engine:
+    """Claim/execute/ack helpers on the test's FlowStone."""
+    return Engine(flowstone)
