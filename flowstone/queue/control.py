@@ -33,14 +33,17 @@ def set_control_plan(
     target = node or ALL_NODES
     action = "scale" if limit is not None else ("pause" if paused else "resume")
     signal = {"action": action, "queue": queue, "node": target, "paused": paused, "limit": limit}
-    rows = yield queries.set_control, {
-        "queue": queue,
-        "node": target,
-        "paused": paused,
-        "limit": limit,
-        "channel": queries.control_channel,
-        "signal": json.dumps(signal),
-    }
+    rows = yield (
+        queries.set_control,
+        {
+            "queue": queue,
+            "node": target,
+            "paused": paused,
+            "limit": limit,
+            "channel": queries.control_channel,
+            "signal": json.dumps(signal),
+        },
+    )
     return rows[0]
 
 

@@ -245,7 +245,6 @@ class FlowStone:
         """Async twin of `delete_job`."""
         return await self.aexecute(manage.delete_plan(self.queries, job_id))
 
-
     # -- steering --------------------------------------------------------------------------
 
     def pause_queue(self, queue: str, *, node: str | None = None) -> None:
@@ -287,8 +286,12 @@ class FlowStone:
     # -- running a node ----------------------------------------------------------------------
 
     def schedule(
-        self, expression: str, worker: type[Worker], args: dict[str, Any] | None = None,
-        *, timezone: str = "UTC",
+        self,
+        expression: str,
+        worker: type[Worker],
+        args: dict[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
     ) -> CronEntry:
         """Insert `worker(args)` on every tick of a 5-field cron expression (leader only)."""
         entry = CronEntry(expression, worker, args or {}, timezone)

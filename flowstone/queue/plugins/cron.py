@@ -103,4 +103,3 @@ class Cron:
             telemetry.emit("cron.insert", {"count": len(fresh)}, {"tick": minute})
             _log.info("cron tick", tick=minute.isoformat(), inserted=len(fresh))
         self.last_minute = minute
-

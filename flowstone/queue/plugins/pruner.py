@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowstone.queue import telemetry
-from flowstone.queue.plan import single
 
 if TYPE_CHECKING:
     from flowstone.queue.runtime.node import Node

@@ -1,4 +1,4 @@
-"""A queue's producer: claims up to `limit − running` jobs per query and runs them.
+"""A queue's producer: claims up to `limit - running` jobs per query and runs them.
 
 It fetches when woken (an insert NOTIFY, the stager, a finished job while the last
 claim came back full) or when the poll interval passes — polling is only the fallback.
