@@ -4,6 +4,7 @@ and are written once the database is back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -21,9 +22,12 @@ _log = structlog.get_logger("flowstone.acker")
 class Acker:
     """Collects outcomes from every producer of a node and writes them in batches."""
 
-    def __init__(self, fs: FlowStone, batch_size: int) -> None:
+    def __init__(
+        self, fs: FlowStone, batch_size: int, on_written: Callable[[Sequence[Outcome]], None]
+    ) -> None:
         self.fs = fs
         self.batch_size = batch_size
+        self.on_written = on_written
         self.pending: list[Outcome] = []
         self._ready = anyio.Event()
         self._idle = anyio.Event()
@@ -53,4 +57,5 @@ class Acker:
             batch = self.pending[: self.batch_size]
             del self.pending[: self.batch_size]
             await until_done(lambda batch=batch: self.fs.aexecute(ack_plan(self.fs.queries, batch)), "ack")
+            self.on_written(batch)
         self._idle.set()

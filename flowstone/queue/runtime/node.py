@@ -16,6 +16,7 @@ import structlog
 from psycopg.types.json import Jsonb
 
 from flowstone.queue import telemetry
+from flowstone.queue.engine import Outcome
 from flowstone.queue.plan import single
 from flowstone.queue.plugins import Cron, CronEntry, Lifeline, Plugin, Pruner, Stager
 from flowstone.queue.plugins.cron import entries_from
@@ -46,7 +47,7 @@ class Node:
         self.node_queries = NodeQueries.for_schema(fs.schema)
         limits = queues if queues is not None else fs.settings.queues
         self.producers = {queue: Producer(self, queue, limit) for queue, limit in limits.items()}
-        self.acker = Acker(fs, fs.settings.ack_batch)
+        self.acker = Acker(fs, fs.settings.ack_batch, self._acked)
         self.is_leader = False
         self.plugins: list[Plugin] = [
             Stager(fs.settings.stage_interval),
@@ -65,6 +66,13 @@ class Node:
         producer = self.producers.get(queue)
         if producer is not None:
             producer.wake()
+
+    def _acked(self, outcomes: Sequence[Outcome]) -> None:
+        """Outcomes are written: their producers' slots are free again."""
+        for outcome in outcomes:
+            producer = self.producers.get(outcome.job.queue)
+            if producer is not None:
+                producer.release()
 
     def _on_control(self, payload: str) -> None:
         try:

@@ -1,4 +1,7 @@
-"""A queue's producer: claims up to `limit - running` jobs per query and runs them.
+"""A queue's producer: claims up to `limit - in flight` jobs per query and runs them.
+
+A job is in flight from its claim until its outcome is written, so a node that dies
+can have run at most `limit` jobs of a queue whose outcomes are lost.
 
 It fetches when woken (an insert NOTIFY, the stager, a finished job while the last
 claim came back full) or when the poll interval passes — polling is only the fallback.
@@ -42,6 +45,7 @@ class Producer:
         self.limit = limit
         self.paused = False
         self.running: dict[int, Running] = {}
+        self.unacked = 0
         self.executor = Executor(node.fs.registry, anyio.CapacityLimiter(limit))
         self._wake = anyio.Event()
         self._stopping = False
@@ -51,6 +55,11 @@ class Producer:
     def wake(self) -> None:
         """Fetch as soon as possible."""
         self._wake.set()
+
+    def release(self) -> None:
+        """One finished job's outcome was written: its slot is free."""
+        self.unacked -= 1
+        self.wake()
 
     def scale(self, limit: int) -> None:
         """Change how many jobs may run at once (sync jobs' thread slots too)."""
@@ -89,7 +98,7 @@ class Producer:
                 await self._wake.wait()
 
     async def _fetch(self, jobs: TaskGroup) -> None:
-        demand = self.limit - len(self.running)
+        demand = self.limit - len(self.running) - self.unacked
         if self.paused or demand <= 0:
             return
         plan = claim_plan(self.node.fs.queries, self.queue, demand, self.node.name)
@@ -109,9 +118,8 @@ class Producer:
         if outcome is None or running.interrupted_by is not None:
             outcome = interrupted(job, running.interrupted_by or "shutdown")
         del self.running[job.id]
+        self.unacked += 1
         self.node.acker.push(outcome)
-        if self._full or self._stopping:
-            self.wake()
         if self._stopping and not self.running:
             self._drained.set()
 
