@@ -46,32 +46,51 @@ def check_max_attempts(value: int) -> int:
     return value
 
 
-def check_json(value: Any, path: str = "args") -> None:
-    """Raise TypeError naming the key path of the first value JSON cannot carry losslessly."""
-    if value is None or isinstance(value, str | bool | int):
-        return
+def check_json(value: Any, path: str = "args") -> Any:
+    """`value` as JSON gives it back (mappings become dicts, tuples lists); a TypeError
+    names the key path of the first value JSON (as Postgres stores it) cannot carry."""
+    if isinstance(value, str):
+        return _check_text(value, path)
+    if value is None or isinstance(value, bool | int):
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise TypeError(f"{path} is {value!r}, which JSON cannot represent")
-        return
+        return value
     if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{path} has a non-string key {key!r}; JSON object keys are strings")
-            check_json(item, f"{path}.{key}")
-        return
+        return {_check_key(key, path): check_json(item, f"{path}.{key}") for key, item in value.items()}
     if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            check_json(item, f"{path}[{index}]")
-        return
-    raise TypeError(
-        f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}"
-    )
+        return [check_json(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    raise TypeError(f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}")
+
+
+def _check_key(key: Any, path: str) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{path} has a non-string key {key!r}; JSON object keys are strings")
+    return _check_text(key, f"{path} key")
+
+
+def _check_text(value: str, path: str) -> str:
+    if "\x00" in value or _has_surrogate(value):
+        raise TypeError(f"{path} has a NUL or lone surrogate character, which Postgres cannot store")
+    return value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def check_args(args: Any, field: str = "args") -> dict[str, Any]:
-    """Job args (and meta) are a JSON object: a mapping with string keys."""
+    """Job args (and meta) are a JSON object: a mapping with string keys.
+
+    Returns a deep copy as JSON gives it back, so the job in hand equals the stored one
+    and later changes to the caller's objects do not leak in.
+    """
     if not isinstance(args, Mapping):
         raise TypeError(f"{field} must be a mapping (a JSON object); got {type(args).__name__}")
-    check_json(args, field)
-    return dict(args)
+    copy: dict[str, Any] = check_json(args, field)
+    return copy

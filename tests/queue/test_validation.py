@@ -1,0 +1,137 @@
+"""Bad input: clear errors at insert, and rows that can never run discarded with a reason."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pydantic
+import pytest
+from psycopg.types.json import Jsonb
+
+from flowstone import Worker
+from flowstone.testing import drain_queue
+
+QUEUE = "validation"
+
+
+class Plain(Worker):
+    queue = QUEUE
+
+    def perform(self, job):
+        return None
+
+
+class Email(pydantic.BaseModel):
+    to: str
+    retries: int = 0
+
+
+class Typed(Worker):
+    queue = QUEUE
+    args_model = Email
+    ran: list = []
+
+    def perform(self, job):
+        Typed.ran.append(Typed.parse_args(job.args))
+
+
+@pytest.mark.parametrize(
+    ("args", "path"),
+    [
+        ({"when": datetime(2025, 1, 1)}, "args.when"),
+        ({"a": {"b": {1, 2}}}, "args.a.b"),
+        ({"a": [1, 2, object()]}, r"args.a\[2\]"),
+        ({"x": float("nan")}, "args.x"),
+        ({"a": {3: "int key"}}, "args.a"),
+        ({"s": "nul\x00byte"}, "args.s"),
+        ({"s": ["\ud800"]}, r"args.s\[0\]"),
+        ({"d": date.today()}, "args.d"),
+    ],
+)
+def test_args_that_json_cannot_carry_name_the_key_path(args, path):
+    with pytest.raises(TypeError, match=rf"^{path} "):
+        Plain.new(args)
+
+
+def test_meta_is_checked_too():
+    with pytest.raises(TypeError, match="meta.k"):
+        Plain.new({}, meta={"k": b"bytes"})
+
+
+def test_args_must_be_a_mapping():
+    with pytest.raises(TypeError, match="args must be a mapping"):
+        Plain.new([1, 2])
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"priority": 10}, "priority"),
+        ({"priority": -1}, "priority"),
+        ({"priority": True}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"queue": ""}, "queue"),
+        ({"queue": "   "}, "queue"),
+        ({"queue": "q" * 200}, "queue"),
+        ({"scheduled_in": -1}, "scheduled_in"),
+        ({"scheduled_at": datetime(2030, 1, 1)}, "scheduled_at"),
+        ({"tags": "notalist"}, "tags"),
+    ],
+)
+def test_bad_options_raise_value_error_naming_the_field(options, field):
+    with pytest.raises(ValueError, match=field):
+        Plain.new({}, **options)
+
+
+@pytest.mark.parametrize(("attribute", "value"), [("priority", 10), ("max_attempts", 0), ("queue", "")])
+def test_bad_worker_defaults_fail_at_definition(attribute, value):
+    with pytest.raises(ValueError, match=attribute):
+        type("Bad", (Worker,), {attribute: value, "register": False})
+
+
+def test_args_model_validates_at_insert():
+    assert Typed.new({"to": "a@b"}).args == {"to": "a@b", "retries": 0}
+    assert Typed.new(Email(to="x@y", retries=2)).args == {"to": "x@y", "retries": 2}
+    with pytest.raises(pydantic.ValidationError):
+        Typed.new({"retries": "many"})
+
+
+def insert_raw(sql, worker: str, args: dict) -> int:
+    rows = sql(
+        "INSERT INTO flowstone.jobs (queue, worker, args) VALUES (%s, %s, %s) RETURNING id",
+        [QUEUE, worker, Jsonb(args)],
+    )
+    return rows[0]["id"]
+
+
+def test_unregistered_worker_is_discarded_and_kept(flowstone, sql):
+    missing = insert_raw(sql, "os.system", {"cmd": "true"})
+    fine = flowstone.insert(Plain.new({}))
+    result = drain_queue(QUEUE)
+    assert (result.discarded, result.completed) == (1, 1)
+    row = flowstone.get_job(missing)
+    assert row is not None and row.state == "discarded"
+    assert "'os.system' is not registered" in row.errors[0]["error"]
+    assert flowstone.get_job(fine.id).state == "completed"
+
+
+def test_args_failing_the_model_at_execution_are_discarded(flowstone, sql):
+    Typed.ran.clear()
+    bad = insert_raw(sql, Typed.name, {"retries": "many"})
+    good = flowstone.insert(Typed.new({"to": "a@b"}))
+    result = drain_queue(QUEUE)
+    assert (result.discarded, result.completed) == (1, 1)
+    row = flowstone.get_job(bad)
+    assert row.state == "discarded" and row.attempt == 1
+    assert "args do not match Typed's args_model" in row.errors[0]["error"]
+    assert "to" in row.errors[0]["error"]
+    assert Typed.ran == [Email(to="a@b")] and flowstone.get_job(good.id).state == "completed"
+
+
+def test_check_constraints_guard_plain_sql(flowstone, sql):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sql("INSERT INTO flowstone.jobs (worker, priority) VALUES ('w', 10)")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sql("INSERT INTO flowstone.jobs (worker, queue) VALUES ('w', '')")
