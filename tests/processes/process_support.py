@@ -1,0 +1,81 @@
+"""Helpers for process-level tests: worker subprocesses and waiting on the database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+HERE = Path(__file__).parent
+
+
+class WorkerProcess:
+    """A `flowstone worker` subprocess whose log lines are collected as they arrive."""
+
+    def __init__(self, url: str, node: str, queues: str = "work=10", **env: str) -> None:
+        self.node = node
+        self.lines: list[str] = []
+        self.started = threading.Event()
+        environment = {**os.environ, "FLOWSTONE_DATABASE_URL": url, "PYTHONPATH": str(HERE), **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowstone.cli", "worker", "--app", "proc_app:app",
+             "--queues", queues, "--node", node, "--log-format", "json"],
+            env=environment,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+            if "node started" in line:
+                self.started.set()
+
+    def wait_started(self, timeout: float = 30) -> None:
+        """Block until the node listens and produces."""
+        if not self.started.wait(timeout):
+            self.process.kill()
+            raise AssertionError(f"{self.node} did not start:\n{''.join(self.lines)}")
+
+    def signal(self, number: int) -> None:
+        """Send a signal (SIGTERM, SIGKILL)."""
+        self.process.send_signal(number)
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process has exited."""
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Make sure the process is gone."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `condition` until it is truthy; fail after `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)  # polling interval of the wait, not a wait for the condition itself
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def scalar(url: str, query: str, params: tuple[Any, ...] = ()) -> Any:
+    """One value from a fresh connection (works while servers restart)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(query, params).fetchone()
+        return None if row is None else row[0]

