@@ -1,0 +1,133 @@
+"""IO managers: one interface, three built-ins, all-or-nothing stores, user-defined ones."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowstone import Context, FlowStone, FlowStoneError, IOManager, asset, register_io_manager
+from flowstone.assets import FilesystemIOManager, MemoryIOManager, PostgresIOManager
+
+
+def ctx_for(fs: FlowStone | None, asset_name: str = "orders", partition: str | None = "2025-01-15") -> Context:
+    return Context(asset=asset_name, partition=partition, partition_key=partition, run_id="r", fs=fs)
+
+
+@pytest.fixture(params=["memory", "filesystem", "postgres"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path, flowstone: FlowStone) -> IOManager:
+    return {
+        "memory": lambda: MemoryIOManager(),
+        "filesystem": lambda: FilesystemIOManager(tmp_path),
+        "postgres": lambda: PostgresIOManager(),
+    }[request.param]()
+
+
+@pytest.mark.parametrize("partition", ["2025-01-15", "2025-01-15T13:00:00+00:00", None])
+def test_store_load_exists_delete(manager: IOManager, flowstone: FlowStone, partition: str | None) -> None:
+    ctx = ctx_for(flowstone, partition=partition)
+    assert not manager.exists(ctx)
+    manager.store(ctx, {"rows": [1, 2.5, "x", None, True]})
+    assert manager.exists(ctx)
+    assert manager.load(ctx) == {"rows": [1, 2.5, "x", None, True]}
+    manager.store(ctx, [3])  # overwrite
+    assert manager.load(ctx) == [3]
+    assert not manager.exists(ctx_for(flowstone, partition="2025-01-16"))
+    manager.delete(ctx)
+    assert not manager.exists(ctx)
+    with pytest.raises(FlowStoneError) as raised:
+        manager.load(ctx)
+    assert raised.value.type == "io_error"
+
+
+@pytest.mark.parametrize(
+    "value", [{1, 2}, {"when": date(2025, 1, 1)}, float("nan"), {1: "non-string key"}, object()]
+)
+def test_json_managers_reject_unstorable_values_writing_nothing(
+    tmp_path: Path, flowstone: FlowStone, value: Any
+) -> None:
+    for manager in (FilesystemIOManager(tmp_path), PostgresIOManager()):
+        ctx = ctx_for(flowstone)
+        with pytest.raises(FlowStoneError) as raised:
+            manager.store(ctx, value)
+        assert raised.value.type == "io_error" and not raised.value.retryable
+        assert not manager.exists(ctx)
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_postgres_rejects_what_jsonb_cannot_hold_and_keeps_the_old_value(flowstone: FlowStone) -> None:
+    manager, ctx = PostgresIOManager(), ctx_for(flowstone)
+    manager.store(ctx, {"ok": 1})
+    with pytest.raises(FlowStoneError, match="cannot be stored"):
+        manager.store(ctx, {"text": "nul \u0000 byte"})
+    assert manager.load(ctx) == {"ok": 1}
+
+
+def test_filesystem_layout_is_a_directory_per_asset_and_a_file_per_partition(tmp_path: Path) -> None:
+    manager = FilesystemIOManager(tmp_path)
+    manager.store(ctx_for(None, "orders", "2025-01-15"), [1])
+    manager.store(ctx_for(None, "orders", "2025-01-16"), [2])
+    manager.store(ctx_for(None, "summary", None), {"n": 2})
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["orders/2025-01-15.json", "orders/2025-01-16.json", "summary/__unpartitioned__.json"]
+
+
+def test_pickle_only_when_asked_for(tmp_path: Path) -> None:
+    ctx = ctx_for(None)
+    pickled = FilesystemIOManager(tmp_path, format="pickle")
+    pickled.store(ctx, {"when": date(2025, 1, 1)})
+    assert pickled.load(ctx) == {"when": date(2025, 1, 1)}
+    assert pickle.loads(pickled.path(ctx).read_bytes()) == {"when": date(2025, 1, 1)}
+    with pytest.raises(ValueError, match="format"):
+        FilesystemIOManager(tmp_path, format="yaml")  # type: ignore[arg-type]
+
+
+def test_postgres_table_per_asset_keyed_by_partition(flowstone: FlowStone) -> None:
+    manager = PostgresIOManager(schema="lake")
+    manager.store(ctx_for(flowstone, "orders", "2025-01-15"), {"n": 1})
+    manager.store(ctx_for(flowstone, "orders", "2025-01-16"), {"n": 2})
+    manager.store(ctx_for(flowstone, "totals", None), 3)
+    with flowstone.connection() as conn:
+        rows = conn.execute("SELECT partition, value FROM lake.orders ORDER BY partition").fetchall()
+        total = conn.execute("SELECT partition, value FROM lake.totals").fetchall()
+    assert rows == [("2025-01-15", {"n": 1}), ("2025-01-16", {"n": 2})]
+    assert total == [("", 3)]
+
+
+def test_postgres_identifiers_are_validated() -> None:
+    with pytest.raises(ValueError, match="schema"):
+        PostgresIOManager(schema='x"; DROP TABLE y; --')
+
+
+def test_users_register_their_own_io_manager(flowstone: FlowStone) -> None:
+    class Recording(IOManager):
+        def __init__(self) -> None:
+            self.values: dict[tuple[str, str | None], Any] = {}
+
+        def load(self, ctx: Context) -> Any:
+            return self.values[ctx.asset, ctx.partition_key]
+
+        def store(self, ctx: Context, value: Any) -> Mapping[str, Any]:
+            self.values[ctx.asset, ctx.partition_key] = value
+            return {"where": "recording"}
+
+        def exists(self, ctx: Context) -> bool:
+            return (ctx.asset, ctx.partition_key) in self.values
+
+        def delete(self, ctx: Context) -> None:
+            self.values.pop((ctx.asset, ctx.partition_key), None)
+
+    recording = register_io_manager("recording", Recording())
+
+    @asset(io_manager="recording")
+    def numbers(ctx: Context, deps: dict[str, Any]) -> list[int]:
+        return [1, 2]
+
+    assert numbers.io_manager == "recording"
+    with pytest.raises(TypeError, match="subclass IOManager"):
+        register_io_manager("bad", object())  # type: ignore[arg-type]
+    assert recording.exists(ctx_for(flowstone)) is False
