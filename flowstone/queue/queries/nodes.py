@@ -43,7 +43,16 @@ _RESIGN = "DELETE FROM {leader} WHERE node = %(node)s"
 
 _LEADER = "SELECT node, elected_at, expires_at FROM {leader} WHERE expires_at >= now()"
 
+# A setting for all nodes ('*') replaces the node-specific values of the same field, as
+# it does on the running nodes its signal reaches.
 _SET_CONTROL = """
+WITH superseded AS (
+    UPDATE {controls} SET
+        paused = CASE WHEN %(paused)s::boolean IS NULL THEN paused END,
+        "limit" = CASE WHEN %(limit)s::integer IS NULL THEN "limit" END,
+        updated_at = now()
+    WHERE queue = %(queue)s AND %(node)s = '*' AND node <> '*'
+)
 INSERT INTO {controls} AS c (queue, node, paused, "limit")
 VALUES (%(queue)s, %(node)s, %(paused)s, %(limit)s)
 ON CONFLICT (queue, node) DO UPDATE

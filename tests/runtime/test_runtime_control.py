@@ -1,0 +1,111 @@
+"""Steering running nodes: pause, resume, scale (all nodes or one), and cancel."""
+
+from __future__ import annotations
+
+import pytest
+import runtime_workers as w
+from conftest import MakeFs
+from support import rows, wait_for, wait_for_job
+
+from flowstone import FlowStone
+from flowstone.queue.runtime import Node
+
+pytestmark = pytest.mark.anyio
+OTHER = "other"
+
+
+async def proves_idle(fs: FlowStone, job_id: int) -> None:
+    """Run a job on the unpaused queue: by then the paused queue had its chance to claim."""
+    probe = await fs.ainsert(w.Echo.new(queue=OTHER))
+    await wait_for_job(fs, probe.id, "completed")
+    assert (await fs.aget_job(job_id)).state == "available"  # type: ignore[union-attr]
+
+
+async def test_pause_stops_claiming_and_resume_restarts_it(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 2, OTHER: 1})
+    await fs.apause_queue(w.QUEUE)
+    await wait_for(lambda: node.producers[w.QUEUE].paused, message="the pause signal")
+    job = await fs.ainsert(w.Echo.new())
+    await proves_idle(fs, job.id)
+    await fs.aresume_queue(w.QUEUE)
+    await wait_for_job(fs, job.id, "completed")
+
+
+async def test_scale_changes_how_many_jobs_run_at_once(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 1})
+    await fs.ascale_queue(w.QUEUE, 4)
+    await wait_for(lambda: node.producers[w.QUEUE].limit == 4, message="the scale signal")
+    jobs = await fs.ainsert_all([w.SyncNap.new({"seconds": 0.1}) for _ in range(8)])
+    for job in jobs:
+        await wait_for_job(fs, job.id, "completed")
+    assert w.GAUGE.peak == 4
+
+
+async def test_a_pause_for_one_node_leaves_the_others_working(make_fs: MakeFs) -> None:
+    one, two = make_fs("n1"), make_fs("n2")
+    paused = await one.start({w.QUEUE: 2, OTHER: 1})
+    await two.start({w.QUEUE: 2})
+    await one.apause_queue(w.QUEUE, node="n1")
+    await wait_for(lambda: paused.producers[w.QUEUE].paused, message="the pause signal")
+    jobs = await one.ainsert_all([w.Nap.new({"seconds": 0.02}) for _ in range(6)])
+    for job in jobs:
+        await wait_for_job(one, job.id, "completed")
+    found = await rows(one, "SELECT DISTINCT attempted_by FROM flowstone.jobs")
+    assert found == [{"attempted_by": ["n2"]}]
+
+
+async def test_a_node_started_after_a_pause_obeys_it(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.apause_queue(w.QUEUE)
+    await fs.ascale_queue(OTHER, 3)
+    node = await fs.start({w.QUEUE: 2, OTHER: 1})
+    assert (node.producers[w.QUEUE].paused, node.producers[OTHER].limit) == (True, 3)
+    job = await fs.ainsert(w.Echo.new())
+    await proves_idle(fs, job.id)
+
+
+async def test_a_cluster_wide_resume_overrides_an_earlier_node_pause(make_fs: MakeFs) -> None:
+    """As for running nodes, which apply the resume signal whatever they were told before."""
+    fs = make_fs()
+    await fs.apause_queue(w.QUEUE, node="n1")
+    await fs.aresume_queue(w.QUEUE)
+    node = await fs.start({w.QUEUE: 2})
+    assert not node.producers[w.QUEUE].paused
+
+
+def running(node: Node) -> int:
+    return len(node.producers[w.QUEUE].running)
+
+
+async def test_cancelling_an_executing_async_job_stops_it(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 1})
+    job = await fs.ainsert(w.Hang.new())
+    await wait_for_job(fs, job.id, "executing")
+    await fs.acancel_job(job.id)
+    await wait_for(lambda: w.reports == [f"cancelled {job.id}"], timeout=2, message="the job's cancellation")
+    await wait_for(lambda: running(node) == 0, message="the slot to free")
+    cancelled = await wait_for_job(fs, job.id, "cancelled")
+    assert cancelled.cancelled_at is not None
+    after = await fs.ainsert(w.Echo.new())
+    await wait_for_job(fs, after.id, "completed")
+
+
+async def test_cancelling_an_executing_sync_job_records_it_but_the_thread_runs_on(make_fs: MakeFs) -> None:
+    """A thread cannot be killed: the job is cancelled and its slot freed, the thread
+    finishes on its own and its late outcome is ignored."""
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 1})
+    job = await fs.ainsert(w.SyncHang.new())
+    await wait_for_job(fs, job.id, "executing")
+    await fs.acancel_job(job.id)
+    await wait_for(lambda: running(node) == 0, message="the slot to free")
+    after = await fs.ainsert(w.Echo.new())
+    await wait_for_job(fs, after.id, "completed")
+    assert w.reports == []
+    w.RELEASE.set()
+    await wait_for(lambda: w.reports == [f"thread done {job.id}"], message="the thread to finish")
+    final = await fs.aget_job(job.id)
+    assert final is not None and (final.state, final.completed_at) == ("cancelled", None)
