@@ -5,6 +5,7 @@ and are written once the database is back."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -47,8 +48,8 @@ class Acker:
             await self._flush_pending()
 
     async def flush(self) -> None:
-        """Wait until every outcome pushed so far has been written."""
-        if self.pending:
+        """Wait until every outcome pushed so far has been written, a batch in flight too."""
+        if not self._idle.is_set():
             self._ready.set()
             await self._idle.wait()
 
@@ -56,6 +57,9 @@ class Acker:
         while self.pending:
             batch = self.pending[: self.batch_size]
             del self.pending[: self.batch_size]
-            await until_done(lambda batch=batch: self.fs.aexecute(ack_plan(self.fs.queries, batch)), "ack")
+            await until_done(partial(self._write, batch), "ack")
             self.on_written(batch)
         self._idle.set()
+
+    async def _write(self, batch: Sequence[Outcome]) -> None:
+        await self.fs.aexecute(ack_plan(self.fs.queries, batch))
