@@ -293,10 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_extensions(commands: Commands) -> None:
     """Commands contributed by the asset layer (kept out of the queue layer)."""
     try:
-        from flowstone.assets.cli import add_commands
-    except ImportError:
+        extension = importlib.import_module("flowstone.assets.cli")
+    except ModuleNotFoundError as error:
+        if error.name != "flowstone.assets.cli":
+            raise
         return
-    add_commands(commands)
+    extension.add_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ class Settings(BaseModel):
     heartbeat_interval: float = Field(default=1.0, gt=0)
     node_expiry: float = Field(default=10.0, gt=0)
     leader_lease: float = Field(default=10.0, gt=0)
+    lifeline_interval: float = Field(default=2.0, gt=0)
     shutdown_grace: float = Field(default=15.0, ge=0)
     prune_max_age: float = Field(default=60.0 * 60 * 24, gt=0)
     prune_interval: float = Field(default=30.0, gt=0)

@@ -54,7 +54,7 @@ class FlowStone:
             database_url=database_url,
             schema_name=schema,
             queues=queues or {},
-            data_dir=data_dir,
+            data_dir=None if data_dir is None else Path(data_dir),
             **settings,
         )
         self.registry = registry if registry is not None else default_registry
@@ -275,13 +275,25 @@ class FlowStone:
         """Job counts per queue and state."""
         return self.execute(control.queue_counts_plan(self.queries))
 
+    async def aqueue_counts(self) -> dict[str, dict[str, int]]:
+        """Async twin of `queue_counts`."""
+        return await self.aexecute(control.queue_counts_plan(self.queries))
+
     def nodes(self) -> list[dict[str, Any]]:
         """Known nodes, their queues and whether their heartbeat is current."""
         return self.execute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
 
+    async def anodes(self) -> list[dict[str, Any]]:
+        """Async twin of `nodes`."""
+        return await self.aexecute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
+
     def leader(self) -> str | None:
         """The node currently holding the leader lease."""
         return self.execute(control.leader_plan(self.node_queries))
+
+    async def aleader(self) -> str | None:
+        """Async twin of `leader`."""
+        return await self.aexecute(control.leader_plan(self.node_queries))
 
     # -- running a node ----------------------------------------------------------------------
 

@@ -93,7 +93,11 @@ class Cron:
 
     async def tick(self, node: Node) -> None:
         """Insert this minute's jobs once."""
-        due = self.due(datetime.now(UTC))
+        await self.insert_due(node, datetime.now(UTC))
+
+    async def insert_due(self, node: Node, now: datetime) -> None:
+        """Insert the jobs of `now`'s minute unless this plugin handled that minute already."""
+        due = self.due(now)
         if due is None:
             return
         minute, jobs = due

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
 
 _log = structlog.get_logger("flowstone.node")
-LIFELINE_INTERVAL = 2.0
 
 
 class Node:
@@ -51,7 +50,7 @@ class Node:
         self.is_leader = False
         self.plugins: list[Plugin] = [
             Stager(fs.settings.stage_interval),
-            Lifeline(LIFELINE_INTERVAL),
+            Lifeline(fs.settings.lifeline_interval),
             Pruner(fs.settings.prune_interval, fs.settings.prune_max_age, fs.settings.prune_limit),
             Cron([*entries_from(fs.registry), *cron]),
         ]
