@@ -1,0 +1,103 @@
+"""A running node executes jobs: wake-ups by NOTIFY, priority, retries, snoozes, limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import runtime_workers as w
+from conftest import MakeFs
+from support import rows, wait_for_job
+
+from flowstone.queue import telemetry
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_insert_into_an_idle_queue_starts_by_notify_not_by_polling(make_fs: MakeFs) -> None:
+    fs = make_fs(poll_interval=60)
+    await fs.start({w.QUEUE: 2})
+    for _ in range(2):  # the second insert surely finds the producer idle, waiting
+        started = time.monotonic()
+        job = await fs.ainsert(w.Echo.new())
+        await wait_for_job(fs, job.id, "completed", timeout=5)
+        assert time.monotonic() - started < 2.0
+
+
+async def test_jobs_are_claimed_in_priority_order(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    jobs = await fs.ainsert_all([w.Echo.new({"p": p}, priority=p) for p in (5, 0, 9, 2, 0)])
+    await fs.start({w.QUEUE: 1})
+    for job in jobs:
+        await wait_for_job(fs, job.id, "completed")
+    found = await rows(fs, "SELECT id, priority FROM flowstone.jobs ORDER BY attempted_at")
+    assert [r["priority"] for r in found] == [0, 0, 2, 5, 9]
+    assert [r["id"] for r in found][:2] == [jobs[1].id, jobs[4].id]
+
+
+async def test_a_failed_job_is_staged_again_and_completes(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 2})
+    job = await fs.ainsert(w.FailOnce.new())
+    done = await wait_for_job(fs, job.id, "completed")
+    assert done.attempt == 2
+    assert [e["attempt"] for e in done.errors] == [1]
+    assert "first attempt fails" in done.errors[0]["error"]
+
+
+async def test_a_snoozed_job_runs_again_without_using_an_attempt(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 2})
+    job = await fs.ainsert(w.SnoozeOnce.new())
+    done = await wait_for_job(fs, job.id, "completed")
+    assert (done.attempt, done.meta["snoozed"], done.errors) == (1, 1, [])
+
+
+async def test_sync_perform_runs_in_a_thread_and_async_on_the_loop(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 2})
+    sync_job, async_job = await fs.ainsert_all([w.SyncEcho.new(), w.Echo.new()])
+    await wait_for_job(fs, sync_job.id, "completed")
+    await wait_for_job(fs, async_job.id, "completed")
+    assert w.reports == ["thread False"]
+
+
+@pytest.mark.parametrize("worker", [w.Nap, w.SyncNap])
+async def test_no_more_than_limit_jobs_run_at_once(make_fs: MakeFs, worker: type[w.Worker]) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 3})
+    jobs = await fs.ainsert_all([worker.new({"seconds": 0.05}) for _ in range(12)])
+    for job in jobs:
+        await wait_for_job(fs, job.id, "completed")
+    assert w.GAUGE.peak == 3
+
+
+async def test_telemetry_reports_start_stop_and_exception_until_detached(make_fs: MakeFs) -> None:
+    seen: list[tuple[str, dict[str, float], str | None]] = []
+
+    def record(event: str, measurements: object, metadata: object) -> None:
+        assert isinstance(measurements, dict) and isinstance(metadata, dict)
+        seen.append((event, dict(measurements), metadata.get("state")))
+
+    detach = [telemetry.attach(e, record) for e in ("job.start", "job.stop", "job.exception")]
+    fs = make_fs()
+    await fs.start({w.QUEUE: 1})
+    try:
+        ok = await fs.ainsert(w.Echo.new())
+        await wait_for_job(fs, ok.id, "completed")
+        failed = await fs.ainsert(w.FailOnce.new())
+        await wait_for_job(fs, failed.id, "completed")
+    finally:
+        for undo in detach:
+            undo()
+    events = [(event, state) for event, _, state in seen]
+    assert events == [
+        ("job.start", None), ("job.stop", "completed"),
+        ("job.start", None), ("job.exception", "retryable"),
+        ("job.start", None), ("job.stop", "completed"),
+    ]  # fmt: skip
+    assert all(m["duration"] >= 0 and m["queue_time"] >= 0 for e, m, _ in seen if e != "job.start")
+    assert all("queue_time" in m for _, m, _ in seen)
+    later = await fs.ainsert(w.Echo.new())
+    await wait_for_job(fs, later.id, "completed")
+    assert len(seen) == 6

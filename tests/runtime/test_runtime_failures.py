@@ -1,0 +1,110 @@
+"""What a node survives: timeouts, BaseExceptions, shutdown with jobs running, lost connections."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import psycopg
+import pytest
+import runtime_workers as w
+from conftest import MakeFs
+from support import rows, wait_for, wait_for_job
+
+from flowstone import FlowStone
+
+pytestmark = pytest.mark.anyio
+
+
+async def executing(fs: FlowStone) -> int:
+    found = await rows(fs, "SELECT count(*) AS n FROM flowstone.jobs WHERE state = 'executing'")
+    return int(found[0]["n"])
+
+
+async def test_an_async_job_past_its_timeout_is_cancelled_and_retryable(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 1})
+    job = await fs.ainsert(w.SlowAsync.new())
+    failed = await wait_for_job(fs, job.id, "retryable", timeout=3)
+    assert w.reports == [f"cancelled {job.id}"]
+    assert failed.errors[0]["error"].startswith("JobTimeoutError")
+
+
+async def test_a_sync_job_past_its_timeout_is_recorded_as_timed_out(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 1})
+    job = await fs.ainsert(w.SlowSync.new(max_attempts=1))
+    failed = await wait_for_job(fs, job.id, "discarded", timeout=3)
+    assert "timeout of 0.1 s" in failed.errors[0]["error"]
+    assert w.reports == []  # the thread runs on until it returns by itself
+
+
+@pytest.mark.parametrize("kind", sorted(w.RAISABLE))
+@pytest.mark.parametrize("worker", [w.RaiseBase, w.SyncRaiseBase])
+async def test_a_job_raising_a_base_exception_fails_alone(
+    make_fs: MakeFs, worker: type[w.Worker], kind: str
+) -> None:
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 2})
+    retried, discarded = await fs.ainsert_all(
+        [worker.new({"kind": kind}), worker.new({"kind": kind}, max_attempts=1)]
+    )
+    first = await wait_for_job(fs, retried.id, "retryable")
+    await wait_for_job(fs, discarded.id, "discarded")
+    assert first.errors[0]["error"] == f"{w.RAISABLE[kind].__name__}: from a job"
+    after = await fs.ainsert(w.Echo.new())
+    await wait_for_job(fs, after.id, "completed")
+    assert not node.stopped.is_set()
+
+
+async def test_stop_hands_back_jobs_that_outlive_the_grace_and_lets_others_finish(make_fs: MakeFs) -> None:
+    fs = make_fs(shutdown_grace=0.5)
+    await fs.start({w.QUEUE: 4})
+    short, hang, sync_hang = await fs.ainsert_all(
+        [w.Nap.new({"seconds": 0.3}), w.Hang.new(), w.SyncHang.new()]
+    )
+    for job in (short, hang, sync_hang):
+        await wait_for_job(fs, job.id, "executing")
+    started = time.monotonic()
+    await fs.stop()
+    assert time.monotonic() - started < 1.5
+    assert (await fs.aget_job(short.id)).state == "completed"  # type: ignore[union-attr]
+    for job in (hang, sync_hang):
+        back = await fs.aget_job(job.id)
+        assert back is not None and (back.state, back.attempt, back.errors) == ("available", 0, [])
+    assert await executing(fs) == 0
+
+
+async def terminate_backends(url: str) -> int:
+    """Kill every FlowStone connection to the test database, as a server restart would."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND application_name = 'flowstone'"
+        )
+        return len(await cursor.fetchall())
+
+
+async def count(url: str, state: str) -> int:
+    """Jobs in `state`, read on a connection of its own (the node's get killed)."""
+    async with await psycopg.AsyncConnection.connect(url, application_name="observer") as conn:
+        cursor = await conn.execute("SELECT count(*) FROM flowstone.jobs WHERE state = %s", [state])
+        found = await cursor.fetchone()
+        return int(found[0]) if found else 0
+
+
+async def test_jobs_complete_when_the_connections_drop_mid_run(make_fs: MakeFs, flowstone_url: str) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 4})
+    jobs = await fs.ainsert_all([w.Nap.new({"seconds": 0.05}) for _ in range(40)])
+    for progress in (5, 20):
+        await wait_for(lambda p=progress: _at_least(flowstone_url, p), message=f"{progress} jobs done")
+        assert await terminate_backends(flowstone_url) >= 2
+    await wait_for(lambda: _at_least(flowstone_url, len(jobs)), timeout=20, message="all jobs done")
+    assert await count(flowstone_url, "executing") == 0
+    with anyio.fail_after(5):
+        await fs.stop()
+
+
+async def _at_least(url: str, completed: int) -> bool:
+    return await count(url, "completed") >= completed

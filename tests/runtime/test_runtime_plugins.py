@@ -1,0 +1,178 @@
+"""The plugins: lifeline, pruner, cron and the leader lease that decides who runs them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+import runtime_workers as w
+from conftest import MakeFs
+from support import rows, wait_for, wait_for_job
+
+from flowstone import FlowStone, Job, Worker, WorkerRegistry
+from flowstone.queue.plugins import Cron, CronEntry
+from flowstone.queue.runtime import Node
+
+AGE = (
+    "UPDATE flowstone.jobs SET state = %(state)s::flowstone.job_state, completed_at = %(at)s,"
+    " discarded_at = %(at)s, cancelled_at = %(at)s, inserted_at = %(at)s, scheduled_at = %(at)s"
+    " WHERE id = %(id)s"
+)
+PARKED = "parked"  # a queue no node runs, so rescued jobs stay where the lifeline put them
+CRON_REGISTRY = WorkerRegistry()
+
+
+@CRON_REGISTRY.register
+class Tick(Worker):
+    queue = w.QUEUE
+    register = False
+    cron = "* * * * *"
+
+    async def perform(self, job: Job) -> None:
+        return None
+
+
+async def orphan(fs: FlowStone, node: str, attempt: int, max_attempts: int) -> int:
+    """A job left executing by `node` five seconds ago."""
+    job = await fs.ainsert(w.Echo.new(queue=PARKED, max_attempts=max_attempts))
+    await rows(
+        fs,
+        "UPDATE flowstone.jobs SET state = 'executing', attempt = %s, attempted_by = ARRAY[%s],"
+        " attempted_at = now() - interval '5 seconds' WHERE id = %s",
+        [attempt, node, job.id],
+    )
+    return job.id
+
+
+@pytest.mark.anyio
+async def test_the_lifeline_rescues_jobs_of_dead_nodes_only(make_fs: MakeFs) -> None:
+    fs = make_fs("n1")
+    node = await fs.start({w.QUEUE: 1})
+    await wait_for(lambda: node.is_leader, message="leadership")
+    again = await orphan(fs, "dead", attempt=1, max_attempts=3)
+    spent = await orphan(fs, "dead", attempt=3, max_attempts=3)
+    alive = await orphan(fs, "n1", attempt=1, max_attempts=3)
+    rescued = await wait_for_job(fs, again, "available", timeout=3)
+    discarded = await wait_for_job(fs, spent, "discarded")
+    for job in (rescued, discarded):
+        assert "rescued by the lifeline: node dead" in job.errors[-1]["error"]
+    assert (await fs.aget_job(alive)).state == "executing"  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_a_crashed_leader_is_replaced_and_its_job_rescued(make_fs: MakeFs) -> None:
+    crashed_fs, survivor_fs = make_fs("crashed"), make_fs("survivor")
+    async with anyio.create_task_group() as crash:
+        crashed = crashed_fs.node({w.QUEUE: 1})
+        crash.start_soon(crashed.run)
+        await wait_for(lambda: crashed.is_leader, message="the first leader")
+        job = await crashed_fs.ainsert(w.Hang.new())
+        await wait_for_job(crashed_fs, job.id, "executing")
+        survivor = await survivor_fs.start({w.QUEUE: 1})
+        assert not survivor.is_leader
+        crash.cancel_scope.cancel()  # no graceful stop: heartbeat and lease just stop
+    await wait_for(lambda: survivor.is_leader, timeout=3, message="the survivor to lead")
+
+    async def rerun() -> Job | None:
+        found = await survivor_fs.aget_job(job.id)
+        return found if found is not None and found.attempted_by == ["survivor"] else None
+
+    rescued = await wait_for(rerun, timeout=3, message="the rescued job to run again")
+    assert (rescued.state, rescued.attempt) == ("executing", 2)
+    assert "rescued by the lifeline: node crashed" in rescued.errors[0]["error"]
+
+
+@pytest.mark.anyio
+async def test_two_nodes_elect_one_leader_and_a_stopped_leader_hands_over(make_fs: MakeFs) -> None:
+    one, two = make_fs("n1"), make_fs("n2")
+    nodes = {"n1": await one.start({w.QUEUE: 1}), "n2": await two.start({w.QUEUE: 1})}
+
+    def leaders() -> list[str]:
+        return [name for name, node in nodes.items() if node.is_leader]
+
+    first = (await wait_for(leaders, message="a leader"))[0]
+    assert leaders() == [first] and await one.aleader() == first
+    await (one if first == "n1" else two).stop()
+    other = "n2" if first == "n1" else "n1"
+    await wait_for(lambda: nodes[other].is_leader, timeout=3, message="the other node to lead")
+
+
+@pytest.mark.anyio
+async def test_the_pruner_deletes_old_finished_jobs_only(make_fs: MakeFs) -> None:
+    fs = make_fs(prune_interval=0.05, prune_max_age=60)
+    now, old = datetime.now(UTC), datetime.now(UTC) - timedelta(minutes=2)
+    setup = [("completed", old), ("discarded", old), ("cancelled", old)]
+    setup += [("completed", now), ("available", old), ("retryable", old)]
+    jobs = await fs.ainsert_all([w.Echo.new({"n": n}, queue=PARKED) for n in range(len(setup))])
+    for job, (state, at) in zip(jobs, setup, strict=True):
+        await rows(fs, AGE, {"id": job.id, "state": state, "at": at})
+    await fs.start({w.QUEUE: 1})
+
+    async def remaining() -> list[int] | None:
+        found = [r["id"] for r in await rows(fs, "SELECT id FROM flowstone.jobs ORDER BY id")]
+        return found if len(found) < len(jobs) - 2 else None
+
+    assert await wait_for(remaining, message="the pruner") == [job.id for job in jobs[3:]]
+
+
+@pytest.mark.anyio
+async def test_the_leader_inserts_cron_jobs(make_fs: MakeFs) -> None:
+    fs = make_fs(registry=CRON_REGISTRY)
+    await fs.start({w.QUEUE: 1})
+
+    async def ticked() -> list[Job]:
+        return await fs.alist_jobs(worker=Tick.name)
+
+    [job] = await wait_for(ticked, message="a cron job")
+    assert job.meta["cron"] == "* * * * *" and "cron_tick" in job.meta
+
+
+@pytest.mark.anyio
+async def test_two_cron_plugins_insert_a_tick_once(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    node = Node(fs, {})
+    entry = CronEntry("*/5 * * * *", Tick, {"x": 1})
+    at = datetime(2025, 1, 15, 10, 5, 30, tzinfo=UTC)
+    for plugin in (Cron([entry]), Cron([entry])):
+        await plugin.insert_due(node, at)
+    await Cron([entry]).insert_due(node, datetime(2025, 1, 15, 10, 10, tzinfo=UTC))
+    found = await fs.alist_jobs(worker=Tick.name)
+    assert [j.meta["cron_tick"] for j in found] == ["2025-01-15T10:05:00+00:00", "2025-01-15T10:10:00+00:00"]
+
+
+def test_cron_entries_match_their_minutes_in_their_time_zone() -> None:
+    every_five = CronEntry("*/5 * * * *", Tick)
+    assert every_five.matches(datetime(2025, 1, 15, 10, 5, tzinfo=UTC))
+    assert not every_five.matches(datetime(2025, 1, 15, 10, 6, tzinfo=UTC))
+    nine_in_paris = CronEntry("0 9 * * *", Tick, timezone="Europe/Paris")
+    assert nine_in_paris.matches(datetime(2025, 1, 15, 8, 0, tzinfo=UTC))  # CET, UTC+1
+    assert nine_in_paris.matches(datetime(2025, 7, 15, 7, 0, tzinfo=UTC))  # CEST, UTC+2
+    assert not nine_in_paris.matches(datetime(2025, 1, 15, 9, 0, tzinfo=UTC))
+
+
+def test_cron_due_handles_each_minute_once() -> None:
+    cron = Cron([CronEntry("*/5 * * * *", Tick), CronEntry("0 * * * *", Tick, {"hourly": True})])
+    minute, jobs = cron.due(datetime(2025, 1, 15, 10, 0, 42, tzinfo=UTC)) or (None, [])
+    assert minute == datetime(2025, 1, 15, 10, 0, tzinfo=UTC)
+    assert [job.args for job in jobs] == [{}, {"hourly": True}]
+    cron.last_minute = minute
+    assert cron.due(datetime(2025, 1, 15, 10, 0, 59, tzinfo=UTC)) is None
+    assert cron.due(datetime(2025, 1, 15, 10, 1, tzinfo=UTC)) == (
+        datetime(2025, 1, 15, 10, 1, tzinfo=UTC),
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "timezone", "named"),
+    [
+        ("61 * * * *", "UTC", "'61 * * * *'"),
+        ("* * * * * *", "UTC", "'* * * * * *'"),
+        ("every minute", "UTC", "'every minute'"),
+        ("* * * * *", "Mars/Olympus", "'Mars/Olympus'"),
+    ],
+)
+def test_invalid_cron_entries_are_refused_by_name(expression: str, timezone: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named.replace("*", r"\*")):
+        CronEntry(expression, Tick, timezone=timezone)

@@ -1,0 +1,50 @@
+"""Helpers shared by the test suites: wait on a condition with a deadline (never sleep)."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from psycopg.rows import dict_row
+
+from flowstone import FlowStone, Job
+
+T = TypeVar("T")
+POLL = 0.02
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[T] | T], timeout: float = 5.0, message: str = "condition"
+) -> T:
+    """Poll `predicate` (sync or async) every 20 ms until it returns a truthy value and
+    return that value; fail the test when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await anyio.sleep(POLL)
+
+
+async def wait_for_job(fs: FlowStone, job_id: int, *states: str, timeout: float = 5.0) -> Job:
+    """The job once it is in one of `states` (e.g. "completed")."""
+
+    async def reached() -> Job | None:
+        job = await fs.aget_job(job_id)
+        return job if job is not None and job.state in states else None
+
+    return await wait_for(reached, timeout, f"job {job_id} to be {' or '.join(states)}")
+
+
+async def rows(fs: FlowStone, query: str, params: Any = None) -> list[dict[str, Any]]:
+    """Run one statement (committed) and return its rows as dicts."""
+    async with fs.aconnection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchall() if cursor.description is not None else []
