@@ -214,6 +214,24 @@ WHERE state IN ('available', 'scheduled')
 ORDER BY id
 """
 
+# Wake waiting jobs early: scheduled jobs of one worker whose args contain any of the
+# given JSON objects become available now, and their queues are notified.
+_WAKE = """
+WITH woken AS (
+    UPDATE {jobs} SET state = 'available', scheduled_at = now()
+    WHERE id IN (
+        SELECT id FROM {jobs}
+        WHERE state = 'scheduled' AND worker = %(worker)s
+          AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
+                      WHERE args @> p.pattern)
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING queue
+)
+SELECT queue, count(*) AS count, pg_notify(%(channel)s, queue) AS notified
+FROM woken GROUP BY queue
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class JobQueries:
@@ -239,6 +257,7 @@ class JobQueries:
     prune: str
     counts: str
     enqueued: str
+    wake: str
 
     @classmethod
     def for_schema(cls, schema: str) -> JobQueries:
@@ -274,4 +293,5 @@ class JobQueries:
             prune=compose(_PRUNE),
             counts=compose(_COUNTS),
             enqueued=compose(_ENQUEUED),
+            wake=compose(_WAKE),
         )
