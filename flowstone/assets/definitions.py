@@ -45,8 +45,7 @@ class Asset:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise _invalid(
-                f"asset name must be letters, digits and '_' (not starting with a digit); "
-                f"got {self.name!r}"
+                f"asset name must be letters, digits and '_' (not starting with a digit); got {self.name!r}"
             )
         object.__setattr__(self, "depends_on", _dependency_names(self.name, self.depends_on))
         object.__setattr__(self, "tags", tuple(self.tags))

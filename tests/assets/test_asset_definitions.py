@@ -85,7 +85,12 @@ def test_partitions_of_a_dependency_must_match() -> None:
 
 def test_graph_closures_and_topological_order() -> None:
     default_assets.register_all(
-        [define("final", "left", "right"), define("left", "source"), define("right", "source"), define("source")]
+        [
+            define("final", "left", "right"),
+            define("left", "source"),
+            define("right", "source"),
+            define("source"),
+        ]
     )
     default_assets.register(define("other"))
     assert default_assets.upstream("final") == {"left", "right", "source"}

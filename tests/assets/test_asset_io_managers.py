@@ -14,7 +14,9 @@ from flowstone import Context, FlowStone, FlowStoneError, IOManager, asset, regi
 from flowstone.assets import FilesystemIOManager, MemoryIOManager, PostgresIOManager
 
 
-def ctx_for(fs: FlowStone | None, asset_name: str = "orders", partition: str | None = "2025-01-15") -> Context:
+def ctx_for(
+    fs: FlowStone | None, asset_name: str = "orders", partition: str | None = "2025-01-15"
+) -> Context:
     return Context(asset=asset_name, partition=partition, partition_key=partition, run_id="r", fs=fs)
 
 

@@ -48,7 +48,10 @@ def test_daily_key_text_is_the_iso_date() -> None:
 
 def test_ranges_include_both_ends() -> None:
     assert DAILY.range("2025-01-30", date(2025, 2, 2)) == [
-        date(2025, 1, 30), date(2025, 1, 31), date(2025, 2, 1), date(2025, 2, 2)
+        date(2025, 1, 30),
+        date(2025, 1, 31),
+        date(2025, 2, 1),
+        date(2025, 2, 2),
     ]
     hours = HOURLY.range("2025-01-01T22:00:00+00:00", "2025-01-02T01:00:00+00:00")
     assert [h.hour for h in hours] == [22, 23, 0, 1]

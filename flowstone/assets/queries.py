@@ -1,0 +1,179 @@
+"""Every statement on the materializations tables, composed once per schema; params bound.
+
+`partition` is the serialized key, '' for an unpartitioned asset (the column is NOT NULL
+so that the latest-per-(asset, partition) index serves every lookup).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from flowstone.queue.queries import composer
+from flowstone.queue.validation import check_identifier
+
+COLUMNS = (
+    "id, asset, partition, run_id, status, inserted_at, started_at, finished_at, duration, "
+    "error_type, error_message, metadata, job_id, attempt"
+)
+
+# Records created with their jobs, in the same transaction (a unique job that already
+# existed keeps its record).
+_CREATE_PENDING = """
+INSERT INTO {m} (asset, partition, run_id, job_id)
+SELECT r.asset, r.partition, r.run_id, r.job_id
+FROM jsonb_to_recordset(%(records)s::jsonb) AS r(asset text, partition text, run_id text, job_id bigint)
+ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING
+"""
+
+# An attempt starts: the job's record (created here if the job was inserted without one)
+# becomes running. No row comes back when this job already finished its record.
+_START = """
+INSERT INTO {m} AS m (asset, partition, run_id, job_id, attempt, status, started_at)
+VALUES (%(asset)s, %(partition)s, %(run_id)s, %(job_id)s, %(attempt)s, 'running', now())
+ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE SET
+    status = 'running', attempt = EXCLUDED.attempt, started_at = now(), finished_at = NULL,
+    error_type = NULL, error_message = NULL
+WHERE m.status NOT IN ('success', 'skipped')
+RETURNING {columns}
+"""
+
+# Waiting again (dependencies not ready, or a retry is scheduled): the reason is kept.
+_SET_PENDING = """
+UPDATE {m} SET status = 'pending', error_type = %(error_type)s, error_message = %(error_message)s
+WHERE id = %(id)s
+"""
+
+_FINISH = """
+WITH done AS (
+    UPDATE {m} SET
+        status = %(status)s::{status}, finished_at = now(),
+        error_type = %(error_type)s, error_message = %(error_message)s,
+        metadata = metadata || %(metadata)s::jsonb
+    WHERE id = %(id)s
+    RETURNING {columns}
+), lineage AS (
+    INSERT INTO {lineage} (materialization_id, upstream_id)
+    SELECT done.id, upstream.id FROM done, unnest(%(upstream)s::bigint[]) AS upstream(id)
+    ON CONFLICT DO NOTHING
+)
+SELECT * FROM done
+"""
+
+_LATEST = """
+SELECT {columns} FROM {m}
+WHERE asset = %(asset)s AND partition = %(partition)s
+ORDER BY id DESC LIMIT 1
+"""
+
+# The last success or failure other than the asking record: "already materialized?"
+_LAST_FINISHED = """
+SELECT {columns} FROM {m}
+WHERE asset = %(asset)s AND partition = %(partition)s AND status IN ('success', 'failed')
+  AND id <> %(exclude)s
+ORDER BY id DESC LIMIT 1
+"""
+
+# Per dependency: its latest record, the state of that record's job, and its latest
+# success (what a reader's lineage points at).
+_DEPENDENCIES = """
+SELECT d.asset, d.partition, latest.id, latest.status::text AS status, latest.job_id,
+       latest.error_type, latest.error_message, j.state::text AS job_state,
+       (SELECT s.id FROM {m} AS s
+        WHERE s.asset = d.asset AND s.partition = d.partition AND s.status = 'success'
+        ORDER BY s.id DESC LIMIT 1) AS success_id
+FROM jsonb_to_recordset(%(deps)s::jsonb) AS d(asset text, partition text)
+LEFT JOIN LATERAL (
+    SELECT * FROM {m} AS m
+    WHERE m.asset = d.asset AND m.partition = d.partition
+    ORDER BY m.id DESC LIMIT 1
+) AS latest ON true
+LEFT JOIN {jobs} AS j ON j.id = latest.job_id
+"""
+
+_BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
+
+_JOB_STATE = "SELECT state::text AS state FROM {jobs} WHERE id = %(job_id)s"
+
+_HISTORY = """
+SELECT {columns} FROM {m}
+WHERE (%(asset)s::text IS NULL OR asset = %(asset)s)
+  AND (%(partition)s::text IS NULL OR partition = %(partition)s)
+  AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s
+"""
+
+_UPSTREAM = """
+SELECT {m_columns} FROM {lineage} AS l JOIN {m} AS m ON m.id = l.upstream_id
+WHERE l.materialization_id = %(id)s ORDER BY m.id
+"""
+
+_DOWNSTREAM = """
+SELECT {m_columns} FROM {lineage} AS l JOIN {m} AS m ON m.id = l.materialization_id
+WHERE l.upstream_id = %(id)s ORDER BY m.id
+"""
+
+# One materialization of an (asset, partition) at a time, cluster-wide: a session lock
+# held by a dedicated connection, released when it closes (also if the process dies).
+_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0)) AS locked"
+
+# Finished records notify this channel (trigger in the migration); waiters listen here.
+_LISTEN = "LISTEN {channel}"
+
+
+@dataclass(frozen=True, slots=True)
+class MaterializationQueries:
+    """The statements of the materializations tables for one schema."""
+
+    schema: str
+    channel: str
+    create_pending: str
+    start: str
+    set_pending: str
+    finish: str
+    latest: str
+    last_finished: str
+    dependencies: str
+    by_job: str
+    job_state: str
+    history: str
+    upstream: str
+    downstream: str
+    try_lock: str
+    listen: str
+
+    @classmethod
+    def for_schema(cls, schema: str) -> MaterializationQueries:
+        """Compose every statement with the schema's quoted identifiers."""
+        check_identifier(schema, "schema")
+        names = {
+            "m": sql.Identifier(schema, "materializations"),
+            "lineage": sql.Identifier(schema, "materialization_lineage"),
+            "jobs": sql.Identifier(schema, "jobs"),
+            "status": sql.Identifier(schema, "materialization_status"),
+            "columns": sql.SQL(COLUMNS),
+            "m_columns": sql.SQL(", ".join(f"m.{c}" for c in COLUMNS.split(", "))),
+            "channel": sql.Identifier(f"{schema}.materializations"),
+        }
+
+        compose = composer(names)
+        return cls(
+            schema=schema,
+            channel=f"{schema}.materializations",
+            create_pending=compose(_CREATE_PENDING),
+            start=compose(_START),
+            set_pending=compose(_SET_PENDING),
+            finish=compose(_FINISH),
+            latest=compose(_LATEST),
+            last_finished=compose(_LAST_FINISHED),
+            dependencies=compose(_DEPENDENCIES),
+            by_job=compose(_BY_JOB),
+            job_state=compose(_JOB_STATE),
+            history=compose(_HISTORY),
+            upstream=compose(_UPSTREAM),
+            downstream=compose(_DOWNSTREAM),
+            try_lock=compose(_TRY_LOCK),
+            listen=compose(_LISTEN),
+        )

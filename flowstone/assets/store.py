@@ -1,0 +1,270 @@
+"""Materialization records: the `Materialization` row, plans over the records, and `Store`.
+
+Plans (sans-IO, see flowstone.queue.plan) carry the logic once; `Store` runs the read
+side for users with sync and async twins, the worker and the API run the write side.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from flowstone.assets.definitions import Asset, AssetRegistry, default_assets
+from flowstone.assets.errors import FlowStoneError
+from flowstone.assets.queries import MaterializationQueries
+from flowstone.queue.instance import FlowStone, get_default
+from flowstone.queue.plan import Plan, Row
+
+
+class Status(enum.StrEnum):
+    """Mirrors the `materialization_status` enum."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+FINISHED = (Status.SUCCESS, Status.FAILED, Status.SKIPPED)
+
+
+@dataclass(slots=True)
+class Materialization:
+    """One row of `materializations`; `partition` is the serialized key (None: unpartitioned)."""
+
+    id: int
+    asset: str
+    partition: str | None
+    run_id: str
+    status: Status
+    inserted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: timedelta | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    job_id: int | None = None
+    attempt: int = 0
+
+    @classmethod
+    def from_row(cls, row: Row) -> Materialization:
+        """Build from a dict row of the materializations table."""
+        values = dict(row)
+        values["status"] = Status(values["status"])
+        values["partition"] = values["partition"] or None
+        return cls(**values)
+
+    @property
+    def error(self) -> FlowStoneError | None:
+        """The recorded error as a FlowStoneError, if any."""
+        if self.error_type is None:
+            return None
+        return FlowStoneError(
+            self.error_type,  # type: ignore[arg-type]
+            self.error_message or "",
+            context={"asset": self.asset, "partition": self.partition, "materialization_id": self.id},
+        )
+
+
+@lru_cache(maxsize=32)
+def queries_for(schema: str) -> MaterializationQueries:
+    """The composed statements for `schema` (cached: composing is not free)."""
+    return MaterializationQueries.for_schema(schema)
+
+
+def column(partition: str | None) -> str:
+    """The `partition` column value of a serialized key ('' when unpartitioned)."""
+    return partition or ""
+
+
+def _one(rows: list[Row]) -> Materialization | None:
+    return Materialization.from_row(rows[0]) if rows else None
+
+
+def _error_params(error: FlowStoneError | None) -> dict[str, Any]:
+    return {
+        "error_type": None if error is None else error.type,
+        "error_message": None if error is None else error.message,
+    }
+
+
+# -- write plans -----------------------------------------------------------------------
+
+
+def pending_plan(q: MaterializationQueries, records: Sequence[dict[str, Any]]) -> Plan[None]:
+    """Create pending records (`asset`, `partition`, `run_id`, `job_id`) for enqueued jobs."""
+    yield q.create_pending, {"records": Jsonb([{**r, "partition": column(r["partition"])} for r in records])}
+
+
+def start_plan(
+    q: MaterializationQueries,
+    *,
+    asset: str,
+    partition: str | None,
+    run_id: str,
+    job_id: int | None,
+    attempt: int,
+) -> Plan[Materialization | None]:
+    """Mark the job's record running; None when this job already finished it."""
+    rows = yield (
+        q.start,
+        {
+            "asset": asset,
+            "partition": column(partition),
+            "run_id": run_id,
+            "job_id": job_id,
+            "attempt": attempt,
+        },
+    )
+    return _one(rows)
+
+
+def set_pending_plan(q: MaterializationQueries, record_id: int, error: FlowStoneError) -> Plan[None]:
+    """Back to pending (waiting or retrying), keeping the reason."""
+    yield q.set_pending, {"id": record_id, **_error_params(error)}
+
+
+def finish_plan(
+    q: MaterializationQueries,
+    record_id: int,
+    status: Status,
+    *,
+    error: FlowStoneError | None = None,
+    metadata: dict[str, Any] | None = None,
+    upstream: Sequence[int] = (),
+) -> Plan[Materialization | None]:
+    """Finish a record (success/failed/skipped) with its metadata and lineage, in one statement."""
+    rows = yield (
+        q.finish,
+        {
+            "id": record_id,
+            "status": status.value,
+            "metadata": Jsonb(metadata or {}),
+            "upstream": list(upstream),
+            **_error_params(error),
+        },
+    )
+    return _one(rows)
+
+
+# -- read plans ------------------------------------------------------------------------
+
+
+def latest_plan(q: MaterializationQueries, asset: str, partition: str | None) -> Plan[Materialization | None]:
+    """The latest record of an asset and partition."""
+    rows = yield q.latest, {"asset": asset, "partition": column(partition)}
+    return _one(rows)
+
+
+def last_finished_plan(
+    q: MaterializationQueries, asset: str, partition: str | None, exclude: int
+) -> Plan[Materialization | None]:
+    """The latest success or failure of an asset and partition other than record `exclude`."""
+    rows = yield q.last_finished, {"asset": asset, "partition": column(partition), "exclude": exclude}
+    return _one(rows)
+
+
+def dependencies_plan(q: MaterializationQueries, deps: Sequence[tuple[str, str | None]]) -> Plan[list[Row]]:
+    """Per (asset, partition): latest record status, its job's state, latest success id."""
+    payload = [{"asset": asset, "partition": column(partition)} for asset, partition in deps]
+    rows = yield q.dependencies, {"deps": Jsonb(payload)}
+    return rows
+
+
+def by_job_plan(q: MaterializationQueries, job_id: int) -> Plan[tuple[Materialization | None, str | None]]:
+    """The record of a job and the job's state (None when the job is gone)."""
+    rows = yield q.by_job, {"job_id": job_id}
+    states = yield q.job_state, {"job_id": job_id}
+    return _one(rows), (states[0]["state"] if states else None)
+
+
+def history_plan(
+    q: MaterializationQueries, asset: str | None, partition: str | None, run_id: str | None, limit: int
+) -> Plan[list[Materialization]]:
+    """Records matching every given filter, newest first."""
+    rows = yield q.history, {"asset": asset, "partition": partition, "run_id": run_id, "limit": limit}
+    return [Materialization.from_row(row) for row in rows]
+
+
+def lineage_plan(q: MaterializationQueries, record_id: int, direction: str) -> Plan[list[Materialization]]:
+    """What record `record_id` read (`upstream`) or what read it (`downstream`)."""
+    query = q.upstream if direction == "upstream" else q.downstream
+    rows = yield query, {"id": record_id}
+    return [Materialization.from_row(row) for row in rows]
+
+
+class Store:
+    """Read materialization records: latest per partition, history and lineage."""
+
+    def __init__(self, fs: FlowStone | None = None, assets: AssetRegistry | None = None) -> None:
+        self.fs = fs or get_default()
+        self.assets = assets if assets is not None else default_assets
+        self.queries = queries_for(self.fs.schema)
+
+    def _partition(self, asset: str | Asset, partition: Any) -> tuple[str, str | None]:
+        """Asset name and serialized partition; registered assets validate the key."""
+        name = asset.name if isinstance(asset, Asset) else asset
+        defined = asset if isinstance(asset, Asset) else self.assets.get(name)
+        if defined is not None:
+            return name, defined.serialize_partition(partition)
+        if partition is not None and not isinstance(partition, str):
+            raise FlowStoneError(
+                "validation_error", f"asset {name!r} is not registered; give the partition as a string"
+            )
+        return name, partition
+
+    def get(self, asset: str | Asset, partition: Any = None) -> Materialization | None:
+        """The latest record of `asset` and `partition` (a key or its string form)."""
+        return self.fs.execute(latest_plan(self.queries, *self._partition(asset, partition)))
+
+    async def aget(self, asset: str | Asset, partition: Any = None) -> Materialization | None:
+        """Async twin of `get`."""
+        return await self.fs.aexecute(latest_plan(self.queries, *self._partition(asset, partition)))
+
+    def history(
+        self,
+        asset: str | Asset | None = None,
+        partition: Any = None,
+        *,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Materialization]:
+        """Records (newest first) of an asset, partition and/or run."""
+        name, key = self._partition(asset, partition) if asset is not None else (None, None)
+        return self.fs.execute(history_plan(self.queries, name, key, run_id, limit))
+
+    async def ahistory(
+        self,
+        asset: str | Asset | None = None,
+        partition: Any = None,
+        *,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Materialization]:
+        """Async twin of `history`."""
+        name, key = self._partition(asset, partition) if asset is not None else (None, None)
+        return await self.fs.aexecute(history_plan(self.queries, name, key, run_id, limit))
+
+    def upstream(self, record_id: int) -> list[Materialization]:
+        """The upstream materializations record `record_id` read."""
+        return self.fs.execute(lineage_plan(self.queries, record_id, "upstream"))
+
+    async def aupstream(self, record_id: int) -> list[Materialization]:
+        """Async twin of `upstream`."""
+        return await self.fs.aexecute(lineage_plan(self.queries, record_id, "upstream"))
+
+    def downstream(self, record_id: int) -> list[Materialization]:
+        """The materializations that read record `record_id`."""
+        return self.fs.execute(lineage_plan(self.queries, record_id, "downstream"))
+
+    async def adownstream(self, record_id: int) -> list[Materialization]:
+        """Async twin of `downstream`."""
+        return await self.fs.aexecute(lineage_plan(self.queries, record_id, "downstream"))

@@ -1,0 +1,255 @@
+"""The AssetWorker: the seed's contract, records and lineage, the partition lock, wake-ups."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowstone import (
+    AssetWorker,
+    Context,
+    DailyPartitions,
+    Discard,
+    FlowStone,
+    FlowStoneError,
+    Job,
+    Snooze,
+    Store,
+    asset,
+    materialize,
+    materialize_all,
+)
+from flowstone.assets import FilesystemIOManager, default_io_managers
+from flowstone.testing import drain_queue, perform_job
+
+DAYS = DailyPartitions("2025-01-01")
+
+
+def args(
+    name: str, partition: str | None = None, run_id: str = "run-1", force: bool = False
+) -> dict[str, Any]:
+    return {"asset_name": name, "partition": partition, "run_id": run_id, "force": force}
+
+
+def test_worker_contract() -> None:
+    assert (AssetWorker.queue, AssetWorker.max_attempts, AssetWorker.priority) == ("assets", 3, 1)
+    worker = AssetWorker()
+    delays = [
+        worker.backoff(Job(id=1, state="retryable", queue="assets", worker="w", args={}, attempt=n))
+        for n in (1, 2, 3)
+    ]  # type: ignore[arg-type]
+    assert delays == [30, 90, 270]
+
+
+def test_materializes_and_records_with_run_id(flowstone: FlowStone) -> None:
+    @asset(partitions=DAYS)
+    def daily(ctx: Context, deps: dict[str, Any]) -> dict[str, str]:
+        return {"day": ctx.partition.isoformat(), "run": ctx.run_id}
+
+    assert perform_job(AssetWorker, args("daily", "2025-01-15", "run-42")) is None
+    record = Store().get("daily", "2025-01-15")
+    assert record is not None
+    assert (record.status, record.run_id, record.partition, record.attempt) == (
+        "success",
+        "run-42",
+        "2025-01-15",
+        1,
+    )
+    assert record.started_at is not None and record.finished_at is not None and record.duration is not None
+    assert default_io_managers.get("memory").load(Context("daily", partition_key="2025-01-15")) == {
+        "day": "2025-01-15",
+        "run": "run-42",
+    }
+
+
+def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) -> None:
+    @asset
+    def source(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    @asset(depends_on=[source])
+    def derived(ctx: Context, deps: dict[str, Any]) -> int:
+        return deps["source"] + 1
+
+    assert perform_job(AssetWorker, args("derived")) == Snooze(30)
+    record = Store().get("derived")
+    assert record is not None and record.status == "pending"
+    assert (record.error_type, record.error_message) == ("dependency_not_ready", "waiting for source")
+
+
+def test_discards_a_non_retryable_error(flowstone: FlowStone) -> None:
+    @asset
+    def strict(ctx: Context, deps: dict[str, Any]) -> None:
+        raise FlowStoneError("validation_error", "amount must be positive", retryable=False)
+
+    result = perform_job(AssetWorker, args("strict"))
+    assert result == Discard("validation_error: amount must be positive")
+    record = Store().get("strict")
+    assert record is not None and (record.status, record.error_type) == ("failed", "validation_error")
+
+
+def test_retryable_error_raises_and_waits_pending_until_the_last_attempt(flowstone: FlowStone) -> None:
+    @asset
+    def flaky(ctx: Context, deps: dict[str, Any]) -> None:
+        raise ConnectionError("upstream API down")
+
+    with pytest.raises(FlowStoneError, match="execution_error: ConnectionError: upstream API down"):
+        perform_job(AssetWorker, args("flaky"), attempt=1)
+    record = Store().get("flaky")
+    assert record is not None and (record.status, record.error_type) == ("pending", "execution_error")
+    with pytest.raises(FlowStoneError):
+        perform_job(AssetWorker, args("flaky"), attempt=3)
+    last = Store().get("flaky")
+    assert last is not None and last.status == "failed"
+
+
+def test_unknown_asset_is_discarded_with_a_suggestion(flowstone: FlowStone) -> None:
+    @asset
+    def revenue(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    result = perform_job(AssetWorker, args("revenu"))
+    assert isinstance(result, Discard) and "asset_not_found" in result.reason and "'revenue'" in result.reason
+
+
+def test_a_partition_outside_the_definition_is_discarded(flowstone: FlowStone) -> None:
+    @asset(partitions=DAYS)
+    def daily(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    result = perform_job(AssetWorker, args("daily", "1999-01-01"))
+    assert (
+        isinstance(result, Discard) and "validation_error" in result.reason and "1999-01-01" in result.reason
+    )
+    [record] = Store().history(run_id="run-1")
+    assert (record.partition, record.status, record.error_type) == (
+        "1999-01-01",
+        "failed",
+        "validation_error",
+    )
+
+
+def test_already_successful_partition_is_skipped_unless_forced(flowstone: FlowStone) -> None:
+    calls: list[str] = []
+
+    @asset
+    def once(ctx: Context, deps: dict[str, Any]) -> int:
+        calls.append(ctx.run_id)
+        return len(calls)
+
+    perform_job(AssetWorker, args("once", run_id="a"))
+    perform_job(AssetWorker, args("once", run_id="b"))
+    assert calls == ["a"] and Store().get("once").status == "skipped"  # type: ignore[union-attr]
+    perform_job(AssetWorker, args("once", run_id="c", force=True))
+    assert calls == ["a", "c"] and Store().get("once").status == "success"  # type: ignore[union-attr]
+
+
+def test_unstorable_result_is_an_io_error_discarded_and_never_success(
+    flowstone: FlowStone, files: FilesystemIOManager
+) -> None:
+    @asset(io_manager="files")
+    def sets(ctx: Context, deps: dict[str, Any]) -> set[int]:
+        return {1, 2}
+
+    result = materialize("sets")
+    counts = drain_queue("assets", with_scheduled=True)
+    assert counts.discarded == 1
+    record = Store().get("sets")
+    assert record is not None and (record.status, record.error_type) == ("failed", "io_error")
+    assert record.job_id == result.job_id
+    assert not list(Path(files.root).rglob("*.json"))
+
+
+def test_lineage_links_each_materialization_to_what_it_read(flowstone: FlowStone) -> None:
+    @asset(partitions=DAYS)
+    def source(ctx: Context, deps: dict[str, Any]) -> list[int]:
+        return [ctx.partition.day]
+
+    @asset(depends_on=[source], partitions=DAYS)
+    def derived(ctx: Context, deps: dict[str, Any]) -> list[int]:
+        return [n * 10 for n in deps["source"]]
+
+    @asset(depends_on=[derived, source], partitions=DAYS)
+    def final(ctx: Context, deps: dict[str, Any]) -> int:
+        return sum(deps["derived"]) + sum(deps["source"])
+
+    days = ["2025-01-01", "2025-01-02", "2025-01-03"]
+    runs = [materialize_all("final", day).run_id for day in days]
+    assert drain_queue("assets", with_scheduled=True).completed == 9
+    store = Store()
+    for day, run in zip(days, runs, strict=True):
+        src, der, fin = (store.get(name, day) for name in ("source", "derived", "final"))
+        assert src and der and fin and {src.run_id, der.run_id, fin.run_id} == {run}
+        assert [m.id for m in store.upstream(fin.id)] == [src.id, der.id]
+        assert [m.id for m in store.upstream(der.id)] == [src.id]
+        assert [m.id for m in store.downstream(src.id)] == [der.id, fin.id]
+    assert len(store.history(run_id=runs[0])) == 3
+
+
+def test_failing_upstream_leaves_downstream_not_run_and_says_why(flowstone: FlowStone) -> None:
+    ran: list[str] = []
+
+    @asset
+    def upstream(ctx: Context, deps: dict[str, Any]) -> None:
+        raise ValueError("bad input file")
+
+    @asset(depends_on=[upstream])
+    def downstream(ctx: Context, deps: dict[str, Any]) -> None:
+        ran.append("downstream")
+
+    materialize_all("downstream")
+    counts = drain_queue("assets", with_scheduled=True)
+    assert ran == [] and counts.discarded == 2
+    record = Store().get("downstream")
+    assert record is not None and (record.status, record.error_type) == ("failed", "dependency_failed")
+    assert "upstream 'upstream'" in (record.error_message or "")
+    assert "ValueError: bad input file" in (record.error_message or "")
+
+
+def test_upstream_success_wakes_its_snoozing_dependents_at_once(flowstone: FlowStone) -> None:
+    @asset
+    def source(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    @asset(depends_on=[source])
+    def derived(ctx: Context, deps: dict[str, Any]) -> int:
+        return deps["source"] + 1
+
+    waiting = materialize("derived", run_id="run-1")
+    assert drain_queue("assets").snoozed == 1
+    assert flowstone.get_job(waiting.job_id).state == "scheduled"  # type: ignore[union-attr]
+    materialize("source", run_id="run-1")
+    counts = drain_queue("assets")  # no with_scheduled: only the wake-up makes it runnable
+    assert counts.completed == 2
+    assert Store().get("derived").status == "success"  # type: ignore[union-attr]
+
+
+def test_same_partition_materialized_twice_concurrently_runs_once(flowstone: FlowStone) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    @asset(partitions=DAYS)
+    def slow(ctx: Context, deps: dict[str, Any]) -> int:
+        calls.append(ctx.run_id)
+        started.set()
+        assert release.wait(10)
+        return 1
+
+    first = materialize("slow", "2025-01-15")
+    runner = threading.Thread(target=drain_queue, args=("assets",))
+    runner.start()
+    try:
+        assert started.wait(10)
+        second = materialize("slow", "2025-01-15")
+        assert drain_queue("assets").snoozed == 1  # the partition is busy
+    finally:
+        release.set()
+        runner.join(10)
+    assert flowstone.get_job(second.job_id).state == "available"  # type: ignore[union-attr]
+    assert drain_queue("assets").completed == 1
+    assert calls == [first.run_id]
+    statuses = {m.job_id: m.status for m in Store().history("slow", "2025-01-15")}
+    assert statuses == {first.job_id: "success", second.job_id: "skipped"}
