@@ -8,13 +8,14 @@ together with the records, the lock and the job's outcome.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flowstone.assets.definitions import Asset, AssetRegistry, default_assets
 from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.io_managers import IOManager
+from flowstone.assets.io_managers import IOManager, io_error
 from flowstone.assets.store import Status, dependencies_plan, queries_for
 from flowstone.queue.instance import FlowStone, get_default
 from flowstone.queue.job import INCOMPLETE_STATES
@@ -147,7 +148,8 @@ class Materializer:
                     retryable=False,
                     context={"asset": asset.name, "upstream": name, "partition": dep_ctx.partition_key},
                 )
-            loaded[name] = manager.load(dep_ctx)
+            with _as_io_error(dep_ctx):
+                loaded[name] = manager.load(dep_ctx)
         return loaded
 
     def execute(self, asset: Asset, ctx: Context, deps: Mapping[str, Any]) -> Any:
@@ -165,5 +167,17 @@ class Materializer:
 
     def store_result(self, asset: Asset, ctx: Context, value: Any) -> dict[str, Any]:
         """Store `value` with the asset's IO manager; the metadata to record."""
-        stored = self.io_manager(asset).store(ctx, value)
+        with _as_io_error(ctx):
+            stored = self.io_manager(asset).store(ctx, value)
         return {**ctx.metadata, **(stored or {})}
+
+
+@contextmanager
+def _as_io_error(ctx: Context) -> Iterator[None]:
+    """A user IO manager's own exception becomes a (retryable) io_error."""
+    try:
+        yield
+    except FlowStoneError:
+        raise
+    except Exception as error:
+        raise io_error(ctx, f"{type(error).__name__}: {error}") from error

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from flowstone import Context, DailyPartitions, FlowStone, FlowStoneError, Materializer, asset
-from flowstone.assets import default_io_managers
+from flowstone.assets import MemoryIOManager, default_io_managers
 
 DAYS = DailyPartitions("2025-01-01")
 
@@ -114,3 +114,20 @@ def test_store_result_returns_metadata_and_the_value_loads_back(materializer: Ma
     ctx.metadata["rows"] = 3
     assert materializer.store_result(totals, ctx, {"n": 3}) == {"rows": 3}
     assert materializer.io_manager(totals).load(ctx) == {"n": 3}
+
+
+def test_a_user_io_manager_failure_becomes_a_retryable_io_error(materializer: Materializer) -> None:
+    class Broken(MemoryIOManager):
+        def store(self, ctx: Context, value: Any) -> None:
+            raise OSError("bucket unreachable")
+
+    default_io_managers.register("broken", Broken())
+
+    @asset(io_manager="broken")
+    def lost(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    with pytest.raises(FlowStoneError) as raised:
+        materializer.store_result(lost, materializer.build_context(lost), 1)
+    assert raised.value.type == "io_error" and raised.value.retryable
+    assert "OSError: bucket unreachable" in raised.value.message
