@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,6 +14,10 @@ from psycopg import sql
 from flowstone.queue.validation import check_identifier
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# alembic keeps the running migration in module globals (`alembic.context`), so two
+# threads migrating at once would drive each other's connections and deadlock on the
+# advisory lock; threads take turns here, processes at the advisory lock in env.py.
+_MIGRATING = threading.Lock()
 
 
 def script_location() -> Path:
@@ -56,7 +61,7 @@ def migrate(database_url: str, schema: str = "flowstone", revision: str = "head"
     config = alembic_config(schema)
     bind = engine(database_url)
     try:
-        with bind.connect() as connection:
+        with _MIGRATING, bind.connect() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
             connection.commit()
