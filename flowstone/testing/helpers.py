@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -25,9 +24,10 @@ MAX_DRAIN_ROUNDS = 10_000
 
 
 def _job_for(worker: type[Worker], args: Mapping[str, Any] | None, options: dict[str, Any]) -> Job:
-    """An in-memory executing job, args JSON round-tripped as they would be in production."""
+    """An in-memory executing job; `Worker.new` checks the args as an insert would and
+    gives them back in their JSON form, as production hands them to `perform`."""
     attempt = options.pop("attempt", 1)
-    new = worker.new(json.loads(json.dumps(args or {})), **options)
+    new = worker.new(args or {}, **options)
     return Job(
         id=0,
         state=JobState.EXECUTING,
@@ -78,7 +78,7 @@ def _enqueued_plan(
     rows = yield from single(
         fs.queries.enqueued,
         {
-            "worker": worker.name if isinstance(worker, type) else worker,
+            "worker": worker if worker is None or isinstance(worker, str) else worker.name,
             "queue": queue,
             "priority": priority,
             "args": Jsonb(dict(args or {})),
