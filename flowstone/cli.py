@@ -15,6 +15,8 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
+import pydantic
+
 from flowstone.logs import configure_logging
 from flowstone.queue.instance import FlowStone, set_default
 from flowstone.queue.job import Job, JobState
@@ -31,10 +33,18 @@ def load_app(spec: str | None, database_url: str | None, schema: str | None) -> 
     """The FlowStone named by `module:attr` (an instance or a factory), or a default one."""
     if spec is None:
         return FlowStone(database_url, schema=schema or "flowstone")
+    app = _import_app(spec)
+    overrides = {"database_url": database_url, "schema_name": schema}
+    app.override(**{key: value for key, value in overrides.items() if value is not None})
+    return app
+
+
+def _import_app(spec: str) -> FlowStone:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UsageError(f"--app must look like 'module:attribute'; got {spec!r}")
-    sys.path.insert(0, ".")
+    if "." not in sys.path:
+        sys.path.insert(0, ".")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
@@ -72,8 +82,7 @@ def _known_queues(app: FlowStone) -> set[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a node until SIGTERM/SIGINT."""
-    configure_logging(args.log_format, args.log_level)
+    """Run a node until SIGTERM/SIGINT (logging is set up once the input is known good)."""
     app = _app(args)
     queues = parse_queues(args.queues) if args.queues else dict(app.settings.queues)
     if not queues:
@@ -83,9 +92,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(_known_queues(app))) or "none"
         raise UsageError(f"unknown queue(s) {', '.join(unknown)} (known: {known})")
     if args.node:
-        app.settings = app.settings.model_copy(update={"node": args.node})
-    _require_migrated(app)
+        app.override(node=args.node)
     app.node(queues)  # validates cron entries before anything runs
+    _require_migrated(app)
+    configure_logging(args.log_format, args.log_level)
     app.run(queues)
     return 0
 
@@ -174,7 +184,11 @@ def _queue_action(args: argparse.Namespace) -> int:
         app.resume_queue(args.queue, node=args.node)
     else:
         app.scale_queue(args.queue, args.limit, node=args.node)
-    print(f"{args.action} {args.queue} on {args.node or 'all nodes'}")
+    if args.json:
+        limit = {"limit": args.limit} if args.action == "scale" else {}
+        emit([{"action": args.action, "queue": args.queue, "node": args.node or "*", **limit}], True)
+    else:
+        print(f"{args.action} {args.queue} on {args.node or 'all nodes'}")
     return 0
 
 
@@ -217,8 +231,11 @@ def _json_default(value: Any) -> Any:
 
 
 def _app(args: argparse.Namespace) -> FlowStone:
-    app = load_app(getattr(args, "app", None), args.database_url, args.schema)
-    set_default(app)
+    """The command's FlowStone, loaded once and closed by `main` when the command ends."""
+    if getattr(args, "instance", None) is None:
+        args.instance = load_app(getattr(args, "app", None), args.database_url, args.schema)
+        set_default(args.instance)
+    app: FlowStone = args.instance
     return app
 
 
@@ -308,8 +325,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (UsageError, ValueError, TypeError) as error:
-        print(f"flowstone: error: {error}", file=sys.stderr)
+        print(f"flowstone: error: {one_line(error)}", file=sys.stderr)
         return 2
+    finally:
+        if getattr(args, "instance", None) is not None:
+            args.instance.close()
+
+
+def one_line(error: Exception) -> str:
+    """The error as one line (pydantic lists each invalid field on lines of its own)."""
+    if isinstance(error, pydantic.ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

@@ -67,6 +67,15 @@ class FlowStone:
         self.cron_entries: list[CronEntry] = []
         self._nodes: dict[Node, asyncio.Task[None]] = {}
 
+    def override(self, **settings: Any) -> None:
+        """Change settings before the first connection (the CLI's --database-url, --node)."""
+        if self._pool is not None or self._apools:
+            raise RuntimeError("settings cannot change once the instance has connected")
+        self.settings = Settings.model_validate({**self.settings.model_dump(), **settings})
+        self.queries = JobQueries.for_schema(self.settings.schema_name)
+        self.node_queries = NodeQueries.for_schema(self.settings.schema_name)
+        self._url = None
+
     @property
     def schema(self) -> str:
         """The schema holding FlowStone's tables."""

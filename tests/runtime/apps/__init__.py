@@ -1,0 +1,1 @@
+"""Small `--app` modules for the CLI tests."""

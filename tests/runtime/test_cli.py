@@ -1,0 +1,144 @@
+"""The operator's command line, run in-process (plus one real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import runtime_workers as w
+from psycopg.rows import dict_row
+
+from flowstone import FlowStone
+from flowstone.cli import main
+
+Run = Any
+
+
+@pytest.fixture
+def cli(flowstone_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run `flowstone --database-url <test db> ARGS…`; return (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--database-url", flowstone_url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def as_json(out: str) -> Any:
+    return json.loads(out)
+
+
+def one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert err.startswith("flowstone: error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def controls(fs: FlowStone) -> list[dict[str, Any]]:
+    with fs.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute('SELECT queue, node, paused, "limit" FROM flowstone.queue_controls ORDER BY node')
+        return cursor.fetchall()
+
+
+def test_migrate_creates_a_schema(cli: Run) -> None:
+    code, out, _ = cli("--schema", "other", "migrate")
+    assert code == 0 and "schema 'other' is at revision" in out
+    assert cli("--schema", "other", "jobs", "ls", "--json")[:2] == (0, "[]\n")
+
+
+def test_jobs_ls_filters_and_prints_json_or_a_table(cli: Run, flowstone: FlowStone) -> None:
+    jobs = flowstone.insert_all([w.Echo.new({"n": 1}), w.SyncEcho.new(), w.Echo.new(queue="other")])
+    for app in ([], ["--app", "apps.good:app"]):  # --database-url wins over the app's own
+        code, out, _ = cli(*app, "jobs", "ls", "--json")
+        assert code == 0 and [job["id"] for job in as_json(out)] == [job.id for job in jobs]
+    _, out, _ = cli("jobs", "ls", "--queue", "rt", "--worker", w.Echo.name, "--json")
+    assert [(job["id"], job["args"]) for job in as_json(out)] == [(jobs[0].id, {"n": 1})]
+    _, out, _ = cli("jobs", "ls", "--state", "completed", "--json")
+    assert as_json(out) == []
+    code, out, _ = cli("jobs", "ls", "--queue", "other")
+    header, row = out.splitlines()
+    assert code == 0 and header.split()[:4] == ["ID", "STATE", "QUEUE", "WORKER"]
+    assert row.split()[:3] == [str(jobs[2].id), "available", "other"]
+
+
+def test_jobs_show_retry_and_cancel(cli: Run, flowstone: FlowStone) -> None:
+    job = flowstone.insert(w.Echo.new({"n": 7}))
+    code, out, _ = cli("jobs", "show", str(job.id), "--json")
+    assert code == 0 and as_json(out)[0]["args"] == {"n": 7}
+    code, out, _ = cli("jobs", "show", str(job.id))
+    assert code == 0 and any(line.split() == ["state", "available"] for line in out.splitlines())
+    one_line_error(*cli("jobs", "retry", str(job.id))[::2], f"job {job.id} cannot be retried")
+    code, out, _ = cli("jobs", "cancel", str(job.id), "--json")
+    assert code == 0 and as_json(out)[0]["state"] == "cancelled"
+    code, out, _ = cli("jobs", "retry", str(job.id), "--json")
+    assert code == 0 and as_json(out)[0]["state"] == "available"
+    one_line_error(*cli("jobs", "show", "999999")[::2], "no job with id 999999")
+
+
+def test_queues_show_counts_and_steer_queues(cli: Run, flowstone: FlowStone) -> None:
+    flowstone.insert_all([w.Echo.new(), w.Echo.new(), w.Echo.new(queue="other")])
+    code, out, _ = cli("queues", "--json")
+    counts = {row["queue"]: (row["available"], row["completed"]) for row in as_json(out)}
+    assert code == 0 and counts == {"other": (1, 0), "rt": (2, 0)}
+    code, out, _ = cli("queues")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["QUEUE", "AVAILABLE"]
+    assert out.splitlines()[-1] == "leader: -; nodes alive: 0"
+    code, out, _ = cli("queues", "pause", "rt", "--node", "n1", "--json")
+    assert code == 0 and as_json(out) == [{"action": "pause", "queue": "rt", "node": "n1"}]
+    assert cli("queues", "scale", "rt", "3")[:2] == (0, "scale rt on all nodes\n")
+    assert controls(flowstone) == [
+        {"queue": "rt", "node": "*", "paused": None, "limit": 3},
+        {"queue": "rt", "node": "n1", "paused": True, "limit": None},
+    ]
+    assert cli("queues", "resume", "rt", "--json")[0] == 0
+    assert [row["paused"] for row in controls(flowstone)] == [False, None]
+    one_line_error(*cli("queues", "scale", "rt", "0")[::2], "limit must be a positive integer")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["--app", "no_such_module:app"], ["cannot import app module 'no_such_module'"]),
+        (["--app", "apps.good"], ["--app must look like 'module:attribute'"]),
+        (["--app", "apps.good:missing"], ["apps.good:missing is not a FlowStone instance"]),
+        (["--app", "apps.good:app", "--queues", "rt=2,nope=1"], ["unknown queue(s) nope", "known: rt"]),
+        (["--app", "apps.good:app", "--queues", "rt=abc"], ["limit for 'rt' must be a positive integer"]),
+        (["--app", "apps.good:app", "--queues", "rt=0"], ["limit for 'rt' must be a positive integer"]),
+        (["--app", "apps.good:app", "--queues", "rt"], ["entry 'rt' must look like name=limit"]),
+        (
+            ["--app", "apps.good:app", "--queues", "rt=1", "--node", " "],
+            ["node: Value error, node must not be empty"],
+        ),
+        (["--app", "apps.bad_cron:app", "--queues", "rt=1"], ["cron expression '0 25 * * *'"]),
+    ],
+)
+def test_bad_worker_input_exits_2_with_one_line(
+    cli: Run, argv: list[str], fragments: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FlowStone, "run", lambda *args: pytest.fail("the worker started"))
+    one_line_error(*cli("worker", *argv)[::2], *fragments)
+
+
+def test_the_installed_command_runs_in_a_process_of_its_own(flowstone_url: str, flowstone: FlowStone) -> None:
+    job = flowstone.insert(w.Echo.new())
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    command = [sys.executable, "-m", "flowstone.cli", "--database-url", flowstone_url]
+    listed = subprocess.run(
+        [*command, "jobs", "ls", "--json"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert listed.returncode == 0 and [j["id"] for j in json.loads(listed.stdout)] == [job.id]
+    bad = subprocess.run(
+        [*command, "worker", "--app", "apps.bad_cron:app", "--queues", "rt=1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'0 25 * * *'" in bad.stderr
