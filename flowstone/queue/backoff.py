@@ -17,4 +17,4 @@ def exponential(attempt: int, *, base: float = 15.0, jitter: float = 0.1) -> flo
         raise ValueError(f"attempt must be >= 0; got {attempt}")
     delay = base + 2.0 ** min(attempt, MAX_EXPONENT)
     spread = delay * jitter
-    return max(0.0, delay + random.uniform(-spread, spread))  # noqa: S311 - jitter, not crypto
+    return max(0.0, delay + random.uniform(-spread, spread))  # jitter, not crypto

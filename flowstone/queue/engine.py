@@ -20,8 +20,9 @@ class Outcome:
     """What became of one execution of a job, ready to acknowledge.
 
     `delay` schedules the next run (retry backoff or snooze); `refund` gives the
-    attempt back (a snooze, or a job handed back at shutdown); `snoozed` counts a snooze; `error` is appended to the job's errors (the database adds `at`);
-    `exception` is what `perform` raised, kept in memory only.
+    attempt back (a snooze, or a job handed back at shutdown); `snoozed` counts a snooze;
+    `error` is appended to the job's errors (the database adds `at`); `exception` is
+    what `perform` raised, kept in memory only.
     """
 
     job: Job

@@ -45,7 +45,7 @@ class Chaos:
     def __post_init__(self) -> None:
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ValueError(f"failure_rate must be between 0 and 1; got {self.failure_rate!r}")
-        self.rng = random.Random(self.seed)  # noqa: S311 - test chaos, not crypto
+        self.rng = random.Random(self.seed)  # test chaos, not crypto
 
     def strike(self) -> bool:
         """True when this execution should fail."""

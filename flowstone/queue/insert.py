@@ -137,7 +137,7 @@ def _resolve_conflicts(
     """Fill conflicting inputs with the existing jobs; return those whose key was freed."""
     if not conflicted:
         return []
-    wanted = sorted({keys[i] for i in conflicted if keys[i] is not None})
+    wanted = sorted({key for i in conflicted if (key := keys[i]) is not None})
     rows = yield queries.by_unique_keys, {"keys": wanted}
     existing = {row["unique_key"]: row for row in rows}
     retry: list[int] = []

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
-import psycopg
 from psycopg import sql
 
 from flowstone.queue.validation import check_identifier

@@ -57,10 +57,14 @@ class Unique:
             or not isinstance(self.period, int | float)
             or self.period <= 0
         ):
-            raise ValueError(f"Unique period must be a positive number of seconds or None; got {self.period!r}")
+            raise ValueError(
+                f"Unique period must be a positive number of seconds or None; got {self.period!r}"
+            )
         unknown = [name for name in self.fields if name not in FIELDS]
         if unknown or not self.fields:
-            raise ValueError(f"Unique fields must be a non-empty subset of {FIELDS}; got {list(self.fields)!r}")
+            raise ValueError(
+                f"Unique fields must be a non-empty subset of {FIELDS}; got {list(self.fields)!r}"
+            )
         if self.keys is not None and (
             isinstance(self.keys, str) or not all(isinstance(k, str) for k in self.keys)
         ):

@@ -122,8 +122,12 @@ def refute_enqueued(**filters: Any) -> None:
 
 
 def _describe(filters: Mapping[str, Any]) -> str:
-    shown = {k: (v.name if isinstance(v, type) else v) for k, v in filters.items() if k != "fs"}
+    shown = {k: _worker_name(v) for k, v in filters.items() if k != "fs"}
     return ", ".join(f"{key}={value!r}" for key, value in shown.items()) or "anything"
+
+
+def _worker_name(value: Any) -> Any:
+    return value.name if isinstance(value, type) and issubclass(value, Worker) else value
 
 
 @dataclass

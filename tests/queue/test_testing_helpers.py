@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -79,7 +79,7 @@ def test_perform_job_round_trips_args_and_runs_async_perform():
 
 
 def test_perform_job_rejects_what_insert_would():
-    with pytest.raises(TypeError, match="args.when"):
+    with pytest.raises(TypeError, match=r"args\.when"):
         perform_job(Steer, {"when": datetime.now()})
 
 
@@ -128,7 +128,7 @@ def test_drain_with_scheduled(flowstone):
     soon = Steer.enqueue({}, scheduled_in=60)
     later = Steer.enqueue({}, scheduled_in=3600)
     assert drain_queue(QUEUE).completed == 0
-    cutoff = datetime.now(timezone.utc) + timedelta(minutes=5)
+    cutoff = datetime.now(UTC) + timedelta(minutes=5)
     assert drain_queue(QUEUE, with_scheduled=cutoff).completed == 1
     assert flowstone.get_job(soon.id).state == "completed"
     assert flowstone.get_job(later.id).state == "scheduled"
@@ -160,15 +160,13 @@ def test_drain_with_safety(flowstone):
 
 
 def test_with_chaos_injects_failures_reproducibly(flowstone):
-    with with_chaos(failure_rate=1.0):
-        with pytest.raises(ChaosError):
-            Chaotic.enqueue({})
-            drain_queue("chaos", with_safety=False)
+    with with_chaos(failure_rate=1.0), pytest.raises(ChaosError):
+        Chaotic.enqueue({})
+        drain_queue("chaos", with_safety=False)
     with with_chaos(failure_rate=0.0):
         assert drain_queue("chaos", with_scheduled=True).completed == 1
-    with pytest.raises(ValueError, match="failure_rate"):
-        with with_chaos(failure_rate=1.5):
-            pass
+    with pytest.raises(ValueError, match="failure_rate"), with_chaos(failure_rate=1.5):
+        pass
 
 
 def chaos_run(flowstone, seed: int) -> tuple[dict[str, int], dict[str, int]]:

@@ -54,7 +54,7 @@ def test_args_that_json_cannot_carry_name_the_key_path(args, path):
 
 
 def test_meta_is_checked_too():
-    with pytest.raises(TypeError, match="meta.k"):
+    with pytest.raises(TypeError, match=r"meta\.k"):
         Plain.new({}, meta={"k": b"bytes"})
 
 

@@ -1,0 +1,175 @@
+"""Hypothesis properties: backoff, unique keys, JSON args, and the state machine."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from flowstone import Cancel, Discard, Snooze, Unique, Worker
+from flowstone.queue import backoff
+from flowstone.queue.job import FINAL_STATES, JobState
+
+DB = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+# -- backoff -----------------------------------------------------------------------------
+
+
+@given(st.integers(0, 40), st.floats(0, 100), st.floats(0, 1))
+def test_backoff_stays_within_its_jitter_band(attempt, base, jitter):
+    mean = base + 2.0 ** min(attempt, backoff.MAX_EXPONENT)
+    delay = backoff.exponential(attempt, base=base, jitter=jitter)
+    assert mean * (1 - jitter) - 1e-9 <= delay <= mean * (1 + jitter) + 1e-9
+    assert delay >= 0 and math.isfinite(delay)
+
+
+@given(st.integers(0, 40), st.floats(0, 100), st.floats(0, 5))
+def test_backoff_is_never_negative(attempt, base, jitter):
+    assert backoff.exponential(attempt, base=base, jitter=jitter) >= 0
+
+
+@given(st.integers(0, 39), st.floats(0, 100))
+def test_backoff_mean_is_monotone(attempt, base):
+    assert backoff.exponential(attempt, base=base, jitter=0) <= backoff.exponential(
+        attempt + 1, base=base, jitter=0
+    )
+
+
+def test_backoff_default_mean_is_obans():
+    assert [backoff.exponential(a, jitter=0) for a in (1, 2, 5)] == [17, 19, 47]
+    with pytest.raises(ValueError):
+        backoff.exponential(-1)
+
+
+# -- unique keys ---------------------------------------------------------------------------
+
+texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20)
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | texts
+# jsonb keeps numbers as numeric: a float Python prints with an exponent >= 16 (1e300)
+# comes back as the int it denotes, so floats stay within the range Python prints plainly.
+json_values = st.recursive(
+    json_scalars | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=20,
+)
+json_args = st.dictionaries(texts, json_values, max_size=6)
+
+
+@given(json_args, st.sampled_from(["worker", "queue", "args"]))
+def test_equal_inputs_give_equal_keys_whatever_the_order(args, field):
+    unique = Unique(fields=[field, "args"])
+    shuffled = dict(reversed(list(args.items())))
+    assert unique.key("w", "q", args, {}) == unique.key("w", "q", shuffled, {})
+
+
+@given(json_values, json_args, json_args)
+def test_keys_narrowing_ignores_other_args(to, first, second):
+    unique = Unique(keys=["to"])
+    a = {**first, "to": to}
+    b = {**second, "to": to}
+    assert unique.key("w", "q", a, {}) == unique.key("w", "q", b, {})
+
+
+@given(json_values, json_values)
+def test_keys_narrowing_tells_different_values_apart(one, two):
+    assume(one != two)
+    unique = Unique(keys=["to"])
+    assert unique.key("w", "q", {"to": one}, {}) != unique.key("w", "q", {"to": two}, {})
+
+
+@given(json_args)
+def test_workers_and_queues_separate_keys(args):
+    unique = Unique()
+    assert unique.key("w1", "q", args, {}) != unique.key("w2", "q", args, {})
+    assert unique.key("w", "q1", args, {}) != unique.key("w", "q2", args, {})
+
+
+# -- JSON round trip -----------------------------------------------------------------------
+
+
+class Keep(Worker):
+    queue = "props"
+
+    def perform(self, job):
+        return None
+
+
+@DB
+@given(args=json_args)
+def test_args_round_trip_through_the_table(flowstone, args):
+    job = flowstone.insert(Keep.new(args))
+    assert flowstone.get_job(job.id).args == job.args == args
+
+
+# -- the state machine ---------------------------------------------------------------------
+
+STEPS = ["complete", "raise", "snooze", "discard", "cancel"]
+
+
+class Scripted(Worker):
+    """Follows the script in its args, one step per execution (then completes)."""
+
+    queue = "script"
+
+    def perform(self, job):
+        done = job.attempt - 1 + job.meta.get("snoozed", 0)
+        step = job.args["script"][done] if done < len(job.args["script"]) else "complete"
+        if step == "raise":
+            raise RuntimeError(f"step {done}")
+        return {"snooze": Snooze(1), "discard": Discard("d"), "cancel": Cancel("c")}.get(step)
+
+
+ALLOWED = {
+    (JobState.EXECUTING, JobState.COMPLETED),
+    (JobState.EXECUTING, JobState.RETRYABLE),
+    (JobState.EXECUTING, JobState.DISCARDED),
+    (JobState.EXECUTING, JobState.CANCELLED),
+    (JobState.EXECUTING, JobState.SCHEDULED),
+}
+
+
+def model(script: list[str], max_attempts: int) -> tuple[JobState, int, int, int]:
+    """Expected final (state, attempt, errors, snoozes) of a script."""
+    attempt = errors = snoozes = 0
+    for step in [*script, "complete"]:
+        attempt += 1
+        if step == "snooze":
+            attempt -= 1
+            snoozes += 1
+            continue
+        if step == "complete":
+            return JobState.COMPLETED, attempt, errors, snoozes
+        errors += 1
+        if step == "discard" or (step == "raise" and attempt >= max_attempts):
+            return JobState.DISCARDED, attempt, errors, snoozes
+        if step == "cancel":
+            return JobState.CANCELLED, attempt, errors, snoozes
+    raise AssertionError("unreachable")
+
+
+@DB
+@given(script=st.lists(st.sampled_from(STEPS), max_size=8), max_attempts=st.integers(1, 4))
+def test_state_machine_follows_the_design(flowstone, engine, script, max_attempts):
+    job = flowstone.insert(Scripted.new({"script": script}, max_attempts=max_attempts))
+    state = JobState.AVAILABLE
+    for _ in range(len(script) + 2):
+        engine.stage(until="infinity", queue="script")
+        [claimed] = engine.claim("script")
+        assert claimed.id == job.id and claimed.state == JobState.EXECUTING
+        assert engine.ack(engine.execute([claimed])) == {job.id}
+        row = flowstone.get_job(job.id)
+        assert (JobState.EXECUTING, row.state) in ALLOWED
+        assert 0 <= row.attempt <= row.max_attempts == max_attempts
+        state = row.state
+        if state in FINAL_STATES:
+            break
+    expected_state, attempt, errors, snoozes = model(script, max_attempts)
+    assert (state, row.attempt, len(row.errors), row.meta.get("snoozed", 0)) == (
+        expected_state, attempt, errors, snoozes,
+    )
+    assert [e["attempt"] for e in row.errors] == sorted(e["attempt"] for e in row.errors)
+    assert engine.claim("script") == []
