@@ -37,7 +37,6 @@ class Settings(BaseModel):
     prune_max_age: float = Field(default=60.0 * 60 * 24, gt=0)
     prune_interval: float = Field(default=30.0, gt=0)
     prune_limit: int = Field(default=10_000, ge=1)
-    ack_batch: int = Field(default=1000, ge=1)
 
     @field_validator("schema_name")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from flowstone.queue.job import Job, JobState
-from flowstone.queue.plan import Plan
+from flowstone.queue.plan import Plan, Row
 from flowstone.queue.queries.jobs import JobQueries
 
 MAX_ID = 2**63 - 1
@@ -59,9 +59,7 @@ def claim_plan(
     if limit <= 0:
         return []
     rows = yield queries.claim, {"queue": queue, "limit": limit, "node": node, "max_id": max_id}
-    jobs = [Job.from_row(row) for row in rows]
-    jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
-    return jobs
+    return _claimed(rows)
 
 
 def ack_plan(queries: JobQueries, outcomes: Sequence[Outcome]) -> Plan[set[int]]:
@@ -72,14 +70,35 @@ def ack_plan(queries: JobQueries, outcomes: Sequence[Outcome]) -> Plan[set[int]]
     return {row["id"] for row in rows}
 
 
+def ack_claim_plan(
+    queries: JobQueries, outcomes: Sequence[Outcome], queue: str, limit: int, node: str
+) -> Plan[list[Job]]:
+    """Acknowledge `outcomes` and claim up to `limit` jobs of `queue` in one statement."""
+    params = {
+        "acks": Jsonb([outcome.encode() for outcome in outcomes]),
+        "queue": queue,
+        "limit": limit,
+        "node": node,
+        "max_id": MAX_ID,
+    }
+    rows = yield queries.ack_claim, params
+    return _claimed(rows)
+
+
+def _claimed(rows: list[Row]) -> list[Job]:
+    jobs = [Job.from_row(row) for row in rows]
+    jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
+    return jobs
+
+
 def stage_plan(
     queries: JobQueries, *, until: str | None = None, queue: str | None = None, limit: int = 5000
 ) -> Plan[dict[str, int]]:
-    """Make due scheduled/retryable jobs available (up to `until`, default now) and notify."""
+    """Make due scheduled/retryable jobs available (up to `until`, default now); a trigger
+    notifies their queues. Returns the count per queue."""
     rows = yield queries.stage, {
         "until": until,
         "queue": queue,
         "limit": limit,
-        "channel": queries.channel,
     }
     return {row["queue"]: row["count"] for row in rows}

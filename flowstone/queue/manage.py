@@ -37,17 +37,7 @@ def list_plan(
 
 def retry_plan(queries: JobQueries, job_id: int) -> Plan[Job | None]:
     """Make a finished or waiting job available now (with one more attempt if it ran out)."""
-    rows = yield queries.retry, {"id": job_id, "channel": queries.channel}
-    if not rows:
-        return None
-    row = dict(rows[0])
-    row.pop("notified", None)
-    return Job.from_row(row)
-
-
-def cancel_idle_plan(queries: JobQueries, job_id: int) -> Plan[Job | None]:
-    """Cancel a job that is not executing; None when it is executing or already final."""
-    rows = yield queries.cancel_idle, {"id": job_id}
+    rows = yield queries.retry, {"id": job_id}
     return Job.from_row(rows[0]) if rows else None
 
 
@@ -59,12 +49,12 @@ def delete_plan(queries: JobQueries, job_id: int) -> Plan[bool]:
 
 def wake_plan(queries: JobQueries, worker: str, patterns: Sequence[Mapping[str, Any]]) -> Plan[int]:
     """Make scheduled jobs of `worker` whose args contain any of `patterns` available now
-    (e.g. jobs snoozing until something they wait for happened); the number woken."""
+    (e.g. jobs snoozing until something they wait for happened), and spare matching jobs
+    still executing their next snooze; the number of jobs woken or marked."""
     if not patterns:
         return 0
     rows = yield queries.wake, {
         "worker": worker,
         "patterns": Jsonb([dict(p) for p in patterns]),
-        "channel": queries.channel,
     }
     return sum(row["count"] for row in rows)

@@ -85,6 +85,19 @@ CREATE TRIGGER jobs_notify_inserted AFTER INSERT ON {schema}.jobs
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_jobs_inserted();
 
+-- Jobs becoming available by an UPDATE (staged, retried, woken, rescued, handed back)
+-- wake the producers too; Postgres folds identical notifications of a transaction.
+CREATE FUNCTION {schema}.notify_jobs_available() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '.jobs', NEW.queue);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_notify_available AFTER UPDATE OF state ON {schema}.jobs
+    FOR EACH ROW WHEN (NEW.state = 'available' AND OLD.state <> 'available')
+    EXECUTE FUNCTION {schema}.notify_jobs_available();
+
 -- A unique job leaving its unique states frees its key for a new job.
 CREATE FUNCTION {schema}.release_unique_key() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -114,6 +127,7 @@ DROP VIEW {schema}.queue_stats;
 DROP TABLE {schema}.jobs;
 DROP FUNCTION {schema}.release_unique_key();
 DROP FUNCTION {schema}.notify_jobs_inserted();
+DROP FUNCTION {schema}.notify_jobs_available();
 DROP TYPE {schema}.job_state;
 """
     )

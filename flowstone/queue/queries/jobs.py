@@ -1,7 +1,8 @@
 """Every statement on the jobs table, composed once per schema (so psycopg can prepare them).
 
-The hot path batches: one statement claims up to N jobs, one acknowledges a batch of
-outcomes, one inserts a batch of jobs. Rows travel as a single jsonb document unpacked
+The hot path batches: one statement acknowledges a batch of outcomes and claims up to N
+jobs, one inserts a batch of jobs. Every transition to `available` is announced by a
+trigger (one NOTIFY per queue per transaction). Rows travel as a single jsonb document unpacked
 with `jsonb_to_recordset`, which keeps each statement one round trip however large.
 """
 
@@ -57,14 +58,18 @@ RETURNING id
 
 _BY_UNIQUE_KEYS = "SELECT {columns} FROM {jobs} WHERE unique_key = ANY(%(keys)s::text[])"
 
-_CLAIM = """
-WITH claimed AS (
+# The claim, in two parts so the runtime can send it together with its acks.
+_CLAIM_SELECT = """
+claimed AS (
     SELECT id FROM {jobs}
     WHERE state = 'available' AND queue = %(queue)s AND id <= %(max_id)s
     ORDER BY priority, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
+"""
+
+_CLAIM_UPDATE = """
 UPDATE {jobs} AS j
 SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
     attempted_by = ARRAY[%(node)s]::text[]
@@ -74,21 +79,24 @@ RETURNING {j_columns}
 """
 
 # Guarded by state, attempt and attempted_at: a stale or late acknowledgement matches
-# no row, so it can never overwrite a newer outcome.
-_ACK = """
+# no row, so it can never overwrite a newer outcome. A job that was woken while it ran
+# (meta.wake_pending, see _WAKE) does not sit out its snooze: it is available at once.
+_ACK_UPDATE = """
 UPDATE {jobs} AS j SET
-    state = a.state::{state},
+    state = CASE WHEN a.snoozed AND j.meta ? 'wake_pending' THEN 'available' ELSE a.state END::{state},
     completed_at = CASE WHEN a.state = 'completed' THEN now() ELSE j.completed_at END,
     discarded_at = CASE WHEN a.state = 'discarded' THEN now() ELSE j.discarded_at END,
     cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
     scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
+                        WHEN a.snoozed AND j.meta ? 'wake_pending' THEN now()
                         ELSE now() + make_interval(secs => a.delay) END,
     attempt = CASE WHEN a.refund THEN j.attempt - 1 ELSE j.attempt END,
     errors = CASE WHEN a.error IS NULL THEN j.errors
                   ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', now())) END,
     meta = CASE WHEN a.snoozed
-                THEN j.meta || jsonb_build_object('snoozed', coalesce((j.meta ->> 'snoozed')::int, 0) + 1)
-                ELSE j.meta END
+                THEN (j.meta - 'wake_pending')
+                     || jsonb_build_object('snoozed', coalesce((j.meta ->> 'snoozed')::int, 0) + 1)
+                ELSE j.meta - 'wake_pending' END
 FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
     id bigint, attempt smallint, attempted_at timestamptz, state text, delay float8,
     error jsonb, snoozed boolean, refund boolean)
@@ -96,6 +104,14 @@ WHERE j.id = a.id AND j.state = 'executing'
   AND j.attempt = a.attempt AND j.attempted_at = a.attempted_at
 RETURNING j.id
 """
+
+_CLAIM = "WITH " + _CLAIM_SELECT + _CLAIM_UPDATE
+
+_ACK = _ACK_UPDATE
+
+# The runtime's one statement per cycle: acknowledge what finished and claim what fits,
+# committed together, so a job's slot is reused only once its outcome is durable.
+_ACK_CLAIM = "WITH acked AS (" + _ACK_UPDATE + "), " + _CLAIM_SELECT + _CLAIM_UPDATE
 
 _STAGE = """
 WITH due AS (
@@ -111,8 +127,7 @@ WITH due AS (
     FROM due WHERE j.id = due.id
     RETURNING j.queue
 )
-SELECT queue, count(*) AS count, pg_notify(%(channel)s, queue) AS notified
-FROM staged GROUP BY queue
+SELECT queue, count(*) AS count FROM staged GROUP BY queue
 """
 
 _GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
@@ -135,13 +150,7 @@ WITH retried AS (
     WHERE id = %(id)s AND state NOT IN ('available', 'executing')
     RETURNING {columns}
 )
-SELECT retried.*, pg_notify(%(channel)s, retried.queue) AS notified FROM retried
-"""
-
-_CANCEL_IDLE = """
-UPDATE {jobs} SET state = 'cancelled', cancelled_at = now()
-WHERE id = %(id)s AND state IN ('available', 'scheduled', 'retryable')
-RETURNING {columns}
+SELECT * FROM retried
 """
 
 _DELETE = "DELETE FROM {jobs} WHERE id = %(id)s AND state <> 'executing' RETURNING id"
@@ -215,21 +224,25 @@ ORDER BY id
 """
 
 # Wake waiting jobs early: scheduled jobs of one worker whose args contain any of the
-# given JSON objects become available now, and their queues are notified.
+# given JSON objects become available now; matching jobs still executing are marked so
+# that a snooze they return is not sat out (the wake-up would otherwise be lost).
 _WAKE = """
-WITH woken AS (
-    UPDATE {jobs} SET state = 'available', scheduled_at = now()
-    WHERE id IN (
-        SELECT id FROM {jobs}
-        WHERE state = 'scheduled' AND worker = %(worker)s
-          AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
-                      WHERE args @> p.pattern)
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING queue
+WITH matching AS (
+    SELECT id, state FROM {jobs}
+    WHERE state IN ('scheduled', 'executing') AND worker = %(worker)s
+      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
+                  WHERE args @> p.pattern)
+    FOR UPDATE SKIP LOCKED
+), woken AS (
+    UPDATE {jobs} AS j SET
+        state = CASE WHEN m.state = 'scheduled' THEN 'available' ELSE j.state END,
+        scheduled_at = CASE WHEN m.state = 'scheduled' THEN now() ELSE j.scheduled_at END,
+        meta = CASE WHEN m.state = 'executing' THEN j.meta || '{{"wake_pending": true}}'
+                    ELSE j.meta END
+    FROM matching AS m WHERE j.id = m.id
+    RETURNING j.queue
 )
-SELECT queue, count(*) AS count, pg_notify(%(channel)s, queue) AS notified
-FROM woken GROUP BY queue
+SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
 
 
@@ -245,11 +258,11 @@ class JobQueries:
     by_unique_keys: str
     claim: str
     ack: str
+    ack_claim: str
     stage: str
     get: str
     list: str
     retry: str
-    cancel_idle: str
     delete: str
     max_id: str
     cancel: str
@@ -281,11 +294,11 @@ class JobQueries:
             by_unique_keys=compose(_BY_UNIQUE_KEYS),
             claim=compose(_CLAIM),
             ack=compose(_ACK),
+            ack_claim=compose(_ACK_CLAIM),
             stage=compose(_STAGE),
             get=compose(_GET),
             list=compose(_LIST),
             retry=compose(_RETRY),
-            cancel_idle=compose(_CANCEL_IDLE),
             delete=compose(_DELETE),
             max_id=compose(_MAX_ID),
             cancel=compose(_CANCEL),

@@ -1,7 +1,7 @@
-"""A node: one process's producers plus its listener, acker, heartbeat and plugins.
+"""A node: one process's producers plus its listener, heartbeat and plugins.
 
 Life cycle: register (heartbeat) → listen → produce; on stop: stop claiming, wait the
-grace period, hand unfinished jobs back (attempt refunded), flush acknowledgements,
+grace period, hand unfinished jobs back (attempt refunded), write every outcome,
 resign leadership and deregister. No job is left `executing`.
 """
 
@@ -16,12 +16,10 @@ import structlog
 from psycopg.types.json import Jsonb
 
 from flowstone.queue import telemetry
-from flowstone.queue.engine import Outcome
 from flowstone.queue.plan import single
 from flowstone.queue.plugins import Cron, CronEntry, Lifeline, Plugin, Pruner, Stager
 from flowstone.queue.plugins.cron import entries_from
 from flowstone.queue.queries.nodes import NodeQueries
-from flowstone.queue.runtime.acker import Acker
 from flowstone.queue.runtime.listener import Listener
 from flowstone.queue.runtime.producer import Producer
 from flowstone.queue.runtime.retry import TRANSIENT, until_done
@@ -46,7 +44,6 @@ class Node:
         self.node_queries = NodeQueries.for_schema(fs.schema)
         limits = queues if queues is not None else fs.settings.queues
         self.producers = {queue: Producer(self, queue, limit) for queue, limit in limits.items()}
-        self.acker = Acker(fs, fs.settings.ack_batch, self._acked)
         self.is_leader = False
         self.plugins: list[Plugin] = [
             Stager(fs.settings.stage_interval),
@@ -65,13 +62,6 @@ class Node:
         producer = self.producers.get(queue)
         if producer is not None:
             producer.wake()
-
-    def _acked(self, outcomes: Sequence[Outcome]) -> None:
-        """Outcomes are written: their producers' slots are free again."""
-        for outcome in outcomes:
-            producer = self.producers.get(outcome.job.queue)
-            if producer is not None:
-                producer.release()
 
     def _on_control(self, payload: str) -> None:
         try:
@@ -117,7 +107,6 @@ class Node:
         )
         async with anyio.create_task_group() as services:
             services.start_soon(listener.run)
-            services.start_soon(self.acker.run)
             services.start_soon(self._heartbeat_loop)
             services.start_soon(self._controls_loop)
             for plugin in self.plugins:
@@ -131,7 +120,6 @@ class Node:
                 _log.info("node started", node=self.name, queues=self._queue_limits())
                 await self._stop.wait()
                 await self._shutdown()
-            await self.acker.flush()
             await self._deregister()
             services.cancel_scope.cancel()
         self.stopped.set()

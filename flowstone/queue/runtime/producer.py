@@ -1,24 +1,26 @@
-"""A queue's producer: claims up to `limit - in flight` jobs per query and runs them.
+"""A queue's producer: one statement per cycle acknowledges what finished and claims up
+to `limit - running` jobs, on a dedicated connection.
 
-A job is in flight from its claim until its outcome is written, so a node that dies
-can have run at most `limit` jobs of a queue whose outcomes are lost.
-
-It fetches when woken (an insert NOTIFY, the stager, a finished job while the last
-claim came back full) or when the poll interval passes — polling is only the fallback.
+A slot is reused only in the transaction that writes its job's outcome, so a node that
+dies can have lost the outcomes of at most `limit` jobs of the queue. A cycle runs when
+a job finishes, when woken (an insert or staging NOTIFY, a control signal) or when the
+poll interval passes — polling is only the fallback.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import psycopg
 import structlog
 from anyio.abc import TaskGroup
 
-from flowstone.queue.engine import Outcome, claim_plan
+from flowstone.queue.engine import Outcome, ack_claim_plan
 from flowstone.queue.executor import Executor, error_entry
 from flowstone.queue.job import Job, JobState
+from flowstone.queue.plan import arun
 from flowstone.queue.runtime.retry import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
@@ -45,21 +47,16 @@ class Producer:
         self.limit = limit
         self.paused = False
         self.running: dict[int, Running] = {}
-        self.unacked = 0
+        self.finished: list[Outcome] = []
         self.executor = Executor(node.fs.registry, anyio.CapacityLimiter(limit))
+        self._conn: psycopg.AsyncConnection[Any] | None = None
         self._wake = anyio.Event()
         self._stopping = False
-        self._full = False
         self._drained = anyio.Event()
 
     def wake(self) -> None:
-        """Fetch as soon as possible."""
+        """Run a cycle as soon as possible."""
         self._wake.set()
-
-    def release(self) -> None:
-        """One finished job's outcome was written: its slot is free."""
-        self.unacked -= 1
-        self.wake()
 
     def scale(self, limit: int) -> None:
         """Change how many jobs may run at once (sync jobs' thread slots too)."""
@@ -83,32 +80,54 @@ class Producer:
         return True
 
     async def run(self, jobs: TaskGroup) -> None:
-        """Claim and start jobs in `jobs` until `stop` is called."""
+        """Cycle until stopped and every outcome is written; jobs run in `jobs`."""
         backoff = Backoff()
-        while not self._stopping:
-            self._wake = anyio.Event()
-            try:
-                await self._fetch(jobs)
-                backoff.reset()
-            except TRANSIENT as error:
-                _log.warning("claim failed; retrying", queue=self.queue, error=str(error))
-                await backoff.wait()
-                continue
-            with anyio.move_on_after(self.node.fs.settings.poll_interval):
-                await self._wake.wait()
+        try:
+            while not (self._stopping and not self.running and not self.finished):
+                self._wake = anyio.Event()
+                try:
+                    await self._cycle(jobs)
+                    backoff.reset()
+                except TRANSIENT as error:
+                    _log.warning("ack/claim failed; retrying", queue=self.queue, error=str(error))
+                    await self._disconnect()
+                    await backoff.wait()
+                    continue
+                if not self.finished:
+                    with anyio.move_on_after(self.node.fs.settings.poll_interval):
+                        await self._wake.wait()
+        finally:
+            await self._disconnect()
 
-    async def _fetch(self, jobs: TaskGroup) -> None:
-        demand = self.limit - len(self.running) - self.unacked
-        if self.paused or demand <= 0:
+    async def _cycle(self, jobs: TaskGroup) -> None:
+        demand = 0 if self.paused or self._stopping else max(0, self.limit - len(self.running))
+        outcomes, self.finished = self.finished, []
+        if not outcomes and not demand:
             return
-        plan = claim_plan(self.node.fs.queries, self.queue, demand, self.node.name)
-        claimed = await self.node.fs.aexecute(plan)
-        self._full = len(claimed) == demand
+        try:
+            conn = await self._connection()
+            plan = ack_claim_plan(self.node.fs.queries, outcomes, self.queue, demand, self.node.name)
+            claimed = await arun(conn, plan)
+        except BaseException:
+            self.finished[:0] = outcomes  # written once the database is back
+            raise
         for job in claimed:
+            if self._stopping:  # claimed while the stop began: nobody would stop it later
+                self.finished.append(interrupted(job, "shutdown"))
+                continue
             self.running[job.id] = Running(job)
             jobs.start_soon(self._execute, job, name=f"job {job.id}")
-        if self._full:
-            self._wake.set()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self.node.fs.aconnect(autocommit=True)
+        return self._conn
+
+    async def _disconnect(self) -> None:
+        if self._conn is not None:
+            with anyio.CancelScope(shield=True):
+                await self._conn.close()
+            self._conn = None
 
     async def _execute(self, job: Job) -> None:
         running = self.running[job.id]
@@ -118,8 +137,8 @@ class Producer:
         if outcome is None or running.interrupted_by is not None:
             outcome = interrupted(job, running.interrupted_by or "shutdown")
         del self.running[job.id]
-        self.unacked += 1
-        self.node.acker.push(outcome)
+        self.finished.append(outcome)
+        self.wake()
         if self._stopping and not self.running:
             self._drained.set()
 
