@@ -6,6 +6,7 @@ exercise exactly the code that production runs.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import random
 import time
@@ -119,9 +120,9 @@ class Executor:
         telemetry.emit("job.start", {"queue_time": _queue_time(job)}, meta)
         try:
             outcome = from_result(job, await self._perform(worker, job))
-        except anyio.get_cancelled_exc_class():
-            raise
         except BaseException as error:  # a job's failure, whatever it raised, is the job's
+            if _being_cancelled(error):
+                raise
             outcome = failure(worker, job, error)
             measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
             telemetry.emit("job.exception", measurements, {**meta, "state": outcome.kind, "error": error})
@@ -150,6 +151,17 @@ class Executor:
         if inspect.isawaitable(result):
             return await result
         return result
+
+
+def _being_cancelled(error: BaseException) -> bool:
+    """Whether `error` cancels the running task, rather than being a CancelledError the job
+    raised itself (only asyncio can tell; elsewhere every cancellation counts as real)."""
+    if not isinstance(error, anyio.get_cancelled_exc_class()):
+        return False
+    if not isinstance(error, asyncio.CancelledError):
+        return True
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _queue_time(job: Job) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -149,6 +150,7 @@ RAISABLE: dict[str, type[BaseException]] = {
     "system_exit": SystemExit,
     "keyboard_interrupt": KeyboardInterrupt,
     "custom": Custom,
+    "cancelled_error": asyncio.CancelledError,  # raised by the job, not a cancellation
 }
 
 
