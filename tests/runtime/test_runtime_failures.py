@@ -108,3 +108,32 @@ async def test_jobs_complete_when_the_connections_drop_mid_run(make_fs: MakeFs, 
 
 async def _at_least(url: str, completed: int) -> bool:
     return await count(url, "completed") >= completed
+
+
+async def test_jobs_claimed_while_stopping_are_handed_back(make_fs: MakeFs, flowstone_url: str) -> None:
+    """A claim still in flight when the stop begins must not start jobs nobody will stop."""
+    fs = make_fs(shutdown_grace=0.1)
+    producer = (await fs.start({w.QUEUE: 1})).producers[w.QUEUE]
+    await fs.apause_queue(w.QUEUE)
+    job = await fs.ainsert(w.Hang.new())
+    async with await psycopg.AsyncConnection.connect(flowstone_url, application_name="locker") as locker:
+        await locker.execute("LOCK TABLE flowstone.jobs IN EXCLUSIVE MODE")  # claims now wait
+        await fs.aresume_queue(w.QUEUE)
+        await wait_for(lambda: claim_waiting(flowstone_url), message="the claim to wait on the lock")
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(fs.stop)
+                await wait_for(lambda: producer._stopping, message="the stop to begin")
+                await locker.rollback()
+    back = await fs.aget_job(job.id)
+    assert back is not None and (back.state, back.attempt) == ("available", 0)
+
+
+async def claim_waiting(url: str) -> bool:
+    async with await psycopg.AsyncConnection.connect(url, application_name="observer") as conn:
+        cursor = await conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'flowstone' AND wait_event_type = 'Lock'"
+            " AND (query LIKE 'WITH claimed AS%' OR query LIKE 'WITH acked AS%')"
+        )
+        return await cursor.fetchone() is not None
