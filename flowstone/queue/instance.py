@@ -238,8 +238,12 @@ class FlowStone:
         return await self.aexecute(manage.retry_plan(self.queries, job_id))
 
     def cancel_job(self, job_id: int) -> Job | None:
-        """Cancel a job that has not finished (an executing one is stopped by its node);
-        None when it already finished or does not exist."""
+        """Cancel a job that has not finished; None when it already finished or does not exist.
+
+        An executing job is stopped by its node: an async `perform` is cancelled; a sync one
+        cannot be (a thread cannot be killed), so its slot is freed at once while the thread
+        runs on until `perform` returns, and its outcome is then ignored.
+        """
         return self.execute(control.cancel_plan(self.queries, self.node_queries, job_id))
 
     async def acancel_job(self, job_id: int) -> Job | None:
