@@ -66,7 +66,7 @@ def ack_plan(queries: JobQueries, outcomes: Sequence[Outcome]) -> Plan[set[int]]
     """Record many outcomes in one statement; return the ids that were still ours."""
     if not outcomes:
         return set()
-    rows = yield queries.ack, {"acks": Jsonb([outcome.encode() for outcome in outcomes])}
+    rows = yield queries.ack, _acks(outcomes)
     return {row["id"] for row in rows}
 
 
@@ -75,7 +75,7 @@ def ack_claim_plan(
 ) -> Plan[list[Job]]:
     """Acknowledge `outcomes` and claim up to `limit` jobs of `queue` in one statement."""
     params = {
-        "acks": Jsonb([outcome.encode() for outcome in outcomes]),
+        **_acks(outcomes),
         "queue": queue,
         "limit": limit,
         "node": node,
@@ -83,6 +83,13 @@ def ack_claim_plan(
     }
     rows = yield queries.ack_claim, params
     return _claimed(rows)
+
+
+def _acks(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    return {
+        "acks": Jsonb([outcome.encode() for outcome in outcomes]),
+        "ids": [outcome.job.id for outcome in outcomes],
+    }
 
 
 def _claimed(rows: list[Row]) -> list[Job]:

@@ -110,25 +110,27 @@ class Executor:
         worker_cls = self.registry.get(job.worker)
         if worker_cls is None:
             return unresolvable(job, f"worker {job.worker!r} is not registered on this node")
-        try:
-            worker_cls.parse_args(job.args)
-        except pydantic.ValidationError as error:
-            return unresolvable(job, f"args do not match {worker_cls.__name__}'s args_model: {error}")
+        if worker_cls.args_model is not None:
+            try:
+                worker_cls.parse_args(job.args)
+            except pydantic.ValidationError as error:
+                return unresolvable(job, f"args do not match {worker_cls.__name__}'s args_model: {error}")
         worker = worker_cls()
+        observed = telemetry.observed(JOB_EVENTS)
         start = time.perf_counter()
-        meta = {"job": job, "queue": job.queue, "worker": job.worker}
-        telemetry.emit("job.start", {"queue_time": _queue_time(job)}, meta)
+        if observed:
+            telemetry.emit("job.start", {"queue_time": _queue_time(job)}, _job_meta(job))
         try:
             outcome = from_result(job, await self._perform(worker, job))
         except BaseException as error:  # a job's failure, whatever it raised, is the job's
             if _being_cancelled(error):
                 raise
             outcome = failure(worker, job, error)
-            measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
-            telemetry.emit("job.exception", measurements, {**meta, "state": outcome.kind, "error": error})
+            if observed:
+                _emit_end("job.exception", job, start, outcome, error=error)
             return outcome
-        measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
-        telemetry.emit("job.stop", measurements, {**meta, "state": outcome.kind})
+        if observed:
+            _emit_end("job.stop", job, start, outcome)
         return outcome
 
     async def _perform(self, worker: Worker, job: Job) -> object:
@@ -136,6 +138,8 @@ class Executor:
         if active is not None and active.strike():
             raise ChaosError(f"injected failure (rate {active.failure_rate})")
         timeout = worker.timeout(job)
+        if timeout is None:
+            return await self._call(worker, job)
         with anyio.move_on_after(timeout) as scope:
             result = await self._call(worker, job)
         if scope.cancelled_caught:
@@ -162,6 +166,18 @@ def _being_cancelled(error: BaseException) -> bool:
         return True
     task = asyncio.current_task()
     return task is None or task.cancelling() > 0
+
+
+JOB_EVENTS = ("job.start", "job.stop", "job.exception")
+
+
+def _job_meta(job: Job) -> dict[str, Any]:
+    return {"job": job, "queue": job.queue, "worker": job.worker}
+
+
+def _emit_end(event: str, job: Job, start: float, outcome: Outcome, **extra: Any) -> None:
+    measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
+    telemetry.emit(event, measurements, {**_job_meta(job), "state": outcome.kind, **extra})
 
 
 def _queue_time(job: Job) -> float:

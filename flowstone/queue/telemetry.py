@@ -39,6 +39,11 @@ def detach(event: str, handler: Handler) -> None:
             handlers.remove(handler)
 
 
+def observed(events: tuple[str, ...]) -> bool:
+    """Whether any handler listens to one of `events` (so callers can skip building them)."""
+    return bool(_handlers.get("*")) or any(_handlers.get(event) for event in events)
+
+
 def emit(event: str, measurements: Mapping[str, float], metadata: Mapping[str, Any]) -> None:
     """Deliver an event to its handlers and the catch-all ones."""
     targets = _handlers.get(event, []) + _handlers.get("*", [])

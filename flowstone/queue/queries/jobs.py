@@ -81,6 +81,9 @@ RETURNING {j_columns}
 # Guarded by state, attempt and attempted_at: a stale or late acknowledgement matches
 # no row, so it can never overwrite a newer outcome. A job that was woken while it ran
 # (meta.wake_pending, see _WAKE) does not sit out its snooze: it is available at once.
+# `ids` repeats the ids as an array so the rows are found through the primary key, and
+# the state is compared as text so the planner does not pick the partial index of
+# executing jobs (full of dead entries between vacuums on a busy queue).
 _ACK_UPDATE = """
 UPDATE {jobs} AS j SET
     state = CASE WHEN a.snoozed AND j.meta ? 'wake_pending' THEN 'available' ELSE a.state END::{state},
@@ -100,7 +103,7 @@ UPDATE {jobs} AS j SET
 FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
     id bigint, attempt smallint, attempted_at timestamptz, state text, delay float8,
     error jsonb, snoozed boolean, refund boolean)
-WHERE j.id = a.id AND j.state = 'executing'
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = a.id AND j.state::text = 'executing'
   AND j.attempt = a.attempt AND j.attempted_at = a.attempted_at
 RETURNING j.id
 """
