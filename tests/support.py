@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from flowstone import FlowStone, Job
 
 T = TypeVar("T")
+MakeFs = Callable[..., FlowStone]  # the runtime suite's `make_fs` fixture
 POLL = 0.02
 
 

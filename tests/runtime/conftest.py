@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
 import pytest
 import runtime_workers
+from support import MakeFs
 
 from flowstone import FlowStone
 
@@ -20,9 +21,6 @@ FAST: dict[str, Any] = {
     "lifeline_interval": 0.1,
     "shutdown_grace": 2.0,
 }
-
-MakeFs = Callable[..., FlowStone]
-
 
 @pytest.fixture(autouse=True)
 def _fresh_workers() -> Iterator[None]:

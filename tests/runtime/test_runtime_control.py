@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import runtime_workers as w
-from conftest import MakeFs
-from support import rows, wait_for, wait_for_job
+from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone
 from flowstone.queue.runtime import Node

@@ -6,8 +6,7 @@ import time
 
 import pytest
 import runtime_workers as w
-from conftest import MakeFs
-from support import rows, wait_for_job
+from support import MakeFs, rows, wait_for_job
 
 from flowstone.queue import telemetry
 

@@ -8,8 +8,7 @@ import anyio
 import psycopg
 import pytest
 import runtime_workers as w
-from conftest import MakeFs
-from support import rows, wait_for, wait_for_job
+from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone
 

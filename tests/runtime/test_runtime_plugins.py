@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 import runtime_workers as w
-from conftest import MakeFs
-from support import rows, wait_for, wait_for_job
+from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone, Job, Worker, WorkerRegistry
 from flowstone.queue.plugins import Cron, CronEntry
