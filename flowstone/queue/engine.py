@@ -85,6 +85,12 @@ def ack_claim_plan(
     return _claimed(rows)
 
 
+def release_orphans_plan(queries: JobQueries, queue: str, node: str, keep: Sequence[int]) -> Plan[int]:
+    """Hand back jobs of `queue` executing under `node` other than `keep`; how many."""
+    rows = yield queries.release_orphans, {"queue": queue, "node": node, "keep": list(keep)}
+    return len(rows)
+
+
 def _acks(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     return {
         "acks": Jsonb([outcome.encode() for outcome in outcomes]),

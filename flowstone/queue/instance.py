@@ -106,7 +106,10 @@ class FlowStone:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; the transaction commits when the block exits cleanly."""
+        """A pooled connection; the transaction commits when the block exits cleanly.
+
+        Connections are checked when taken from the pool, so one that a server restart
+        broke is replaced instead of failing the caller."""
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(
@@ -114,6 +117,7 @@ class FlowStone:
                     min_size=1,
                     max_size=self.settings.pool_size,
                     kwargs={"application_name": "flowstone"},
+                    check=ConnectionPool.check_connection,
                     open=True,
                 )
         with self._pool.connection() as conn:
@@ -130,6 +134,7 @@ class FlowStone:
                 min_size=1,
                 max_size=self.settings.pool_size,
                 kwargs={"application_name": "flowstone"},
+                check=AsyncConnectionPool.check_connection,
                 open=False,
             )
             await pool.open()

@@ -6,14 +6,13 @@ import signal
 import time
 from pathlib import Path
 
+import proc_app
 import psycopg
 import pytest
+from process_support import scalar, wait_for
 
 from flowstone import FlowStone
 from flowstone.queue.migrate import migrate
-
-import proc_app
-from process_support import scalar, wait_for
 
 pytestmark = pytest.mark.process
 

@@ -136,3 +136,24 @@ async def claim_waiting(url: str) -> bool:
             " AND (query LIKE 'WITH claimed AS%' OR query LIKE 'WITH acked AS%')"
         )
         return await cursor.fetchone() is not None
+
+
+async def test_a_claim_whose_answer_was_lost_is_handed_back_after_reconnecting(
+    make_fs: MakeFs, flowstone_url: str
+) -> None:
+    """A claim can commit while its answer is lost with the connection; the job would stay
+    executing under a live node forever. The producer hands such jobs back on reconnect."""
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 2})
+    orphan = await fs.ainsert(w.Nap.new({"seconds": 0}))
+    async with await psycopg.AsyncConnection.connect(flowstone_url, autocommit=True) as conn:
+        await conn.execute(  # as the lost claim left it
+            "UPDATE flowstone.jobs SET state = 'executing', attempt = 1, attempted_at = now(),"
+            " attempted_by = ARRAY[%s] WHERE id = %s",
+            [node.name, orphan.id],
+        )
+    assert await terminate_backends(flowstone_url) >= 1  # the listener's reconnect wakes the producer
+    done = await wait_for_job(fs, orphan.id, "completed", timeout=10)
+    assert done.attempt == 1, "the attempt of the claim that never ran was refunded"
+    with anyio.fail_after(5):
+        await fs.stop()

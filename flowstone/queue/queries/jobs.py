@@ -116,6 +116,16 @@ _ACK = _ACK_UPDATE
 # committed together, so a job's slot is reused only once its outcome is durable.
 _ACK_CLAIM = "WITH acked AS (" + _ACK_UPDATE + "), " + _CLAIM_SELECT + _CLAIM_UPDATE
 
+# After a lost connection a producer cannot know whether its last claim committed: jobs
+# executing under its node and queue that it is not running were claimed but never
+# started. They go back to available with the attempt refunded.
+_RELEASE_ORPHANS = """
+UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
+WHERE state = 'executing' AND attempted_by[1] = %(node)s AND queue = %(queue)s
+  AND NOT (id = ANY(%(keep)s::bigint[]))
+RETURNING id
+"""
+
 _STAGE = """
 WITH due AS (
     SELECT id FROM {jobs}
@@ -262,6 +272,7 @@ class JobQueries:
     claim: str
     ack: str
     ack_claim: str
+    release_orphans: str
     stage: str
     get: str
     list: str
@@ -298,6 +309,7 @@ class JobQueries:
             claim=compose(_CLAIM),
             ack=compose(_ACK),
             ack_claim=compose(_ACK_CLAIM),
+            release_orphans=compose(_RELEASE_ORPHANS),
             stage=compose(_STAGE),
             get=compose(_GET),
             list=compose(_LIST),

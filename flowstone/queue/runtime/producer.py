@@ -17,7 +17,7 @@ import psycopg
 import structlog
 from anyio.abc import TaskGroup
 
-from flowstone.queue.engine import Outcome, ack_claim_plan
+from flowstone.queue.engine import Outcome, ack_claim_plan, release_orphans_plan
 from flowstone.queue.executor import Executor, error_entry
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.plan import arun
@@ -50,6 +50,7 @@ class Producer:
         self.finished: list[Outcome] = []
         self.executor = Executor(node.fs.registry, anyio.CapacityLimiter(limit))
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lost_connection = False
         self._wake = anyio.Event()
         self._stopping = False
         self._drained = anyio.Event()
@@ -90,6 +91,7 @@ class Producer:
                     backoff.reset()
                 except TRANSIENT as error:
                     _log.warning("ack/claim failed; retrying", queue=self.queue, error=str(error))
+                    self._lost_connection = True
                     await self._disconnect()
                     await backoff.wait()
                     continue
@@ -106,6 +108,8 @@ class Producer:
             return
         try:
             conn = await self._connection()
+            if self._lost_connection:
+                await self._release_orphans(conn, outcomes)
             plan = ack_claim_plan(self.node.fs.queries, outcomes, self.queue, demand, self.node.name)
             claimed = await arun(conn, plan)
         except BaseException:
@@ -117,6 +121,15 @@ class Producer:
                 continue
             self.running[job.id] = Running(job)
             jobs.start_soon(self._execute, job, name=f"job {job.id}")
+
+    async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
+        """Our last claim may have committed with its answer lost: hand those jobs back."""
+        keep = [*self.running, *(outcome.job.id for outcome in outcomes)]
+        plan = release_orphans_plan(self.node.fs.queries, self.queue, self.node.name, keep)
+        released = await arun(conn, plan)
+        self._lost_connection = False
+        if released:
+            _log.warning("handed back jobs claimed before the connection was lost", count=released)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
