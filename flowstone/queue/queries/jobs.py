@@ -238,14 +238,17 @@ ORDER BY id
 
 # Wake waiting jobs early: scheduled jobs of one worker whose args contain any of the
 # given JSON objects become available now; matching jobs still executing are marked so
-# that a snooze they return is not sat out (the wake-up would otherwise be lost).
+# that a snooze they return is not sat out (the wake-up would otherwise be lost). Rows
+# are waited for, not skipped: a row locked by its snooze's ack is re-read once that
+# commits (then scheduled, so woken) instead of missing the wake-up.
 _WAKE = """
 WITH matching AS (
     SELECT id, state FROM {jobs}
     WHERE state IN ('scheduled', 'executing') AND worker = %(worker)s
       AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
                   WHERE args @> p.pattern)
-    FOR UPDATE SKIP LOCKED
+    ORDER BY id
+    FOR UPDATE
 ), woken AS (
     UPDATE {jobs} AS j SET
         state = CASE WHEN m.state = 'scheduled' THEN 'available' ELSE j.state END,
