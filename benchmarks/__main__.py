@@ -1,0 +1,73 @@
+"""Run FlowStone's benchmarks: `python -m benchmarks [workload …] [--jobs N] [--append FILE]`.
+
+Workloads mirror ../shared/bench (same N, concurrency, batch, polling and counting),
+so their numbers sit beside the peers': enqueue+drain (`throughput`), `latency`,
+`backlog` (drain with 1,000,000 rows already in the table), `memory` (worker RSS after
+10k and 200k jobs), and the asset workloads `assets` (backfill) and `chain`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from typing import Any
+
+from benchmarks import workloads
+
+WORKLOADS = {
+    "throughput": workloads.throughput,
+    "latency": workloads.latency,
+    "backlog": workloads.backlog,
+    "memory": workloads.memory,
+    "assets": workloads.assets_backfill,
+    "chain": workloads.asset_chain,
+}
+
+
+def main() -> None:
+    """Parse arguments, run each workload, print JSON lines and a table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("workloads", nargs="*", default=["throughput", "latency"], choices=list(WORKLOADS))
+    parser.add_argument("--dsn", default=workloads.DEFAULT_DSN, help="server (its database runs DROP/CREATE)")
+    parser.add_argument("--db", default="bench_flowstone")
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--latency-jobs", type=int, default=500)
+    parser.add_argument("--latency-rate", type=float, default=50.0)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--append", help="also append each JSON line to this file")
+    args = parser.parse_args()
+    rows = []
+    for name in args.workloads:
+        result: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "peer": "flowstone",
+            "workload": name,
+            "python": platform.python_version(),
+            **WORKLOADS[name](args),
+        }
+        line = json.dumps(result)
+        print(line, flush=True)
+        if args.append:
+            with open(args.append, "a") as out:
+                out.write(line + "\n")
+        rows.append(result)
+    print_table(rows)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """The headline figures of each run."""
+    keys = ["workload", "enqueue_jobs_per_s", "processed_jobs_per_s", "p50_ms", "p99_ms",
+            "materializations_per_s", "chain_ms", "rss_ratio", "count_ok"]
+    print("| " + " | ".join(keys) + " |", file=sys.stderr)
+    print("|" + "---|" * len(keys), file=sys.stderr)
+    for row in rows:
+        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
