@@ -17,6 +17,7 @@ from typing import Any
 
 import pydantic
 
+from flowstone.assets.errors import FlowStoneError
 from flowstone.logs import configure_logging
 from flowstone.queue.instance import FlowStone, set_default
 from flowstone.queue.job import Job, JobState
@@ -324,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (UsageError, ValueError, TypeError) as error:
+    except (UsageError, FlowStoneError, ValueError, TypeError) as error:
         print(f"flowstone: error: {one_line(error)}", file=sys.stderr)
         return 2
     finally:
@@ -340,4 +341,8 @@ def one_line(error: Exception) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m flowstone.cli`: run the importable module's `main`, so that commands added
+    # by extensions raise the `UsageError` that `main` catches (not `__main__`'s copy).
+    from flowstone.cli import main as entry_point
+
+    sys.exit(entry_point())

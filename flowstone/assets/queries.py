@@ -115,6 +115,28 @@ SELECT {m_columns} FROM {lineage} AS l JOIN {m} AS m ON m.id = l.materialization
 WHERE l.upstream_id = %(id)s ORDER BY m.id
 """
 
+# Per asset, how many partitions' latest record is in each status (`flowstone assets ls`).
+_STATUS_COUNTS = """
+SELECT asset, status::text AS status, count(*) AS count
+FROM (
+    SELECT DISTINCT ON (asset, partition) asset, status FROM {m}
+    ORDER BY asset, partition, id DESC
+) AS latest
+GROUP BY asset, status ORDER BY asset, status
+"""
+
+# A run's records by outcome: finished ones by status; an unfinished one whose job ended
+# (cancelled, discarded or deleted before it finished the record) counts as failed.
+_RUN_PROGRESS = """
+SELECT CASE WHEN m.status IN ('success', 'failed', 'skipped') THEN m.status::text
+            WHEN j.state IN ('available', 'scheduled', 'executing', 'retryable') THEN m.status::text
+            ELSE 'failed' END AS outcome,
+       count(*) AS count
+FROM {m} AS m LEFT JOIN {jobs} AS j ON j.id = m.job_id
+WHERE m.run_id = %(run_id)s
+GROUP BY 1
+"""
+
 # One materialization of an (asset, partition) at a time, cluster-wide: a session lock
 # held by a dedicated connection, released when it closes (also if the process dies).
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0)) AS locked"
@@ -141,6 +163,8 @@ class MaterializationQueries:
     history: str
     upstream: str
     downstream: str
+    status_counts: str
+    run_progress: str
     try_lock: str
     listen: str
 
@@ -174,6 +198,8 @@ class MaterializationQueries:
             history=compose(_HISTORY),
             upstream=compose(_UPSTREAM),
             downstream=compose(_DOWNSTREAM),
+            status_counts=compose(_STATUS_COUNTS),
+            run_progress=compose(_RUN_PROGRESS),
             try_lock=compose(_TRY_LOCK),
             listen=compose(_LISTEN),
         )

@@ -1,0 +1,209 @@
+"""The asset commands of `flowstone`: assets ls, materialize, backfill, lineage.
+
+Commands run in-process (`flowstone.cli.main`) and load their assets with `--app`; the
+jobs they queue are run by a real `flowstone worker` process on the test's database (or,
+where the command does not wait, drained in-process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flowstone import FlowStone, backfill
+from flowstone.cli import main
+from flowstone.queue.instance import set_default
+from flowstone.testing import drain_queue
+
+APPS = Path(__file__).parent / "apps"
+APP = "cli_assets_app:app"
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture(autouse=True)
+def app_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--app cli_assets_app:app` is importable in this process."""
+    monkeypatch.syspath_prepend(str(APPS))
+
+
+@pytest.fixture
+def cli(flowstone: FlowStone, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run `flowstone ARGS --app … --database-url …`: exit code, stdout, stderr."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main([*argv, "--app", APP, "--database-url", flowstone.database_url])
+        set_default(flowstone)  # main installed (and closed) the command's own instance
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def worker(flowstone_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `flowstone worker` for the app's assets; it picks jobs up once it started."""
+    env = {**os.environ, "FLOWSTONE_DATABASE_URL": flowstone_url, "PYTHONPATH": str(APPS)}
+    command = ["worker", "--app", APP, "--queues", "assets=4", "--log-level", "warning"]
+    with open(tmp_path / "worker.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "flowstone.cli", *command], env=env, stderr=log)
+    yield process
+    process.terminate()
+    assert process.wait(30) == 0, (tmp_path / "worker.log").read_text()
+
+
+def test_materialize_queues_the_job_and_prints_the_run(cli: Cli, flowstone: FlowStone) -> None:
+    code, out, _ = cli("materialize", "cli_orders", "--partition", "2025-01-02", "--json")
+    assert code == 0
+    [row] = json.loads(out)
+    assert (row["status"], row["asset"], row["partition"]) == ("queued", "cli_orders", "2025-01-02")
+    job = flowstone.get_job(row["job_id"])
+    assert job is not None and job.worker == "flowstone.AssetWorker"
+    assert job.args == {
+        "asset_name": "cli_orders",
+        "partition": "2025-01-02",
+        "run_id": row["run_id"],
+        "force": False,
+    }
+
+    code, out, _ = cli("materialize", "cli_revenue", "--partition", "2025-01-02", "--all")
+    assert code == 0
+    assert "queued" in out and '["cli_orders", "cli_revenue"]' in out
+
+
+def test_materialize_wait_reports_completed_and_failed(cli: Cli, worker: subprocess.Popen[bytes]) -> None:
+    code, out, _ = cli(
+        "materialize", "cli_orders", "--partition", "2025-01-03", "--wait", "--timeout", "60", "--json"
+    )
+    assert code == 0
+    [row] = json.loads(out)
+    assert row["status"] == "completed" and row["materialization"]["status"] == "success"
+
+    code, out, _ = cli("materialize", "cli_flaky", "--partition", "2025-01-03", "--wait", "--timeout", "60")
+    assert code == 1
+    assert "failed" in out and "execution_error: RuntimeError: odd day 2025-01-03" in out
+
+
+def test_materialize_all_wait_follows_the_run_and_lineage_shows_it(
+    cli: Cli, worker: subprocess.Popen[bytes]
+) -> None:
+    code, out, err = cli(
+        "materialize", "cli_revenue", "--partition", "2025-01-05", "--all", "--wait", "--json"
+    )
+    assert code == 0, err
+    [totals] = json.loads(out)
+    assert (totals["total"], totals["success"], totals["failed"]) == (2, 2, 0)
+    assert "2/2 finished, 0 failed" in err
+
+    code, out, _ = cli("lineage", "cli_revenue", "--partition", "2025-01-05", "--json")
+    assert code == 0
+    [lineage] = json.loads(out)
+    assert lineage["materialization"]["run_id"] == totals["run_id"]
+    assert [(r["asset"], r["partition"], r["run_id"]) for r in lineage["upstream"]] == [
+        ("cli_orders", "2025-01-05", totals["run_id"])
+    ]
+    code, out, _ = cli("lineage", "cli_orders", "--partition", "2025-01-05")
+    assert code == 0
+    assert "upstream (read by it):\n(none)" in out
+    assert out.split("downstream (read it):")[1].count("cli_revenue") == 1
+
+
+def test_backfill_follows_progress_to_the_end_and_fails_on_failures(
+    cli: Cli, worker: subprocess.Popen[bytes]
+) -> None:
+    code, out, err = cli("backfill", "cli_flaky", "--from", "2025-01-01", "--to", "2025-01-06", "--json")
+    assert code == 1
+    [totals] = json.loads(out)
+    assert {k: totals[k] for k in ("total", "success", "failed", "unfinished")} == {
+        "total": 6,
+        "success": 3,
+        "failed": 3,
+        "unfinished": 0,
+    }
+    assert "6/6 finished, 3 failed" in err
+
+    args = ("backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-04", "--json")
+    outcomes = []
+    for extra in ((), (), ("--force",)):
+        code, out, _ = cli(*args, *extra)
+        assert code == 0
+        [totals] = json.loads(out)
+        outcomes.append((totals["success"], totals["skipped"]))
+    assert outcomes == [(4, 0), (0, 4), (4, 0)], "a second backfill skips; --force redoes"
+
+
+def test_backfill_stops_following_at_the_timeout(cli: Cli) -> None:
+    code, out, err = cli(
+        "backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-03", "--timeout", "0.2"
+    )
+    assert code == 1
+    assert "did not finish within 0.2 s (its jobs run on)" in err
+    assert "0/3 finished" in err and "unfinished" in out.splitlines()[0].lower()
+
+
+def test_materialize_wait_timeout_exits_1(cli: Cli) -> None:
+    code, _, err = cli("materialize", "cli_orders", "--partition", "2025-01-02", "--wait", "--timeout", "0.2")
+    assert code == 1
+    assert "timeout: materialization of 'cli_orders'" in err and "the job runs on" in err
+
+
+def test_assets_ls_shows_the_graph_with_latest_statuses(cli: Cli, flowstone: FlowStone) -> None:
+    __import__("cli_assets_app").register()
+    backfill("cli_flaky", start="2025-01-01", end="2025-01-05")
+    drain_queue("assets", with_scheduled=True)
+
+    code, out, _ = cli("assets", "ls", "--json")
+    assert code == 0
+    rows = {row["asset"]: row for row in json.loads(out)}
+    assert list(rows) == ["cli_flaky", "cli_orders", "cli_revenue"]
+    assert rows["cli_revenue"] == {
+        "asset": "cli_revenue",
+        "depends_on": ["cli_orders"],
+        "partitions": "daily(2025-01-01)",
+        "io_manager": "postgres",
+        "latest": {},
+    }
+    assert rows["cli_flaky"]["latest"] == {"failed": 3, "success": 2}
+
+    code, out, _ = cli("assets", "ls")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "LATEST"]
+    assert "failed=3 success=2" in lines[1] and "never materialized" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ("materialize", "cli_order", "--partition", "2025-01-02"),
+            "asset_not_found: no asset named 'cli_order'; did you mean 'cli_orders'?",
+        ),
+        (("materialize", "cli_orders", "--partition", "2025-13-40"), "validation_error: "),
+        (("materialize", "cli_orders"), "validation_error: asset 'cli_orders' is partitioned"),
+        (
+            ("backfill", "cli_revenu", "--from", "2025-01-01", "--to", "2025-01-02"),
+            "did you mean 'cli_revenue'?",
+        ),
+        (("backfill", "cli_orders", "--from", "2025-01-05", "--to", "yesterday"), "validation_error: "),
+        (
+            ("lineage", "cli_orders", "--partition", "2025-01-02"),
+            "asset 'cli_orders' has no materialization at partition 2025-01-02",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli: Cli, argv: tuple[str, ...], message: str) -> None:
+    code, out, err = cli(*argv)
+    assert code == 2
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("flowstone: error: ") and message in err
+
+
+def test_without_app_there_are_no_assets(flowstone: FlowStone, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["assets", "ls", "--database-url", flowstone.database_url]) == 2
+    assert "no assets are defined; pass --app module:attr" in capsys.readouterr().err
