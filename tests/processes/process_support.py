@@ -20,13 +20,15 @@ HERE = Path(__file__).parent
 class WorkerProcess:
     """A `flowstone worker` subprocess whose log lines are collected as they arrive."""
 
-    def __init__(self, url: str, node: str, queues: str = "work=10", **env: str) -> None:
+    def __init__(
+        self, url: str, node: str, queues: str = "work=10", app: str = "proc_app:app", **env: str
+    ) -> None:
         self.node = node
         self.lines: list[str] = []
         self.started = threading.Event()
         environment = {**os.environ, "FLOWSTONE_DATABASE_URL": url, "PYTHONPATH": str(HERE), **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowstone.cli", "worker", "--app", "proc_app:app",
+            [sys.executable, "-m", "flowstone.cli", "worker", "--app", app,
              "--queues", queues, "--node", node, "--log-format", "json"],
             env=environment,
             stderr=subprocess.PIPE,

@@ -1,0 +1,71 @@
+"""The assets that process-level tests materialize in real `flowstone worker` processes
+(`--app proc_assets:app`; the app is proc_app's, configured from the environment).
+
+proc_a → proc_b → proc_c, daily, stored by the postgres IO manager so the test process
+reads what the workers wrote. Every run of an asset function is recorded in
+`public.asset_runs` (asset, partition, started, finished) after PROC_WORK_SECONDS of work;
+proc_a fails for good on the partitions listed in PROC_FAIL (comma-separated).
+"""
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from proc_app import app
+
+from flowstone import Asset, Context, DailyPartitions, FlowStoneError
+from flowstone.assets import default_assets
+
+__all__ = ["ASSETS", "app", "register"]
+
+DAYS = DailyPartitions("2025-01-01")
+
+
+def _ran(ctx: Context, value: dict[str, int]) -> dict[str, int]:
+    """Do the asset's work, note this run in public.asset_runs, return `value`."""
+    started = datetime.now(UTC)
+    time.sleep(float(os.environ.get("PROC_WORK_SECONDS", "0")))  # the asset's work
+    with app.connection() as conn:
+        conn.execute(
+            "INSERT INTO public.asset_runs VALUES (%s, %s, %s, %s)",
+            (ctx.asset, ctx.partition_key, started, datetime.now(UTC)),
+        )
+    return value
+
+
+def proc_a(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
+    """The source: the day of the month, unless the partition's data is 'corrupt'."""
+    if ctx.partition_key in os.environ.get("PROC_FAIL", "").split(","):
+        raise FlowStoneError(
+            "execution_error", f"source data of {ctx.partition_key} is corrupt", retryable=False
+        )
+    return _ran(ctx, {"rows": ctx.partition.day})
+
+
+def proc_b(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
+    """Twice proc_a."""
+    return _ran(ctx, {"rows": deps["proc_a"]["rows"] * 2})
+
+
+def proc_c(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
+    """proc_b plus one."""
+    return _ran(ctx, {"rows": deps["proc_b"]["rows"] + 1})
+
+
+ASSETS = [
+    Asset(name="proc_a", execute_fn=proc_a, io_manager="postgres", partitions=DAYS),
+    Asset(name="proc_b", depends_on=("proc_a",), execute_fn=proc_b, io_manager="postgres", partitions=DAYS),
+    Asset(name="proc_c", depends_on=("proc_b",), execute_fn=proc_c, io_manager="postgres", partitions=DAYS),
+]
+
+
+def register() -> None:
+    """Register the assets missing from the default registry (the asset tests clear it
+    between tests while this module stays imported)."""
+    missing = [a for a in ASSETS if a.name not in default_assets]
+    if missing:
+        default_assets.register_all(missing)
+
+
+register()
