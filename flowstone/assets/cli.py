@@ -236,10 +236,10 @@ def _follow(app: FlowStone, conn: psycopg.Connection[Any], run_id: str, timeout:
     """Re-count the run's records on each of its notifications until all finished or
     `timeout` seconds passed, drawing a progress bar on stderr."""
     deadline = time.monotonic() + timeout
-    plan = queries_for(app.schema)
+    queries = queries_for(app.schema)
     drawn = ""
     while True:
-        progress = Progress(app.execute(run_progress_plan(plan, run_id), conn))
+        progress = Progress(app.execute(run_progress_plan(queries, run_id), conn))
         drawn = _draw(progress, drawn)
         remaining = deadline - time.monotonic()
         if progress.finished >= progress.total or remaining <= 0:
@@ -289,7 +289,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         emit([{**document, "downstream": [asdict(r) for r in downstream]}], True)
         return 0
     emit([_record_row(record)], False, vertical=True)
-    for title, records in (("upstream (read by it)", upstream), ("downstream (read it)", downstream)):
+    for title, records in (("upstream (what it read)", upstream), ("downstream (what read it)", downstream)):
         print(f"\n{title}:")
         emit([_record_row(r) for r in records], False)
     return 0

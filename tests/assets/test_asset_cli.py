@@ -109,8 +109,8 @@ def test_materialize_all_wait_follows_the_run_and_lineage_shows_it(
     ]
     code, out, _ = cli("lineage", "cli_orders", "--partition", "2025-01-05")
     assert code == 0
-    assert "upstream (read by it):\n(none)" in out
-    assert out.split("downstream (read it):")[1].count("cli_revenue") == 1
+    assert "upstream (what it read):\n(none)" in out
+    assert out.split("downstream (what read it):")[1].count("cli_revenue") == 1
 
 
 def test_backfill_follows_progress_to_the_end_and_fails_on_failures(
