@@ -56,7 +56,11 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any], *, conflict: bool = False) -> Job:
-        """Build a Job from a dict row of the jobs table."""
+        """Build a Job from a dict row of the jobs table (NULL meta/errors read as empty)."""
         values = dict(row)
         values["state"] = JobState(values["state"])
+        if values.get("meta") is None:
+            values["meta"] = {}
+        if values.get("errors") is None:
+            values["errors"] = []
         return cls(**values, conflict=conflict)

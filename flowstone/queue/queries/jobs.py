@@ -75,7 +75,7 @@ SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
     attempted_by = ARRAY[%(node)s]::text[]
 FROM claimed
 WHERE j.id = claimed.id
-RETURNING {j_columns}
+RETURNING {claimed_columns}
 """
 
 # Guarded by state, attempt and attempted_at: a stale or late acknowledgement matches
@@ -262,6 +262,16 @@ SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
 
 
+# Claimed rows come back on the hot path: empty meta and errors (the usual case) are sent
+# as NULL, which costs the client no JSON parsing.
+_EMPTY = {"meta": "'{}'", "errors": "'[]'"}
+
+
+def _claimed_column(column: str) -> str:
+    empty = _EMPTY.get(column)
+    return f"NULLIF(j.{column}, {empty}) AS {column}" if empty else f"j.{column}"
+
+
 @dataclass(frozen=True, slots=True)
 class JobQueries:
     """The statements of the jobs table for one schema."""
@@ -299,6 +309,7 @@ class JobQueries:
             "stats": sql.Identifier(schema, "queue_stats"),
             "columns": sql.SQL(JOB_COLUMNS),
             "j_columns": sql.SQL(", ".join(f"j.{c}" for c in JOB_COLUMNS.split(", "))),
+            "claimed_columns": sql.SQL(", ".join(_claimed_column(c) for c in JOB_COLUMNS.split(", "))),
         }
 
         compose = composer(names)
