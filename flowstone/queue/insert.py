@@ -24,19 +24,24 @@ def _meta(job: NewJob) -> dict[str, Any]:
 
 
 def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
-    return {
+    """The job as the insert statement reads it; empty and default fields are left out."""
+    row: dict[str, Any] = {
         "ord": ord_,
         "queue": job.queue,
         "worker": job.worker,
         "args": job.args,
-        "meta": _meta(job),
-        "tags": list(job.tags),
         "max_attempts": job.max_attempts,
         "priority": job.priority,
+    }
+    optional = {
+        "meta": _meta(job),
+        "tags": list(job.tags),
         "scheduled_at": None if job.scheduled_at is None else job.scheduled_at.isoformat(),
         "scheduled_in": job.scheduled_in,
         "unique_key": key,
     }
+    row.update((name, value) for name, value in optional.items() if value)
+    return row
 
 
 def _inserted(job: NewJob, row: Row) -> Job:
@@ -83,7 +88,8 @@ def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[list[Job]]:
         if expiring:
             yield queries.release_expired_unique, {"keys": Jsonb(expiring)}
         payload = [_encode(n, job, key) for n, (job, key) in enumerate(zip(batch, batch_keys, strict=True))]
-        rows = yield queries.insert, {"jobs": Jsonb(payload)}
+        statement = queries.insert_unique if any(batch_keys) else queries.insert
+        rows = yield statement, {"jobs": Jsonb(payload)}
         conflicted = _match(pending, jobs, keys, rows, results)
         lost = set(conflicted)
         yield from _release_unheld(queries, jobs, [i for i in pending if i not in lost], results)
