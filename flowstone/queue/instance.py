@@ -20,7 +20,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone import embedded
-from flowstone.queue import control, manage
+from flowstone.queue import control, manage, pool
 from flowstone.queue.config import Settings
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState
@@ -106,54 +106,54 @@ class FlowStone:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; the transaction commits when the block exits cleanly.
-
-        Connections are checked when taken from the pool, so one that a server restart
-        broke is replaced instead of failing the caller."""
-        with self._lock:
-            if self._pool is None:
-                self._pool = ConnectionPool(
-                    self.database_url,
-                    min_size=1,
-                    max_size=self.settings.pool_size,
-                    kwargs={"application_name": "flowstone"},
-                    check=ConnectionPool.check_connection,
-                    open=True,
-                )
-        with self._pool.connection() as conn:
+        """A pooled connection inside a transaction that commits when the block exits
+        cleanly (and rolls back on an exception)."""
+        with self._connection() as conn, conn.transaction():
             yield conn
 
     @asynccontextmanager
     async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `connection` (one pool per event loop)."""
-        loop = asyncio.get_running_loop()
-        pool = self._apools.get(loop)
-        if pool is None:
-            pool = AsyncConnectionPool(
-                self.database_url,
-                min_size=1,
-                max_size=self.settings.pool_size,
-                kwargs={"application_name": "flowstone"},
-                check=AsyncConnectionPool.check_connection,
-                open=False,
-            )
-            await pool.open()
-            self._apools[loop] = pool
-        async with pool.connection() as conn:
+        async with self._aconnection() as conn, conn.transaction():
             yield conn
 
-    def execute(self, plan: Plan[T], conn: Any = None) -> T:
-        """Run a plan on `conn` (the caller's transaction) or on a pooled connection."""
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = pool.sync_pool(self.database_url, self.settings.pool_size)
+        with self._pool.connection() as conn:
+            yield conn
+            pool.mark_used(conn)
+
+    @asynccontextmanager
+    async def _aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        loop = asyncio.get_running_loop()
+        if loop not in self._apools:
+            self._apools[loop] = await pool.async_pool(self.database_url, self.settings.pool_size)
+        async with self._apools[loop].connection() as conn:
+            yield conn
+            pool.mark_used(conn)
+
+    def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
+        """Run a plan on `conn` (the caller's transaction) or on a pooled connection, in a
+        transaction of its own unless `atomic=False` (a single statement needs none)."""
         if conn is not None:
             return run(sync_connection(conn), plan)
-        with self.connection() as pooled:
+        if atomic:
+            with self.connection() as pooled:
+                return run(pooled, plan)
+        with self._connection() as pooled:
             return run(pooled, plan)
 
-    async def aexecute(self, plan: Plan[T], conn: Any = None) -> T:
+    async def aexecute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Async twin of `execute`."""
         if conn is not None:
             return await arun(await async_connection(conn), plan)
-        async with self.aconnection() as pooled:
+        if atomic:
+            async with self.aconnection() as pooled:
+                return await arun(pooled, plan)
+        async with self._aconnection() as pooled:
             return await arun(pooled, plan)
 
     def close(self) -> None:
@@ -164,9 +164,9 @@ class FlowStone:
 
     async def aclose(self) -> None:
         """Close this loop's async pool and the sync pool."""
-        pool = self._apools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
+        apool = self._apools.pop(asyncio.get_running_loop(), None)
+        if apool is not None:
+            await apool.close()
         self.close()
 
     def __enter__(self) -> FlowStone:
@@ -186,19 +186,21 @@ class FlowStone:
     def insert(self, job: NewJob, *, conn: Any = None) -> Job:
         """Insert one job (in `conn`'s transaction when given); a unique conflict returns the
         existing job with `conflict=True`."""
-        return self.execute(insert_plan(self.queries, [_check_new(job)]), conn)[0]
+        return self.insert_all([job], conn=conn)[0]
 
     async def ainsert(self, job: NewJob, *, conn: Any = None) -> Job:
         """Async twin of `insert`."""
-        return (await self.aexecute(insert_plan(self.queries, [_check_new(job)]), conn))[0]
+        return (await self.ainsert_all([job], conn=conn))[0]
 
     def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Insert many jobs in one statement; results in the same order as `jobs`."""
-        return self.execute(insert_plan(self.queries, [_check_new(job) for job in jobs]), conn)
+        checked = [_check_new(job) for job in jobs]
+        return self.execute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Async twin of `insert_all`."""
-        return await self.aexecute(insert_plan(self.queries, [_check_new(job) for job in jobs]), conn)
+        checked = [_check_new(job) for job in jobs]
+        return await self.aexecute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     # -- managing ------------------------------------------------------------------------
 
@@ -369,6 +371,11 @@ async def _stop_on_signal(node: Node) -> None:
         async for received in signals:
             _log.info("stopping on signal", signal=signal.Signals(received).name, node=node.name)
             node.stop()
+
+
+def _unique(jobs: Sequence[NewJob]) -> bool:
+    """Whether inserting `jobs` takes several statements (which must commit together)."""
+    return any(job.unique is not None for job in jobs)
 
 
 def _check_new(job: object) -> NewJob:

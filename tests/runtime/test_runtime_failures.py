@@ -153,7 +153,8 @@ async def test_a_claim_whose_answer_was_lost_is_handed_back_after_reconnecting(
             [node.name, orphan.id],
         )
     assert await terminate_backends(flowstone_url) >= 1  # the listener's reconnect wakes the producer
-    done = await wait_for_job(fs, orphan.id, "completed", timeout=10)
+    observer = make_fs(node="observer")  # fresh connections: fs's pooled ones were just killed
+    done = await wait_for_job(observer, orphan.id, "completed", timeout=10)
     assert done.attempt == 1, "the attempt of the claim that never ran was refunded"
     with anyio.fail_after(5):
         await fs.stop()

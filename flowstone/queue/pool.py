@@ -1,0 +1,58 @@
+"""Connection pools (sync and async twins) of autocommit connections.
+
+A connection is pinged when taken from the pool only if it sat idle for a while: a
+connection a server restart broke is replaced instead of failing the caller, and a busy
+pool pays no extra round trip. Callers that need a transaction open one explicitly.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+IDLE_PING_AFTER = 1.0  # seconds a connection may rest before it is checked on checkout
+_last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def mark_used(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Note that `conn` just worked (it goes back to the pool now)."""
+    _last_used[conn] = time.monotonic()
+
+
+def _rested(conn: Any) -> bool:
+    return time.monotonic() - _last_used.get(conn, 0.0) > IDLE_PING_AFTER
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    if _rested(conn):
+        conn.execute("")
+
+
+async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _rested(conn):
+        await conn.execute("")
+
+
+def _options(url: str, size: int) -> dict[str, Any]:
+    return {
+        "conninfo": url,
+        "min_size": 1,
+        "max_size": size,
+        "kwargs": {"application_name": "flowstone", "autocommit": True},
+    }
+
+
+def sync_pool(url: str, size: int) -> ConnectionPool:
+    """An open pool of up to `size` autocommit connections."""
+    return ConnectionPool(**_options(url, size), check=_check, open=True)
+
+
+async def async_pool(url: str, size: int) -> AsyncConnectionPool:
+    """Async twin of `sync_pool` (bound to the running event loop)."""
+    pool = AsyncConnectionPool(**_options(url, size), check=_acheck, open=False)
+    await pool.open()
+    return pool
