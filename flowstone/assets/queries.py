@@ -141,6 +141,8 @@ GROUP BY 1
 # held by a dedicated connection, released when it closes (also if the process dies).
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0)) AS locked"
 
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%(key)s, 0)) AS unlocked"
+
 # Finished records notify this channel (trigger in the migration); waiters listen here.
 _LISTEN = "LISTEN {channel}"
 
@@ -166,6 +168,7 @@ class MaterializationQueries:
     status_counts: str
     run_progress: str
     try_lock: str
+    unlock: str
     listen: str
 
     @classmethod
@@ -201,5 +204,6 @@ class MaterializationQueries:
             status_counts=compose(_STATUS_COUNTS),
             run_progress=compose(_RUN_PROGRESS),
             try_lock=compose(_TRY_LOCK),
+            unlock=compose(_UNLOCK),
             listen=compose(_LISTEN),
         )

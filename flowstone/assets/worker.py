@@ -9,12 +9,15 @@ process dies. When a materialization finishes, the jobs of the same run waiting 
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pydantic
+from psycopg_pool import ConnectionPool
 
 from flowstone.assets.definitions import Asset, default_assets
 from flowstone.assets.errors import FlowStoneError
@@ -30,6 +33,7 @@ from flowstone.assets.store import (
 from flowstone.queue.instance import FlowStone, get_default
 from flowstone.queue.job import Job
 from flowstone.queue.manage import wake_plan
+from flowstone.queue.pool import mark_used, sync_pool
 from flowstone.queue.results import Discard, Result, Snooze
 from flowstone.queue.worker import Worker
 
@@ -106,14 +110,36 @@ def _fail_unresolved(
 def _partition_lock(
     fs: FlowStone, materializer: Materializer, ctx: Context
 ) -> Iterator[psycopg.Connection[Any] | None]:
-    """A dedicated autocommit connection holding the partition's lock, or None if busy."""
-    conn = fs.connect(autocommit=True)
-    try:
-        key = f"{fs.schema}.materialize/{ctx.asset}/{ctx.partition_key or ''}"
-        locked = conn.execute(materializer.queries.try_lock, {"key": key}).fetchone()
-        yield conn if locked is not None and locked[0] else None
-    finally:
-        conn.close()
+    """A connection holding the partition's lock, or None if busy.
+
+    The lock is a session lock, so no transaction stays open while the asset runs; it
+    is released before the connection goes back to its pool (and with the connection,
+    should the process die). The pool is the lock's own: a connection held for a whole
+    materialization must not starve the instance's pool the asset itself may use."""
+    key = {"key": f"{fs.schema}.materialize/{ctx.asset}/{ctx.partition_key or ''}"}
+    with _lock_pool(fs).connection() as conn:
+        locked = conn.execute(materializer.queries.try_lock, key).fetchone()
+        if locked is None or not locked[0]:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            conn.execute(materializer.queries.unlock, key)
+            mark_used(conn)
+
+
+LOCK_POOL_SIZE = 64
+_lock_pools: weakref.WeakKeyDictionary[FlowStone, ConnectionPool] = weakref.WeakKeyDictionary()
+_lock_pools_guard = threading.Lock()
+
+
+def _lock_pool(fs: FlowStone) -> ConnectionPool:
+    """The connections this process holds partition locks on, reused across jobs."""
+    with _lock_pools_guard:
+        if fs not in _lock_pools:
+            _lock_pools[fs] = sync_pool(fs.database_url, LOCK_POOL_SIZE, min_size=0)
+        return _lock_pools[fs]
 
 
 class _Run:

@@ -108,17 +108,21 @@ class FlowStone:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection inside a transaction that commits when the block exits
         cleanly (and rolls back on an exception)."""
-        with self._connection() as conn, conn.transaction():
+        with self.session() as conn, conn.transaction():
             yield conn
 
     @asynccontextmanager
     async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `connection` (one pool per event loop)."""
-        async with self._aconnection() as conn, conn.transaction():
+        async with self.asession() as conn, conn.transaction():
             yield conn
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def session(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit mode: each statement commits on its own.
+
+        For work that holds session state briefly (an advisory lock), or runs single
+        statements; return it as you found it (no open transaction, no lock held)."""
         with self._lock:
             if self._pool is None:
                 self._pool = pool.sync_pool(self.database_url, self.settings.pool_size)
@@ -127,7 +131,8 @@ class FlowStone:
             pool.mark_used(conn)
 
     @asynccontextmanager
-    async def _aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def asession(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Async twin of `session` (one pool per event loop)."""
         loop = asyncio.get_running_loop()
         if loop not in self._apools:
             self._apools[loop] = await pool.async_pool(self.database_url, self.settings.pool_size)
@@ -143,7 +148,7 @@ class FlowStone:
         if atomic:
             with self.connection() as pooled:
                 return run(pooled, plan)
-        with self._connection() as pooled:
+        with self.session() as pooled:
             return run(pooled, plan)
 
     async def aexecute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
@@ -153,7 +158,7 @@ class FlowStone:
         if atomic:
             async with self.aconnection() as pooled:
                 return await arun(pooled, plan)
-        async with self._aconnection() as pooled:
+        async with self.asession() as pooled:
             return await arun(pooled, plan)
 
     def close(self) -> None:

@@ -37,22 +37,22 @@ async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("")
 
 
-def _options(url: str, size: int) -> dict[str, Any]:
+def _options(url: str, size: int, min_size: int) -> dict[str, Any]:
     return {
         "conninfo": url,
-        "min_size": 1,
+        "min_size": min_size,
         "max_size": size,
         "kwargs": {"application_name": "flowstone", "autocommit": True},
     }
 
 
-def sync_pool(url: str, size: int) -> ConnectionPool:
+def sync_pool(url: str, size: int, min_size: int = 1) -> ConnectionPool:
     """An open pool of up to `size` autocommit connections."""
-    return ConnectionPool(**_options(url, size), check=_check, open=True)
+    return ConnectionPool(**_options(url, size, min_size), check=_check, open=True)
 
 
-async def async_pool(url: str, size: int) -> AsyncConnectionPool:
+async def async_pool(url: str, size: int, min_size: int = 1) -> AsyncConnectionPool:
     """Async twin of `sync_pool` (bound to the running event loop)."""
-    pool = AsyncConnectionPool(**_options(url, size), check=_acheck, open=False)
+    pool = AsyncConnectionPool(**_options(url, size, min_size), check=_acheck, open=False)
     await pool.open()
     return pool

@@ -1,0 +1,117 @@
+"""(e) asset backfill throughput and (f) chain latency, through one `flowstone worker`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+
+from benchmarks.workloads import ROOT, r, scalar
+
+PARTITIONS = 10_000
+CONCURRENCY = 10
+FINISHED = (
+    "SELECT count(*) FROM flowstone.materializations WHERE run_id = ANY(%s) "
+    "AND status IN ('success', 'failed', 'skipped')"
+)
+
+
+class AssetWorker:
+    """`flowstone worker --app benchmarks.asset_app:app --queues assets=C`."""
+
+    def __init__(self, url: str) -> None:
+        env = {**os.environ, "FLOWSTONE_DATABASE_URL": url}
+        self.started = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowstone.cli", "worker", "--app", "benchmarks.asset_app:app",
+             "--queues", f"assets={CONCURRENCY}", "--log-format", "json"],
+            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.started.wait(60):
+            raise RuntimeError("asset worker did not start")
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if "node started" in line:
+                self.started.set()
+
+    def stop(self) -> int:
+        """SIGTERM and wait for the graceful stop."""
+        self.process.terminate()
+        return self.process.wait(60)
+
+
+def _app(url: str) -> Any:
+    os.environ["FLOWSTONE_DATABASE_URL"] = url
+    from benchmarks import asset_app
+
+    asset_app.app = type(asset_app.app)(url)
+    return asset_app
+
+
+def _finished(url: str, runs: list[str]) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(FINISHED, (runs,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+def backfill(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """Backfill 10,000 days of the 3-asset chain, upstream first; materializations/s."""
+    module = _app(url)
+    from flowstone import backfill as queue_backfill
+
+    worker = AssetWorker(url)
+    end = date(2000, 1, 1) + timedelta(days=PARTITIONS - 1)
+    began = time.perf_counter()
+    runs = [queue_backfill(a.name, start=date(2000, 1, 1), end=end, fs=module.app).run_id
+            for a in module.BACKFILL]
+    queued = time.perf_counter() - began
+    total = PARTITIONS * len(module.BACKFILL)
+    while _finished(url, runs) < total:
+        time.sleep(0.2)  # the harness's poll: completion is read at this resolution
+    seconds = time.perf_counter() - began
+    successes = scalar(url, "SELECT count(*) FROM flowstone.materializations WHERE status = 'success'")
+    code = worker.stop()
+    module.app.close()
+    return {
+        "materializations": total,
+        "materializations_per_s": r(total / seconds, 1),
+        "seconds": r(seconds),
+        "enqueue_s": r(queued),
+        "successes": successes,
+        "count_ok": successes == total,
+        "worker_exit": code,
+    }
+
+
+def chain(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """`materialize_all` of a 10-asset linear chain for one partition, to the last success."""
+    module = _app(url)
+    from flowstone import materialize_all
+
+    worker = AssetWorker(url)
+    time.sleep(2)  # settle, as the latency workload does
+    timings = []
+    for _ in range(5):
+        with psycopg.connect(url, autocommit=True) as listener:
+            listener.execute('LISTEN "flowstone.materializations"')
+            began = time.perf_counter()
+            run = materialize_all(module.CHAIN[-1].name, force=True, fs=module.app)
+            for notify in listener.notifies(timeout=30):
+                if run.run_id in notify.payload and module.CHAIN[-1].name in notify.payload:
+                    break
+            timings.append((time.perf_counter() - began) * 1000)
+    code = worker.stop()
+    module.app.close()
+    timings.sort()
+    return {"chain_length": len(module.CHAIN), "chain_ms": r(timings[len(timings) // 2], 1),
+            "chain_ms_runs": [r(t, 1) for t in timings], "worker_exit": code}
