@@ -246,25 +246,34 @@ ORDER BY id
 # that a snooze they return is not sat out (the wake-up would otherwise be lost). Rows
 # are waited for, not skipped: a row locked by its snooze's ack is re-read once that
 # commits (then scheduled, so woken) instead of missing the wake-up.
-_WAKE = """
-WITH matching AS (
-    SELECT id, state FROM {jobs}
-    WHERE state IN ('scheduled', 'executing') AND worker = %(worker)s
-      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
+_WAKE_MATCH = """
+    SELECT id FROM {jobs} WHERE state = '%s' AND worker = %%(worker)s
+      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%%(patterns)s::jsonb) AS p(pattern)
                   WHERE args @> p.pattern)
-    ORDER BY id
-    FOR UPDATE
-), woken AS (
+"""
+
+# One branch per state, so each is served by that state's partial index rather than a
+# scan of the whole table. The UPDATE locks each row and re-reads its state (a snooze
+# being acknowledged meanwhile is waited for, then woken).
+_WAKE = (
+    """
+WITH woken AS (
     UPDATE {jobs} AS j SET
-        state = CASE WHEN m.state = 'scheduled' THEN 'available' ELSE j.state END,
-        scheduled_at = CASE WHEN m.state = 'scheduled' THEN now() ELSE j.scheduled_at END,
-        meta = CASE WHEN m.state = 'executing' THEN j.meta || '{{"wake_pending": true}}'
+        state = CASE WHEN j.state = 'scheduled' THEN 'available' ELSE j.state END,
+        scheduled_at = CASE WHEN j.state = 'scheduled' THEN now() ELSE j.scheduled_at END,
+        meta = CASE WHEN j.state = 'executing' THEN j.meta || '{{"wake_pending": true}}'
                     ELSE j.meta END
-    FROM matching AS m WHERE j.id = m.id
+    WHERE j.id IN ("""
+    + _WAKE_MATCH % "scheduled"
+    + "UNION ALL"
+    + _WAKE_MATCH % "executing"
+    + """)
+      AND j.state IN ('scheduled', 'executing')
     RETURNING j.queue
 )
 SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
+)
 
 
 # Claimed rows come back on the hot path: empty meta and errors (the usual case) are sent
