@@ -15,6 +15,9 @@ import sys
 import time
 from typing import Any
 
+import psycopg
+
+import flowstone
 from benchmarks import workloads
 
 WORKLOADS = {
@@ -46,8 +49,13 @@ def main() -> None:
         result: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "peer": "flowstone",
+            "version": flowstone.__version__,
             "workload": name,
+            "concurrency": args.concurrency,
             "python": platform.python_version(),
+            "loop": args.loop,
+            "rate": args.latency_rate,
+            "settings": {"driver": f"psycopg {psycopg.__version__}"},
             **WORKLOADS[name](args),
         }
         line = json.dumps(result)

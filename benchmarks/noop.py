@@ -8,7 +8,7 @@ from typing import Any
 
 from flowstone import FlowStone, Job, Worker
 
-STATS: dict[str, Any] = {"count": 0, "first": None, "last": None, "lat": [], "ids": []}
+STATS: dict[str, Any] = {"count": 0, "first": None, "last": None, "lat": []}
 QUEUE = "default"
 
 
@@ -16,7 +16,6 @@ def record(job: Job) -> None:
     """Count one execution; with `t` in args, note the insert-to-start latency."""
     now = time.time()
     STATS["count"] += 1
-    STATS["ids"].append(job.id)
     if STATS["first"] is None:
         STATS["first"] = now
     STATS["last"] = now

@@ -30,9 +30,7 @@ def rss_bytes() -> int:
 def dump(path: str, extra: dict[str, Any]) -> None:
     """Write the counters atomically."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    stats = {k: v for k, v in noop.STATS.items() if k != "ids"}
-    ids = noop.STATS["ids"]
-    data = {**stats, "distinct": len(set(ids)), "cpu_s": usage.ru_utime + usage.ru_stime, **extra}
+    data = {**noop.STATS, "cpu_s": usage.ru_utime + usage.ru_stime, **extra}
     with open(path + ".tmp", "w") as out:
         json.dump(data, out)
     os.replace(path + ".tmp", path)
