@@ -113,7 +113,7 @@ class Node:
                 services.start_soon(self._plugin_loop, plugin)
             async with anyio.create_task_group() as jobs:
                 for producer in self.producers.values():
-                    jobs.start_soon(producer.run, jobs)
+                    jobs.start_soon(producer.run)
                 with anyio.move_on_after(5):
                     await listener.connected.wait()
                 self.started.set()

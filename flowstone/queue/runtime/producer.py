@@ -5,17 +5,21 @@ A slot is reused only in the transaction that writes its job's outcome, so a nod
 dies can have lost the outcomes of at most `limit` jobs of the queue. A cycle runs when
 a job finishes, when woken (an insert or staging NOTIFY, a control signal) or when the
 poll interval passes — polling is only the fallback.
+
+Each job runs in an asyncio task of its own: spawning one costs ~3 µs against ~31 µs
+through an anyio task group, a quarter of the worker's CPU per job. The producer keeps
+the structure itself: it waits for (or, on shutdown, interrupts) every job it started.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import psycopg
 import structlog
-from anyio.abc import TaskGroup
 
 from flowstone.queue.engine import Outcome, ack_claim_plan, release_orphans_plan
 from flowstone.queue.executor import Executor, error_entry
@@ -54,6 +58,7 @@ class Producer:
         self._wake = anyio.Event()
         self._stopping = False
         self._drained = anyio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """Run a cycle as soon as possible."""
@@ -80,14 +85,14 @@ class Producer:
         running.scope.cancel()
         return True
 
-    async def run(self, jobs: TaskGroup) -> None:
-        """Cycle until stopped and every outcome is written; jobs run in `jobs`."""
+    async def run(self) -> None:
+        """Cycle until stopped and every outcome is written."""
         backoff = Backoff()
         try:
             while not (self._stopping and not self.running and not self.finished):
                 self._wake = anyio.Event()
                 try:
-                    await self._cycle(jobs)
+                    await self._cycle()
                     backoff.reset()
                 except TRANSIENT as error:
                     _log.warning("ack/claim failed; retrying", queue=self.queue, error=str(error))
@@ -99,9 +104,11 @@ class Producer:
                     with anyio.move_on_after(self.node.fs.settings.poll_interval):
                         await self._wake.wait()
         finally:
+            for task in self._tasks:  # only when the node itself is torn down
+                task.cancel()
             await self._disconnect()
 
-    async def _cycle(self, jobs: TaskGroup) -> None:
+    async def _cycle(self) -> None:
         demand = 0 if self.paused or self._stopping else max(0, self.limit - len(self.running))
         outcomes, self.finished = self.finished, []
         if not outcomes and not demand:
@@ -119,8 +126,7 @@ class Producer:
             if self._stopping:  # claimed while the stop began: nobody would stop it later
                 self.finished.append(interrupted(job, "shutdown"))
                 continue
-            self.running[job.id] = Running(job)
-            jobs.start_soon(self._execute, job, name=f"job {job.id}")
+            self._start(job)
 
     async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
         """Our last claim may have committed with its answer lost: hand those jobs back."""
@@ -141,6 +147,17 @@ class Producer:
             with anyio.CancelScope(shield=True):
                 await self._conn.close()
             self._conn = None
+
+    def _start(self, job: Job) -> None:
+        self.running[job.id] = Running(job)
+        task = asyncio.get_running_loop().create_task(self._execute(job), name=f"flowstone job {job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("job task failed outside its job", queue=self.queue, error=repr(task.exception()))
 
     async def _execute(self, job: Job) -> None:
         running = self.running[job.id]
