@@ -152,8 +152,16 @@ def _timed_out(target: Target, run_id: str, job: Job, timeout: float | None) -> 
     )
 
 
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+# A job can end without finishing its record (discarded by the lifeline, cancelled,
+# deleted) and then nothing notifies: re-check that often even without a notification.
+RECHECK_SECONDS = 5.0
+
+
+def _remaining(deadline: float | None) -> float:
+    """How long to wait for the next notification before checking again."""
+    if deadline is None:
+        return RECHECK_SECONDS
+    return min(RECHECK_SECONDS, max(0.0, deadline - time.monotonic()))
 
 
 def _wait(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -83,6 +84,35 @@ def test_materialize_wait_times_out_without_a_worker(flowstone: FlowStone) -> No
     with pytest.raises(FlowStoneError) as raised:
         package.materialize("source", "2025-01-15", wait=True, timeout=0.2)
     assert raised.value.type == "timeout" and raised.value.context["job_id"]
+
+
+def test_materialize_wait_without_timeout_notices_a_job_that_ended_without_a_result(
+    flowstone: FlowStone,
+) -> None:
+    """A job cancelled before it ran leaves its record unfinished and sends nothing; the
+    waiter still answers (it re-checks every few seconds) instead of waiting forever."""
+    define_chain()
+    results: list[package.MaterializeResult] = []
+    waiter = threading.Thread(
+        target=lambda: results.append(package.materialize("source", "2025-01-15", wait=True)), daemon=True
+    )
+    waiter.start()
+    job = _wait_for_enqueued()
+    assert flowstone.cancel_job(job.id) is not None
+    waiter.join(timeout=15)
+    assert not waiter.is_alive(), "materialize(wait=True) kept waiting for a cancelled job"
+    assert results[0].status == "failed"
+    assert results[0].error is not None and "cancelled" in results[0].error.message
+
+
+def _wait_for_enqueued() -> Any:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = all_enqueued(worker=AssetWorker)
+        if found:
+            return found[0]
+        time.sleep(0.02)  # polling interval of the wait, with a deadline
+    raise AssertionError("the materialization was never enqueued")
 
 
 def test_materialize_all_queues_source_derived_final_in_order(flowstone: FlowStone) -> None:
