@@ -7,6 +7,7 @@ Convention: every call that talks to the database has an async twin named with a
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -340,8 +341,10 @@ class FlowStone:
         return Node(self, queues, self.cron_entries)
 
     def run(self, queues: dict[str, int] | None = None) -> None:
-        """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully."""
-        anyio.run(self._run_until_signal, queues)
+        """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully
+        (on uvloop when it is installed, as it is by default on Linux and macOS)."""
+        uvloop = importlib.util.find_spec("uvloop") is not None
+        anyio.run(self._run_until_signal, queues, backend_options={"use_uvloop": uvloop})
 
     async def _run_until_signal(self, queues: dict[str, int] | None) -> None:
         node = self.node(queues)
