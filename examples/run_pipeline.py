@@ -35,7 +35,7 @@ def start_worker(url: str) -> subprocess.Popen[str]:
     env = {**os.environ, "FLOWSTONE_DATABASE_URL": url, "PYTHONPATH": str(HERE / "orders")}
     worker = subprocess.Popen(
         [sys.executable, "-m", "flowstone.cli", "worker", "--app", "pipeline:app", "--queues", "assets=4",
-         "--log-level", "warning"],
+         "--log-format", "json"],
         env=env, stderr=subprocess.PIPE, text=True,
     )
     started = threading.Event()
@@ -45,14 +45,13 @@ def start_worker(url: str) -> subprocess.Popen[str]:
         for line in worker.stderr:
             if "node started" in line:
                 started.set()
-            elif "warning" in line or "error" in line:
+            elif '"level": "warning"' in line or '"level": "error"' in line:
                 sys.stderr.write(f"  worker: {line}")
 
     threading.Thread(target=follow, daemon=True).start()
-    subprocess.run([sys.executable, "-m", "flowstone.cli", "queues", "--json"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    if not started.wait(DEADLINE) and worker.poll() is not None:
-        raise SystemExit(f"the worker exited with code {worker.returncode}")
+    if not started.wait(DEADLINE):
+        worker.kill()
+        raise SystemExit(f"the worker did not start (exit code {worker.poll()})")
     return worker
 
 
