@@ -175,3 +175,17 @@ def test_cron_due_handles_each_minute_once() -> None:
 def test_invalid_cron_entries_are_refused_by_name(expression: str, timezone: str, named: str) -> None:
     with pytest.raises(ValueError, match=named.replace("*", r"\*")):
         CronEntry(expression, Tick, timezone=timezone)
+
+
+@pytest.mark.anyio
+async def test_fs_schedule_adds_a_cron_entry_the_leader_inserts(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    entry = fs.schedule("*/5 * * * *", Tick, {"report": "daily"}, timezone="Europe/Paris")
+    node = fs.node({})
+    [cron] = [plugin for plugin in node.plugins if isinstance(plugin, Cron)]
+    assert entry in cron.entries
+    await cron.insert_due(node, datetime(2025, 1, 15, 10, 5, tzinfo=UTC))
+    [job] = await fs.alist_jobs(worker=Tick.name)
+    assert job.args == {"report": "daily"} and job.meta["cron"] == "*/5 * * * *"
+    with pytest.raises(ValueError, match="not a valid"):
+        fs.schedule("every day", Tick)
