@@ -304,19 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "scale":
             action.add_argument("limit", type=int)
         action.add_argument("--node", help="only this node (default: all)")
-    _add_extensions(commands)
+    from flowstone.assets.cli import add_commands  # it builds on this module's helpers
+
+    add_commands(commands)
     return parser
-
-
-def _add_extensions(commands: Commands) -> None:
-    """Commands contributed by the asset layer (kept out of the queue layer)."""
-    try:
-        extension = importlib.import_module("flowstone.assets.cli")
-    except ModuleNotFoundError as error:
-        if error.name != "flowstone.assets.cli":
-            raise
-        return
-    extension.add_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
