@@ -49,3 +49,14 @@ async def rows(fs: FlowStone, query: str, params: Any = None) -> list[dict[str, 
     async with fs.aconnection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, params)
         return await cursor.fetchall() if cursor.description is not None else []
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Sync twin of `wait_for`: poll `condition` until truthy; fail after `timeout` s naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(POLL)  # polling interval of the wait, not a wait for the condition itself
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

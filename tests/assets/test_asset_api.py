@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import pytest
+from support import wait_until
 
 import flowstone as package
 from flowstone import (
@@ -97,22 +97,12 @@ def test_materialize_wait_without_timeout_notices_a_job_that_ended_without_a_res
         target=lambda: results.append(package.materialize("source", "2025-01-15", wait=True)), daemon=True
     )
     waiter.start()
-    job = _wait_for_enqueued()
+    job = wait_until(lambda: next(iter(all_enqueued(worker=AssetWorker)), None), 10, "the job")
     assert flowstone.cancel_job(job.id) is not None
     waiter.join(timeout=15)
     assert not waiter.is_alive(), "materialize(wait=True) kept waiting for a cancelled job"
     assert results[0].status == "failed"
     assert results[0].error is not None and "cancelled" in results[0].error.message
-
-
-def _wait_for_enqueued() -> Any:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = all_enqueued(worker=AssetWorker)
-        if found:
-            return found[0]
-        time.sleep(0.02)  # polling interval of the wait, with a deadline
-    raise AssertionError("the materialization was never enqueued")
 
 
 def test_materialize_all_queues_source_derived_final_in_order(flowstone: FlowStone) -> None:

@@ -65,7 +65,9 @@ def test_materializes_and_records_with_run_id(flowstone: FlowStone) -> None:
     }
 
 
-def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) -> None:
+def define_source_and_derived() -> None:
+    """`source` (1) and `derived` (source + 1), unpartitioned, on the memory IO manager."""
+
     @asset
     def source(ctx: Context, deps: dict[str, Any]) -> int:
         return 1
@@ -74,6 +76,9 @@ def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) ->
     def derived(ctx: Context, deps: dict[str, Any]) -> int:
         return deps["source"] + 1
 
+
+def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) -> None:
+    define_source_and_derived()
     assert perform_job(AssetWorker, args("derived")) == Snooze(30)
     record = Store().get("derived")
     assert record is not None and record.status == "pending"
@@ -210,14 +215,7 @@ def test_failing_upstream_leaves_downstream_not_run_and_says_why(flowstone: Flow
 
 
 def test_upstream_success_wakes_its_snoozing_dependents_at_once(flowstone: FlowStone) -> None:
-    @asset
-    def source(ctx: Context, deps: dict[str, Any]) -> int:
-        return 1
-
-    @asset(depends_on=[source])
-    def derived(ctx: Context, deps: dict[str, Any]) -> int:
-        return deps["source"] + 1
-
+    define_source_and_derived()
     waiting = materialize("derived", run_id="run-1")
     assert drain_queue("assets").snoozed == 1
     assert flowstone.get_job(waiting.job_id).state == "scheduled"  # type: ignore[union-attr]

@@ -11,7 +11,8 @@ from datetime import date, timedelta
 import proc_assets
 import psycopg
 import pytest
-from process_support import WorkerProcess, scalar, wait_for
+from process_support import WorkerProcess, scalar
+from support import wait_until
 
 from flowstone import FlowStone, materialize, materialize_all
 
@@ -77,7 +78,7 @@ def test_chain_of_3_assets_by_30_days_runs_at_queue_speed_with_lineage(
     began = time.monotonic()
     for day in days:
         materialize_all("proc_c", day, run_id="chain")
-    wait_for(lambda: settled(flowstone_url, 90), 60, "90 jobs to finish")
+    wait_until(lambda: settled(flowstone_url, 90), 60, "90 jobs to finish")
     elapsed = time.monotonic() - began
 
     assert dict(rows(flowstone_url, JOB_STATES)) == {"completed": 90}, "nothing left executing"
@@ -102,7 +103,7 @@ def test_same_partition_materialized_twice_concurrently_runs_one_at_a_time(
         materialize("proc_a", "2025-02-01", run_id=run_id, force=True)
     for run_id in ("third", "fourth"):
         materialize("proc_a", "2025-02-02", run_id=run_id)
-    wait_for(lambda: settled(flowstone_url, 4), 20, "the 4 jobs to finish (woken, not after a 30 s snooze)")
+    wait_until(lambda: settled(flowstone_url, 4), 20, "the 4 jobs to finish (woken, not after a 30 s snooze)")
 
     runs = rows(flowstone_url, "SELECT partition, count(*) FROM public.asset_runs GROUP BY 1 ORDER BY 1")
     assert runs == [("2025-02-01", 2), ("2025-02-02", 1)], "forced: twice; unforced: once"
@@ -126,7 +127,7 @@ def test_failing_upstream_leaves_downstream_not_run_and_says_why(
     asset_workers(2, PROC_FAIL="2025-03-02")
     for day in ("2025-03-01", "2025-03-02"):
         materialize_all("proc_c", day, run_id="mixed")
-    wait_for(lambda: settled(flowstone_url, 6), 20, "the 6 jobs to finish")
+    wait_until(lambda: settled(flowstone_url, 6), 20, "the 6 jobs to finish")
 
     outcome = {(a, p): (s, t, m) for a, p, s, t, m in rows(flowstone_url, RECORDS)}
     assert {outcome[(a, "2025-03-01")][0] for a in ("proc_a", "proc_b", "proc_c")} == {"success"}

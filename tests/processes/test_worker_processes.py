@@ -9,7 +9,8 @@ from pathlib import Path
 import proc_app
 import psycopg
 import pytest
-from process_support import scalar, wait_for
+from process_support import scalar
+from support import wait_until
 
 from flowstone import FlowStone
 from flowstone.queue.migrate import migrate
@@ -29,9 +30,9 @@ def test_sigkill_of_one_of_three_nodes_loses_nothing(flowstone, flowstone_url, w
     for node in nodes:
         node.wait_started()
     flowstone.insert_all([proc_app.Work.new({"max_ms": 20}) for _ in range(5000)])
-    wait_for(lambda: counts(flowstone_url).get("completed", 0) >= 1500, 60, "1500 completed")
+    wait_until(lambda: counts(flowstone_url).get("completed", 0) >= 1500, 60, "1500 completed")
     nodes[0].signal(signal.SIGKILL)
-    wait_for(lambda: counts(flowstone_url).get("completed", 0) == 5000, 120, "all 5000 completed")
+    wait_until(lambda: counts(flowstone_url).get("completed", 0) == 5000, 120, "all 5000 completed")
 
     assert counts(flowstone_url) == {"completed": 5000}
     twice = scalar(
@@ -47,7 +48,7 @@ def test_sigterm_honours_grace_and_hands_back_unfinished_jobs(flowstone, flowsto
     node.wait_started()
     quick = flowstone.insert(proc_app.Slow.new({"seconds": 0.3}))
     slow = flowstone.insert_all([proc_app.Slow.new({"seconds": 60}) for _ in range(3)])
-    wait_for(lambda: scalar(flowstone_url, "SELECT count(*) FROM executions") == 4, 30, "4 jobs running")
+    wait_until(lambda: scalar(flowstone_url, "SELECT count(*) FROM executions") == 4, 30, "4 jobs running")
 
     began = time.monotonic()
     node.signal(signal.SIGTERM)
@@ -68,7 +69,7 @@ def test_pickup_waits_on_notify_not_on_polling(flowstone, flowstone_url, workers
     for _ in range(3):
         began = time.monotonic()
         job = flowstone.insert(proc_app.Work.new({"max_ms": 0}))
-        wait_for(lambda job=job: flowstone.get_job(job.id).state == "completed", 20, "pickup")
+        wait_until(lambda job=job: flowstone.get_job(job.id).state == "completed", 20, "pickup")
         assert time.monotonic() - began < 5, "picked up by NOTIFY, far inside the 60 s poll"
 
 
@@ -76,13 +77,13 @@ def test_leader_failover_and_cron_tick_inserted_once(flowstone, flowstone_url, w
     first, second = workers("alpha", FS_CRON="1"), workers("beta", FS_CRON="1")
     first.wait_started()
     second.wait_started()
-    leader = wait_for(flowstone.leader, 20, "a leader")
+    leader = wait_until(flowstone.leader, 20, "a leader")
     assert leader in ("alpha", "beta")
-    wait_for(lambda: flowstone.list_jobs(worker=proc_app.Tick.name), 20, "the cron tick")
+    wait_until(lambda: flowstone.list_jobs(worker=proc_app.Tick.name), 20, "the cron tick")
 
     (first if leader == "alpha" else second).signal(signal.SIGKILL)
     survivor = "beta" if leader == "alpha" else "alpha"
-    wait_for(lambda: flowstone.leader() == survivor, 30, f"{survivor} to take over")
+    wait_until(lambda: flowstone.leader() == survivor, 30, f"{survivor} to take over")
 
     ticks = [job.meta["cron_tick"] for job in flowstone.list_jobs(worker=proc_app.Tick.name)]
     assert len(ticks) == len(set(ticks)), "each cron tick is inserted once cluster-wide"
@@ -119,9 +120,9 @@ def test_postgres_restart_mid_run_loses_nothing(own_postgres, workers):
     fs = FlowStone(url)
     try:
         fs.insert_all([proc_app.Work.new({"max_ms": 10}) for _ in range(1500)])
-        wait_for(lambda: counts(url).get("completed", 0) >= 200, 60, "200 completed")
+        wait_until(lambda: counts(url).get("completed", 0) >= 200, 60, "200 completed")
         restart()
-        wait_for(lambda: counts(url) == {"completed": 1500}, 120, "all 1500 completed after restart")
+        wait_until(lambda: counts(url) == {"completed": 1500}, 120, "all 1500 completed after restart")
         assert node.process.poll() is None, "the node survived the restart"
     finally:
         fs.close()
