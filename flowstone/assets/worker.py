@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from flowstone.assets.definitions import Asset, default_assets
 from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.materializer import Context, Materializer, Readiness
+from flowstone.assets.materializer import Context, Materializer
 from flowstone.assets.store import (
     Materialization,
     Status,
@@ -174,8 +174,11 @@ class _Run:
             self._finish(record, Status.SKIPPED)
             return None
         try:
-            readiness = self._readiness(record)
-            if readiness is None:
+            readiness = self.m.check_dependencies_ready(self.asset, self.ctx, self.conn)
+            if not readiness.ready:
+                waiting = ", ".join(readiness.waiting)
+                reason = FlowStoneError("dependency_not_ready", f"waiting for {waiting}")
+                self._execute(set_pending_plan(self.m.queries, record.id, reason))
                 return Snooze(SNOOZE_SECONDS)
             deps = self.m.load_dependencies(self.asset, self.ctx)
             value = self.m.execute(self.asset, self.ctx, deps)
@@ -184,20 +187,6 @@ class _Run:
             return self._failed(record, error)
         self._finish(record, Status.SUCCESS, metadata=metadata, upstream=readiness.upstream_ids)
         return None
-
-    def _readiness(self, record: Materialization) -> Readiness | None:
-        """The dependencies once all are ready, else None with the record back to pending.
-
-        Looked at again after the record went back to pending: an upstream that finished
-        meanwhile is seen here, not only through its wake-up (which a snooze that is
-        already on its way to being acknowledged must otherwise catch)."""
-        readiness = self.m.check_dependencies_ready(self.asset, self.ctx, self.conn)
-        if readiness.ready:
-            return readiness
-        reason = FlowStoneError("dependency_not_ready", f"waiting for {', '.join(readiness.waiting)}")
-        self._execute(set_pending_plan(self.m.queries, record.id, reason))
-        again = self.m.check_dependencies_ready(self.asset, self.ctx, self.conn)
-        return again if again.ready else None
 
     def _already_materialized(self, record: Materialization) -> bool:
         """Skip unless forced when the last finished record succeeded and the data is there."""
