@@ -252,23 +252,26 @@ _WAKE_MATCH = """
                   WHERE args @> p.pattern)
 """
 
-# One branch per state, so each is served by that state's partial index rather than a
-# scan of the whole table. The UPDATE locks each row and re-reads its state (a snooze
-# being acknowledged meanwhile is waited for, then woken).
+# Candidates come from one branch per state, each served by that state's partial index
+# rather than a scan of the whole table, collected into an array first: the UPDATE then
+# re-checks only `id = ANY(array)` and the state of the row's latest version (a snooze
+# being acknowledged meanwhile is waited for, then woken). Locking inside the branches
+# instead would re-check a branch's own state and drop a job that just left it.
 _WAKE = (
     """
-WITH woken AS (
+WITH candidates AS (
+    SELECT coalesce(array_agg(id), '{{}}') AS ids FROM ("""
+    + _WAKE_MATCH % "scheduled"
+    + "UNION ALL"
+    + _WAKE_MATCH % "executing"
+    + """) AS c
+), woken AS (
     UPDATE {jobs} AS j SET
         state = CASE WHEN j.state = 'scheduled' THEN 'available' ELSE j.state END,
         scheduled_at = CASE WHEN j.state = 'scheduled' THEN now() ELSE j.scheduled_at END,
         meta = CASE WHEN j.state = 'executing' THEN j.meta || '{{"wake_pending": true}}'
                     ELSE j.meta END
-    WHERE j.id IN ("""
-    + _WAKE_MATCH % "scheduled"
-    + "UNION ALL"
-    + _WAKE_MATCH % "executing"
-    + """)
-      AND j.state IN ('scheduled', 'executing')
+    WHERE j.id = ANY((SELECT ids FROM candidates)::bigint[]) AND j.state IN ('scheduled', 'executing')
     RETURNING j.queue
 )
 SELECT queue, count(*) AS count FROM woken GROUP BY queue
