@@ -257,14 +257,11 @@ _WAKE_MATCH = """
 # re-checks only `id = ANY(array)` and the state of the row's latest version (a snooze
 # being acknowledged meanwhile is waited for, then woken). Locking inside the branches
 # instead would re-check a branch's own state and drop a job that just left it.
-_WAKE = (
-    """
+_WAKE_HEAD = """
 WITH candidates AS (
     SELECT coalesce(array_agg(id), '{{}}') AS ids FROM ("""
-    + _WAKE_MATCH % "scheduled"
-    + "UNION ALL"
-    + _WAKE_MATCH % "executing"
-    + """) AS c
+
+_WAKE_TAIL = """) AS c
 ), woken AS (
     UPDATE {jobs} AS j SET
         state = CASE WHEN j.state = 'scheduled' THEN 'available' ELSE j.state END,
@@ -276,7 +273,9 @@ WITH candidates AS (
 )
 SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
-)
+
+_WAKE_BRANCHES = "UNION ALL".join(_WAKE_MATCH % state for state in ("scheduled", "executing"))
+_WAKE = _WAKE_HEAD + _WAKE_BRANCHES + _WAKE_TAIL
 
 
 # Claimed rows come back on the hot path: empty meta and errors (the usual case) are sent
