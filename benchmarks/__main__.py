@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--latency-jobs", type=int, default=500)
     parser.add_argument("--latency-rate", type=float, default=50.0)
+    parser.add_argument("--partitions", type=int, default=10_000, help="days in the asset backfill")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--append", help="also append each JSON line to this file")
     args = parser.parse_args()

@@ -8,7 +8,7 @@ together with the records, the lock and the job's outcome.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +19,7 @@ from flowstone.assets.io_managers import IOManager, io_error
 from flowstone.assets.store import Status, dependencies_plan, queries_for
 from flowstone.queue.instance import FlowStone, get_default
 from flowstone.queue.job import INCOMPLETE_STATES
+from flowstone.queue.plan import Plan, Row
 
 
 @dataclass(frozen=True)
@@ -101,15 +102,20 @@ class Materializer:
     def check_dependencies_ready(self, asset: Asset, ctx: Context, conn: Any = None) -> Readiness:
         """Which dependencies are still being materialized; dependency_failed when one failed
         for good (its last record failed, or its job ended without finishing the record)."""
-        upstream = [self.assets.require(name) for name in asset.depends_on]
-        located = [(dep, ctx.for_upstream(dep)) for dep in upstream]
-        rows = self.fs.execute(
-            dependencies_plan(self.queries, [(c.asset, c.partition_key) for _, c in located]), conn
-        )
+        return self.readiness(asset, ctx, self.fs.execute(self.upstream_records_plan(asset, ctx), conn))
+
+    def upstream_records_plan(self, asset: Asset, ctx: Context) -> Plan[list[Row]]:
+        """One statement reading each dependency's latest record, for `readiness` to judge."""
+        located = [ctx.for_upstream(self.assets.require(name)) for name in asset.depends_on]
+        return dependencies_plan(self.queries, [(c.asset, c.partition_key) for c in located])
+
+    def readiness(self, asset: Asset, ctx: Context, rows: Sequence[Mapping[str, Any]]) -> Readiness:
+        """Judge the rows of `upstream_records_plan` (see `check_dependencies_ready`)."""
         waiting: list[str] = []
         lineage: list[int] = []
-        for (dep, dep_ctx), row in zip(located, rows, strict=True):
-            if self._dependency_waiting(dep, dep_ctx, row):
+        for name, row in zip(asset.depends_on, rows, strict=True):
+            dep = self.assets.require(name)
+            if self._dependency_waiting(dep, ctx.for_upstream(dep), row):
                 waiting.append(dep.name)
             elif row["success_id"] is not None:
                 lineage.append(row["success_id"])

@@ -29,15 +29,36 @@ ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING
 
 # An attempt starts: the job's record (created here if the job was inserted without one)
 # becomes running. No row comes back when this job already finished its record.
-_START = """
+_START_INSERT = """
 INSERT INTO {m} AS m (asset, partition, run_id, job_id, attempt, status, started_at)
-VALUES (%(asset)s, %(partition)s, %(run_id)s, %(job_id)s, %(attempt)s, 'running', now())
+SELECT %(asset)s::text, %(partition)s::text, %(run_id)s::text, %(job_id)s::bigint,
+       %(attempt)s::smallint, 'running', now()
+"""
+
+_START_CONFLICT = """
 ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE SET
     status = 'running', attempt = EXCLUDED.attempt, started_at = now(), finished_at = NULL,
     error_type = NULL, error_message = NULL
 WHERE m.status NOT IN ('success', 'skipped')
 RETURNING {columns}
 """
+
+_START = _START_INSERT + _START_CONFLICT
+
+# The same under the partition's lock, in one statement: the session lock is tried first
+# and the record starts only if it was taken. One row: `locked`, then the record's
+# columns (NULL when not locked, or when this job already finished its record).
+_LOCKED_START_HEAD = """
+WITH lock AS (SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0)) AS locked),
+started AS ("""
+
+_LOCKED_START_TAIL = """)
+SELECT lock.locked, started.* FROM lock LEFT JOIN started ON true
+"""
+
+_LOCKED_START = (
+    _LOCKED_START_HEAD + _START_INSERT + "FROM lock WHERE lock.locked" + _START_CONFLICT + _LOCKED_START_TAIL
+)
 
 # Waiting again (dependencies not ready, or a retry is scheduled): the reason is kept.
 _SET_PENDING = """
@@ -67,29 +88,31 @@ WHERE asset = %(asset)s AND partition = %(partition)s
 ORDER BY id DESC LIMIT 1
 """
 
-# The last success or failure other than the asking record: "already materialized?"
+# The last success or failure: "already materialized?" (asked after the asking job's
+# own record was marked running, so that record never answers).
 _LAST_FINISHED = """
 SELECT {columns} FROM {m}
 WHERE asset = %(asset)s AND partition = %(partition)s AND status IN ('success', 'failed')
-  AND id <> %(exclude)s
 ORDER BY id DESC LIMIT 1
 """
 
 # Per dependency: its latest record, the state of that record's job, and its latest
-# success (what a reader's lineage points at).
+# success (what a reader's lineage points at), in the order asked.
 _DEPENDENCIES = """
 SELECT d.asset, d.partition, latest.id, latest.status::text AS status, latest.job_id,
        latest.error_type, latest.error_message, j.state::text AS job_state,
        (SELECT s.id FROM {m} AS s
         WHERE s.asset = d.asset AND s.partition = d.partition AND s.status = 'success'
         ORDER BY s.id DESC LIMIT 1) AS success_id
-FROM jsonb_to_recordset(%(deps)s::jsonb) AS d(asset text, partition text)
+FROM ROWS FROM (jsonb_to_recordset(%(deps)s::jsonb) AS (asset text, partition text))
+     WITH ORDINALITY AS d(asset, partition, n)
 LEFT JOIN LATERAL (
     SELECT * FROM {m} AS m
     WHERE m.asset = d.asset AND m.partition = d.partition
     ORDER BY m.id DESC LIMIT 1
 ) AS latest ON true
 LEFT JOIN {jobs} AS j ON j.id = latest.job_id
+ORDER BY d.n
 """
 
 _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
@@ -138,12 +161,19 @@ GROUP BY 1
 """
 
 # One materialization of an (asset, partition) at a time, cluster-wide: a session lock
-# held by a dedicated connection, released when it closes (also if the process dies).
-_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0)) AS locked"
-
+# (taken by _LOCKED_START) held by a dedicated connection, released here or when the
+# connection closes (also if the process dies).
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%(key)s, 0)) AS unlocked"
 
-# Finished records notify this channel (trigger in the migration); waiters listen here.
+# A finished record is announced on this channel (JSON payload), sent right after the
+# finish commits (see migration 0004 for why not from a trigger); waiters listen here.
+_NOTIFY_FINISHED = """
+SELECT pg_notify(%(channel)s, json_build_object(
+    'id', id, 'asset', asset, 'partition', partition, 'run_id', run_id, 'job_id', job_id,
+    'status', status)::text)
+FROM {m} WHERE id = %(id)s
+"""
+
 _LISTEN = "LISTEN {channel}"
 
 
@@ -155,6 +185,7 @@ class MaterializationQueries:
     channel: str
     create_pending: str
     start: str
+    locked_start: str
     set_pending: str
     finish: str
     latest: str
@@ -167,8 +198,8 @@ class MaterializationQueries:
     downstream: str
     status_counts: str
     run_progress: str
-    try_lock: str
     unlock: str
+    notify_finished: str
     listen: str
 
     @classmethod
@@ -191,6 +222,7 @@ class MaterializationQueries:
             channel=f"{schema}.materializations",
             create_pending=compose(_CREATE_PENDING),
             start=compose(_START),
+            locked_start=compose(_LOCKED_START),
             set_pending=compose(_SET_PENDING),
             finish=compose(_FINISH),
             latest=compose(_LATEST),
@@ -203,7 +235,7 @@ class MaterializationQueries:
             downstream=compose(_DOWNSTREAM),
             status_counts=compose(_STATUS_COUNTS),
             run_progress=compose(_RUN_PROGRESS),
-            try_lock=compose(_TRY_LOCK),
             unlock=compose(_UNLOCK),
+            notify_finished=compose(_NOTIFY_FINISHED),
             listen=compose(_LISTEN),
         )

@@ -104,6 +104,18 @@ def pending_plan(q: MaterializationQueries, records: Sequence[dict[str, Any]]) -
     yield q.create_pending, {"records": Jsonb([{**r, "partition": column(r["partition"])} for r in records])}
 
 
+def _start_params(
+    asset: str, partition: str | None, run_id: str, job_id: int | None, attempt: int
+) -> dict[str, Any]:
+    return {
+        "asset": asset,
+        "partition": column(partition),
+        "run_id": run_id,
+        "job_id": job_id,
+        "attempt": attempt,
+    }
+
+
 def start_plan(
     q: MaterializationQueries,
     *,
@@ -114,17 +126,37 @@ def start_plan(
     attempt: int,
 ) -> Plan[Materialization | None]:
     """Mark the job's record running; None when this job already finished it."""
-    rows = yield (
-        q.start,
-        {
-            "asset": asset,
-            "partition": column(partition),
-            "run_id": run_id,
-            "job_id": job_id,
-            "attempt": attempt,
-        },
-    )
+    rows = yield q.start, _start_params(asset, partition, run_id, job_id, attempt)
     return _one(rows)
+
+
+def lock_key(schema: str, asset: str, partition: str | None) -> str:
+    """The advisory lock key of one (asset, partition) in one schema."""
+    return f"{schema}.materialize/{asset}/{column(partition)}"
+
+
+def locked_start_plan(
+    q: MaterializationQueries,
+    *,
+    asset: str,
+    partition: str | None,
+    run_id: str,
+    job_id: int | None,
+    attempt: int,
+) -> Plan[tuple[bool, Materialization | None]]:
+    """Take the partition's session lock and, if taken, mark the job's record running:
+    (False, None) when another session holds the lock; (True, None) when this job already
+    finished its record."""
+    params = _start_params(asset, partition, run_id, job_id, attempt)
+    rows = yield q.locked_start, {**params, "key": lock_key(q.schema, asset, partition)}
+    row = dict(rows[0])
+    locked = bool(row.pop("locked"))
+    return locked, (Materialization.from_row(row) if row["id"] is not None else None)
+
+
+def unlock_plan(q: MaterializationQueries, asset: str, partition: str | None) -> Plan[None]:
+    """Release the partition's session lock (taken by `locked_start_plan`)."""
+    yield q.unlock, {"key": lock_key(q.schema, asset, partition)}
 
 
 def set_pending_plan(q: MaterializationQueries, record_id: int, error: FlowStoneError) -> Plan[None]:
@@ -155,6 +187,11 @@ def finish_plan(
     return _one(rows)
 
 
+def notify_finished_plan(q: MaterializationQueries, record_id: int) -> Plan[None]:
+    """Announce a finished record to the waiters on the materializations channel."""
+    yield q.notify_finished, {"channel": q.channel, "id": record_id}
+
+
 # -- read plans ------------------------------------------------------------------------
 
 
@@ -165,10 +202,10 @@ def latest_plan(q: MaterializationQueries, asset: str, partition: str | None) ->
 
 
 def last_finished_plan(
-    q: MaterializationQueries, asset: str, partition: str | None, exclude: int
+    q: MaterializationQueries, asset: str, partition: str | None
 ) -> Plan[Materialization | None]:
-    """The latest success or failure of an asset and partition other than record `exclude`."""
-    rows = yield q.last_finished, {"asset": asset, "partition": column(partition), "exclude": exclude}
+    """The latest success or failure of an asset and partition."""
+    rows = yield q.last_finished, {"asset": asset, "partition": column(partition)}
     return _one(rows)
 
 
