@@ -104,10 +104,14 @@ class Materializer:
         for good (its last record failed, or its job ended without finishing the record)."""
         return self.readiness(asset, ctx, self.fs.execute(self.upstream_records_plan(asset, ctx), conn))
 
+    def upstream_locations(self, asset: Asset, ctx: Context) -> list[tuple[str, str | None]]:
+        """(asset, serialized partition) of each dependency, in `depends_on` order."""
+        located = [ctx.for_upstream(self.assets.require(name)) for name in asset.depends_on]
+        return [(c.asset, c.partition_key) for c in located]
+
     def upstream_records_plan(self, asset: Asset, ctx: Context) -> Plan[list[Row]]:
         """One statement reading each dependency's latest record, for `readiness` to judge."""
-        located = [ctx.for_upstream(self.assets.require(name)) for name in asset.depends_on]
-        return dependencies_plan(self.queries, [(c.asset, c.partition_key) for c in located])
+        return dependencies_plan(self.queries, [(0, *where) for where in self.upstream_locations(asset, ctx)])
 
     def readiness(self, asset: Asset, ctx: Context, rows: Sequence[Mapping[str, Any]]) -> Readiness:
         """Judge the rows of `upstream_records_plan` (see `check_dependencies_ready`)."""

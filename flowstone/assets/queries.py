@@ -31,8 +31,6 @@ ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING
 # becomes running. No row comes back when this job already finished its record.
 _START_INSERT = """
 INSERT INTO {m} AS m (asset, partition, run_id, job_id, attempt, status, started_at)
-SELECT %(asset)s::text, %(partition)s::text, %(run_id)s::text, %(job_id)s::bigint,
-       %(attempt)s::smallint, 'running', now()
 """
 
 _START_CONFLICT = """
@@ -43,43 +41,73 @@ WHERE m.status NOT IN ('success', 'skipped')
 RETURNING {columns}
 """
 
-_START = _START_INSERT + _START_CONFLICT
+_START = (
+    _START_INSERT
+    + "VALUES (%(asset)s, %(partition)s, %(run_id)s, %(job_id)s, %(attempt)s, 'running', now())"
+    + _START_CONFLICT
+)
 
-# The same under the partition's lock, in one statement: the session lock is tried first
-# and the record starts only if it was taken. One row: `locked`, then the record's
-# columns (NULL when not locked, or when this job already finished its record).
+# The same for a batch, each under its partition's session lock, tried first: a record
+# starts only if its lock was taken. One row per request, in order: `n`, `locked`, the
+# status of the partition's last success or failure ("already materialized?", read
+# after this job's own record was marked running, so that one never answers), then the
+# record's columns (NULL when not locked, or when the job already finished its record).
+# The batch's (asset, partition) pairs are distinct, which the join relies on.
 _LOCKED_START_HEAD = """
-WITH lock AS (SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0)) AS locked),
-started AS ("""
+WITH request AS (
+    SELECT * FROM jsonb_to_recordset(%(requests)s::jsonb) AS r(
+        n int, key text, asset text, partition text, run_id text, job_id bigint, attempt smallint)
+), lock AS (
+    SELECT n, pg_try_advisory_lock(hashtextextended(key, 0)) AS locked FROM request
+), started AS (
+"""
+
+_LOCKED_START_SELECT = """
+SELECT r.asset, r.partition, r.run_id, r.job_id, r.attempt, 'running', now()
+FROM request AS r JOIN lock USING (n) WHERE lock.locked
+"""
 
 _LOCKED_START_TAIL = """)
-SELECT lock.locked, started.* FROM lock LEFT JOIN started ON true
+SELECT lock.n, lock.locked,
+       (SELECT f.status::text FROM {m} AS f
+        WHERE f.asset = r.asset AND f.partition = r.partition AND f.status IN ('success', 'failed')
+        ORDER BY f.id DESC LIMIT 1) AS last_status,
+       started.*
+FROM lock JOIN request AS r USING (n)
+LEFT JOIN started ON lock.locked AND started.asset = r.asset AND started.partition = r.partition
+ORDER BY lock.n
 """
 
 _LOCKED_START = (
-    _LOCKED_START_HEAD + _START_INSERT + "FROM lock WHERE lock.locked" + _START_CONFLICT + _LOCKED_START_TAIL
+    _LOCKED_START_HEAD + _START_INSERT + _LOCKED_START_SELECT + _START_CONFLICT + _LOCKED_START_TAIL
 )
 
 # Waiting again (dependencies not ready, or a retry is scheduled): the reason is kept.
 _SET_PENDING = """
-UPDATE {m} SET status = 'pending', error_type = %(error_type)s, error_message = %(error_message)s
-WHERE id = %(id)s
+UPDATE {m} AS m SET status = 'pending', error_type = r.error_type, error_message = r.error_message
+FROM jsonb_to_recordset(%(records)s::jsonb) AS r(id bigint, error_type text, error_message text)
+WHERE m.id = r.id
 """
 
+# Records finish (success/failed/skipped) with their metadata and lineage.
 _FINISH = """
-WITH done AS (
-    UPDATE {m} SET
-        status = %(status)s::{status}, finished_at = now(),
-        error_type = %(error_type)s, error_message = %(error_message)s,
-        metadata = metadata || %(metadata)s::jsonb
-    WHERE id = %(id)s
-    RETURNING {columns}
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(records)s::jsonb) AS r(
+        id bigint, status text, error_type text, error_message text, metadata jsonb,
+        upstream bigint[])
+), done AS (
+    UPDATE {m} AS m SET
+        status = r.status::{status}, finished_at = now(),
+        error_type = r.error_type, error_message = r.error_message,
+        metadata = m.metadata || coalesce(r.metadata, '{{}}')
+    FROM r WHERE m.id = r.id
+    RETURNING m.id
 ), lineage AS (
     INSERT INTO {lineage} (materialization_id, upstream_id)
-    SELECT done.id, upstream.id FROM done, unnest(%(upstream)s::bigint[]) AS upstream(id)
+    SELECT r.id, upstream.id FROM r JOIN done USING (id), unnest(r.upstream) AS upstream(id)
     ON CONFLICT DO NOTHING
 )
-SELECT * FROM done
+SELECT id FROM done
 """
 
 _LATEST = """
@@ -88,24 +116,17 @@ WHERE asset = %(asset)s AND partition = %(partition)s
 ORDER BY id DESC LIMIT 1
 """
 
-# The last success or failure: "already materialized?" (asked after the asking job's
-# own record was marked running, so that record never answers).
-_LAST_FINISHED = """
-SELECT {columns} FROM {m}
-WHERE asset = %(asset)s AND partition = %(partition)s AND status IN ('success', 'failed')
-ORDER BY id DESC LIMIT 1
-"""
-
 # Per dependency: its latest record, the state of that record's job, and its latest
-# success (what a reader's lineage points at), in the order asked.
+# success (what a reader's lineage points at), in the order asked; `request` tells
+# whose dependency it is when a batch asks for several materializations.
 _DEPENDENCIES = """
-SELECT d.asset, d.partition, latest.id, latest.status::text AS status, latest.job_id,
+SELECT d.request, d.asset, d.partition, latest.id, latest.status::text AS status, latest.job_id,
        latest.error_type, latest.error_message, j.state::text AS job_state,
        (SELECT s.id FROM {m} AS s
         WHERE s.asset = d.asset AND s.partition = d.partition AND s.status = 'success'
         ORDER BY s.id DESC LIMIT 1) AS success_id
-FROM ROWS FROM (jsonb_to_recordset(%(deps)s::jsonb) AS (asset text, partition text))
-     WITH ORDINALITY AS d(asset, partition, n)
+FROM ROWS FROM (jsonb_to_recordset(%(deps)s::jsonb) AS (request int, asset text, partition text))
+     WITH ORDINALITY AS d(request, asset, partition, n)
 LEFT JOIN LATERAL (
     SELECT * FROM {m} AS m
     WHERE m.asset = d.asset AND m.partition = d.partition
@@ -163,17 +184,11 @@ GROUP BY 1
 # One materialization of an (asset, partition) at a time, cluster-wide: a session lock
 # (taken by _LOCKED_START) held by a dedicated connection, released here or when the
 # connection closes (also if the process dies).
-_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%(key)s, 0)) AS unlocked"
-
-# A finished record is announced on this channel (JSON payload), sent right after the
-# finish commits (see migration 0004 for why not from a trigger); waiters listen here.
-_NOTIFY_FINISHED = """
-SELECT pg_notify(%(channel)s, json_build_object(
-    'id', id, 'asset', asset, 'partition', partition, 'run_id', run_id, 'job_id', job_id,
-    'status', status)::text)
-FROM {m} WHERE id = %(id)s
+_UNLOCK = """
+SELECT pg_advisory_unlock(hashtextextended(key, 0)) AS unlocked FROM unnest(%(keys)s::text[]) AS key
 """
 
+# Finished records notify this channel (trigger in the migration); waiters listen here.
 _LISTEN = "LISTEN {channel}"
 
 
@@ -189,7 +204,6 @@ class MaterializationQueries:
     set_pending: str
     finish: str
     latest: str
-    last_finished: str
     dependencies: str
     by_job: str
     job_state: str
@@ -199,7 +213,6 @@ class MaterializationQueries:
     status_counts: str
     run_progress: str
     unlock: str
-    notify_finished: str
     listen: str
 
     @classmethod
@@ -226,7 +239,6 @@ class MaterializationQueries:
             set_pending=compose(_SET_PENDING),
             finish=compose(_FINISH),
             latest=compose(_LATEST),
-            last_finished=compose(_LAST_FINISHED),
             dependencies=compose(_DEPENDENCIES),
             by_job=compose(_BY_JOB),
             job_state=compose(_JOB_STATE),
@@ -236,6 +248,5 @@ class MaterializationQueries:
             status_counts=compose(_STATUS_COUNTS),
             run_progress=compose(_RUN_PROGRESS),
             unlock=compose(_UNLOCK),
-            notify_finished=compose(_NOTIFY_FINISHED),
             listen=compose(_LISTEN),
         )

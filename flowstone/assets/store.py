@@ -7,7 +7,7 @@ side for users with sync and async twins, the worker and the API run the write s
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -89,6 +89,13 @@ def _one(rows: list[Row]) -> Materialization | None:
     return Materialization.from_row(rows[0]) if rows else None
 
 
+def _record(row: Row, *extra: str) -> Materialization | None:
+    """The record in a row that also holds `extra` columns (None when its id is NULL)."""
+    if row["id"] is None:
+        return None
+    return Materialization.from_row({k: v for k, v in row.items() if k not in extra})
+
+
 def _error_params(error: FlowStoneError | None) -> dict[str, Any]:
     return {
         "error_type": None if error is None else error.type,
@@ -104,18 +111,6 @@ def pending_plan(q: MaterializationQueries, records: Sequence[dict[str, Any]]) -
     yield q.create_pending, {"records": Jsonb([{**r, "partition": column(r["partition"])} for r in records])}
 
 
-def _start_params(
-    asset: str, partition: str | None, run_id: str, job_id: int | None, attempt: int
-) -> dict[str, Any]:
-    return {
-        "asset": asset,
-        "partition": column(partition),
-        "run_id": run_id,
-        "job_id": job_id,
-        "attempt": attempt,
-    }
-
-
 def start_plan(
     q: MaterializationQueries,
     *,
@@ -126,7 +121,8 @@ def start_plan(
     attempt: int,
 ) -> Plan[Materialization | None]:
     """Mark the job's record running; None when this job already finished it."""
-    rows = yield q.start, _start_params(asset, partition, run_id, job_id, attempt)
+    params = {"asset": asset, "partition": column(partition), "run_id": run_id}
+    rows = yield q.start, {**params, "job_id": job_id, "attempt": attempt}
     return _one(rows)
 
 
@@ -136,60 +132,63 @@ def lock_key(schema: str, asset: str, partition: str | None) -> str:
 
 
 def locked_start_plan(
-    q: MaterializationQueries,
-    *,
-    asset: str,
-    partition: str | None,
-    run_id: str,
-    job_id: int | None,
-    attempt: int,
-) -> Plan[tuple[bool, Materialization | None]]:
-    """Take the partition's session lock and, if taken, mark the job's record running:
-    (False, None) when another session holds the lock; (True, None) when this job already
+    q: MaterializationQueries, requests: Sequence[Mapping[str, Any]]
+) -> Plan[list[tuple[bool, Materialization | None, str | None]]]:
+    """Per request (`asset`, `partition`, `run_id`, `job_id`, `attempt`; distinct
+    partitions), in order: take the partition's session lock and, if taken, mark the
+    job's record running; with the status of the partition's last success or failure.
+    (False, None, _): another session holds the lock; (True, None, _): the job already
     finished its record."""
-    params = _start_params(asset, partition, run_id, job_id, attempt)
-    rows = yield q.locked_start, {**params, "key": lock_key(q.schema, asset, partition)}
-    row = dict(rows[0])
-    locked = bool(row.pop("locked"))
-    return locked, (Materialization.from_row(row) if row["id"] is not None else None)
-
-
-def unlock_plan(q: MaterializationQueries, asset: str, partition: str | None) -> Plan[None]:
-    """Release the partition's session lock (taken by `locked_start_plan`)."""
-    yield q.unlock, {"key": lock_key(q.schema, asset, partition)}
-
-
-def set_pending_plan(q: MaterializationQueries, record_id: int, error: FlowStoneError) -> Plan[None]:
-    """Back to pending (waiting or retrying), keeping the reason."""
-    yield q.set_pending, {"id": record_id, **_error_params(error)}
-
-
-def finish_plan(
-    q: MaterializationQueries,
-    record_id: int,
-    status: Status,
-    *,
-    error: FlowStoneError | None = None,
-    metadata: dict[str, Any] | None = None,
-    upstream: Sequence[int] = (),
-) -> Plan[Materialization | None]:
-    """Finish a record (success/failed/skipped) with its metadata and lineage, in one statement."""
-    rows = yield (
-        q.finish,
+    payload = [
         {
-            "id": record_id,
-            "status": status.value,
-            "metadata": Jsonb(metadata or {}),
-            "upstream": list(upstream),
-            **_error_params(error),
-        },
-    )
-    return _one(rows)
+            **r,
+            "n": n,
+            "partition": column(r["partition"]),
+            "key": lock_key(q.schema, r["asset"], r["partition"]),
+        }
+        for n, r in enumerate(requests)
+    ]
+    rows = yield q.locked_start, {"requests": Jsonb(payload)}
+    return [
+        (bool(row["locked"]), _record(row, "n", "locked", "last_status"), row["last_status"])
+        for row in rows
+    ]
 
 
-def notify_finished_plan(q: MaterializationQueries, record_id: int) -> Plan[None]:
-    """Announce a finished record to the waiters on the materializations channel."""
-    yield q.notify_finished, {"channel": q.channel, "id": record_id}
+def unlock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
+    """Release partition locks (keys of `lock_key`) taken by `locked_start_plan`."""
+    yield q.unlock, {"keys": list(keys)}
+
+
+def set_pending_plan(q: MaterializationQueries, records: Sequence[tuple[int, FlowStoneError]]) -> Plan[None]:
+    """Back to pending (waiting or retrying), keeping each reason."""
+    yield q.set_pending, {"records": Jsonb([{"id": id_, **_error_params(error)} for id_, error in records])}
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How one record finishes: its status, error, metadata and lineage."""
+
+    record_id: int
+    status: Status
+    error: FlowStoneError | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    upstream: Sequence[int] = ()
+
+
+def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[None]:
+    """Finish records (success/failed/skipped) with their metadata and lineage, in one statement."""
+    records = [
+        {
+            "id": f.record_id,
+            "status": f.status.value,
+            "metadata": f.metadata,
+            "upstream": list(f.upstream),
+            **_error_params(f.error),
+        }
+        for f in finishes
+    ]
+    yield q.finish, {"records": Jsonb(records)}
 
 
 # -- read plans ------------------------------------------------------------------------
@@ -201,17 +200,12 @@ def latest_plan(q: MaterializationQueries, asset: str, partition: str | None) ->
     return _one(rows)
 
 
-def last_finished_plan(
-    q: MaterializationQueries, asset: str, partition: str | None
-) -> Plan[Materialization | None]:
-    """The latest success or failure of an asset and partition."""
-    rows = yield q.last_finished, {"asset": asset, "partition": column(partition)}
-    return _one(rows)
-
-
-def dependencies_plan(q: MaterializationQueries, deps: Sequence[tuple[str, str | None]]) -> Plan[list[Row]]:
-    """Per (asset, partition): latest record status, its job's state, latest success id."""
-    payload = [{"asset": asset, "partition": column(partition)} for asset, partition in deps]
+def dependencies_plan(
+    q: MaterializationQueries, deps: Sequence[tuple[int, str, str | None]]
+) -> Plan[list[Row]]:
+    """Per (request, asset, partition), in order: latest record status, its job's state,
+    latest success id."""
+    payload = [{"request": n, "asset": asset, "partition": column(p)} for n, asset, p in deps]
     rows = yield q.dependencies, {"deps": Jsonb(payload)}
     return rows
 

@@ -6,38 +6,34 @@ session advisory lock on a dedicated connection, which Postgres releases even if
 process dies. When a materialization finishes, the jobs of the same run waiting on it
 (snoozed dependents, and duplicates of the same partition) are woken at once.
 
-The bookkeeping runs on the node's event loop, in two round trips per materialization;
-only the IO managers and the asset function, which are synchronous, go to a thread.
+The bookkeeping runs on the node's event loop, batched with that of the other
+materializations running there (see `bookkeeper`); only the IO managers and the asset
+function, which are synchronous, go to a thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import psycopg
 import pydantic
 
+from flowstone.assets.bookkeeper import Begin, Begun, End, bookkeeper
 from flowstone.assets.definitions import Asset, default_assets
 from flowstone.assets.errors import FlowStoneError
 from flowstone.assets.materializer import Context, Materializer, Readiness
 from flowstone.assets.store import (
+    Finish,
     Materialization,
     Status,
     finish_plan,
-    last_finished_plan,
-    locked_start_plan,
-    notify_finished_plan,
-    set_pending_plan,
+    lock_key,
     start_plan,
-    unlock_plan,
 )
 from flowstone.queue.instance import FlowStone, get_default
 from flowstone.queue.job import Job
-from flowstone.queue.manage import wake_plan
-from flowstone.queue.plan import Plan, Row, arun_together
+from flowstone.queue.plan import Row
 from flowstone.queue.results import Discard, Result, Snooze
 from flowstone.queue.worker import Worker
 
@@ -86,16 +82,16 @@ class AssetWorker(Worker):
             )
         except FlowStoneError as error:
             with anyio.CancelScope(shield=True):
-                await _fail_unresolved(fs, materializer, job, args, error)
+                await anyio.to_thread.run_sync(_fail_unresolved, fs, materializer, job, args, error)
             return Discard(str(error))
-        async with fs.aheld_session() as conn:
-            return await _Run(materializer, asset, ctx, job, conn).perform()
+        return await _Run(materializer, asset, ctx, job).perform()
 
 
-async def _fail_unresolved(
+def _fail_unresolved(
     fs: FlowStone, materializer: Materializer, job: Job, args: AssetArgs, error: FlowStoneError
 ) -> None:
-    """Record the failure of a job whose asset or partition cannot be resolved."""
+    """Record the failure of a job whose asset or partition cannot be resolved (a rare
+    path: on the sync pool, which outlives any event loop)."""
     q = materializer.queries
     plan = start_plan(
         q,
@@ -105,11 +101,10 @@ async def _fail_unresolved(
         job_id=job.id if job.id > 0 else None,
         attempt=job.attempt,
     )
-    async with fs.asession() as conn:
-        record = await fs.aexecute(plan, conn)
+    with fs.session() as conn:
+        record = fs.execute(plan, conn)
         if record is not None:
-            finish = finish_plan(q, record.id, Status.FAILED, error=error)
-            await arun_together(conn, [finish], relaxed=[notify_finished_plan(q, record.id)])
+            fs.execute(finish_plan(q, [Finish(record.id, Status.FAILED, error=error)]), conn)
 
 
 @dataclass(frozen=True)
@@ -122,81 +117,52 @@ class _Decision:
 
 
 class _Run:
-    """One attempt at materializing, in two round trips: the first takes the partition's
-    lock, marks the record running and reads what the decision needs (the last finished
-    record, the dependencies' records); the second records the outcome together with the
-    wake-up of the jobs waiting on it and the release of the lock.
+    """One attempt at materializing: `begin` (lock, running mark, reads), the decision and
+    the asset in a thread, then `end` (record, wake-ups, notification, unlock).
 
-    Database steps are shielded from cancellation, and the thread running the asset is
-    waited for (Python cannot stop a thread): a cancelled or stopped job takes effect once
-    the function returns, so its partition stays locked exactly while it runs."""
+    Requests to the bookkeeper are shielded from cancellation, and the thread running the
+    asset is waited for (Python cannot stop a thread): a cancelled or stopped job takes
+    effect once the function returns, so its partition stays locked exactly while it runs."""
 
-    def __init__(
-        self,
-        materializer: Materializer,
-        asset: Asset,
-        ctx: Context,
-        job: Job,
-        conn: psycopg.AsyncConnection[Any],
-    ) -> None:
+    def __init__(self, materializer: Materializer, asset: Asset, ctx: Context, job: Job) -> None:
         self.m = materializer
         self.asset = asset
         self.ctx = ctx
         self.job = job
-        self.conn = conn
-        self.locked = False
+        self.book = bookkeeper(materializer.fs, AssetWorker.name)
 
     async def perform(self) -> Result:
-        try:
-            with anyio.CancelScope(shield=True):
-                (locked, record), last, upstream = await self._begin()
-        except BaseException:
-            await self._release()  # the lock may have been taken before the failure
-            raise
-        if not locked:
-            return Snooze(SNOOZE_SECONDS)
-        self.locked = True
-        try:
-            if record is None:  # this job already finished its record (e.g. a lost ack)
-                return None
-            return await self._materialize(record, last, upstream)
-        finally:
-            if self.locked:
-                await self._release()
-
-    async def _begin(self) -> list[Any]:
-        q, ctx = self.m.queries, self.ctx
-        start = locked_start_plan(
-            q,
-            asset=self.asset.name,
-            partition=ctx.partition_key,
-            run_id=ctx.run_id,
-            job_id=ctx.job_id,
-            attempt=ctx.attempt,
+        ctx = self.ctx
+        where = self.m.upstream_locations(self.asset, ctx)
+        begun = await self.book.begin(
+            Begin(self.asset.name, ctx.partition_key, ctx.run_id, ctx.job_id, ctx.attempt, where)
         )
-        last = last_finished_plan(q, self.asset.name, ctx.partition_key)
-        upstream = self.m.upstream_records_plan(self.asset, ctx)
-        return await arun_together(self.conn, [], relaxed=[start, last, upstream])
-
-    async def _materialize(
-        self, record: Materialization, last: Materialization | None, upstream: list[Row]
-    ) -> Result:
+        if not begun.locked:
+            return Snooze(SNOOZE_SECONDS)
+        end = End(lock_key(self.m.fs.schema, self.asset.name, ctx.partition_key))
         try:
-            decision = await anyio.to_thread.run_sync(self._decide, last, upstream)
+            if begun.record is None:  # this job already finished its record (e.g. a lost ack)
+                return None
+            return await self._materialize(begun.record, begun, end)
+        finally:
+            await self.book.end(end)
+
+    async def _materialize(self, record: Materialization, begun: Begun, end: End) -> Result:
+        try:
+            decision = await anyio.to_thread.run_sync(self._decide, begun.last_status, begun.upstream)
         except FlowStoneError as error:
-            return await self._failed(record, error)
+            return self._failed(record, error, end)
         if decision.status == Status.PENDING:
             waiting = ", ".join(decision.readiness.waiting)
-            reason = FlowStoneError("dependency_not_ready", f"waiting for {waiting}")
-            await self._end(relaxed=[set_pending_plan(self.m.queries, record.id, reason)])
+            end.pending = (record.id, FlowStoneError("dependency_not_ready", f"waiting for {waiting}"))
             return Snooze(SNOOZE_SECONDS)
-        details = {"metadata": decision.metadata, "upstream": decision.readiness.upstream_ids}
-        await self._finish(record, decision.status, **details)
+        upstream = decision.readiness.upstream_ids
+        self._finish(end, Finish(record.id, decision.status, metadata=decision.metadata, upstream=upstream))
         return None
 
-    def _decide(self, last: Materialization | None, upstream: list[Row]) -> _Decision:
+    def _decide(self, last_status: str | None, upstream: list[Row]) -> _Decision:
         """In a worker thread: skip, wait, or load the dependencies, run and store."""
-        if self._already_materialized(last):
+        if self._already_materialized(last_status):
             return _Decision(Status.SKIPPED)
         readiness = self.m.readiness(self.asset, self.ctx, upstream)
         if not readiness.ready:
@@ -205,48 +171,25 @@ class _Run:
         value = self.m.execute(self.asset, self.ctx, deps)
         return _Decision(Status.SUCCESS, readiness, self.m.store_result(self.asset, self.ctx, value))
 
-    def _already_materialized(self, last: Materialization | None) -> bool:
+    def _already_materialized(self, last_status: str | None) -> bool:
         """Skip unless forced when the last finished record succeeded and the data is there."""
-        if self.ctx.force or last is None or last.status != Status.SUCCESS:
+        if self.ctx.force or last_status != Status.SUCCESS:
             return False
         return self.m.io_manager(self.asset).exists(self.ctx)
 
-    async def _failed(self, record: Materialization, error: FlowStoneError) -> Result:
+    def _failed(self, record: Materialization, error: FlowStoneError, end: End) -> Result:
         """Final failure → record failed and Discard; retryable with attempts left → raise."""
         if error.retryable and self.job.attempt < self.job.max_attempts:
-            await self._end(relaxed=[set_pending_plan(self.m.queries, record.id, error)])
+            end.pending = (record.id, error)
             raise error
-        await self._finish(record, Status.FAILED, error=error)
+        self._finish(end, Finish(record.id, Status.FAILED, error=error))
         if error.retryable:
             raise error  # out of attempts: the queue discards it, keeping the traceback
         return Discard(str(error))
 
-    async def _finish(self, record: Materialization, status: Status, **details: Any) -> None:
-        await self._end(
-            [
-                finish_plan(self.m.queries, record.id, status, **details),
-                wake_plan(self.m.fs.queries, AssetWorker.name, self._waiting_patterns()),
-            ],
-            relaxed=[notify_finished_plan(self.m.queries, record.id)],
-        )
-
-    async def _end(self, plans: Sequence[Plan[Any]] = (), relaxed: Sequence[Plan[Any]] = ()) -> None:
-        """Commit the closing statements, then release the lock: one round trip. What the
-        job's durable acknowledgement will flush anyway (a pending mark before a snooze or
-        a retry) and what may be lost (the notification) do not wait for a flush."""
-        with anyio.CancelScope(shield=True):
-            await arun_together(self.conn, plans, relaxed=[*relaxed, self._unlock_plan()])
-        self.locked = False
-
-    async def _release(self) -> None:
-        """Release the lock on its own (a broken connection has already lost it)."""
-        with anyio.CancelScope(shield=True):
-            if not self.conn.broken:
-                await self.m.fs.aexecute(self._unlock_plan(), self.conn)
-        self.locked = False
-
-    def _unlock_plan(self) -> Plan[None]:
-        return unlock_plan(self.m.queries, self.asset.name, self.ctx.partition_key)
+    def _finish(self, end: End, finish: Finish) -> None:
+        end.finish = finish
+        end.wake = self._waiting_patterns()
 
     def _waiting_patterns(self) -> list[dict[str, Any]]:
         """Args of the jobs that may be waiting on this one: dependents in this run (same

@@ -37,9 +37,6 @@ from flowstone.queue.worker import NewJob, Worker, WorkerRegistry, default_regis
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
 
-HELD_POOL_SIZE = 64
-"""Connections one event loop may hold at once through `FlowStone.aheld_session`."""
-
 
 class FlowStone:
     """The entry point: insert and manage jobs, migrate, and run a node (`run` / `start`)."""
@@ -67,7 +64,6 @@ class FlowStone:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
-        self._aheld_pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
         self.node_queries = NodeQueries.for_schema(self.settings.schema_name)
         self.cron_entries: list[CronEntry] = []
         self._nodes: dict[Node, asyncio.Task[None]] = {}
@@ -138,25 +134,10 @@ class FlowStone:
     @asynccontextmanager
     async def asession(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `session` (one pool per event loop)."""
-        async with self._apooled(self._apools, self.settings.pool_size, 1) as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def aheld_session(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """Like `asession`, from a separate pool of up to HELD_POOL_SIZE connections, for
-        session state held while other work runs (a session advisory lock around a long
-        task): holding many cannot starve the pool the node's heartbeat uses."""
-        async with self._apooled(self._aheld_pools, HELD_POOL_SIZE, 0) as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _apooled(
-        self, pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool], size: int, min_size: int
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         loop = asyncio.get_running_loop()
-        if loop not in pools:
-            pools[loop] = await pool.async_pool(self.database_url, size, min_size)
-        async with pools[loop].connection() as conn:
+        if loop not in self._apools:
+            self._apools[loop] = await pool.async_pool(self.database_url, self.settings.pool_size)
+        async with self._apools[loop].connection() as conn:
             yield conn
             pool.mark_used(conn)
 
@@ -188,12 +169,10 @@ class FlowStone:
             self._pool = None
 
     async def aclose(self) -> None:
-        """Close this loop's async pools and the sync pool."""
-        loop = asyncio.get_running_loop()
-        for pools in (self._apools, self._aheld_pools):
-            apool = pools.pop(loop, None)
-            if apool is not None:
-                await apool.close()
+        """Close this loop's async pool and the sync pool."""
+        apool = self._apools.pop(asyncio.get_running_loop(), None)
+        if apool is not None:
+            await apool.close()
         self.close()
 
     def __enter__(self) -> FlowStone:
