@@ -83,10 +83,13 @@ _LOCKED_START = (
 )
 
 # Waiting again (dependencies not ready, or a retry is scheduled): the reason is kept.
+# Here and in _FINISH, `ids` repeats the records' ids as an array so that the planner,
+# which cannot see into the JSON, finds the rows through the primary key rather than by
+# scanning the table.
 _SET_PENDING = """
 UPDATE {m} AS m SET status = 'pending', error_type = r.error_type, error_message = r.error_message
 FROM jsonb_to_recordset(%(records)s::jsonb) AS r(id bigint, error_type text, error_message text)
-WHERE m.id = r.id
+WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id
 """
 
 # Records finish (success/failed/skipped) with their metadata and lineage.
@@ -100,7 +103,7 @@ WITH r AS (
         status = r.status::{status}, finished_at = now(),
         error_type = r.error_type, error_message = r.error_message,
         metadata = m.metadata || coalesce(r.metadata, '{{}}')
-    FROM r WHERE m.id = r.id
+    FROM r WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id
     RETURNING m.id
 ), lineage AS (
     INSERT INTO {lineage} (materialization_id, upstream_id)

@@ -162,7 +162,8 @@ def unlock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
 
 def set_pending_plan(q: MaterializationQueries, records: Sequence[tuple[int, FlowStoneError]]) -> Plan[None]:
     """Back to pending (waiting or retrying), keeping each reason."""
-    yield q.set_pending, {"records": Jsonb([{"id": id_, **_error_params(error)} for id_, error in records])}
+    payload = [{"id": id_, **_error_params(error)} for id_, error in records]
+    yield q.set_pending, {"records": Jsonb(payload), "ids": [id_ for id_, _ in records]}
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[N
         }
         for f in finishes
     ]
-    yield q.finish, {"records": Jsonb(records)}
+    yield q.finish, {"records": Jsonb(records), "ids": [f.record_id for f in finishes]}
 
 
 # -- read plans ------------------------------------------------------------------------
