@@ -37,7 +37,7 @@ from flowstone.assets.store import (
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.manage import wake_plan
 from flowstone.queue.plan import Plan, Row, arun, arun_together
-from flowstone.queue.pool import IDLE_PING_AFTER
+from flowstone.queue.pool import GENERIC_PLANS, IDLE_PING_AFTER
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ class Bookkeeper:
                 await conn.execute("")
         if conn is None or conn.closed or conn.broken:
             self.held.clear()
-            conn = self._conn = await self.fs.aconnect(autocommit=True)
+            conn = self._conn = await self.fs.aconnect(autocommit=True, options=GENERIC_PLANS)
         self._used = time.monotonic()
         return conn
 

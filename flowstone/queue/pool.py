@@ -15,6 +15,12 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 IDLE_PING_AFTER = 1.0  # seconds a connection may rest before it is checked on checkout
+
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
+"""libpq `options` for a connection that runs the same few prepared statements all day (a
+producer's ack+claim, the asset bookkeeping): plan each statement once. Under the default
+`auto` Postgres re-planned the ack+claim at every execution, its custom plans looking
+cheaper (0.5 ms of a 1.1 ms statement); the generic plans use the same indexes."""
 _last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 

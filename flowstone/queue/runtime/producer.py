@@ -25,6 +25,7 @@ from flowstone.queue.engine import Outcome, ack_claim_plan, release_orphans_plan
 from flowstone.queue.executor import Executor, error_entry
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.plan import arun
+from flowstone.queue.pool import GENERIC_PLANS
 from flowstone.queue.runtime.retry import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class Producer:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = await self.node.fs.aconnect(autocommit=True)
+            self._conn = await self.node.fs.aconnect(autocommit=True, options=GENERIC_PLANS)
         return self._conn
 
     async def _disconnect(self) -> None:
