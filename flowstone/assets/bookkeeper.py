@@ -33,9 +33,9 @@ from flowstone.assets.store import (
     queries_for,
     set_pending_plan,
     unlock_plan,
+    wake_waiting_plan,
 )
 from flowstone.queue.instance import FlowStone
-from flowstone.queue.manage import wake_plan
 from flowstone.queue.plan import Plan, Row, arun, arun_together
 from flowstone.queue.pool import GENERIC_PLANS, IDLE_PING_AFTER
 
@@ -180,7 +180,7 @@ class Bookkeeper:
         if finishes:
             plans.append(finish_plan(self.q, finishes))
         if wake:
-            plans.append(wake_plan(self.fs.queries, self.worker, wake))
+            plans.append(wake_waiting_plan(self.q, self.worker, wake))
         if pending:
             plans.append(set_pending_plan(self.q, pending))
         if ends:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from flowstone.queue.queries import composer
+from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.validation import check_identifier
 
 COLUMNS = (
@@ -139,6 +140,26 @@ LEFT JOIN {jobs} AS j ON j.id = latest.job_id
 ORDER BY d.n
 """
 
+# The jobs that may be waiting on a finished materialization, found through their records
+# (pending: enqueued or snoozed; running: may be about to snooze): dependents in the run
+# (same partition, or any when `partition` is NULL) and duplicates of the partition. The
+# records' indexes serve this; the executing jobs' partial index, full of dead entries
+# between vacuums, made a search by args grow with the table. Feeds `JobQueries.wake_with`.
+_WAITING_JOBS = """
+SELECT w.job_id
+FROM jsonb_to_recordset(%(waiting)s::jsonb) AS p(asset text, partition text, run_id text)
+CROSS JOIN LATERAL (
+    SELECT m.job_id FROM {m} AS m
+    WHERE p.partition IS NOT NULL AND m.asset = p.asset AND m.partition = p.partition
+      AND (p.run_id IS NULL OR m.run_id = p.run_id)
+      AND m.status IN ('pending', 'running') AND m.job_id IS NOT NULL
+    UNION ALL
+    SELECT m.job_id FROM {m} AS m
+    WHERE p.partition IS NULL AND m.run_id = p.run_id AND m.asset = p.asset
+      AND m.status IN ('pending', 'running') AND m.job_id IS NOT NULL
+) AS w
+"""
+
 _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
 
 _JOB_STATE = "SELECT state::text AS state FROM {jobs} WHERE id = %(job_id)s"
@@ -208,6 +229,7 @@ class MaterializationQueries:
     finish: str
     latest: str
     dependencies: str
+    wake_waiting: str
     by_job: str
     job_state: str
     history: str
@@ -243,6 +265,7 @@ class MaterializationQueries:
             finish=compose(_FINISH),
             latest=compose(_LATEST),
             dependencies=compose(_DEPENDENCIES),
+            wake_waiting=JobQueries.for_schema(schema).wake_with(compose(_WAITING_JOBS)),
             by_job=compose(_BY_JOB),
             job_state=compose(_JOB_STATE),
             history=compose(_HISTORY),

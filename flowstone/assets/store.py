@@ -192,6 +192,26 @@ def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[N
     yield q.finish, {"records": Jsonb(records), "ids": [f.record_id for f in finishes]}
 
 
+def wake_waiting_plan(
+    q: MaterializationQueries, worker: str, patterns: Sequence[Mapping[str, Any]]
+) -> Plan[int]:
+    """Wake the jobs of `worker` waiting on a finished materialization: scheduled ones whose
+    args contain a pattern (`asset_name`, `run_id`, `partition`; no `partition` key: any)
+    become available, and those found through their records while still executing are
+    spared their next snooze; the number of jobs woken or marked."""
+    waiting = [
+        {
+            "asset": p["asset_name"],
+            "partition": column(p["partition"]) if "partition" in p else None,
+            "run_id": p.get("run_id"),
+        }
+        for p in patterns
+    ]
+    params = {"worker": worker, "patterns": Jsonb([dict(p) for p in patterns]), "waiting": Jsonb(waiting)}
+    rows = yield q.wake_waiting, params
+    return sum(row["count"] for row in rows)
+
+
 # -- read plans ------------------------------------------------------------------------
 
 

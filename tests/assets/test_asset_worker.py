@@ -23,6 +23,7 @@ from flowstone import (
     materialize_all,
 )
 from flowstone.assets import FilesystemIOManager, default_io_managers
+from flowstone.assets.store import queries_for, wake_waiting_plan
 from flowstone.testing import drain_queue, perform_job
 
 DAYS = DailyPartitions("2025-01-01")
@@ -223,6 +224,32 @@ def test_upstream_success_wakes_its_snoozing_dependents_at_once(flowstone: FlowS
     counts = drain_queue("assets")  # no with_scheduled: only the wake-up makes it runnable
     assert counts.completed == 2
     assert Store().get("derived").status == "success"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_a_dependent_still_executing_when_its_upstream_finishes_is_spared_its_snooze(
+    flowstone: FlowStone, partitioned: bool
+) -> None:
+    """Found through its record (the executing jobs' index is no way to find it fast)."""
+
+    @asset(partitions=DAYS if partitioned else None)
+    def derived(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    waiting = materialize("derived", "2025-01-15" if partitioned else None, run_id="run-1")
+    with flowstone.session() as conn:
+        conn.execute(
+            "UPDATE flowstone.jobs SET state = 'executing', attempt = 1, attempted_at = now() WHERE id = %s",
+            (waiting.job_id,),
+        )
+    where = {"partition": "2025-01-15"} if partitioned else {}
+    pattern = {"asset_name": "derived", "run_id": "run-1", **where}
+    other_run = {**pattern, "run_id": "run-2"}
+    queries = queries_for(flowstone.schema)
+    assert flowstone.execute(wake_waiting_plan(queries, AssetWorker.name, [other_run])) == 0
+    assert flowstone.execute(wake_waiting_plan(queries, AssetWorker.name, [pattern])) == 1
+    job = flowstone.get_job(waiting.job_id)
+    assert job is not None and job.meta.get("wake_pending") is True
 
 
 def test_same_partition_materialized_twice_concurrently_runs_once(flowstone: FlowStone) -> None:
