@@ -183,7 +183,13 @@ def drain_backlog(url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Drain while the scheduled backlog stays scheduled (it counts as remaining otherwise)."""
     global REMAINING
     saved = REMAINING
-    REMAINING = saved + " AND state <> 'scheduled'"
+    # Counted through the partial indexes: a scan of the 1,000,000 rows every poll cost
+    # the server more CPU than the drain itself. A no-op job is never retried, and every
+    # run still checks that exactly N jobs executed.
+    REMAINING = (
+        "SELECT (SELECT count(*) FROM flowstone.jobs WHERE state = 'available')"
+        " + (SELECT count(*) FROM flowstone.jobs WHERE state = 'executing')"
+    )
     try:
         return drain(url, args, args.jobs)
     finally:

@@ -206,8 +206,8 @@ GROUP BY 1
 """
 
 # One materialization of an (asset, partition) at a time, cluster-wide: a session lock
-# (taken by _LOCKED_START) held by a dedicated connection, released here or when the
-# connection closes (also if the process dies).
+# (taken by _LOCKED_START) held by the process's bookkeeping connection, released here or
+# when that connection closes (also if the process dies).
 _UNLOCK = """
 SELECT pg_advisory_unlock(hashtextextended(key, 0)) AS unlocked FROM unnest(%(keys)s::text[]) AS key
 """

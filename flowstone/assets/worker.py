@@ -2,8 +2,8 @@
 
 The job's life is recorded in `materializations` (one record per job). At most one
 materialization of an (asset, partition) runs at a time cluster-wide: the job holds a
-session advisory lock on a dedicated connection, which Postgres releases even if the
-process dies. When a materialization finishes, the jobs of the same run waiting on it
+session advisory lock on its process's bookkeeping connection, which Postgres releases
+even if the process dies. When a materialization finishes, the jobs of the same run waiting on it
 (snoozed dependents, and duplicates of the same partition) are woken at once.
 
 The bookkeeping runs on the node's event loop, batched with that of the other
