@@ -27,13 +27,12 @@ from flowstone.assets.store import (
     Finish,
     Materialization,
     dependencies_plan,
-    finish_plan,
+    finish_and_wake_plan,
     lock_key,
     locked_start_plan,
     queries_for,
     set_pending_plan,
     unlock_plan,
-    wake_waiting_plan,
 )
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.plan import Plan, Row, arun, arun_together
@@ -177,10 +176,8 @@ class Bookkeeper:
         pending = [end.pending for end in ends if end.pending is not None]
         wake = [pattern for end in ends for pattern in end.wake]
         plans: list[Plan[Any]] = []
-        if finishes:
-            plans.append(finish_plan(self.q, finishes))
-        if wake:
-            plans.append(wake_waiting_plan(self.q, self.worker, wake))
+        if finishes or wake:
+            plans.append(finish_and_wake_plan(self.q, finishes, self.worker, wake))
         if pending:
             plans.append(set_pending_plan(self.q, pending))
         if ends:

@@ -93,26 +93,28 @@ FROM jsonb_to_recordset(%(records)s::jsonb) AS r(id bigint, error_type text, err
 WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id
 """
 
-# Records finish (success/failed/skipped) with their metadata and lineage.
-_FINISH = """
-WITH r AS (
-    SELECT * FROM jsonb_to_recordset(%(records)s::jsonb) AS r(
+# Records finish (success/failed/skipped) with their metadata and lineage: common table
+# expressions, run on their own (_FINISH) or ahead of the wake-up of the jobs waiting on
+# the records (`finish_and_wake`: one statement, one round trip).
+_FINISH_CTES = """
+finishing AS (
+    SELECT * FROM jsonb_to_recordset(%(records)s::jsonb) AS f(
         id bigint, status text, error_type text, error_message text, metadata jsonb,
         upstream bigint[])
 ), done AS (
     UPDATE {m} AS m SET
-        status = r.status::{status}, finished_at = now(),
-        error_type = r.error_type, error_message = r.error_message,
-        metadata = m.metadata || coalesce(r.metadata, '{{}}')
-    FROM r WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id
+        status = f.status::{status}, finished_at = now(),
+        error_type = f.error_type, error_message = f.error_message,
+        metadata = m.metadata || coalesce(f.metadata, '{{}}')
+    FROM finishing AS f WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = f.id
     RETURNING m.id
 ), lineage AS (
     INSERT INTO {lineage} (materialization_id, upstream_id)
-    SELECT r.id, upstream.id FROM r JOIN done USING (id), unnest(r.upstream) AS upstream(id)
+    SELECT f.id, upstream.id FROM finishing AS f JOIN done USING (id), unnest(f.upstream) AS upstream(id)
     ON CONFLICT DO NOTHING
-)
-SELECT id FROM done
-"""
+)"""
+
+_FINISH = "WITH " + _FINISH_CTES + "\nSELECT id FROM done"
 
 _LATEST = """
 SELECT {columns} FROM {m}
@@ -229,7 +231,7 @@ class MaterializationQueries:
     finish: str
     latest: str
     dependencies: str
-    wake_waiting: str
+    finish_and_wake: str
     by_job: str
     job_state: str
     history: str
@@ -265,7 +267,9 @@ class MaterializationQueries:
             finish=compose(_FINISH),
             latest=compose(_LATEST),
             dependencies=compose(_DEPENDENCIES),
-            wake_waiting=JobQueries.for_schema(schema).wake_with(compose(_WAITING_JOBS)),
+            finish_and_wake=JobQueries.for_schema(schema).wake_with(
+                compose(_WAITING_JOBS), before=compose(_FINISH_CTES) + ","
+            ),
             by_job=compose(_BY_JOB),
             job_state=compose(_JOB_STATE),
             history=compose(_HISTORY),

@@ -179,6 +179,34 @@ class Finish:
 
 def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[None]:
     """Finish records (success/failed/skipped) with their metadata and lineage, in one statement."""
+    yield q.finish, _finish_params(finishes)
+
+
+def finish_and_wake_plan(
+    q: MaterializationQueries,
+    finishes: Sequence[Finish],
+    worker: str,
+    patterns: Sequence[Mapping[str, Any]],
+) -> Plan[int]:
+    """Finish records as `finish_plan` does and, in the same statement, wake the jobs of
+    `worker` waiting on them: scheduled ones whose args contain a pattern (`asset_name`,
+    `run_id`, `partition`; no `partition` key: any) become available, and those found
+    through their records while still executing are spared their next snooze. Returns
+    the number of jobs woken or marked."""
+    waiting = [
+        {
+            "asset": p["asset_name"],
+            "partition": column(p["partition"]) if "partition" in p else None,
+            "run_id": p.get("run_id"),
+        }
+        for p in patterns
+    ]
+    params = {"worker": worker, "patterns": Jsonb([dict(p) for p in patterns]), "waiting": Jsonb(waiting)}
+    rows = yield q.finish_and_wake, {**_finish_params(finishes), **params}
+    return sum(row["count"] for row in rows)
+
+
+def _finish_params(finishes: Sequence[Finish]) -> dict[str, Any]:
     records = [
         {
             "id": f.record_id,
@@ -189,27 +217,7 @@ def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[N
         }
         for f in finishes
     ]
-    yield q.finish, {"records": Jsonb(records), "ids": [f.record_id for f in finishes]}
-
-
-def wake_waiting_plan(
-    q: MaterializationQueries, worker: str, patterns: Sequence[Mapping[str, Any]]
-) -> Plan[int]:
-    """Wake the jobs of `worker` waiting on a finished materialization: scheduled ones whose
-    args contain a pattern (`asset_name`, `run_id`, `partition`; no `partition` key: any)
-    become available, and those found through their records while still executing are
-    spared their next snooze; the number of jobs woken or marked."""
-    waiting = [
-        {
-            "asset": p["asset_name"],
-            "partition": column(p["partition"]) if "partition" in p else None,
-            "run_id": p.get("run_id"),
-        }
-        for p in patterns
-    ]
-    params = {"worker": worker, "patterns": Jsonb([dict(p) for p in patterns]), "waiting": Jsonb(waiting)}
-    rows = yield q.wake_waiting, params
-    return sum(row["count"] for row in rows)
+    return {"records": Jsonb(records), "ids": [f.record_id for f in finishes]}
 
 
 # -- read plans ------------------------------------------------------------------------

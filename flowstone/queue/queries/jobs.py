@@ -258,7 +258,7 @@ _WAKE_MATCH = """
 # being acknowledged meanwhile is waited for, then woken). Locking inside the branches
 # instead would re-check a branch's own state and drop a job that just left it.
 _WAKE_HEAD = """
-WITH candidates AS (
+candidates AS (
     SELECT coalesce(array_agg(id), '{{}}') AS ids FROM ("""
 
 _WAKE_TAIL = """) AS c
@@ -275,7 +275,7 @@ SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
 
 _WAKE_SCHEDULED = _WAKE_MATCH % "scheduled"
-_WAKE = _WAKE_HEAD + _WAKE_SCHEDULED + "UNION ALL" + _WAKE_MATCH % "executing" + _WAKE_TAIL
+_WAKE = "WITH " + _WAKE_HEAD + _WAKE_SCHEDULED + "UNION ALL" + _WAKE_MATCH % "executing" + _WAKE_TAIL
 
 
 # Claimed rows come back on the hot path: empty meta and errors (the usual case) are sent
@@ -319,12 +319,14 @@ class JobQueries:
     wake_scheduled: str
     wake_tail: str
 
-    def wake_with(self, candidates: str) -> str:
+    def wake_with(self, candidates: str, before: str = "") -> str:
         """`wake` with the executing jobs' branch replaced by a caller's own query of job ids
         (composed for this schema, parameters bound): for a layer that finds the jobs to
         spare faster than by their args, which the executing jobs' partial index, full
-        of dead entries between vacuums, makes slow."""
-        return f"{self.wake_head}\n{self.wake_scheduled}\nUNION ALL\n{candidates}\n{self.wake_tail}"
+        of dead entries between vacuums, makes slow. `before`: the caller's own common
+        table expressions (each followed by a comma), run in the same statement."""
+        branches = f"{self.wake_scheduled}\nUNION ALL\n{candidates}"
+        return f"WITH {before}\n{self.wake_head}\n{branches}\n{self.wake_tail}"
 
     @classmethod
     def for_schema(cls, schema: str) -> JobQueries:
