@@ -114,6 +114,9 @@ async def test_jobs_claimed_while_stopping_are_handed_back(make_fs: MakeFs, flow
     fs = make_fs(shutdown_grace=0.1)
     producer = (await fs.start({w.QUEUE: 1})).producers[w.QUEUE]
     await fs.apause_queue(w.QUEUE)
+    # The pause reaches the producer through a notification and a reload of the controls;
+    # an insert's wake-up may overtake it and get the job claimed before the lock below.
+    await wait_for(lambda: producer.paused, message="the pause to reach the producer")
     job = await fs.ainsert(w.Hang.new())
     async with await psycopg.AsyncConnection.connect(flowstone_url, application_name="locker") as locker:
         await locker.execute("LOCK TABLE flowstone.jobs IN EXCLUSIVE MODE")  # claims now wait
