@@ -182,16 +182,16 @@ class Bookkeeper:
             plans.append(set_pending_plan(self.q, pending))
         if ends:
             plans.append(unlock_plan(self.q, [end.key for end in ends]))
+        deps = [(n, *where) for n, begin in enumerate(begins) for where in begin.upstream]
         if begins:
-            deps = [(n, *where) for n, begin in enumerate(begins) for where in begin.upstream]
-            plans += [
-                locked_start_plan(self.q, [begin.start() for begin in begins]),
-                dependencies_plan(self.q, deps),
-            ]
+            plans.append(locked_start_plan(self.q, [begin.start() for begin in begins]))
+        if deps:  # source assets have none to read
+            plans.append(dependencies_plan(self.q, deps))
         results = await arun_together(conn, plans)
         if not begins:
             return []
-        started, rows = results[-2:]
+        rows = results.pop() if deps else []
+        started = results[-1]
         upstream: list[list[Row]] = [[] for _ in begins]
         for row in rows:
             upstream[row["request"]].append(row)
