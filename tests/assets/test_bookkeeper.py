@@ -14,7 +14,10 @@ from flowstone.assets.store import Finish, Status, lock_key
 pytestmark = pytest.mark.anyio
 
 DAY = "2025-01-15"
-ADVISORY_LOCKS = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+ADVISORY_LOCKS = (  # this test's database only: other tests run beside it on the server
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def begin(partition: str = DAY, upstream: list[tuple[str, str | None]] | None = None) -> Begin:
