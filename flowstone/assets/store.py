@@ -121,8 +121,14 @@ def start_plan(
     attempt: int,
 ) -> Plan[Materialization | None]:
     """Mark the job's record running; None when this job already finished it."""
-    params = {"asset": asset, "partition": column(partition), "run_id": run_id}
-    rows = yield q.start, {**params, "job_id": job_id, "attempt": attempt}
+    params = {
+        "asset": asset,
+        "partition": column(partition),
+        "run_id": run_id,
+        "job_id": job_id,
+        "attempt": attempt,
+    }
+    rows = yield q.start, params
     return _one(rows)
 
 

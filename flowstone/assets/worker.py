@@ -28,7 +28,6 @@ from flowstone.assets.store import (
     Materialization,
     Status,
     finish_plan,
-    lock_key,
     start_plan,
 )
 from flowstone.queue.instance import FlowStone, get_default
@@ -134,12 +133,11 @@ class _Run:
     async def perform(self) -> Result:
         ctx = self.ctx
         where = self.m.upstream_locations(self.asset, ctx)
-        begun = await self.book.begin(
-            Begin(self.asset.name, ctx.partition_key, ctx.run_id, ctx.job_id, ctx.attempt, where)
-        )
+        request = Begin(self.asset.name, ctx.partition_key, ctx.run_id, ctx.job_id, ctx.attempt, where)
+        begun = await self.book.begin(request)
         if not begun.locked:
             return Snooze(SNOOZE_SECONDS)
-        end = End(lock_key(self.m.fs.schema, self.asset.name, ctx.partition_key))
+        end = End(request.key(self.m.fs.schema))
         try:
             if begun.record is None:  # this job already finished its record (e.g. a lost ack)
                 return None

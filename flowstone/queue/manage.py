@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-from psycopg.types.json import Jsonb
-
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.plan import Plan
 from flowstone.queue.queries.jobs import JobQueries
@@ -45,16 +40,3 @@ def delete_plan(queries: JobQueries, job_id: int) -> Plan[bool]:
     """Delete a job that is not executing; True when a row was deleted."""
     rows = yield queries.delete, {"id": job_id}
     return bool(rows)
-
-
-def wake_plan(queries: JobQueries, worker: str, patterns: Sequence[Mapping[str, Any]]) -> Plan[int]:
-    """Make scheduled jobs of `worker` whose args contain any of `patterns` available now
-    (e.g. jobs snoozing until something they wait for happened), and spare matching jobs
-    still executing their next snooze; the number of jobs woken or marked."""
-    if not patterns:
-        return 0
-    rows = yield queries.wake, {
-        "worker": worker,
-        "patterns": Jsonb([dict(p) for p in patterns]),
-    }
-    return sum(row["count"] for row in rows)

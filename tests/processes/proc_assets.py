@@ -3,8 +3,9 @@
 
 proc_a → proc_b → proc_c, daily, stored by the postgres IO manager so the test process
 reads what the workers wrote. Every run of an asset function is recorded in
-`public.asset_runs` (asset, partition, started, finished) after PROC_WORK_SECONDS of work;
-proc_a fails for good on the partitions listed in PROC_FAIL (comma-separated).
+`public.asset_runs` (asset, partition, started, finished); with PROC_HOLD=1 a run keeps its
+partition busy until every job of that partition has been tried (so that they meet on
+its lock). proc_a fails for good on the partitions listed in PROC_FAIL (comma-separated).
 """
 
 import os
@@ -22,10 +23,31 @@ __all__ = ["ASSETS", "app", "register"]
 DAYS = DailyPartitions("2025-01-01")
 
 
+HOLD_DEADLINE = 10.0  # seconds a held run waits for the other jobs of its partition
+UNTRIED = (
+    "SELECT count(*) FROM flowstone.jobs"
+    " WHERE args->>'asset_name' = %s AND args->>'partition' = %s AND attempted_at IS NULL"
+)
+
+
+def _hold(ctx: Context) -> None:
+    """With PROC_HOLD=1: return once every job of this partition has been claimed at least
+    once (the others then found the partition locked), or at the deadline."""
+    if os.environ.get("PROC_HOLD") != "1":
+        return
+    deadline = time.monotonic() + HOLD_DEADLINE
+    while time.monotonic() < deadline:
+        with app.connection() as conn:
+            row = conn.execute(UNTRIED, (ctx.asset, ctx.partition_key)).fetchone()
+        if row is not None and row[0] == 0:
+            return
+        time.sleep(0.02)  # polling interval of the wait on the jobs' state
+
+
 def _ran(ctx: Context, value: dict[str, int]) -> dict[str, int]:
     """Do the asset's work, note this run in public.asset_runs, return `value`."""
     started = datetime.now(UTC)
-    time.sleep(float(os.environ.get("PROC_WORK_SECONDS", "0")))  # the asset's work
+    _hold(ctx)
     with app.connection() as conn:
         conn.execute(
             "INSERT INTO public.asset_runs VALUES (%s, %s, %s, %s)",

@@ -38,8 +38,8 @@ StartWorkers = Callable[..., list[WorkerProcess]]
 def asset_workers(
     flowstone: FlowStone, flowstone_url: str, workers: Callable[..., WorkerProcess]
 ) -> StartWorkers:
-    """Start `count` worker nodes running the asset chain (env: PROC_WORK_SECONDS,
-    PROC_FAIL), once the run log table exists; returns them started."""
+    """Start `count` worker nodes running the asset chain (env: PROC_HOLD, PROC_FAIL), once
+    the run log table exists; returns them started."""
     proc_assets.register()
     with psycopg.connect(flowstone_url, autocommit=True) as conn:
         conn.execute(
@@ -98,7 +98,7 @@ def test_chain_of_3_assets_by_30_days_runs_at_queue_speed_with_lineage(
 def test_same_partition_materialized_twice_concurrently_runs_one_at_a_time(
     flowstone: FlowStone, flowstone_url: str, asset_workers: StartWorkers
 ) -> None:
-    asset_workers(2, PROC_WORK_SECONDS="0.5")
+    asset_workers(2, PROC_HOLD="1")
     for run_id in ("first", "second"):
         materialize("proc_a", "2025-02-01", run_id=run_id, force=True)
     for run_id in ("third", "fourth"):

@@ -85,7 +85,7 @@ RETURNING {claimed_columns}
 
 # Guarded by state, attempt and attempted_at: a stale or late acknowledgement matches
 # no row, so it can never overwrite a newer outcome. A job that was woken while it ran
-# (meta.wake_pending, see _WAKE) does not sit out its snooze: it is available at once.
+# (meta.wake_pending, see _WAKE_SCHEDULED) does not sit out its snooze: it is available at once.
 # `ids` repeats the ids as an array so the rows are found through the primary key, and
 # the state is compared as text so the planner does not pick the partial index of
 # executing jobs (full of dead entries between vacuums on a busy queue).
@@ -114,8 +114,6 @@ RETURNING j.id
 """
 
 _CLAIM = "WITH " + _CLAIM_SELECT + _CLAIM_UPDATE
-
-_ACK = _ACK_UPDATE
 
 # The runtime's one statement per cycle: acknowledge what finished and claim what fits,
 # committed together, so a job's slot is reused only once its outcome is durable.
@@ -241,22 +239,22 @@ WHERE state IN ('available', 'scheduled')
 ORDER BY id
 """
 
-# Wake waiting jobs early: scheduled jobs of one worker whose args contain any of the
-# given JSON objects become available now; matching jobs still executing are marked so
-# that a snooze they return is not sat out (the wake-up would otherwise be lost). Rows
-# are waited for, not skipped: a row locked by its snooze's ack is re-read once that
-# commits (then scheduled, so woken) instead of missing the wake-up.
-_WAKE_MATCH = """
-    SELECT id FROM {jobs} WHERE state = '%s' AND worker = %%(worker)s
-      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%%(patterns)s::jsonb) AS p(pattern)
+# Wake jobs waiting on something that just happened: scheduled jobs of one worker whose
+# args contain any of the given JSON objects become available now; the caller's own
+# candidates (`JobQueries.wake_with`) that are still executing are marked so that a
+# snooze they return is not sat out (the wake-up would otherwise be lost). Rows are
+# waited for, not skipped: a row locked by its snooze's ack is re-read once that commits
+# (then scheduled, so woken) instead of missing the wake-up.
+_WAKE_SCHEDULED = """
+    SELECT id FROM {jobs} WHERE state = 'scheduled' AND worker = %(worker)s
+      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
                   WHERE args @> p.pattern)
 """
 
-# Candidates come from one branch per state, each served by that state's partial index
-# rather than a scan of the whole table, collected into an array first: the UPDATE then
-# re-checks only `id = ANY(array)` and the state of the row's latest version (a snooze
-# being acknowledged meanwhile is waited for, then woken). Locking inside the branches
-# instead would re-check a branch's own state and drop a job that just left it.
+# Candidates are collected into an array first: the UPDATE then re-checks only
+# `id = ANY(array)` and the state of the row's latest version (a snooze being
+# acknowledged meanwhile is waited for, then woken). Locking inside the candidate
+# queries instead would re-check their own state and drop a job that just left it.
 _WAKE_HEAD = """
 candidates AS (
     SELECT coalesce(array_agg(id), '{{}}') AS ids FROM ("""
@@ -273,9 +271,6 @@ _WAKE_TAIL = """) AS c
 )
 SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
-
-_WAKE_SCHEDULED = _WAKE_MATCH % "scheduled"
-_WAKE = "WITH " + _WAKE_HEAD + _WAKE_SCHEDULED + "UNION ALL" + _WAKE_MATCH % "executing" + _WAKE_TAIL
 
 
 # Claimed rows come back on the hot path: empty meta and errors (the usual case) are sent
@@ -314,17 +309,17 @@ class JobQueries:
     prune: str
     counts: str
     enqueued: str
-    wake: str
     wake_head: str
     wake_scheduled: str
     wake_tail: str
 
     def wake_with(self, candidates: str, before: str = "") -> str:
-        """`wake` with the executing jobs' branch replaced by a caller's own query of job ids
-        (composed for this schema, parameters bound): for a layer that finds the jobs to
-        spare faster than by their args, which the executing jobs' partial index, full
-        of dead entries between vacuums, makes slow. `before`: the caller's own common
-        table expressions (each followed by a comma), run in the same statement."""
+        """The wake-up statement (see _WAKE_SCHEDULED) around a caller's own query of
+        candidate job ids, composed for this schema with its parameters bound: the caller
+        finds the executing jobs to spare faster than by their args, which the executing
+        jobs' partial index, full of dead entries between vacuums, makes slow. `before`:
+        the caller's own common table expressions (each followed by a comma), run in the
+        same statement. Parameters: `worker`, `patterns`, and the caller's."""
         branches = f"{self.wake_scheduled}\nUNION ALL\n{candidates}"
         return f"WITH {before}\n{self.wake_head}\n{branches}\n{self.wake_tail}"
 
@@ -351,7 +346,7 @@ class JobQueries:
             release_unheld_unique=compose(_RELEASE_UNHELD_UNIQUE),
             by_unique_keys=compose(_BY_UNIQUE_KEYS),
             claim=compose(_CLAIM),
-            ack=compose(_ACK),
+            ack=compose(_ACK_UPDATE),
             ack_claim=compose(_ACK_CLAIM),
             release_orphans=compose(_RELEASE_ORPHANS),
             stage=compose(_STAGE),
@@ -365,7 +360,6 @@ class JobQueries:
             prune=compose(_PRUNE),
             counts=compose(_COUNTS),
             enqueued=compose(_ENQUEUED),
-            wake=compose(_WAKE),
             wake_head=compose(_WAKE_HEAD),
             wake_scheduled=compose(_WAKE_SCHEDULED),
             wake_tail=compose(_WAKE_TAIL),
