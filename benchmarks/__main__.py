@@ -70,8 +70,17 @@ def main() -> None:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The headline figures of each run."""
-    keys = ["workload", "enqueue_jobs_per_s", "processed_jobs_per_s", "p50_ms", "p99_ms",
-            "materializations_per_s", "chain_ms", "rss_ratio", "count_ok"]
+    keys = [
+        "workload",
+        "enqueue_jobs_per_s",
+        "processed_jobs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "materializations_per_s",
+        "chain_ms",
+        "rss_ratio",
+        "count_ok",
+    ]
     print("| " + " | ".join(keys) + " |", file=sys.stderr)
     print("|" + "---|" * len(keys), file=sys.stderr)
     for row in rows:

@@ -32,9 +32,22 @@ class AssetWorker:
         env = {**os.environ, "FLOWSTONE_DATABASE_URL": url}
         self.started = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowstone.cli", "worker", "--app", "benchmarks.asset_app:app",
-             "--queues", f"assets={CONCURRENCY}", "--log-format", "json"],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "flowstone.cli",
+                "worker",
+                "--app",
+                "benchmarks.asset_app:app",
+                "--queues",
+                f"assets={CONCURRENCY}",
+                "--log-format",
+                "json",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
         if not self.started.wait(60):
@@ -115,5 +128,9 @@ def chain(args: argparse.Namespace, url: str) -> dict[str, Any]:
     code = worker.stop()
     module.app.close()
     timings.sort()
-    return {"chain_length": len(module.CHAIN), "chain_ms": r(timings[len(timings) // 2], 1),
-            "chain_ms_runs": [r(t, 1) for t in timings], "worker_exit": code}
+    return {
+        "chain_length": len(module.CHAIN),
+        "chain_ms": r(timings[len(timings) // 2], 1),
+        "chain_ms_runs": [r(t, 1) for t in timings],
+        "worker_exit": code,
+    }

@@ -72,9 +72,23 @@ class WorkerProcess:
         self.ready_at: float | None = None
         self._ready = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", "--url", url, "--concurrency",
-             str(args.concurrency), "--stats-out", self.stats_path, "--loop", args.loop],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.worker",
+                "--url",
+                url,
+                "--concurrency",
+                str(args.concurrency),
+                "--stats-out",
+                self.stats_path,
+                "--loop",
+                args.loop,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -175,8 +189,12 @@ def backlog(args: argparse.Namespace) -> dict[str, Any]:
         conn.execute("VACUUM ANALYZE flowstone.jobs")
     seconds = enqueue(url, args, args.jobs)
     result = drain_backlog(url, args)
-    return {"jobs": args.jobs, "backlog_rows": BACKLOG_ROWS, "enqueue_jobs_per_s": r(args.jobs / seconds, 1),
-            **result}
+    return {
+        "jobs": args.jobs,
+        "backlog_rows": BACKLOG_ROWS,
+        "enqueue_jobs_per_s": r(args.jobs / seconds, 1),
+        **result,
+    }
 
 
 def drain_backlog(url: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -34,9 +34,21 @@ def start_worker(url: str) -> subprocess.Popen[str]:
     """A real `flowstone worker` process on the same database; returns once it runs."""
     env = {**os.environ, "FLOWSTONE_DATABASE_URL": url, "PYTHONPATH": str(HERE / "orders")}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "flowstone.cli", "worker", "--app", "pipeline:app", "--queues", "assets=4",
-         "--log-format", "json"],
-        env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "flowstone.cli",
+            "worker",
+            "--app",
+            "pipeline:app",
+            "--queues",
+            "assets=4",
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     started = threading.Event()
 
@@ -62,8 +74,12 @@ def wait_for_jobs(job_ids: list[int]) -> None:
     while pending:
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for jobs {sorted(pending)}")
-        pending = {i for i in pending if (job := pipeline.app.get_job(i)) and job.state.value not in
-                   ("completed", "discarded", "cancelled")}
+        pending = {
+            i
+            for i in pending
+            if (job := pipeline.app.get_job(i))
+            and job.state.value not in ("completed", "discarded", "cancelled")
+        }
         time.sleep(0.1)  # a demo's progress check; the worker itself is woken by NOTIFY
 
 
@@ -123,8 +139,10 @@ def main() -> None:
         for day in days:
             run = materialize_all("daily_revenue", partition=day, force=True)
             job_ids += run.job_ids
-        print(f"queued {len(job_ids)} materializations ({len(days)} days x raw_orders → cleaned_orders → "
-              "daily_revenue) for the worker process")
+        print(
+            f"queued {len(job_ids)} materializations ({len(days)} days x raw_orders → cleaned_orders → "
+            "daily_revenue) for the worker process"
+        )
         wait_for_jobs(job_ids)
         print(f"all materialized in {time.perf_counter() - began:.2f} s")
         report(app.database_url, app.schema)

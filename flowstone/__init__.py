@@ -2,12 +2,13 @@
 
 from flowstone.assets import (
     Asset,
+    AssetRegistry,
     AssetWorker,
     Context,
     DailyPartitions,
-    FlowStoneError,
     HourlyPartitions,
     IOManager,
+    MaterializationRecords,
     Materializer,
     StaticPartitions,
     Store,
@@ -20,6 +21,7 @@ from flowstone.assets import (
     materialize_all,
     register_io_manager,
 )
+from flowstone.errors import FlowStoneError, ValidationError
 from flowstone.queue import (
     Cancel,
     Discard,
@@ -27,6 +29,7 @@ from flowstone.queue import (
     Job,
     JobState,
     NewJob,
+    QueueConfig,
     Snooze,
     Unique,
     Worker,
@@ -40,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Asset",
+    "AssetRegistry",
     "AssetWorker",
     "Cancel",
     "Context",
@@ -51,12 +55,15 @@ __all__ = [
     "IOManager",
     "Job",
     "JobState",
+    "MaterializationRecords",
     "Materializer",
     "NewJob",
+    "QueueConfig",
     "Snooze",
     "StaticPartitions",
     "Store",
     "Unique",
+    "ValidationError",
     "Worker",
     "WorkerRegistry",
     "__version__",

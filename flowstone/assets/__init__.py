@@ -1,5 +1,5 @@
-"""Assets on top of the queue (ADR-0006): definitions, partitions, IO managers, the
-materializer, materialization records and lineage, the AssetWorker and the public API."""
+"""Assets on top of the queue: definitions, partitions, IO managers, the materializer,
+materialization records and lineage, the AssetWorker and the public API."""
 
 from flowstone.assets.api import (
     BackfillResult,
@@ -12,9 +12,9 @@ from flowstone.assets.api import (
     materialize,
     materialize_all,
 )
-from flowstone.assets.definitions import Asset, AssetRegistry, asset, default_assets
-from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.io_managers import (
+from flowstone.assets.context import Context
+from flowstone.assets.definitions import Asset, AssetRegistry, asset, default_assets, registry_of
+from flowstone.assets.io import (
     FilesystemIOManager,
     IOManager,
     IOManagerRegistry,
@@ -23,14 +23,14 @@ from flowstone.assets.io_managers import (
     default_io_managers,
     register_io_manager,
 )
-from flowstone.assets.materializer import Context, Materializer, Readiness
+from flowstone.assets.materializer import Materializer, Readiness
 from flowstone.assets.partitions import (
     DailyPartitions,
     HourlyPartitions,
     PartitionsDefinition,
     StaticPartitions,
 )
-from flowstone.assets.store import Materialization, Status, Store
+from flowstone.assets.records import Materialization, MaterializationRecords, Status, Store
 from flowstone.assets.worker import AssetWorker
 
 __all__ = [
@@ -41,11 +41,11 @@ __all__ = [
     "Context",
     "DailyPartitions",
     "FilesystemIOManager",
-    "FlowStoneError",
     "HourlyPartitions",
     "IOManager",
     "IOManagerRegistry",
     "Materialization",
+    "MaterializationRecords",
     "MaterializeAllResult",
     "MaterializeResult",
     "Materializer",
@@ -66,4 +66,5 @@ __all__ = [
     "materialize",
     "materialize_all",
     "register_io_manager",
+    "registry_of",
 ]

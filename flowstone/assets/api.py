@@ -17,18 +17,18 @@ from typing import Any, Literal
 
 import psycopg
 
-from flowstone.assets.definitions import Asset, default_assets
-from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.store import (
+from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
+from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.records import (
     Materialization,
     Status,
     by_job_plan,
     pending_plan,
-    queries_for,
 )
 from flowstone.assets.worker import AssetWorker
+from flowstone.errors import FlowStoneError
 from flowstone.queue.insert import insert_plan
-from flowstone.queue.instance import FlowStone, get_default
+from flowstone.queue.instance import FlowStone, current
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.plan import Plan
 
@@ -83,7 +83,7 @@ def _enqueue_plan(fs: FlowStone, targets: Sequence[Target], run_id: str, force: 
         {"asset": a.name, "partition": p, "run_id": run_id, "job_id": job.id}
         for (a, p), job in zip(targets, jobs, strict=True)
     ]
-    yield from pending_plan(queries_for(fs.schema), records)
+    yield from pending_plan(MaterializationQueries.for_schema(fs.schema), records)
     return jobs
 
 
@@ -93,23 +93,25 @@ def _run_id(run_id: str | None) -> str:
     return run_id or str(uuid.uuid4())
 
 
-def _single(asset: str | Asset, partition: Any) -> Target:
-    target = default_assets.require(asset)
+def _single(graph: AssetRegistry, asset: str | Asset, partition: Any) -> Target:
+    target = graph.require(asset)
     return target, target.serialize_partition(partition)
 
 
-def _closure(asset: str | Asset, partition: Any) -> list[Target]:
+def _closure(graph: AssetRegistry, asset: str | Asset, partition: Any) -> list[Target]:
     """The asset and its upstream closure in dependency order, each at `partition`."""
-    target = default_assets.require(asset)
+    target = graph.require(asset)
     key = target.partition_key(partition)
-    order = default_assets.topological_order({target.name, *default_assets.upstream(target.name)})
-    chosen = [default_assets.require(name) for name in order]
+    order = graph.topological_order({target.name, *graph.upstream(target.name)})
+    chosen = [graph.require(name) for name in order]
     return [(a, a.serialize_partition(key if a.partitions is not None else None)) for a in chosen]
 
 
-def _partitions(asset: str | Asset, partitions: Iterable[Any] | None, start: Any, end: Any) -> list[Target]:
+def _partitions(
+    graph: AssetRegistry, asset: str | Asset, partitions: Iterable[Any] | None, start: Any, end: Any
+) -> list[Target]:
     """One target per distinct partition: the given ones, or the range start..end."""
-    target = default_assets.require(asset)
+    target = graph.require(asset)
     if target.partitions is None:
         raise FlowStoneError("validation_error", f"asset {target.name!r} is not partitioned")
     if (partitions is None) == (start is None and end is None):
@@ -170,7 +172,7 @@ def _wait(
     """Check the job's record whenever a finish notification names the job, until it
     finished or `timeout` passed (checked one last time then, e.g. for a job discarded
     before it could finish its record)."""
-    queries = queries_for(fs.schema)
+    queries = MaterializationQueries.for_schema(fs.schema)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         result = _outcome(run_id, target, job, *fs.execute(by_job_plan(queries, job.id), conn))
@@ -192,7 +194,7 @@ async def _await(
     timeout: float | None,
 ) -> MaterializeResult:
     """Async twin of `_wait`."""
-    queries = queries_for(fs.schema)
+    queries = MaterializationQueries.for_schema(fs.schema)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         result = _outcome(run_id, target, job, *await fs.aexecute(by_job_plan(queries, job.id), conn))
@@ -217,13 +219,14 @@ def materialize(
 ) -> MaterializeResult:
     """Queue the materialization of `asset` at `partition`; with `wait`, block until it
     finished (status completed/failed) or `timeout` seconds passed (a `timeout` error)."""
-    instance, target, run = fs or get_default(), _single(asset, partition), _run_id(run_id)
+    instance = fs or current()
+    target, run = _single(registry_of(instance), asset, partition), _run_id(run_id)
     plan = _enqueue_plan(instance, [target], run, force)
     if not wait:
         job = instance.execute(plan)[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
     with instance.connect(autocommit=True) as conn:
-        conn.execute(queries_for(instance.schema).listen)
+        conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
         with conn.transaction():
             job = instance.execute(plan, conn)[0]
         return _wait(instance, conn, target, run, job, timeout)
@@ -240,13 +243,14 @@ async def amaterialize(
     fs: FlowStone | None = None,
 ) -> MaterializeResult:
     """Async twin of `materialize`."""
-    instance, target, run = fs or get_default(), _single(asset, partition), _run_id(run_id)
+    instance = fs or current()
+    target, run = _single(registry_of(instance), asset, partition), _run_id(run_id)
     plan = _enqueue_plan(instance, [target], run, force)
     if not wait:
         job = (await instance.aexecute(plan))[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
     async with await instance.aconnect(autocommit=True) as conn:
-        await conn.execute(queries_for(instance.schema).listen)
+        await conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
         async with conn.transaction():
             job = (await instance.aexecute(plan, conn))[0]
         return await _await(instance, conn, target, run, job, timeout)
@@ -261,7 +265,8 @@ def materialize_all(
     fs: FlowStone | None = None,
 ) -> MaterializeAllResult:
     """Queue `asset` and everything upstream of it, in dependency order, as one run."""
-    instance, targets, run = fs or get_default(), _closure(asset, partition), _run_id(run_id)
+    instance = fs or current()
+    targets, run = _closure(registry_of(instance), asset, partition), _run_id(run_id)
     jobs = instance.execute(_enqueue_plan(instance, targets, run, force))
     return MaterializeAllResult(run, [a.name for a, _ in targets], [job.id for job in jobs])
 
@@ -275,7 +280,8 @@ async def amaterialize_all(
     fs: FlowStone | None = None,
 ) -> MaterializeAllResult:
     """Async twin of `materialize_all`."""
-    instance, targets, run = fs or get_default(), _closure(asset, partition), _run_id(run_id)
+    instance = fs or current()
+    targets, run = _closure(registry_of(instance), asset, partition), _run_id(run_id)
     jobs = await instance.aexecute(_enqueue_plan(instance, targets, run, force))
     return MaterializeAllResult(run, [a.name for a, _ in targets], [job.id for job in jobs])
 
@@ -291,7 +297,9 @@ def backfill(
     fs: FlowStone | None = None,
 ) -> BackfillResult:
     """Queue one job per partition (the list, or start..end inclusive) in one bulk insert."""
-    instance, targets, run = fs or get_default(), _partitions(asset, partitions, start, end), _run_id(run_id)
+    instance = fs or current()
+    targets = _partitions(registry_of(instance), asset, partitions, start, end)
+    run = _run_id(run_id)
     jobs = instance.execute(_enqueue_plan(instance, targets, run, force))
     return BackfillResult(run, len(jobs), [p for _, p in targets if p is not None], [job.id for job in jobs])
 
@@ -307,6 +315,8 @@ async def abackfill(
     fs: FlowStone | None = None,
 ) -> BackfillResult:
     """Async twin of `backfill`."""
-    instance, targets, run = fs or get_default(), _partitions(asset, partitions, start, end), _run_id(run_id)
+    instance = fs or current()
+    targets = _partitions(registry_of(instance), asset, partitions, start, end)
+    run = _run_id(run_id)
     jobs = await instance.aexecute(_enqueue_plan(instance, targets, run, force))
     return BackfillResult(run, len(jobs), [p for _, p in targets if p is not None], [job.id for job in jobs])

@@ -22,18 +22,18 @@ from typing import Any
 import anyio
 import psycopg
 
-from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.store import (
+from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.records import (
     Finish,
     Materialization,
     dependencies_plan,
     finish_and_wake_plan,
     lock_key,
     locked_start_plan,
-    queries_for,
     set_pending_plan,
     unlock_plan,
 )
+from flowstone.errors import FlowStoneError
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.plan import Plan, Row, arun, arun_together
 from flowstone.queue.pool import GENERIC_PLANS, IDLE_PING_AFTER
@@ -97,7 +97,7 @@ class Bookkeeper:
     def __init__(self, fs: FlowStone, worker: str) -> None:
         self.fs = fs
         self.worker = worker
-        self.q = queries_for(fs.schema)
+        self.q = MaterializationQueries.for_schema(fs.schema)
         self.held: set[str] = set()
         self._queue: list[tuple[Begin | End, asyncio.Future[Any]]] = []
         self._ready = asyncio.Event()

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.io_managers import IOManagerRegistry, default_io_managers
+from flowstone.assets.io import IOManagerRegistry, default_io_managers
 from flowstone.assets.partitions import PartitionsDefinition
+from flowstone.errors import FlowStoneError, ValidationTypeError
 from flowstone.queue.validation import check_max_attempts
 
 if TYPE_CHECKING:
-    from flowstone.assets.materializer import Context
+    from flowstone.assets.context import Context
+    from flowstone.queue.instance import FlowStone
 
 ExecuteFn = Callable[["Context", dict[str, Any]], Any]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -237,7 +238,20 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 
 default_assets = AssetRegistry()
-"""The registry `@asset` fills by default and the `AssetWorker` resolves jobs against."""
+"""The registry `@asset` fills by default: the graph of an instance given no other."""
+
+
+def registry_of(fs: FlowStone) -> AssetRegistry:
+    """The asset graph an instance runs and queues: `FlowStone(assets=registry)`, else
+    `default_assets` (the one `@asset` fills unless told `registry=`)."""
+    found = fs.assets
+    if found is None:
+        return default_assets
+    if not isinstance(found, AssetRegistry):
+        raise ValidationTypeError(
+            f"FlowStone(assets=...) must be an AssetRegistry; got {type(found).__name__}"
+        )
+    return found
 
 
 @overload

@@ -1,4 +1,4 @@
-"""`Context` and `Materializer`: the steps of materializing one asset partition.
+"""`Materializer`: the steps of materializing one asset partition.
 
 Check that upstream data is ready, load it, run the asset function, store the result.
 Each step reports failure as a `FlowStoneError`; the `AssetWorker` strings the steps
@@ -10,41 +10,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
-from flowstone.assets.definitions import Asset, AssetRegistry, default_assets
-from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.io_managers import IOManager, io_error
-from flowstone.assets.store import Status, dependencies_plan, queries_for
-from flowstone.queue.instance import FlowStone, get_default
+from flowstone.assets.context import Context
+from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
+from flowstone.assets.io import IOManager, io_error
+from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.records import Status, dependencies_plan
+from flowstone.errors import FlowStoneError
+from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import INCOMPLETE_STATES
 from flowstone.queue.plan import Plan, Row
-
-
-@dataclass(frozen=True)
-class Context:
-    """What an asset function (and an IO manager) knows about the materialization.
-
-    `partition` is the key (e.g. a `date`), `partition_key` its string form (None when
-    unpartitioned). Entries the function adds to `metadata` are recorded with it.
-    """
-
-    asset: str
-    partition: Any = None
-    partition_key: str | None = None
-    run_id: str = ""
-    attempt: int = 1
-    job_id: int | None = None
-    force: bool = False
-    fs: FlowStone | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def for_upstream(self, upstream: Asset) -> Context:
-        """The context locating `upstream`'s data for this partition."""
-        if upstream.partitions is None:
-            return replace(self, asset=upstream.name, partition=None, partition_key=None, metadata={})
-        return replace(self, asset=upstream.name, metadata={})
 
 
 @dataclass(frozen=True)
@@ -65,12 +42,13 @@ _INCOMPLETE = {state.value for state in INCOMPLETE_STATES}
 
 
 class Materializer:
-    """Runs the steps of a materialization against one FlowStone database."""
+    """Runs the steps of a materialization on one FlowStone instance and its asset graph
+    (`registry_of(fs)` unless given another)."""
 
-    def __init__(self, fs: FlowStone | None = None, assets: AssetRegistry | None = None) -> None:
-        self.fs = fs or get_default()
-        self.assets = assets if assets is not None else default_assets
-        self.queries = queries_for(self.fs.schema)
+    def __init__(self, fs: FlowStone, assets: AssetRegistry | None = None) -> None:
+        self.fs = fs
+        self.assets = assets if assets is not None else registry_of(fs)
+        self.queries = MaterializationQueries.for_schema(self.fs.schema)
 
     def io_manager(self, asset: Asset) -> IOManager:
         """The IO manager storing `asset`."""

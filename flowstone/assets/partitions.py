@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from flowstone.assets.errors import FlowStoneError
+from flowstone.errors import FlowStoneError
 
 K = TypeVar("K", date, datetime)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

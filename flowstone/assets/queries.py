@@ -7,6 +7,7 @@ so that the latest-per-(asset, partition) index serves every lookup).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from psycopg import sql
 
@@ -162,6 +163,19 @@ CROSS JOIN LATERAL (
 ) AS w
 """
 
+# The latest record of each of an asset's partitions, in the order asked (NULLs where a
+# partition has none): one backwards index scan per partition.
+_PARTITIONS_LATEST = """
+SELECT p.n, latest.*
+FROM unnest(%(partitions)s::text[]) WITH ORDINALITY AS p(key, n)
+LEFT JOIN LATERAL (
+    SELECT {columns} FROM {m}
+    WHERE asset = %(asset)s AND partition = p.key
+    ORDER BY id DESC LIMIT 1
+) AS latest ON true
+ORDER BY p.n
+"""
+
 _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
 
 _JOB_STATE = "SELECT state::text AS state FROM {jobs} WHERE id = %(job_id)s"
@@ -230,6 +244,7 @@ class MaterializationQueries:
     set_pending: str
     finish: str
     latest: str
+    partitions_latest: str
     dependencies: str
     finish_and_wake: str
     by_job: str
@@ -244,6 +259,11 @@ class MaterializationQueries:
 
     @classmethod
     def for_schema(cls, schema: str) -> MaterializationQueries:
+        """The statements for `schema`, composed once per process and schema."""
+        return _for_schema(schema)
+
+    @classmethod
+    def compose(cls, schema: str) -> MaterializationQueries:
         """Compose every statement with the schema's quoted identifiers."""
         check_identifier(schema, "schema")
         names = {
@@ -266,6 +286,7 @@ class MaterializationQueries:
             set_pending=compose(_SET_PENDING),
             finish=compose(_FINISH),
             latest=compose(_LATEST),
+            partitions_latest=compose(_PARTITIONS_LATEST),
             dependencies=compose(_DEPENDENCIES),
             finish_and_wake=JobQueries.for_schema(schema).wake_with(
                 compose(_WAITING_JOBS), before=compose(_FINISH_CTES) + ","
@@ -280,3 +301,8 @@ class MaterializationQueries:
             unlock=compose(_UNLOCK),
             listen=compose(_LISTEN),
         )
+
+
+@lru_cache(maxsize=64)
+def _for_schema(schema: str) -> MaterializationQueries:
+    return MaterializationQueries.compose(schema)

@@ -1,6 +1,7 @@
 """`AssetWorker`: materializing one asset partition is one job on the `assets` queue.
 
-The job's life is recorded in `materializations` (one record per job). At most one
+The job runs on the instance that claimed it (`job.fs`) and resolves its asset in that
+instance's graph. Its life is recorded in `materializations` (one record per job). At most one
 materialization of an (asset, partition) runs at a time cluster-wide: the job holds a
 session advisory lock on its process's bookkeeping connection, which Postgres releases
 even if the process dies. When a materialization finishes, the jobs of the same run waiting on it
@@ -20,17 +21,18 @@ import anyio
 import pydantic
 
 from flowstone.assets.bookkeeper import Begin, Begun, End, bookkeeper
-from flowstone.assets.definitions import Asset, default_assets
-from flowstone.assets.errors import FlowStoneError
-from flowstone.assets.materializer import Context, Materializer, Readiness
-from flowstone.assets.store import (
+from flowstone.assets.context import Context
+from flowstone.assets.definitions import Asset
+from flowstone.assets.materializer import Materializer, Readiness
+from flowstone.assets.records import (
     Finish,
     Materialization,
     Status,
     finish_plan,
     start_plan,
 )
-from flowstone.queue.instance import FlowStone, get_default
+from flowstone.errors import FlowStoneError
+from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job
 from flowstone.queue.plan import Row
 from flowstone.queue.results import Discard, Result, Snooze
@@ -66,11 +68,11 @@ class AssetWorker(Worker):
 
     async def perform(self, job: Job) -> Result:
         """Resolve the asset and partition, then materialize under the partition's lock."""
-        args = AssetArgs.model_validate(job.args)
-        fs = get_default()
+        args = AssetArgs.model_construct(**job.args)  # validated by the executor (args_model)
+        fs = job.fs
         materializer = Materializer(fs)
         try:
-            asset = default_assets.require(args.asset_name)
+            asset = materializer.assets.require(args.asset_name)
             ctx = materializer.build_context(
                 asset,
                 args.partition,
@@ -195,6 +197,6 @@ class _Run:
         same_partition = {"partition": self.ctx.partition_key} if self.asset.partitions is not None else {}
         dependents = [
             {"asset_name": name, "run_id": self.ctx.run_id, **same_partition}
-            for name in default_assets.dependents(self.asset.name)
+            for name in self.m.assets.dependents(self.asset.name)
         ]
         return [*dependents, {"asset_name": self.asset.name, "partition": self.ctx.partition_key}]

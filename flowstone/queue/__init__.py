@@ -1,5 +1,6 @@
 """The job queue: an Oban mirror on one Postgres table (never imports flowstone.assets)."""
 
+from flowstone.queue.config import QueueConfig
 from flowstone.queue.instance import FlowStone, configure, get_default, set_default
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.results import Cancel, Discard, Snooze
@@ -13,6 +14,7 @@ __all__ = [
     "Job",
     "JobState",
     "NewJob",
+    "QueueConfig",
     "Snooze",
     "Unique",
     "Worker",

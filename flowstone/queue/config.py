@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +18,42 @@ def default_node_name() -> str:
     return f"{socket.gethostname()}.{os.getpid()}"
 
 
+MAX_LIMIT = 10_000
+"""The most jobs one queue may run at once on one node."""
+
+
+class QueueConfig(BaseModel):
+    """How a node runs one queue: at most `limit` jobs at once, claiming unless `paused`.
+
+    `queues={"mail": 10}` is short for `{"mail": QueueConfig(limit=10)}`; a dict of the
+    same fields works too. Unknown options are refused by name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int = Field(ge=1, le=MAX_LIMIT)
+    paused: bool = False
+
+    @classmethod
+    def of(cls, name: str, value: int | QueueConfig | Mapping[str, Any]) -> QueueConfig:
+        """The config a `queues` entry stands for."""
+        check_name(name, "queue")
+        if isinstance(value, QueueConfig):
+            return value
+        if isinstance(value, Mapping):
+            return cls.model_validate(dict(value))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"queue {name!r} limit must be a positive integer; got {value!r}")
+        return cls(limit=value)
+
+
+QueuesOption = Mapping[str, "int | QueueConfig | Mapping[str, Any]"]
+
+
+def queue_configs(queues: QueuesOption | None) -> dict[str, QueueConfig]:
+    """Every entry of a `queues` option as a QueueConfig."""
+    return {name: QueueConfig.of(name, value) for name, value in (queues or {}).items()}
+
+
 class Settings(BaseModel):
     """Everything a FlowStone instance needs; the runtime knobs have Oban's defaults."""
 
@@ -24,7 +62,7 @@ class Settings(BaseModel):
     database_url: str | None = None
     schema_name: str = "flowstone"
     data_dir: Path | None = None
-    queues: dict[str, int] = Field(default_factory=dict)
+    queues: dict[str, QueueConfig] = Field(default_factory=dict)
     node: str = Field(default_factory=default_node_name)
     pool_size: int = Field(default=10, ge=1, le=200)
     poll_interval: float = Field(default=1.0, gt=0)
@@ -33,6 +71,8 @@ class Settings(BaseModel):
     node_expiry: float = Field(default=10.0, gt=0)
     leader_lease: float = Field(default=10.0, gt=0)
     lifeline_interval: float = Field(default=2.0, gt=0)
+    lifeline_limit: int = Field(default=5000, ge=1)
+    cron_interval: float = Field(default=1.0, gt=0)
     shutdown_grace: float = Field(default=15.0, ge=0)
     prune_max_age: float = Field(default=60.0 * 60 * 24, gt=0)
     prune_interval: float = Field(default=30.0, gt=0)
@@ -48,11 +88,9 @@ class Settings(BaseModel):
     def _node(cls, value: str) -> str:
         return check_name(value, "node")
 
-    @field_validator("queues")
+    @field_validator("queues", mode="before")
     @classmethod
-    def _queues(cls, value: dict[str, int]) -> dict[str, int]:
-        for name, limit in value.items():
-            check_name(name, "queue")
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValueError(f"queue {name!r} limit must be a positive integer; got {limit!r}")
-        return value
+    def _queues(cls, value: Any) -> dict[str, QueueConfig]:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"queues must be a mapping of queue name to limit; got {value!r}")
+        return queue_configs(value)

@@ -6,9 +6,12 @@ them) and signalled with NOTIFY so running nodes apply them at once.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Literal
 
+import pydantic
+
+from flowstone.errors import ValidationError
+from flowstone.queue.config import MAX_LIMIT
 from flowstone.queue.job import Job
 from flowstone.queue.plan import Plan, Row, single
 from flowstone.queue.queries.jobs import JobQueries
@@ -16,6 +19,47 @@ from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.validation import check_name
 
 ALL_NODES = "*"
+Action = Literal["cancel", "pause", "resume", "scale"]
+
+
+class Signal(pydantic.BaseModel):
+    """A message on the control channel. Any database role can NOTIFY, so receivers parse
+    every payload with this model and ignore what does not fit; senders build theirs with
+    it too, so both apply the same rules (a limit of at least 1, a queue to steer)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    action: Action
+    node: str = ALL_NODES
+    job_id: int | None = None
+    queue: str | None = pydantic.Field(default=None, min_length=1, max_length=128)
+    paused: bool | None = None
+    limit: int | None = pydantic.Field(default=None, ge=1, le=MAX_LIMIT)
+
+    @pydantic.model_validator(mode="after")
+    def _complete(self) -> Signal:
+        if self.action == "cancel" and self.job_id is None:
+            raise ValueError("a cancel signal names a job_id")
+        if self.action != "cancel" and self.queue is None:
+            raise ValueError(f"a {self.action} signal names a queue")
+        if self.action == "scale" and self.limit is None:
+            raise ValueError("a scale signal names a limit")
+        if self.action in ("pause", "resume") and self.paused is None:
+            raise ValueError(f"a {self.action} signal says paused true or false")
+        return self
+
+    def for_node(self, node: str) -> bool:
+        """Whether the signal addresses `node`."""
+        return self.node in (ALL_NODES, node)
+
+    def to_json(self) -> str:
+        """The payload to NOTIFY."""
+        return self.model_dump_json()
+
+
+def parse_signal(payload: str) -> Signal:
+    """The signal in `payload`; pydantic's ValidationError (a ValueError) when it is none."""
+    return Signal.model_validate_json(payload)
 
 
 def set_control_plan(
@@ -28,11 +72,13 @@ def set_control_plan(
 ) -> Plan[Row]:
     """Store and signal a queue's desired state for one node or all (`node=None`)."""
     check_name(queue, "queue")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer; got {limit!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
+        raise ValidationError(f"limit must be an integer from 1 to {MAX_LIMIT}; got {limit!r}")
     target = node or ALL_NODES
-    action = "scale" if limit is not None else ("pause" if paused else "resume")
-    signal = {"action": action, "queue": queue, "node": target, "paused": paused, "limit": limit}
+    action: Action = "scale" if limit is not None else ("pause" if paused else "resume")
+    signal = Signal(action=action, queue=queue, node=target, paused=paused, limit=limit)
     rows = yield (
         queries.set_control,
         {
@@ -41,7 +87,7 @@ def set_control_plan(
             "paused": paused,
             "limit": limit,
             "channel": queries.control_channel,
-            "signal": json.dumps(signal),
+            "signal": signal.to_json(),
         },
     )
     return rows[0]
@@ -49,7 +95,7 @@ def set_control_plan(
 
 def cancel_plan(jobs: JobQueries, nodes: NodeQueries, job_id: int) -> Plan[Job | None]:
     """Cancel a job that has not finished; an executing one is stopped by its node."""
-    signal = json.dumps({"action": "cancel", "job_id": job_id, "node": ALL_NODES})
+    signal = Signal(action="cancel", job_id=job_id).to_json()
     rows = yield jobs.cancel, {"id": job_id, "channel": nodes.control_channel, "signal": signal}
     if not rows:
         return None

@@ -109,9 +109,12 @@ def stage_plan(
 ) -> Plan[dict[str, int]]:
     """Make due scheduled/retryable jobs available (up to `until`, default now); a trigger
     notifies their queues. Returns the count per queue."""
-    rows = yield queries.stage, {
-        "until": until,
-        "queue": queue,
-        "limit": limit,
-    }
+    rows = yield (
+        queries.stage,
+        {
+            "until": until,
+            "queue": queue,
+            "limit": limit,
+        },
+    )
     return {row["queue"]: row["count"] for row in rows}

@@ -15,16 +15,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pydantic
 
+from flowstone.errors import ValidationError
 from flowstone.queue import telemetry
 from flowstone.queue.engine import Outcome
-from flowstone.queue.job import Job, JobState
+from flowstone.queue.job import Job, JobState, _running
 from flowstone.queue.results import Cancel, Discard, Snooze
-from flowstone.queue.worker import Worker, WorkerRegistry
+from flowstone.queue.worker import Worker
+
+if TYPE_CHECKING:
+    from flowstone.queue.instance import FlowStone
 
 
 class ChaosError(Exception):
@@ -45,7 +49,7 @@ class Chaos:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValueError(f"failure_rate must be between 0 and 1; got {self.failure_rate!r}")
+            raise ValidationError(f"failure_rate must be between 0 and 1; got {self.failure_rate!r}")
         self.rng = random.Random(self.seed)  # test chaos, not crypto
 
     def strike(self) -> bool:
@@ -99,14 +103,26 @@ def unresolvable(job: Job, message: str) -> Outcome:
 
 
 class Executor:
-    """Executes jobs of registered workers; sync `perform` runs in a worker thread."""
+    """Executes jobs of `fs`'s registered workers; sync `perform` runs in a worker thread.
 
-    def __init__(self, registry: WorkerRegistry, limiter: anyio.CapacityLimiter | None = None):
-        self.registry = registry
+    The job runs on the instance that claimed it: `job.fs` is `fs` while `perform` runs,
+    and `running_job()` returns the job in that context (a sync job's thread included)."""
+
+    def __init__(self, fs: FlowStone, limiter: anyio.CapacityLimiter | None = None):
+        self.fs = fs
+        self.registry = fs.registry
         self.limiter = limiter
 
     async def execute(self, job: Job) -> Outcome:
         """Run `job` once and return its outcome; never raises for a job's own failure."""
+        job._fs = self.fs
+        token = _running.set(job)
+        try:
+            return await self._execute(job)
+        finally:
+            _running.reset(token)
+
+    async def _execute(self, job: Job) -> Outcome:
         worker_cls = self.registry.get(job.worker)
         if worker_cls is None:
             return unresolvable(job, f"worker {job.worker!r} is not registered on this node")

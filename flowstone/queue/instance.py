@@ -17,17 +17,19 @@ from typing import Any, TypeVar
 
 import anyio
 import psycopg
+import pydantic
 import structlog
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone import embedded
+from flowstone.errors import ValidationError, ValidationTypeError, one_line
 from flowstone.queue import control, manage, pool
-from flowstone.queue.config import Settings
+from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.insert import insert_plan
-from flowstone.queue.job import Job, JobState
+from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
 from flowstone.queue.plan import Plan, arun, run
-from flowstone.queue.plugins.cron import CronEntry
+from flowstone.queue.plugins import CronEntry, Plugin
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.node import Node
@@ -46,12 +48,19 @@ class FlowStone:
         database_url: str | None = None,
         *,
         schema: str = "flowstone",
-        queues: dict[str, int] | None = None,
+        queues: QueuesOption | None = None,
         registry: WorkerRegistry | None = None,
+        assets: object | None = None,
+        plugins: Sequence[Plugin] = (),
         data_dir: str | Path | None = None,
         **settings: Any,
     ) -> None:
-        self.settings = Settings(
+        """`queues` maps names to a limit or a `QueueConfig`; `registry` holds the workers
+        this instance runs (default: every `Worker` subclass); `assets` is the asset
+        graph (an `AssetRegistry`; default: the one `@asset` fills), carried for the asset
+        layer; `plugins` run on every node besides the built-in ones; `settings` are the
+        fields of `Settings` (intervals, pool size, node name, …)."""
+        self.settings = _settings(
             database_url=database_url,
             schema_name=schema,
             queues=queues or {},
@@ -59,12 +68,12 @@ class FlowStone:
             **settings,
         )
         self.registry = registry if registry is not None else default_registry
-        self.queries = JobQueries.for_schema(self.settings.schema_name)
+        self.assets = assets
+        self.plugins = list(plugins)
         self._url: str | None = None
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
-        self.node_queries = NodeQueries.for_schema(self.settings.schema_name)
         self.cron_entries: list[CronEntry] = []
         self._nodes: dict[Node, asyncio.Task[None]] = {}
 
@@ -72,10 +81,18 @@ class FlowStone:
         """Change settings before the first connection (the CLI's --database-url, --node)."""
         if self._pool is not None or self._apools:
             raise RuntimeError("settings cannot change once the instance has connected")
-        self.settings = Settings.model_validate({**self.settings.model_dump(), **settings})
-        self.queries = JobQueries.for_schema(self.settings.schema_name)
-        self.node_queries = NodeQueries.for_schema(self.settings.schema_name)
+        self.settings = _settings(**{**self.settings.model_dump(), **settings})
         self._url = None
+
+    @property
+    def queries(self) -> JobQueries:
+        """The jobs table's statements for this schema (composed once per schema)."""
+        return JobQueries.for_schema(self.settings.schema_name)
+
+    @property
+    def node_queries(self) -> NodeQueries:
+        """The runtime tables' statements for this schema (composed once per schema)."""
+        return NodeQueries.for_schema(self.settings.schema_name)
 
     @property
     def schema(self) -> str:
@@ -226,9 +243,9 @@ class FlowStone:
         worker: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        """Jobs matching every given filter, oldest first."""
-        plan = manage.list_plan(self.queries, queue=queue, state=state, worker=worker, limit=limit)
-        return self.execute(plan)
+        """Jobs matching every given filter, oldest first (`flowstone.insights` pages newest first)."""
+        where = manage.JobFilter(queue, state, worker, oldest_first=True, limit=limit)
+        return self.execute(manage.list_plan(self.queries, where))
 
     async def alist_jobs(
         self,
@@ -239,8 +256,8 @@ class FlowStone:
         limit: int = 100,
     ) -> list[Job]:
         """Async twin of `list_jobs`."""
-        plan = manage.list_plan(self.queries, queue=queue, state=state, worker=worker, limit=limit)
-        return await self.aexecute(plan)
+        where = manage.JobFilter(queue, state, worker, oldest_first=True, limit=limit)
+        return await self.aexecute(manage.list_plan(self.queries, where))
 
     def retry_job(self, job_id: int) -> Job | None:
         """Run a discarded, cancelled, completed, scheduled or retryable job again now."""
@@ -336,17 +353,17 @@ class FlowStone:
         self.cron_entries.append(entry)
         return entry
 
-    def node(self, queues: dict[str, int] | None = None) -> Node:
+    def node(self, queues: QueuesOption | None = None) -> Node:
         """A node for this instance (call inside an event loop; `run` and `start` do)."""
-        return Node(self, queues, self.cron_entries)
+        return Node(self, queues, self.cron_entries, self.plugins)
 
-    def run(self, queues: dict[str, int] | None = None) -> None:
+    def run(self, queues: QueuesOption | None = None) -> None:
         """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully
         (on uvloop when it is installed, as it is by default on Linux and macOS)."""
         uvloop = importlib.util.find_spec("uvloop") is not None
         anyio.run(self._run_until_signal, queues, backend_options={"use_uvloop": uvloop})
 
-    async def _run_until_signal(self, queues: dict[str, int] | None) -> None:
+    async def _run_until_signal(self, queues: QueuesOption | None) -> None:
         node = self.node(queues)
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, node)
@@ -354,7 +371,7 @@ class FlowStone:
             group.cancel_scope.cancel()
         await self.aclose()
 
-    async def start(self, queues: dict[str, int] | None = None) -> Node:
+    async def start(self, queues: QueuesOption | None = None) -> Node:
         """Start a node in the background of the running event loop; returns once it runs."""
         node = self.node(queues)
         task = asyncio.get_running_loop().create_task(node.run())
@@ -381,6 +398,14 @@ async def _stop_on_signal(node: Node) -> None:
             node.stop()
 
 
+def _settings(**values: Any) -> Settings:
+    """Validated settings; invalid ones raise one ValidationError naming every bad field."""
+    try:
+        return Settings(**values)
+    except pydantic.ValidationError as error:
+        raise ValidationError(f"invalid FlowStone settings: {one_line(error)}") from None
+
+
 def _unique(jobs: Sequence[NewJob]) -> bool:
     """Whether inserting `jobs` takes several statements (which must commit together)."""
     return any(job.unique is not None for job in jobs)
@@ -388,7 +413,7 @@ def _unique(jobs: Sequence[NewJob]) -> bool:
 
 def _check_new(job: object) -> NewJob:
     if not isinstance(job, NewJob):
-        raise TypeError(f"expected a job built with Worker.new(...); got {type(job).__name__}")
+        raise ValidationTypeError(f"expected a job built with Worker.new(...); got {type(job).__name__}")
     return job
 
 
@@ -410,6 +435,20 @@ def get_default() -> FlowStone:
     if _default is None:
         _default = FlowStone()
     return _default
+
+
+def configured_default() -> FlowStone | None:
+    """The default instance if one was configured or created, without creating one."""
+    return _default
+
+
+def current() -> FlowStone:
+    """The instance of the job running in this context, else the default instance: what
+    `Worker.enqueue` and the module-level asset API use when given no instance."""
+    running = running_job()
+    if running is not None and running._fs is not None:
+        return running._fs
+    return get_default()
 
 
 def set_default(instance: FlowStone | None) -> None:

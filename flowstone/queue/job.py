@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from flowstone.errors import FlowStoneError
+
+if TYPE_CHECKING:
+    from flowstone.queue.instance import FlowStone
 
 
 class JobState(enum.StrEnum):
@@ -31,7 +37,8 @@ FINAL_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
 
 @dataclass(slots=True)
 class Job:
-    """One row of `flowstone.jobs`. `conflict` is True when a unique insert found this job."""
+    """One row of `flowstone.jobs`. `conflict` is True when a unique insert found this job;
+    `fs` is the instance running it (while it executes)."""
 
     id: int
     state: JobState
@@ -53,6 +60,23 @@ class Job:
     attempted_by: list[str] | None = None
     unique_key: str | None = None
     conflict: bool = False
+    _fs: FlowStone | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fs(self) -> FlowStone:
+        """The FlowStone instance that claimed this job and runs it: insert follow-up jobs
+        or read records through it, never through a process default."""
+        if self._fs is None:
+            raise FlowStoneError(
+                "validation_error",
+                f"job {self.id} is not executing on a FlowStone instance (job.fs is set while "
+                "perform runs; testing helpers take fs=...)",
+            )
+        return self._fs
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row's columns (and `conflict`) as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_fs"}
 
     @classmethod
     def from_row(cls, row: dict[str, Any], *, conflict: bool = False) -> Job:
@@ -64,3 +88,11 @@ class Job:
         if values.get("errors") is None:
             values["errors"] = []
         return cls(**values, conflict=conflict)
+
+
+_running: ContextVar[Job | None] = ContextVar("flowstone_running_job", default=None)
+
+
+def running_job() -> Job | None:
+    """The job whose `perform` is running in this context (its thread, for a sync job)."""
+    return _running.get()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowstone.errors import ValidationError, ValidationTypeError
+
 
 @dataclass(frozen=True, slots=True)
 class Snooze:
@@ -13,9 +15,9 @@ class Snooze:
 
     def __post_init__(self) -> None:
         if isinstance(self.seconds, bool) or not isinstance(self.seconds, int | float):
-            raise TypeError(f"Snooze seconds must be a number; got {self.seconds!r}")
+            raise ValidationTypeError(f"Snooze seconds must be a number; got {self.seconds!r}")
         if self.seconds < 0:
-            raise ValueError(f"Snooze seconds must be >= 0; got {self.seconds!r}")
+            raise ValidationError(f"Snooze seconds must be >= 0; got {self.seconds!r}")
 
 
 @dataclass(frozen=True, slots=True)

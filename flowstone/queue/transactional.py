@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from flowstone.errors import ValidationTypeError
+
 
 def _not_psycopg(conn: object, found: object) -> TypeError:
     return TypeError(
@@ -20,8 +22,7 @@ def _not_psycopg(conn: object, found: object) -> TypeError:
 
 def _unsupported(conn: object) -> TypeError:
     return TypeError(
-        "conn must be a psycopg Connection or a SQLAlchemy Connection/Session; "
-        f"got {type(conn).__name__}"
+        f"conn must be a psycopg Connection or a SQLAlchemy Connection/Session; got {type(conn).__name__}"
     )
 
 
@@ -30,7 +31,7 @@ def sync_connection(conn: Any) -> psycopg.Connection[Any]:
     if isinstance(conn, psycopg.Connection):
         return conn
     if isinstance(conn, psycopg.AsyncConnection):
-        raise TypeError("an AsyncConnection needs the async twin (ainsert / ainsert_all)")
+        raise ValidationTypeError("an AsyncConnection needs the async twin (ainsert / ainsert_all)")
     from sqlalchemy.engine import Connection as SAConnection
     from sqlalchemy.orm import Session
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flowstone.errors import ValidationError
 from flowstone.queue.job import INCOMPLETE_STATES, JobState
 
 STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
@@ -27,12 +28,11 @@ def _resolve_states(states: str | Sequence[str]) -> tuple[JobState, ...]:
     try:
         resolved = tuple(JobState(state) for state in states)
     except ValueError as error:
-        raise ValueError(
-            f"Unique states must be a group ({', '.join(STATE_GROUPS)}) or job states; "
-            f"got {states!r}"
+        raise ValidationError(
+            f"Unique states must be a group ({', '.join(STATE_GROUPS)}) or job states; got {states!r}"
         ) from error
     if not resolved:
-        raise ValueError("Unique states must not be empty")
+        raise ValidationError("Unique states must not be empty")
     return resolved
 
 
@@ -53,22 +53,20 @@ class Unique:
 
     def __post_init__(self) -> None:
         if self.period is not None and (
-            isinstance(self.period, bool)
-            or not isinstance(self.period, int | float)
-            or self.period <= 0
+            isinstance(self.period, bool) or not isinstance(self.period, int | float) or self.period <= 0
         ):
-            raise ValueError(
+            raise ValidationError(
                 f"Unique period must be a positive number of seconds or None; got {self.period!r}"
             )
         unknown = [name for name in self.fields if name not in FIELDS]
         if unknown or not self.fields:
-            raise ValueError(
+            raise ValidationError(
                 f"Unique fields must be a non-empty subset of {FIELDS}; got {list(self.fields)!r}"
             )
         if self.keys is not None and (
             isinstance(self.keys, str) or not all(isinstance(k, str) for k in self.keys)
         ):
-            raise ValueError(f"Unique keys must be a list of argument names; got {self.keys!r}")
+            raise ValidationError(f"Unique keys must be a list of argument names; got {self.keys!r}")
         object.__setattr__(self, "fields", tuple(self.fields))
         object.__setattr__(self, "keys", None if self.keys is None else tuple(self.keys))
         _resolve_states(self.states)

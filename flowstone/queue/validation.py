@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from flowstone.errors import ValidationError, ValidationTypeError
+
 MAX_NAME_LENGTH = 128
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -14,7 +16,7 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 def check_identifier(value: str, field: str) -> str:
     """A SQL identifier we are willing to quote into DDL: lower-case letters, digits, `_`."""
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise ValueError(
+        raise ValidationError(
             f"{field} must be a lower-case SQL identifier (letters, digits, '_', "
             f"at most 63 characters, not starting with a digit); got {value!r}"
         )
@@ -24,25 +26,25 @@ def check_identifier(value: str, field: str) -> str:
 def check_name(value: str, field: str) -> str:
     """A queue or worker name: a non-empty string of at most 128 characters."""
     if not isinstance(value, str):
-        raise TypeError(f"{field} must be a string; got {type(value).__name__}")
+        raise ValidationTypeError(f"{field} must be a string; got {type(value).__name__}")
     if not value.strip():
-        raise ValueError(f"{field} must not be empty")
+        raise ValidationError(f"{field} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{field} must be at most {MAX_NAME_LENGTH} characters; got {len(value)}")
+        raise ValidationError(f"{field} must be at most {MAX_NAME_LENGTH} characters; got {len(value)}")
     return value
 
 
 def check_priority(value: int) -> int:
     """Priority 0 (highest) to 9, as in Oban."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
-        raise ValueError(f"priority must be an integer from 0 to 9; got {value!r}")
+        raise ValidationError(f"priority must be an integer from 0 to 9; got {value!r}")
     return value
 
 
 def check_max_attempts(value: int) -> int:
     """At least one attempt; smallint in the table."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32767:
-        raise ValueError(f"max_attempts must be an integer from 1 to 32767; got {value!r}")
+        raise ValidationError(f"max_attempts must be an integer from 1 to 32767; got {value!r}")
     return value
 
 
@@ -55,24 +57,26 @@ def check_json(value: Any, path: str = "args") -> Any:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise TypeError(f"{path} is {value!r}, which JSON cannot represent")
+            raise ValidationTypeError(f"{path} is {value!r}, which JSON cannot represent")
         return value
     if isinstance(value, Mapping):
         return {_check_key(key, path): check_json(item, f"{path}.{key}") for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [check_json(item, f"{path}[{index}]") for index, item in enumerate(value)]
-    raise TypeError(f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}")
+    raise ValidationTypeError(f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}")
 
 
 def _check_key(key: Any, path: str) -> str:
     if not isinstance(key, str):
-        raise TypeError(f"{path} has a non-string key {key!r}; JSON object keys are strings")
+        raise ValidationTypeError(f"{path} has a non-string key {key!r}; JSON object keys are strings")
     return _check_text(key, f"{path} key")
 
 
 def _check_text(value: str, path: str) -> str:
     if "\x00" in value or _has_surrogate(value):
-        raise TypeError(f"{path} has a NUL or lone surrogate character, which Postgres cannot store")
+        raise ValidationTypeError(
+            f"{path} has a NUL or lone surrogate character, which Postgres cannot store"
+        )
     return value
 
 
@@ -91,6 +95,6 @@ def check_args(args: Any, field: str = "args") -> dict[str, Any]:
     and later changes to the caller's objects do not leak in.
     """
     if not isinstance(args, Mapping):
-        raise TypeError(f"{field} must be a mapping (a JSON object); got {type(args).__name__}")
+        raise ValidationTypeError(f"{field} must be a mapping (a JSON object); got {type(args).__name__}")
     copy: dict[str, Any] = check_json(args, field)
     return copy

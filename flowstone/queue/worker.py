@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pydantic
 
+from flowstone.errors import ValidationError, ValidationTypeError
 from flowstone.queue import backoff as backoff_
+from flowstone.queue.job import Job
 from flowstone.queue.results import Result
 from flowstone.queue.unique import Unique
 from flowstone.queue.validation import (
@@ -21,7 +23,7 @@ from flowstone.queue.validation import (
 )
 
 if TYPE_CHECKING:
-    from flowstone.queue.job import Job
+    from flowstone.queue.instance import FlowStone
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ class Worker:
         check_priority(cls.priority)
         check_max_attempts(cls.max_attempts)
         if cls.unique is not None and not isinstance(cls.unique, Unique):
-            raise TypeError(f"{cls.__qualname__}.unique must be a Unique; got {cls.unique!r}")
+            raise ValidationTypeError(f"{cls.__qualname__}.unique must be a Unique; got {cls.unique!r}")
         if cls.__dict__.get("register", True):
             default_registry.register(cls)
 
@@ -135,24 +137,28 @@ class Worker:
 
     @classmethod
     def enqueue(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
-        """Build and insert a job through the default FlowStone instance."""
-        from flowstone.queue.instance import get_default
-
+        """Build and insert a job: inside a running job through the instance running it,
+        elsewhere through the default instance (`flowstone.configure`)."""
         conn = options.pop("conn", None)
-        return get_default().insert(cls.new(args, **options), conn=conn)
+        return _instance().insert(cls.new(args, **options), conn=conn)
 
     @classmethod
     async def aenqueue(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Async twin of `enqueue`."""
-        from flowstone.queue.instance import get_default
-
         conn = options.pop("conn", None)
-        return await get_default().ainsert(cls.new(args, **options), conn=conn)
+        return await _instance().ainsert(cls.new(args, **options), conn=conn)
+
+
+def _instance() -> FlowStone:
+    """The running job's instance, else the default one."""
+    from flowstone.queue.instance import current  # the instance module builds on this one
+
+    return current()
 
 
 def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
-        raise ValueError(f"tags must be a list of strings; got {tags!r}")
+        raise ValidationError(f"tags must be a list of strings; got {tags!r}")
     return tuple(tags)
 
 
@@ -160,7 +166,7 @@ def _check_scheduled_in(seconds: float | None) -> float | None:
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ValueError(f"scheduled_in must be a number of seconds >= 0; got {seconds!r}")
+        raise ValidationError(f"scheduled_in must be a number of seconds >= 0; got {seconds!r}")
     return float(seconds)
 
 
@@ -168,9 +174,9 @@ def _check_scheduled_at(at: datetime | None, seconds: float | None) -> datetime 
     if at is None:
         return None
     if seconds is not None:
-        raise ValueError("give scheduled_at or scheduled_in, not both")
+        raise ValidationError("give scheduled_at or scheduled_in, not both")
     if not isinstance(at, datetime) or at.tzinfo is None:
-        raise ValueError(f"scheduled_at must be a timezone-aware datetime; got {at!r}")
+        raise ValidationError(f"scheduled_at must be a timezone-aware datetime; got {at!r}")
     return at
 
 

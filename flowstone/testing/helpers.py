@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -13,8 +14,8 @@ from psycopg.types.json import Jsonb
 
 from flowstone.queue.engine import MAX_ID, Outcome, ack_plan, claim_plan, stage_plan
 from flowstone.queue.executor import Executor
-from flowstone.queue.instance import FlowStone, get_default
-from flowstone.queue.job import Job, JobState
+from flowstone.queue.instance import FlowStone, configured_default, get_default
+from flowstone.queue.job import Job, JobState, _running
 from flowstone.queue.plan import Plan, arun, single
 from flowstone.queue.worker import Worker
 
@@ -23,11 +24,15 @@ DRAIN_BATCH = 100
 MAX_DRAIN_ROUNDS = 10_000
 
 
-def _job_for(worker: type[Worker], args: Mapping[str, Any] | None, options: dict[str, Any]) -> Job:
+def _job_for(
+    worker: type[Worker], args: Mapping[str, Any] | None, fs: FlowStone | None, options: dict[str, Any]
+) -> Job:
     """An in-memory executing job; `Worker.new` checks the args as an insert would and
-    gives them back in their JSON form, as production hands them to `perform`."""
+    gives them back in their JSON form, as production hands them to `perform`. It runs on
+    `fs` (default: the default instance, if one is configured) as a claimed job would."""
     attempt = options.pop("attempt", 1)
     new = worker.new(args or {}, **options)
+    worker.parse_args(new.args)
     return Job(
         id=0,
         state=JobState.EXECUTING,
@@ -39,31 +44,54 @@ def _job_for(worker: type[Worker], args: Mapping[str, Any] | None, options: dict
         attempt=attempt,
         max_attempts=new.max_attempts,
         priority=new.priority,
+        _fs=fs if fs is not None else configured_default(),
     )
 
 
-def perform_job(worker: type[Worker], args: Mapping[str, Any] | None = None, **options: Any) -> Any:
+@contextmanager
+def _running_as(job: Job) -> Iterator[None]:
+    token = _running.set(job)
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def perform_job(
+    worker: type[Worker],
+    args: Mapping[str, Any] | None = None,
+    *,
+    fs: FlowStone | None = None,
+    **options: Any,
+) -> Any:
     """Run `worker.perform` on a job built from `args`; return what it returned, raise what
-    it raised. Options are those of `Worker.new` plus `attempt`."""
-    job = _job_for(worker, args, options)
-    worker.parse_args(job.args)
-    result = worker().perform(job)
-    if inspect.isawaitable(result):
+    it raised. Options are those of `Worker.new` plus `attempt`; `fs` is the instance the
+    job runs on (`job.fs`; default: the default instance)."""
+    job = _job_for(worker, args, fs, options)
+    with _running_as(job):
+        result = worker().perform(job)
+        if not inspect.isawaitable(result):
+            return result
         awaitable = result
 
         async def wait() -> Any:
             return await awaitable
 
         return anyio.run(wait)
-    return result
 
 
-async def aperform_job(worker: type[Worker], args: Mapping[str, Any] | None = None, **options: Any) -> Any:
+async def aperform_job(
+    worker: type[Worker],
+    args: Mapping[str, Any] | None = None,
+    *,
+    fs: FlowStone | None = None,
+    **options: Any,
+) -> Any:
     """Async twin of `perform_job`, for tests already running an event loop."""
-    job = _job_for(worker, args, options)
-    worker.parse_args(job.args)
-    result = worker().perform(job)
-    return await result if inspect.isawaitable(result) else result
+    job = _job_for(worker, args, fs, options)
+    with _running_as(job):
+        result = worker().perform(job)
+        return await result if inspect.isawaitable(result) else result
 
 
 def _enqueued_plan(
@@ -168,7 +196,7 @@ async def adrain_queue(
     re-raises the first exception a job raised (after recording its outcome).
     """
     instance = fs or get_default()
-    executor = Executor(instance.registry)
+    executor = Executor(instance)
     until = "infinity" if with_scheduled is True else (with_scheduled or None)
     result = DrainResult()
     conn = await instance.aconnect(autocommit=True)
@@ -189,8 +217,9 @@ async def adrain_queue(
             raised = next((o.exception for o in outcomes if o.exception is not None), None)
             if raised is not None and not with_safety:
                 raise raised
-        raise RuntimeError(f"drain_queue({queue!r}) did not finish in {MAX_DRAIN_ROUNDS} rounds; "
-                           "does a job snooze forever?")
+        raise RuntimeError(
+            f"drain_queue({queue!r}) did not finish in {MAX_DRAIN_ROUNDS} rounds; does a job snooze forever?"
+        )
     finally:
         await conn.close()
 

@@ -11,7 +11,7 @@ import pytest
 
 from flowstone import FlowStone
 from flowstone.assets import FilesystemIOManager, default_assets, default_io_managers
-from flowstone.assets.io_managers import MemoryIOManager
+from flowstone.assets.io import MemoryIOManager
 from flowstone.testing import drain_queue
 
 

@@ -23,7 +23,8 @@ from flowstone import (
     materialize_all,
 )
 from flowstone.assets import FilesystemIOManager, default_io_managers
-from flowstone.assets.store import finish_and_wake_plan, queries_for
+from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.records import finish_and_wake_plan
 from flowstone.testing import drain_queue, perform_job
 
 DAYS = DailyPartitions("2025-01-01")
@@ -245,7 +246,7 @@ def test_a_dependent_still_executing_when_its_upstream_finishes_is_spared_its_sn
     where = {"partition": "2025-01-15"} if partitioned else {}
     pattern = {"asset_name": "derived", "run_id": "run-1", **where}
     other_run = {**pattern, "run_id": "run-2"}
-    queries = queries_for(flowstone.schema)
+    queries = MaterializationQueries.for_schema(flowstone.schema)
     assert flowstone.execute(finish_and_wake_plan(queries, [], AssetWorker.name, [other_run])) == 0
     assert flowstone.execute(finish_and_wake_plan(queries, [], AssetWorker.name, [pattern])) == 1
     job = flowstone.get_job(waiting.job_id)

@@ -9,7 +9,7 @@ import pytest
 
 from flowstone import AssetWorker, FlowStone
 from flowstone.assets.bookkeeper import Begin, Begun, End, bookkeeper
-from flowstone.assets.store import Finish, Status, lock_key
+from flowstone.assets.records import Finish, Status, lock_key
 
 pytestmark = pytest.mark.anyio
 

@@ -24,5 +24,3 @@ def workers(flowstone_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for process in started:
         process.stop()
-
-

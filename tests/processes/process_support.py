@@ -26,8 +26,20 @@ class WorkerProcess:
         self.started = threading.Event()
         environment = {**os.environ, "FLOWSTONE_DATABASE_URL": url, "PYTHONPATH": str(HERE), **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowstone.cli", "worker", "--app", app,
-             "--queues", queues, "--node", node, "--log-format", "json"],
+            [
+                sys.executable,
+                "-m",
+                "flowstone.cli",
+                "worker",
+                "--app",
+                app,
+                "--queues",
+                queues,
+                "--node",
+                node,
+                "--log-format",
+                "json",
+            ],
             env=environment,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

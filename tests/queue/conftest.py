@@ -35,7 +35,7 @@ class Engine:
 
     def __init__(self, fs: FlowStone) -> None:
         self.fs = fs
-        self.executor = Executor(fs.registry)
+        self.executor = Executor(fs)
 
     def claim(self, queue: str, limit: int = 10, node: str = NODE) -> list[Job]:
         return self.fs.execute(claim_plan(self.fs.queries, queue, limit, node))

@@ -41,7 +41,11 @@ def test_insert_returns_the_stored_job(flowstone):
     job = flowstone.insert(Tagged.new({"x": 1}, meta={"m": True}))
     stored = flowstone.get_job(job.id)
     assert (job.state, job.queue, job.worker, job.args, job.tags) == (
-        "available", QUEUE, Tagged.name, {"x": 1}, ["a", "b"],
+        "available",
+        QUEUE,
+        Tagged.name,
+        {"x": 1},
+        ["a", "b"],
     )
     assert (stored.priority, stored.max_attempts, stored.attempt) == (3, 7, 0)
     assert stored.meta == {"m": True} and stored.errors == [] and stored.unique_key is None
@@ -54,7 +58,11 @@ def test_overrides(flowstone):
     )
     stored = flowstone.get_job(job.id)
     assert (stored.queue, stored.priority, stored.max_attempts, stored.tags, stored.meta) == (
-        "other", 9, 1, ["z"], {"k": 1},
+        "other",
+        9,
+        1,
+        ["z"],
+        {"k": 1},
     )
 
 
@@ -171,8 +179,14 @@ class Echo(Worker):
 
 def test_args_json_round_trip(flowstone):
     args = {
-        "s": "héllo ✓", "i": -(2**62), "f": 1.5, "t": True, "n": None,
-        "l": [1, "two", [3.25], {"four": 4}], "d": {"nested": {"deep": []}}, "tuple": (1, 2),
+        "s": "héllo ✓",
+        "i": -(2**62),
+        "f": 1.5,
+        "t": True,
+        "n": None,
+        "l": [1, "two", [3.25], {"four": 4}],
+        "d": {"nested": {"deep": []}},
+        "tuple": (1, 2),
     }
     job = flowstone.insert(Echo.new(args))
     expected = {**args, "tuple": [1, 2]}

@@ -40,7 +40,8 @@ def test_list_jobs_filters(flowstone, engine):
     assert [j.id for j in flowstone.list_jobs(state="completed")] == [ok[0].id]
     assert [j.id for j in flowstone.list_jobs(worker=Fail.name)] == [fail.id]
     assert [j.id for j in flowstone.list_jobs(queue=QUEUE, state="available", worker=Ok.name)] == [
-        ok[1].id, ok[2].id,
+        ok[1].id,
+        ok[2].id,
     ]
     assert len(flowstone.list_jobs(limit=2)) == 2
     with pytest.raises(ValueError):
@@ -99,5 +100,7 @@ def test_queue_stats_view(flowstone, engine, sql):
     engine.round(QUEUE, limit=1)
     rows = sql("SELECT queue, state::text, count FROM flowstone.queue_stats ORDER BY 1, 2")
     assert [tuple(r.values()) for r in rows] == [
-        (QUEUE, "available", 1), (QUEUE, "completed", 1), ("other", "available", 1),
+        (QUEUE, "available", 1),
+        (QUEUE, "completed", 1),
+        ("other", "available", 1),
     ]

@@ -12,9 +12,7 @@ from flowstone import Cancel, Discard, Snooze, Unique, Worker
 from flowstone.queue import backoff
 from flowstone.queue.job import FINAL_STATES, JobState
 
-DB = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+DB = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # -- backoff -----------------------------------------------------------------------------
 
@@ -169,7 +167,10 @@ def test_state_machine_follows_the_design(flowstone, engine, script, max_attempt
             break
     expected_state, attempt, errors, snoozes = model(script, max_attempts)
     assert (state, row.attempt, len(row.errors), row.meta.get("snoozed", 0)) == (
-        expected_state, attempt, errors, snoozes,
+        expected_state,
+        attempt,
+        errors,
+        snoozes,
     )
     assert [e["attempt"] for e in row.errors] == sorted(e["attempt"] for e in row.errors)
     assert engine.claim("script") == []

@@ -25,9 +25,7 @@ class Steer(Worker):
     queue = QUEUE
 
     def perform(self, job):
-        return {"snooze": Snooze(5), "discard": Discard("x"), "cancel": Cancel("y")}.get(
-            job.args.get("do")
-        )
+        return {"snooze": Snooze(5), "discard": Discard("x"), "cancel": Cancel("y")}.get(job.args.get("do"))
 
 
 class Raises(Worker):
@@ -114,12 +112,21 @@ def test_finished_jobs_are_not_enqueued(flowstone):
 
 def test_drain_counts_outcomes(flowstone):
     flowstone.insert_all(
-        [Steer.new({}), Steer.new({"do": "snooze"}), Steer.new({"do": "discard"}),
-         Steer.new({"do": "cancel"}), Raises.new({"key": "k"})]
+        [
+            Steer.new({}),
+            Steer.new({"do": "snooze"}),
+            Steer.new({"do": "discard"}),
+            Steer.new({"do": "cancel"}),
+            Raises.new({"key": "k"}),
+        ]
     )
     result = drain_queue(QUEUE)
     assert result.as_dict() == {
-        "completed": 1, "retryable": 1, "discarded": 1, "cancelled": 1, "snoozed": 1,
+        "completed": 1,
+        "retryable": 1,
+        "discarded": 1,
+        "cancelled": 1,
+        "snoozed": 1,
     }
     assert result["completed"] == 1
 

@@ -22,6 +22,7 @@ FAST: dict[str, Any] = {
     "shutdown_grace": 2.0,
 }
 
+
 @pytest.fixture(autouse=True)
 def _fresh_workers() -> Iterator[None]:
     runtime_workers.reset()

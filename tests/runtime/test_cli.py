@@ -57,7 +57,7 @@ def test_jobs_ls_filters_and_prints_json_or_a_table(cli: Run, flowstone: FlowSto
     jobs = flowstone.insert_all([w.Echo.new({"n": 1}), w.SyncEcho.new(), w.Echo.new(queue="other")])
     for app in ([], ["--app", "apps.good:app"]):  # --database-url wins over the app's own
         code, out, _ = cli(*app, "jobs", "ls", "--json")
-        assert code == 0 and [job["id"] for job in as_json(out)] == [job.id for job in jobs]
+        assert code == 0 and [job["id"] for job in as_json(out)] == [job.id for job in reversed(jobs)]
     _, out, _ = cli("jobs", "ls", "--queue", "rt", "--worker", w.Echo.name, "--json")
     assert [(job["id"], job["args"]) for job in as_json(out)] == [(jobs[0].id, {"n": 1})]
     _, out, _ = cli("jobs", "ls", "--state", "completed", "--json")
@@ -66,6 +66,16 @@ def test_jobs_ls_filters_and_prints_json_or_a_table(cli: Run, flowstone: FlowSto
     header, row = out.splitlines()
     assert code == 0 and header.split()[:4] == ["ID", "STATE", "QUEUE", "WORKER"]
     assert row.split()[:3] == [str(jobs[2].id), "available", "other"]
+
+
+def test_jobs_ls_pages_newest_first(cli: Run, flowstone: FlowStone) -> None:
+    jobs = flowstone.insert_all([w.Echo.new({"n": n}) for n in range(5)])
+    code, out, _ = cli("jobs", "ls", "--limit", "2")
+    assert code == 0 and out.splitlines()[-1] == f"(more: --before {jobs[3].id})"
+    _, out, _ = cli("jobs", "ls", "--limit", "2", "--before", str(jobs[3].id), "--json")
+    assert [job["id"] for job in as_json(out)] == [jobs[2].id, jobs[1].id]
+    _, out, _ = cli("jobs", "ls", "--limit", "2", "--before", str(jobs[1].id))
+    assert "(more:" not in out and str(jobs[0].id) in out
 
 
 def test_jobs_show_retry_and_cancel(cli: Run, flowstone: FlowStone) -> None:
@@ -99,7 +109,7 @@ def test_queues_show_counts_and_steer_queues(cli: Run, flowstone: FlowStone) -> 
     ]
     assert cli("queues", "resume", "rt", "--json")[0] == 0
     assert [row["paused"] for row in controls(flowstone)] == [False, None]
-    one_line_error(*cli("queues", "scale", "rt", "0")[::2], "limit must be a positive integer")
+    one_line_error(*cli("queues", "scale", "rt", "0")[::2], "limit must be an integer from 1 to 10000")
 
 
 @pytest.mark.parametrize(

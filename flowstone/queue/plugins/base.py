@@ -1,15 +1,64 @@
-"""What a plugin is: one periodic action, on every node or on the leader only."""
+"""What a plugin is (one periodic action, on every node or on the leader only) and the
+narrow view of the node it runs on (`PluginRuntime`): settings, statements, running a plan,
+inserting jobs and waking a queue — nothing else of the node."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from flowstone.queue.runtime.node import Node
+    from flowstone.queue.config import Settings
+    from flowstone.queue.job import Job
+    from flowstone.queue.plan import Plan
+    from flowstone.queue.queries.jobs import JobQueries
+    from flowstone.queue.queries.nodes import NodeQueries
+    from flowstone.queue.worker import NewJob
+
+T = TypeVar("T")
+
+
+class PluginRuntime(Protocol):
+    """The node as a plugin sees it."""
+
+    @property
+    def name(self) -> str:
+        """The node's name."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """The instance's settings (intervals, limits, expiry)."""
+        ...
+
+    @property
+    def jobs(self) -> JobQueries:
+        """The jobs table's statements for this schema."""
+        ...
+
+    @property
+    def nodes(self) -> NodeQueries:
+        """The runtime tables' statements for this schema."""
+        ...
+
+    async def execute(self, plan: Plan[T]) -> T:
+        """Run a plan in a transaction of its own on a pooled connection."""
+        ...
+
+    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert jobs as `FlowStone.ainsert_all` does."""
+        ...
+
+    def wake(self, queue: str) -> None:
+        """Tell this node's producer of `queue` that jobs are available."""
+        ...
 
 
 class Plugin(Protocol):
-    """Run `tick(node)` every `interval` seconds (only while leading if `leader_only`)."""
+    """Run `tick(runtime)` every `interval` seconds (only while leading if `leader_only`).
+
+    Add your own with `FlowStone(plugins=[...])`; an exception in a tick is logged and the
+    next tick runs as usual."""
 
     name: str
     leader_only: bool
@@ -19,6 +68,6 @@ class Plugin(Protocol):
         """Seconds between ticks."""
         ...
 
-    async def tick(self, node: Node) -> None:
+    async def tick(self, runtime: PluginRuntime) -> None:
         """Do one round of work."""
         ...

@@ -15,12 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from croniter import croniter
 
+from flowstone.errors import ValidationError
 from flowstone.queue import telemetry
 from flowstone.queue.unique import Unique
 from flowstone.queue.worker import NewJob, Worker, WorkerRegistry
 
 if TYPE_CHECKING:
-    from flowstone.queue.runtime.node import Node
+    from flowstone.queue.plugins.base import PluginRuntime
 
 _log = structlog.get_logger("flowstone.cron")
 TICK_UNIQUE = Unique(period=None, fields=("worker", "queue", "args", "meta"), states="all")
@@ -37,14 +38,14 @@ class CronEntry:
 
     def __post_init__(self) -> None:
         if len(self.expression.split()) != 5 or not croniter.is_valid(self.expression):
-            raise ValueError(
+            raise ValidationError(
                 f"cron expression {self.expression!r} for {self.worker.name} is not a valid "
                 "5-field expression (minute hour day month weekday)"
             )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"cron timezone {self.timezone!r} is not a known time zone") from error
+            raise ValidationError(f"cron timezone {self.timezone!r} is not a known time zone") from error
 
     def matches(self, minute: datetime) -> bool:
         """Whether the tick at `minute` (UTC) fires this entry."""
@@ -91,18 +92,18 @@ class Cron:
             return None
         return minute, [entry.job(minute) for entry in self.entries if entry.matches(minute)]
 
-    async def tick(self, node: Node) -> None:
+    async def tick(self, runtime: PluginRuntime) -> None:
         """Insert this minute's jobs once."""
-        await self.insert_due(node, datetime.now(UTC))
+        await self.insert_due(runtime, datetime.now(UTC))
 
-    async def insert_due(self, node: Node, now: datetime) -> None:
+    async def insert_due(self, runtime: PluginRuntime, now: datetime) -> None:
         """Insert the jobs of `now`'s minute unless this plugin handled that minute already."""
         due = self.due(now)
         if due is None:
             return
         minute, jobs = due
         if jobs:
-            inserted = await node.fs.ainsert_all(jobs)
+            inserted = await runtime.insert_all(jobs)
             fresh = [job for job in inserted if not job.conflict]
             telemetry.emit("cron.insert", {"count": len(fresh)}, {"tick": minute})
             _log.info("cron tick", tick=minute.isoformat(), inserted=len(fresh))

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 
 from flowstone.queue import telemetry
 from flowstone.queue.plan import single
-
-if TYPE_CHECKING:
-    from flowstone.queue.runtime.node import Node
+from flowstone.queue.plugins.base import PluginRuntime
 
 _log = structlog.get_logger("flowstone.lifeline")
 
@@ -21,20 +17,20 @@ class Lifeline:
     name = "lifeline"
     leader_only = True
 
-    def __init__(self, interval: float, limit: int = 5000) -> None:
+    def __init__(self, interval: float, expiry: float, limit: int = 5000) -> None:
         self.interval = interval
+        self.expiry = expiry
         self.limit = limit
 
-    async def tick(self, node: Node) -> None:
+    async def tick(self, runtime: PluginRuntime) -> None:
         """Rescue the orphans of dead nodes, then forget those nodes."""
-        expiry = node.fs.settings.node_expiry
-        nodes = await node.fs.aexecute(single(node.node_queries.live_nodes, {"expiry": expiry}))
+        nodes = await runtime.execute(single(runtime.nodes.live_nodes, {"expiry": self.expiry}))
         alive = [row["name"] for row in nodes if row["alive"]]
-        params = {"alive": alive, "grace": expiry, "limit": self.limit}
-        rescued = await node.fs.aexecute(single(node.fs.queries.rescue, params))
-        await node.fs.aexecute(single(node.node_queries.expire_nodes, {"expiry": expiry * 6}))
+        params = {"alive": alive, "grace": self.expiry, "limit": self.limit}
+        rescued = await runtime.execute(single(runtime.jobs.rescue, params))
+        await runtime.execute(single(runtime.nodes.expire_nodes, {"expiry": self.expiry * 6}))
         if rescued:
             _log.warning("rescued orphaned jobs", count=len(rescued))
             for queue in {row["queue"] for row in rescued}:
-                node.wake(queue)
+                runtime.wake(queue)
             telemetry.emit("lifeline.rescue", {"count": len(rescued)}, {"jobs": rescued})

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flowstone.queue import telemetry
-
-if TYPE_CHECKING:
-    from flowstone.queue.runtime.node import Node
+from flowstone.queue.plan import single
+from flowstone.queue.plugins.base import PluginRuntime
 
 
 class Pruner:
@@ -21,11 +18,10 @@ class Pruner:
         self.max_age = max_age
         self.limit = limit
 
-    async def tick(self, node: Node) -> None:
+    async def tick(self, runtime: PluginRuntime) -> None:
         """Delete up to `limit` rows per terminal state."""
         params = {"max_age": self.max_age, "limit": self.limit}
-        async with node.fs.aconnection() as conn:
-            cursor = await conn.execute(node.fs.queries.prune, params)
-            deleted = cursor.rowcount
+        rows = await runtime.execute(single(runtime.jobs.prune, params))
+        deleted = rows[0]["count"]
         if deleted:
             telemetry.emit("pruner.prune", {"count": deleted}, {"max_age": self.max_age})

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flowstone.queue import telemetry
 from flowstone.queue.engine import stage_plan
-
-if TYPE_CHECKING:
-    from flowstone.queue.runtime.node import Node
+from flowstone.queue.plugins.base import PluginRuntime
 
 
 class Stager:
@@ -20,10 +16,10 @@ class Stager:
     def __init__(self, interval: float) -> None:
         self.interval = interval
 
-    async def tick(self, node: Node) -> None:
+    async def tick(self, runtime: PluginRuntime) -> None:
         """Stage what is due (the statement also NOTIFYs each queue it touched)."""
-        staged = await node.fs.aexecute(stage_plan(node.fs.queries))
+        staged = await runtime.execute(stage_plan(runtime.jobs))
         for queue in staged:
-            node.wake(queue)
+            runtime.wake(queue)
         if staged:
             telemetry.emit("stager.stage", {"count": sum(staged.values())}, {"queues": staged})

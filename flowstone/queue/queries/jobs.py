@@ -9,6 +9,7 @@ with `jsonb_to_recordset`, which keeps each statement one round trip however lar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from psycopg import sql
 
@@ -148,12 +149,17 @@ SELECT queue, count(*) AS count FROM staged GROUP BY queue
 
 _GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
 
+# Jobs by filter, paged by id (keyset: `after` for oldest first, `before` for newest
+# first), so a page costs the same deep in a table of millions as on its first page.
 _LIST = """
 SELECT {columns} FROM {jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s::{state})
   AND (%(worker)s::text IS NULL OR worker = %(worker)s)
-ORDER BY id
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+  AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
+  AND (%(cursor)s::bigint IS NULL OR id {beyond} %(cursor)s)
+ORDER BY id {direction}
 LIMIT %(limit)s
 """
 
@@ -212,7 +218,7 @@ RETURNING j.id, j.state, j.queue
 
 # The pruner: finished jobs older than max_age, oldest first, through the partial indexes.
 _PRUNE = """
-DELETE FROM {jobs} WHERE id IN (
+WITH pruned AS (DELETE FROM {jobs} WHERE id IN (
     (SELECT id FROM {jobs} WHERE state = 'completed'
         AND completed_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
     UNION ALL
@@ -221,7 +227,8 @@ DELETE FROM {jobs} WHERE id IN (
     UNION ALL
     (SELECT id FROM {jobs} WHERE state = 'discarded'
         AND discarded_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
-)
+) RETURNING 1)
+SELECT count(*) AS count FROM pruned
 """
 
 _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue, state"
@@ -300,7 +307,8 @@ class JobQueries:
     release_orphans: str
     stage: str
     get: str
-    list: str
+    list_oldest: str
+    list_newest: str
     retry: str
     delete: str
     max_id: str
@@ -325,6 +333,11 @@ class JobQueries:
 
     @classmethod
     def for_schema(cls, schema: str) -> JobQueries:
+        """The statements for `schema`, composed once per process and schema."""
+        return _for_schema(schema)
+
+    @classmethod
+    def compose(cls, schema: str) -> JobQueries:
         """Compose every statement with the schema's quoted identifiers."""
         check_identifier(schema, "schema")
         names = {
@@ -351,7 +364,8 @@ class JobQueries:
             release_orphans=compose(_RELEASE_ORPHANS),
             stage=compose(_STAGE),
             get=compose(_GET),
-            list=compose(_LIST),
+            list_oldest=compose(_LIST.replace("{beyond}", ">").replace("{direction}", "ASC")),
+            list_newest=compose(_LIST.replace("{beyond}", "<").replace("{direction}", "DESC")),
             retry=compose(_RETRY),
             delete=compose(_DELETE),
             max_id=compose(_MAX_ID),
@@ -364,3 +378,8 @@ class JobQueries:
             wake_scheduled=compose(_WAKE_SCHEDULED),
             wake_tail=compose(_WAKE_TAIL),
         )
+
+
+@lru_cache(maxsize=64)
+def _for_schema(schema: str) -> JobQueries:
+    return JobQueries.compose(schema)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from psycopg import sql
 
@@ -92,6 +93,11 @@ class NodeQueries:
 
     @classmethod
     def for_schema(cls, schema: str) -> NodeQueries:
+        """The statements for `schema`, composed once per process and schema."""
+        return _for_schema(schema)
+
+    @classmethod
+    def compose(cls, schema: str) -> NodeQueries:
         """Compose every statement with the schema's quoted identifiers."""
         check_identifier(schema, "schema")
         names = {
@@ -114,3 +120,8 @@ class NodeQueries:
             controls_for=compose(_CONTROLS_FOR),
             signal=compose(_SIGNAL),
         )
+
+
+@lru_cache(maxsize=64)
+def _for_schema(schema: str) -> NodeQueries:
+    return NodeQueries.compose(schema)

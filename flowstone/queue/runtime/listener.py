@@ -9,7 +9,7 @@ import anyio
 import structlog
 from psycopg import sql
 
-from flowstone.queue.runtime.retry import TRANSIENT, Backoff
+from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone

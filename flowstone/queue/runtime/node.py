@@ -7,25 +7,31 @@ resign leadership and deregister. No job is left `executing`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
 from psycopg.types.json import Jsonb
 
 from flowstone.queue import telemetry
-from flowstone.queue.plan import single
-from flowstone.queue.plugins import Cron, CronEntry, Lifeline, Plugin, Pruner, Stager
+from flowstone.queue.config import QueuesOption, Settings, queue_configs
+from flowstone.queue.control import parse_signal
+from flowstone.queue.job import Job
+from flowstone.queue.plan import Plan, single
+from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
 from flowstone.queue.plugins.cron import entries_from
+from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.listener import Listener
 from flowstone.queue.runtime.producer import Producer
-from flowstone.queue.runtime.retry import TRANSIENT, until_done
+from flowstone.queue.runtime.reconnect import TRANSIENT, until_done
+from flowstone.queue.worker import NewJob
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
+
+T = TypeVar("T")
 
 _log = structlog.get_logger("flowstone.node")
 
@@ -36,24 +42,49 @@ class Node:
     def __init__(
         self,
         fs: FlowStone,
-        queues: dict[str, int] | None = None,
+        queues: QueuesOption | None = None,
         cron: Sequence[CronEntry] = (),
+        plugins: Sequence[Plugin] = (),
     ) -> None:
         self.fs = fs
-        self.name = fs.settings.node
-        self.node_queries = NodeQueries.for_schema(fs.schema)
-        limits = queues if queues is not None else fs.settings.queues
-        self.producers = {queue: Producer(self, queue, limit) for queue, limit in limits.items()}
+        configs = queue_configs(queues) if queues is not None else fs.settings.queues
+        self.producers = {queue: Producer(self, queue, config) for queue, config in configs.items()}
         self.is_leader = False
-        self.plugins: list[Plugin] = [
-            Stager(fs.settings.stage_interval),
-            Lifeline(fs.settings.lifeline_interval),
-            Pruner(fs.settings.prune_interval, fs.settings.prune_max_age, fs.settings.prune_limit),
-            Cron([*entries_from(fs.registry), *cron]),
-        ]
+        entries = [*entries_from(fs.registry), *cron]
+        self.plugins: list[Plugin] = [*builtin_plugins(fs.settings, entries), *plugins]
         self.started = anyio.Event()
         self.stopped = anyio.Event()
         self._stop = anyio.Event()
+
+    # -- what plugins see of the node (PluginRuntime) ---------------------------------------
+
+    @property
+    def name(self) -> str:
+        """This node's name (in `attempted_by` and the nodes table)."""
+        return self.settings.node
+
+    @property
+    def settings(self) -> Settings:
+        """The instance's settings."""
+        return self.fs.settings
+
+    @property
+    def jobs(self) -> JobQueries:
+        """The jobs table's statements."""
+        return self.fs.queries
+
+    @property
+    def nodes(self) -> NodeQueries:
+        """The runtime tables' statements."""
+        return self.fs.node_queries
+
+    async def execute(self, plan: Plan[T]) -> T:
+        """Run a plan on a pooled connection, in a transaction of its own."""
+        return await self.fs.aexecute(plan)
+
+    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert jobs through the instance."""
+        return await self.fs.ainsert_all(jobs)
 
     # -- signals from the listener -------------------------------------------------------
 
@@ -64,21 +95,25 @@ class Node:
             producer.wake()
 
     def _on_control(self, payload: str) -> None:
+        """Apply a control signal; one that does not parse is logged and ignored (any
+        database role can NOTIFY: a malformed payload must not take the node down)."""
         try:
-            signal = json.loads(payload)
-        except ValueError:
-            _log.warning("ignored a malformed control signal", payload=payload)
+            signal = parse_signal(payload)
+        except ValueError as error:
+            _log.warning("ignored a malformed control signal", payload=payload[:200], error=str(error)[:200])
             return
-        if signal.get("node", "*") not in ("*", self.name):
+        if not signal.for_node(self.name):
             return
-        action = signal.get("action")
-        if action == "cancel":
+        if signal.action == "cancel":
+            assert signal.job_id is not None
             for producer in self.producers.values():
-                producer.cancel_job(int(signal["job_id"]), "cancel")
-        elif action in ("pause", "resume", "scale"):
-            self._apply_control(signal["queue"], signal.get("paused"), signal.get("limit"))
+                producer.cancel_job(signal.job_id, "cancel")
+        else:
+            assert signal.queue is not None
+            self._apply_control(signal.queue, signal.paused, signal.limit)
 
     def _apply_control(self, queue: str, paused: bool | None, limit: int | None) -> None:
+        """Apply a stored or signalled queue setting (unknown queues are not ours to run)."""
         producer = self.producers.get(queue)
         if producer is None:
             return
@@ -102,7 +137,7 @@ class Node:
         await self._load_controls()
         listener = Listener(
             self.fs,
-            {self.fs.queries.channel: self.wake, self.node_queries.control_channel: self._on_control},
+            {self.jobs.channel: self.wake, self.nodes.control_channel: self._on_control},
             self._on_connect,
         )
         async with anyio.create_task_group() as services:
@@ -130,7 +165,7 @@ class Node:
         self._stop.set()
 
     async def _shutdown(self) -> None:
-        grace = self.fs.settings.shutdown_grace
+        grace = self.settings.shutdown_grace
         async with anyio.create_task_group() as stopping:
             for producer in self.producers.values():
                 stopping.start_soon(producer.stop, grace)
@@ -138,14 +173,15 @@ class Node:
     async def _deregister(self) -> None:
         with anyio.move_on_after(5):
             try:
-                await self.fs.aexecute(single(self.node_queries.resign, {"node": self.name}))
-                await self.fs.aexecute(single(self.node_queries.forget, {"node": self.name}))
+                await self.execute(single(self.nodes.resign, {"node": self.name}))
+                await self.execute(single(self.nodes.forget, {"node": self.name}))
             except TRANSIENT as error:
                 _log.warning("could not deregister node", error=str(error))
 
     # -- periodic work ----------------------------------------------------------------------
 
     def _queue_limits(self) -> dict[str, Any]:
+        """What the heartbeat publishes of each queue."""
         return {
             queue: {"limit": p.limit, "paused": p.paused, "running": len(p.running)}
             for queue, p in self.producers.items()
@@ -153,9 +189,9 @@ class Node:
 
     async def _heartbeat(self) -> None:
         params = {"node": self.name, "queues": Jsonb(self._queue_limits())}
-        await self.fs.aexecute(single(self.node_queries.heartbeat, params))
-        lease = {"node": self.name, "lease": self.fs.settings.leader_lease}
-        leading = bool(await self.fs.aexecute(single(self.node_queries.elect, lease)))
+        await self.execute(single(self.nodes.heartbeat, params))
+        lease = {"node": self.name, "lease": self.settings.leader_lease}
+        leading = bool(await self.execute(single(self.nodes.elect, lease)))
         if leading != self.is_leader:
             self.is_leader = leading
             telemetry.emit("leader.elected" if leading else "leader.lost", {}, {"node": self.name})
@@ -163,7 +199,7 @@ class Node:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await anyio.sleep(self.fs.settings.heartbeat_interval)
+            await anyio.sleep(self.settings.heartbeat_interval)
             try:
                 await self._heartbeat()
             except TRANSIENT as error:
@@ -172,7 +208,7 @@ class Node:
 
     async def _load_controls(self) -> None:
         rows = await until_done(
-            lambda: self.fs.aexecute(single(self.node_queries.controls_for, {"node": self.name})),
+            lambda: self.execute(single(self.nodes.controls_for, {"node": self.name})),
             "load queue controls",
         )
         for row in rows:

@@ -21,12 +21,13 @@ import anyio
 import psycopg
 import structlog
 
+from flowstone.queue.config import QueueConfig
 from flowstone.queue.engine import Outcome, ack_claim_plan, release_orphans_plan
 from flowstone.queue.executor import Executor, error_entry
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.plan import arun
 from flowstone.queue.pool import GENERIC_PLANS
-from flowstone.queue.runtime.retry import TRANSIENT, Backoff
+from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
     from flowstone.queue.runtime.node import Node
@@ -46,14 +47,14 @@ class Running:
 class Producer:
     """Claims and executes the jobs of one queue on one node."""
 
-    def __init__(self, node: Node, queue: str, limit: int) -> None:
+    def __init__(self, node: Node, queue: str, config: QueueConfig) -> None:
         self.node = node
         self.queue = queue
-        self.limit = limit
-        self.paused = False
+        self.limit = config.limit
+        self.paused = config.paused
         self.running: dict[int, Running] = {}
         self.finished: list[Outcome] = []
-        self.executor = Executor(node.fs.registry, anyio.CapacityLimiter(limit))
+        self.executor = Executor(node.fs, anyio.CapacityLimiter(config.limit))
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._wake = anyio.Event()
@@ -102,7 +103,7 @@ class Producer:
                     await backoff.wait()
                     continue
                 if not self.finished:
-                    with anyio.move_on_after(self.node.fs.settings.poll_interval):
+                    with anyio.move_on_after(self.node.settings.poll_interval):
                         await self._wake.wait()
         finally:
             for task in self._tasks:  # only when the node itself is torn down
@@ -118,7 +119,7 @@ class Producer:
             conn = await self._connection()
             if self._lost_connection:
                 await self._release_orphans(conn, outcomes)
-            plan = ack_claim_plan(self.node.fs.queries, outcomes, self.queue, demand, self.node.name)
+            plan = ack_claim_plan(self.node.jobs, outcomes, self.queue, demand, self.node.name)
             claimed = await arun(conn, plan)
         except BaseException:
             self.finished[:0] = outcomes  # written once the database is back
@@ -132,7 +133,7 @@ class Producer:
     async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
         """Our last claim may have committed with its answer lost: hand those jobs back."""
         keep = [*self.running, *(outcome.job.id for outcome in outcomes)]
-        plan = release_orphans_plan(self.node.fs.queries, self.queue, self.node.name, keep)
+        plan = release_orphans_plan(self.node.jobs, self.queue, self.node.name, keep)
         released = await arun(conn, plan)
         self._lost_connection = False
         if released:

@@ -1,7 +1,9 @@
-"""Materialization records: the `Materialization` row, plans over the records, and `Store`.
+"""Materialization records: the `Materialization` row, plans over the records, and
+`MaterializationRecords`, the read API over them (also importable as `Store`).
 
-Plans (sans-IO, see flowstone.queue.plan) carry the logic once; `Store` runs the read
-side for users with sync and async twins, the worker and the API run the write side.
+Plans (sans-IO, see flowstone.queue.plan) carry the logic once; `MaterializationRecords`
+runs the read side for users with sync and async twins, the worker and the API run the
+write side, and the read layer (`flowstone.insights`) reads for front ends.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from flowstone.assets.definitions import Asset, AssetRegistry, default_assets
-from flowstone.assets.errors import FlowStoneError
+from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
+from flowstone.errors import FlowStoneError
 from flowstone.queue.instance import FlowStone, get_default
 from flowstone.queue.plan import Plan, Row
 
@@ -72,12 +73,6 @@ class Materialization:
             self.error_message or "",
             context={"asset": self.asset, "partition": self.partition, "materialization_id": self.id},
         )
-
-
-@lru_cache(maxsize=32)
-def queries_for(schema: str) -> MaterializationQueries:
-    """The composed statements for `schema` (cached: composing is not free)."""
-    return MaterializationQueries.for_schema(schema)
 
 
 def column(partition: str | None) -> str:
@@ -156,8 +151,7 @@ def locked_start_plan(
     ]
     rows = yield q.locked_start, {"requests": Jsonb(payload)}
     return [
-        (bool(row["locked"]), _record(row, "n", "locked", "last_status"), row["last_status"])
-        for row in rows
+        (bool(row["locked"]), _record(row, "n", "locked", "last_status"), row["last_status"]) for row in rows
     ]
 
 
@@ -235,6 +229,14 @@ def latest_plan(q: MaterializationQueries, asset: str, partition: str | None) ->
     return _one(rows)
 
 
+def partitions_latest_plan(
+    q: MaterializationQueries, asset: str, partitions: Sequence[str | None]
+) -> Plan[list[Materialization | None]]:
+    """The latest record of each partition of `asset`, in order (None where there is none)."""
+    rows = yield q.partitions_latest, {"asset": asset, "partitions": [column(p) for p in partitions]}
+    return [_record(row, "n") for row in rows]
+
+
 def dependencies_plan(
     q: MaterializationQueries, deps: Sequence[tuple[int, str, str | None]]
 ) -> Plan[list[Row]]:
@@ -283,13 +285,15 @@ def run_progress_plan(q: MaterializationQueries, run_id: str) -> Plan[dict[str, 
     return {row["outcome"]: row["count"] for row in rows}
 
 
-class Store:
-    """Read materialization records: latest per partition, history and lineage."""
+class MaterializationRecords:
+    """Read materialization records: latest per partition, history and lineage.
+
+    On `fs` (default: the default instance) with `fs`'s asset graph unless given one."""
 
     def __init__(self, fs: FlowStone | None = None, assets: AssetRegistry | None = None) -> None:
         self.fs = fs or get_default()
-        self.assets = assets if assets is not None else default_assets
-        self.queries = queries_for(self.fs.schema)
+        self.assets = assets if assets is not None else registry_of(self.fs)
+        self.queries = MaterializationQueries.for_schema(self.fs.schema)
 
     def _partition(self, asset: str | Asset, partition: Any) -> tuple[str, str | None]:
         """Asset name and serialized partition; registered assets validate the key."""
@@ -350,3 +354,7 @@ class Store:
     async def adownstream(self, record_id: int) -> list[Materialization]:
         """Async twin of `downstream`."""
         return await self.fs.aexecute(lineage_plan(self.queries, record_id, "downstream"))
+
+
+Store = MaterializationRecords
+"""The earlier name of `MaterializationRecords` (an IO manager is what stores values)."""

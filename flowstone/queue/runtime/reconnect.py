@@ -1,4 +1,4 @@
-"""Keep a runtime loop alive across database outages: retry with capped exponential backoff."""
+"""Keep a runtime loop alive across database outages: reconnect with capped exponential backoff."""
 
 from __future__ import annotations
 

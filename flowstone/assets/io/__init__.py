@@ -1,0 +1,34 @@
+"""IO managers: the interface (`base`), one module per kind of storage, and the registry.
+
+Built in: `memory` (this process only; for tests), `filesystem` (a directory per asset, a
+file per partition; JSON unless pickle is asked for) and `postgres` (a table per asset,
+keyed by partition, in the FlowStone database). Add your own with `register_io_manager`.
+"""
+
+from flowstone.assets.io.base import IOManager, io_error, to_json
+from flowstone.assets.io.filesystem import FilesystemIOManager
+from flowstone.assets.io.memory import MemoryIOManager
+from flowstone.assets.io.postgres import PostgresIOManager
+from flowstone.assets.io.registry import IOManagerRegistry, builtin_io_managers
+
+default_io_managers = builtin_io_managers()
+"""The managers assets find by name unless their registry was given others."""
+
+
+def register_io_manager(name: str, manager: IOManager) -> IOManager:
+    """Make `manager` available to assets as `io_manager=name`."""
+    return default_io_managers.register(name, manager)
+
+
+__all__ = [
+    "FilesystemIOManager",
+    "IOManager",
+    "IOManagerRegistry",
+    "MemoryIOManager",
+    "PostgresIOManager",
+    "builtin_io_managers",
+    "default_io_managers",
+    "io_error",
+    "register_io_manager",
+    "to_json",
+]

@@ -1,0 +1,61 @@
+"""The IO manager interface: where an asset's data lives (load / store / exists / delete).
+
+A store either writes the whole value or raises `FlowStoneError(type="io_error")` having
+written nothing. A new kind of storage (S3, Parquet, …) is a subclass in a module of its
+own beside `memory`, `filesystem` and `postgres`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flowstone.errors import FlowStoneError
+from flowstone.queue.validation import check_json
+
+if TYPE_CHECKING:
+    from flowstone.assets.context import Context
+
+
+def io_error(ctx: Context, message: str, *, retryable: bool = True) -> FlowStoneError:
+    """An io_error locating the asset and partition."""
+    return FlowStoneError(
+        "io_error",
+        f"asset {ctx.asset!r} partition {ctx.partition_key!r}: {message}",
+        retryable=retryable,
+        context={"asset": ctx.asset, "partition": ctx.partition_key},
+    )
+
+
+def to_json(ctx: Context, value: Any) -> str:
+    """`value` as JSON text, or a non-retryable io_error saying why it cannot be stored."""
+    try:
+        check_json(value, "value")
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise io_error(ctx, f"value cannot be stored as JSON: {error}", retryable=False) from error
+
+
+class IOManager(ABC):
+    """Stores and loads one value per asset and partition (`ctx.asset`, `ctx.partition_key`)."""
+
+    @abstractmethod
+    def load(self, ctx: Context) -> Any:
+        """The stored value; io_error when there is none."""
+
+    @abstractmethod
+    def store(self, ctx: Context, value: Any) -> Mapping[str, Any] | None:
+        """Store `value` entirely or not at all; may return metadata for the record."""
+
+    @abstractmethod
+    def exists(self, ctx: Context) -> bool:
+        """Whether a value is stored."""
+
+    @abstractmethod
+    def delete(self, ctx: Context) -> None:
+        """Remove the stored value, if any."""
+
+    def check_asset(self, name: str) -> None:  # noqa: B027 - optional hook, accepts by default
+        """Reject, when an asset is defined, a name this manager cannot store under."""

@@ -1,0 +1,48 @@
+"""`flowstone`: the operator's command line (migrate, worker, jobs, queues, assets).
+
+A package that depends downward only: `common` (options, app loading, output), one
+module per command group (`queue`, `assets`); every read goes through `flowstone.insights`.
+Bad input — an app that cannot be imported, an unknown queue, a malformed limit, an
+invalid cron expression — gets a one-line error and exit code 2 before any job runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from flowstone.cli import assets, queue
+from flowstone.cli.common import Commands, UsageError, common_options
+from flowstone.errors import FlowStoneError, one_line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    parser = argparse.ArgumentParser(prog="flowstone", description="FlowStone's command line.")
+    common_options(parser, None)
+    commands = Commands(parser.add_subparsers(dest="command", required=True))
+    queue.add_commands(commands)
+    assets.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `flowstone` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (UsageError, FlowStoneError, ValueError, TypeError) as error:
+        print(f"flowstone: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    finally:
+        if getattr(args, "instance", None) is not None:
+            args.instance.close()
+
+
+__all__ = ["build_parser", "main"]

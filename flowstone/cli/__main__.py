@@ -1,0 +1,7 @@
+"""`python -m flowstone.cli`: the same as the `flowstone` command."""
+
+import sys
+
+from flowstone.cli import main
+
+sys.exit(main())

@@ -1,0 +1,221 @@
+"""The asset commands: `assets ls`, `materialize`, `backfill` and `lineage`.
+
+Asset definitions live in the user's module, so these commands load `--app module:attr`
+(importing it defines its assets). An unknown asset or a partition that does not fit is
+a `FlowStoneError`, printed as one line with exit code 2. Following a run reads its
+progress through the read layer, woken by notifications as records finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from flowstone.assets.api import backfill, materialize, materialize_all
+from flowstone.assets.definitions import AssetRegistry, registry_of
+from flowstone.assets.records import Materialization
+from flowstone.cli.common import Commands, UsageError, app_of, emit
+from flowstone.errors import FlowStoneError
+from flowstone.insights import AssetOverview, Insights, RunProgress
+from flowstone.queue.instance import FlowStone
+
+DEFAULT_TIMEOUT = 3600.0
+"""How long `--wait` and `backfill` follow a run by default (the jobs run on regardless)."""
+
+BAR_WIDTH = 30
+
+
+def add_commands(commands: Commands) -> None:
+    """Add the asset commands to `flowstone`'s command tree."""
+    group = commands.group("assets", "inspect the asset graph")
+    commands.add(
+        "ls", "every asset: dependencies, partitions, IO manager, latest statuses", cmd_assets_ls, group
+    )
+
+    mat = commands.add("materialize", "queue the materialization of an asset partition", cmd_materialize)
+    mat.add_argument("asset")
+    mat.add_argument("--partition", help="partition key, e.g. 2025-01-15 (omit when unpartitioned)")
+    mat.add_argument("--all", action="store_true", help="also everything upstream, in dependency order")
+    mat.add_argument("--wait", action="store_true", help="block until the run finished")
+    _run_options(mat)
+
+    back = commands.add("backfill", "materialize a range of partitions, following progress", cmd_backfill)
+    back.add_argument("asset")
+    back.add_argument("--from", dest="start", required=True, help="first partition key")
+    back.add_argument("--to", dest="end", required=True, help="last partition key (included)")
+    _run_options(back)
+
+    lineage = commands.add(
+        "lineage", "the latest materialization and what it read / what read it", cmd_lineage
+    )
+    lineage.add_argument("asset")
+    lineage.add_argument("--partition", help="partition key (omit when unpartitioned)")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="materialize even already successful partitions")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to follow the run (default 3600)"
+    )
+
+
+def _loaded(args: argparse.Namespace) -> tuple[FlowStone, AssetRegistry]:
+    """The app and its asset graph, once its module defined at least one asset."""
+    app = app_of(args)
+    graph = registry_of(app)
+    if not len(graph):
+        raise UsageError("no assets are defined; pass --app module:attr naming the module that defines them")
+    return app, graph
+
+
+# -- assets ls -------------------------------------------------------------------------
+
+
+def cmd_assets_ls(args: argparse.Namespace) -> int:
+    """Every asset in dependency order, with how many partitions' latest record is in each status."""
+    app, graph = _loaded(args)
+    emit([_asset_row(overview, args.json) for overview in Insights(app, graph).assets()], args.json)
+    return 0
+
+
+def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
+    asset, latest = overview.asset, overview.counts
+    if as_json:
+        return {
+            "asset": asset.name,
+            "depends_on": list(asset.depends_on),
+            "partitions": overview.partitions,
+            "io_manager": asset.io_manager,
+            "latest": latest,
+        }
+    return {
+        "asset": asset.name,
+        "depends_on": ", ".join(asset.depends_on) or "-",
+        "partitions": overview.partitions or "-",
+        "io_manager": asset.io_manager,
+        "latest": " ".join(f"{status}={n}" for status, n in latest.items()) or "never materialized",
+    }
+
+
+# -- materialize and backfill ----------------------------------------------------------
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    """Queue one partition (or, with --all, its upstream closure too); with --wait, block
+    until it finished. Exit code 1 when it failed or did not finish in time."""
+    app, _ = _loaded(args)
+    if args.all:
+        result = materialize_all(args.asset, args.partition, force=args.force, fs=app)
+        if not args.wait:
+            emit([{"run_id": result.run_id, "status": result.status, "assets": result.assets}], args.json)
+            return 0
+        return _follow(app, result.run_id, args)
+    try:
+        single = materialize(
+            args.asset, args.partition, force=args.force, wait=args.wait, timeout=args.timeout, fs=app
+        )
+    except FlowStoneError as error:
+        if error.type != "timeout":
+            raise
+        print(f"flowstone: {error} (the job runs on)", file=sys.stderr)
+        return 1
+    row: dict[str, Any] = {
+        "run_id": single.run_id,
+        "asset": single.asset,
+        "partition": single.partition,
+        "status": single.status,
+        "job_id": single.job_id,
+        "error": None if single.error is None else str(single.error),
+    }
+    if args.json and single.materialization is not None:
+        row["materialization"] = asdict(single.materialization)
+    emit([row], args.json)
+    return 1 if single.status == "failed" else 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Queue every partition from --from to --to, draw progress on stderr until every job
+    finished, print the totals; exit code 1 when any failed or the run did not finish."""
+    app, _ = _loaded(args)
+    run_id = backfill(args.asset, start=args.start, end=args.end, force=args.force, fs=app).run_id
+    return _follow(app, run_id, args)
+
+
+def _follow(app: FlowStone, run_id: str, args: argparse.Namespace) -> int:
+    """Draw the run's progress until it is done or the timeout passed; print the totals."""
+    drawn, progress = "", RunProgress(run_id, {})
+    for progress in Insights(app).watch_run(run_id, args.timeout):
+        drawn = _draw(progress, drawn)
+    sys.stderr.write("\n")
+    emit([_summary(progress, args.asset)], args.json)
+    if not progress.done:
+        print(
+            f"flowstone: run {run_id} did not finish within {args.timeout:g} s (its jobs run on)",
+            file=sys.stderr,
+        )
+    return 1 if progress.failed or not progress.done else 0
+
+
+def _summary(progress: RunProgress, asset: str) -> dict[str, Any]:
+    """The totals printed when following ends."""
+    return {
+        "run_id": progress.run_id,
+        "asset": asset,
+        "total": progress.total,
+        "success": progress.counts.get("success", 0),
+        "skipped": progress.counts.get("skipped", 0),
+        "failed": progress.failed,
+        "unfinished": progress.total - progress.finished,
+    }
+
+
+def _draw(progress: RunProgress, drawn: str) -> str:
+    """Redraw the bar on stderr when it changed; the bar drawn."""
+    filled = BAR_WIDTH * progress.finished // max(progress.total, 1)
+    bar = (
+        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress.finished}/{progress.total} finished"
+        f", {progress.failed} failed"
+    )
+    if bar != drawn:
+        sys.stderr.write(f"\r{bar}")
+        sys.stderr.flush()
+    return bar
+
+
+# -- lineage ---------------------------------------------------------------------------
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """The latest record of an asset partition, the records it read and those that read it."""
+    app, graph = _loaded(args)
+    found = Insights(app, graph).lineage(args.asset, args.partition)
+    if found is None:
+        where = "" if args.partition is None else f" at partition {args.partition}"
+        raise UsageError(f"asset {graph.require(args.asset).name!r} has no materialization{where}")
+    if args.json:
+        document = {"materialization": asdict(found.record), "upstream": [asdict(r) for r in found.upstream]}
+        emit([{**document, "downstream": [asdict(r) for r in found.downstream]}], True)
+        return 0
+    emit([_record_row(found.record)], False, vertical=True)
+    for title, records in (
+        ("upstream (what it read)", found.upstream),
+        ("downstream (what read it)", found.downstream),
+    ):
+        print(f"\n{title}:")
+        emit([_record_row(r) for r in records], False)
+    return 0
+
+
+def _record_row(record: Materialization) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "asset": record.asset,
+        "partition": record.partition,
+        "status": record.status.value,
+        "run_id": record.run_id,
+        "finished_at": record.finished_at,
+        "duration": record.duration,
+        "error": None if record.error is None else str(record.error),
+    }

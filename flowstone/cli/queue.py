@@ -1,0 +1,189 @@
+"""The queue's commands: migrate, worker, jobs (ls, show, retry, cancel) and queues."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flowstone.cli.common import Commands, UsageError, app_of, emit
+from flowstone.insights import Insights, QueueOverview
+from flowstone.logs import configure_logging
+from flowstone.queue.instance import FlowStone
+from flowstone.queue.job import Job, JobState
+from flowstone.queue.migrate import current_revision, migrate
+
+
+def add_commands(commands: Commands) -> None:
+    """Add the queue commands to `flowstone`'s command tree."""
+    commands.add("migrate", "create or upgrade the schema", cmd_migrate)
+
+    worker = commands.add("worker", "run a node until SIGTERM/SIGINT", cmd_worker)
+    worker.add_argument("--queues", help="queues to run with limits: assets=10,default=5")
+    worker.add_argument("--node", help="node name (default host.pid)")
+    worker.add_argument("--log-format", choices=["console", "json"], default="console")
+    worker.add_argument("--log-level", default="info")
+
+    jobs = commands.group("jobs", "inspect and steer jobs")
+    ls = commands.add("ls", "list jobs, newest first", cmd_jobs_ls, jobs)
+    ls.add_argument("--queue")
+    ls.add_argument("--state", choices=[s.value for s in JobState])
+    ls.add_argument("--worker")
+    ls.add_argument("--tag")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--before", type=int, metavar="ID", help="only jobs older than job ID (the next page)")
+    actions: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "show": (cmd_jobs_show, "show one job"),
+        "retry": (_job_action(FlowStone.retry_job, "retried"), "run a job again now"),
+        "cancel": (_job_action(FlowStone.cancel_job, "cancelled"), "cancel a job (even executing)"),
+    }
+    for name, (command, text) in actions.items():
+        commands.add(name, text, command, jobs).add_argument("id", type=int)
+
+    queues = commands.add("queues", "per-queue counts; pause, resume or scale a queue", cmd_queues)
+    steer = queues.add_subparsers(dest="action")
+    for name in ("pause", "resume", "scale"):
+        action = commands.add(name, f"{name} a queue on one node or all", _queue_action, steer)
+        action.add_argument("queue")
+        if name == "scale":
+            action.add_argument("limit", type=int)
+        action.add_argument("--node", help="only this node (default: all)")
+
+
+def parse_queues(text: str) -> dict[str, int]:
+    """`assets=10,default=5` → {"assets": 10, "default": 5}."""
+    queues: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, limit = part.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--queues entry {part!r} must look like name=limit")
+        if not limit.strip().isdigit() or int(limit) < 1:
+            raise UsageError(f"--queues limit for {name.strip()!r} must be a positive integer; got {limit!r}")
+        queues[name.strip()] = int(limit)
+    if not queues:
+        raise UsageError("--queues names no queue")
+    return queues
+
+
+def _known_queues(app: FlowStone) -> set[str]:
+    known = set(app.settings.queues)
+    for name in app.registry.names():
+        worker = app.registry.get(name)
+        if worker is not None:
+            known.add(worker.queue)
+    return known
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a node until SIGTERM/SIGINT (logging is set up once the input is known good)."""
+    app = app_of(args)
+    queues: dict[str, Any] = parse_queues(args.queues) if args.queues else dict(app.settings.queues)
+    if not queues:
+        raise UsageError("no queues to run: pass --queues name=limit,… or configure queues on the app")
+    unknown = sorted(set(queues) - _known_queues(app))
+    if unknown:
+        known = ", ".join(sorted(_known_queues(app))) or "none"
+        raise UsageError(f"unknown queue(s) {', '.join(unknown)} (known: {known})")
+    if args.node:
+        app.override(node=args.node)
+    app.node(queues)  # validates cron entries before anything runs
+    _require_migrated(app)
+    configure_logging(args.log_format, args.log_level)
+    app.run(queues)
+    return 0
+
+
+def _require_migrated(app: FlowStone) -> None:
+    if current_revision(app.database_url, app.schema) is None:
+        raise UsageError(f"schema {app.schema!r} is not migrated; run `flowstone migrate` first")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the schema up to date."""
+    app = app_of(args)
+    migrate(app.database_url, app.schema)
+    print(f"schema {app.schema!r} is at revision {current_revision(app.database_url, app.schema)}")
+    return 0
+
+
+def _job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "queue": job.queue,
+        "worker": job.worker,
+        "attempt": f"{job.attempt}/{job.max_attempts}",
+        "scheduled_at": job.scheduled_at,
+        "args": json.dumps(job.args)[:60],
+    }
+
+
+def cmd_jobs_ls(args: argparse.Namespace) -> int:
+    """List jobs, newest first, a page at a time."""
+    page = Insights(app_of(args)).jobs(
+        queue=args.queue,
+        state=args.state,
+        worker=args.worker,
+        tag=args.tag,
+        cursor=args.before,
+        limit=args.limit,
+    )
+    rows = [job.to_dict() for job in page.jobs] if args.json else [_job_summary(job) for job in page.jobs]
+    emit(rows, args.json)
+    if page.next_cursor is not None and not args.json:
+        print(f"(more: --before {page.next_cursor})")
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    """Show one job in full."""
+    job = Insights(app_of(args)).job(args.id)
+    if job is None:
+        raise UsageError(f"no job with id {args.id}")
+    emit([job.to_dict()], args.json, vertical=True)
+    return 0
+
+
+def _job_action(
+    action: Callable[[FlowStone, int], Job | None], verb: str
+) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        job = action(app_of(args), args.id)
+        if job is None:
+            raise UsageError(
+                f"job {args.id} cannot be {verb} (missing, or in a state that does not allow it)"
+            )
+        emit([_job_summary(job)], args.json)
+        return 0
+
+    return command
+
+
+def _queue_row(queue: QueueOverview) -> dict[str, Any]:
+    return {"queue": queue.queue, **queue.counts, "paused_on": queue.paused_on, "nodes": queue.nodes}
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    """Per-queue counts by state, paused or not, and the nodes alive."""
+    overview = Insights(app_of(args)).overview()
+    emit([_queue_row(queue) for queue in overview.queues], args.json)
+    if not args.json:
+        print(f"leader: {overview.leader or '-'}; nodes alive: {len(overview.alive)}")
+    return 0
+
+
+def _queue_action(args: argparse.Namespace) -> int:
+    app = app_of(args)
+    if args.action == "pause":
+        app.pause_queue(args.queue, node=args.node)
+    elif args.action == "resume":
+        app.resume_queue(args.queue, node=args.node)
+    else:
+        app.scale_queue(args.queue, args.limit, node=args.node)
+    if args.json:
+        limit = {"limit": args.limit} if args.action == "scale" else {}
+        emit([{"action": args.action, "queue": args.queue, "node": args.node or "*", **limit}], True)
+    else:
+        print(f"{args.action} {args.queue} on {args.node or 'all nodes'}")
+    return 0

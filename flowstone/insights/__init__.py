@@ -1,0 +1,223 @@
+"""The read layer: what front ends (the CLI, the dashboard, metrics) show, read through
+one API instead of SQL of their own. Sync and async twins, as everywhere in FlowStone.
+
+    insights = Insights(fs)
+    insights.overview()                      # queues, states and nodes, the leader
+    insights.jobs(state="discarded")         # a page, newest first; .next_cursor pages on
+    insights.assets()                        # per asset: status counts
+    insights.partitions("daily", start=..., end=...)   # a partition status strip
+    for progress in insights.watch_run(run_id, timeout=60): ...
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from flowstone.assets.definitions import AssetRegistry, registry_of
+from flowstone.assets.queries import MaterializationQueries
+from flowstone.insights.assets import (
+    MISSING,
+    AssetOverview,
+    Lineage,
+    PartitionStatus,
+    RunProgress,
+    assets_plan,
+    describe_partitions,
+    lineage_of_plan,
+    partition_keys,
+    partitions_plan,
+    progress_plan,
+)
+from flowstone.insights.queues import (
+    ClusterOverview,
+    JobPage,
+    NodeInfo,
+    QueueOverview,
+    jobs_plan,
+    overview_plan,
+)
+from flowstone.queue.instance import FlowStone
+from flowstone.queue.job import Job, JobState
+from flowstone.queue.manage import JobFilter, get_plan
+
+RECHECK_SECONDS = 5.0
+"""Longest wait on notifications alone while watching a run: a job that ends without
+finishing its record (cancelled, deleted) notifies nothing, so it is re-counted this often."""
+
+__all__ = [
+    "MISSING",
+    "AssetOverview",
+    "ClusterOverview",
+    "Insights",
+    "JobFilter",
+    "JobPage",
+    "Lineage",
+    "NodeInfo",
+    "PartitionStatus",
+    "QueueOverview",
+    "RunProgress",
+    "describe_partitions",
+]
+
+
+class Insights:
+    """Reads of one FlowStone instance (and its asset graph) for front ends."""
+
+    def __init__(self, fs: FlowStone, assets: AssetRegistry | None = None) -> None:
+        self.fs = fs
+        self.graph = assets if assets is not None else registry_of(fs)
+        self.records = MaterializationQueries.for_schema(fs.schema)
+
+    # -- queues and jobs -------------------------------------------------------------------
+
+    def overview(self) -> ClusterOverview:
+        """Every queue's counts per state and how alive nodes run it; nodes; the leader."""
+        return self.fs.execute(
+            overview_plan(self.fs.queries, self.fs.node_queries, self.fs.settings.node_expiry)
+        )
+
+    async def aoverview(self) -> ClusterOverview:
+        """Async twin of `overview`."""
+        plan = overview_plan(self.fs.queries, self.fs.node_queries, self.fs.settings.node_expiry)
+        return await self.fs.aexecute(plan)
+
+    def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | JobState | None = None,
+        worker: str | None = None,
+        tag: str | None = None,
+        args: dict[str, Any] | None = None,
+        cursor: int | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """A page of jobs, newest first; pass the page's `next_cursor` for the next one."""
+        where = JobFilter(queue, state, worker, tag, args, cursor=cursor, limit=limit)
+        return self.fs.execute(jobs_plan(self.fs.queries, where))
+
+    async def ajobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | JobState | None = None,
+        worker: str | None = None,
+        tag: str | None = None,
+        args: dict[str, Any] | None = None,
+        cursor: int | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Async twin of `jobs`."""
+        where = JobFilter(queue, state, worker, tag, args, cursor=cursor, limit=limit)
+        return await self.fs.aexecute(jobs_plan(self.fs.queries, where))
+
+    def job(self, job_id: int) -> Job | None:
+        """One job in full (args, meta, every error with its traceback)."""
+        return self.fs.execute(get_plan(self.fs.queries, job_id))
+
+    async def ajob(self, job_id: int) -> Job | None:
+        """Async twin of `job`."""
+        return await self.fs.aexecute(get_plan(self.fs.queries, job_id))
+
+    # -- assets ------------------------------------------------------------------------------
+
+    def assets(self) -> list[AssetOverview]:
+        """Every asset in dependency order with its partitions' status counts."""
+        return self.fs.execute(assets_plan(self.records, self.graph))
+
+    async def aassets(self) -> list[AssetOverview]:
+        """Async twin of `assets`."""
+        return await self.fs.aexecute(assets_plan(self.records, self.graph))
+
+    def partitions(
+        self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
+    ) -> list[PartitionStatus]:
+        """The status of each partition (given, or start..end): success, failed, running,
+        pending, skipped or missing."""
+        target = self.graph.require(asset)
+        keys = partition_keys(target, partitions, start, end)
+        return self.fs.execute(partitions_plan(self.records, target, keys))
+
+    async def apartitions(
+        self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
+    ) -> list[PartitionStatus]:
+        """Async twin of `partitions`."""
+        target = self.graph.require(asset)
+        keys = partition_keys(target, partitions, start, end)
+        return await self.fs.aexecute(partitions_plan(self.records, target, keys))
+
+    def lineage(self, asset: str, partition: Any = None) -> Lineage | None:
+        """The latest record of a partition, what it read and what read it."""
+        target = self.graph.require(asset)
+        return self.fs.execute(
+            lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
+        )
+
+    async def alineage(self, asset: str, partition: Any = None) -> Lineage | None:
+        """Async twin of `lineage`."""
+        target = self.graph.require(asset)
+        plan = lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
+        return await self.fs.aexecute(plan)
+
+    def run_progress(self, run_id: str) -> RunProgress:
+        """How many of a run's materializations are pending, running, finished."""
+        return self.fs.execute(progress_plan(self.records, run_id))
+
+    async def arun_progress(self, run_id: str) -> RunProgress:
+        """Async twin of `run_progress`."""
+        return await self.fs.aexecute(progress_plan(self.records, run_id))
+
+    def watch_run(self, run_id: str, timeout: float) -> Iterator[RunProgress]:
+        """The run's progress now and after each of its records finishes, until it is done
+        or `timeout` seconds passed (woken by notifications, not polling)."""
+        deadline = time.monotonic() + timeout
+        with self.fs.connect(autocommit=True) as conn:
+            conn.execute(self.records.listen)
+            while True:
+                progress = self.fs.execute(progress_plan(self.records, run_id), conn)
+                yield progress
+                remaining = deadline - time.monotonic()
+                if progress.done or remaining <= 0:
+                    return
+                _next_notice(conn, run_id, min(remaining, RECHECK_SECONDS))
+
+    async def awatch_run(self, run_id: str, timeout: float) -> AsyncIterator[RunProgress]:
+        """Async twin of `watch_run`."""
+        deadline = time.monotonic() + timeout
+        async with await self.fs.aconnect(autocommit=True) as conn:
+            await conn.execute(self.records.listen)
+            while True:
+                progress = await self.fs.aexecute(progress_plan(self.records, run_id), conn)
+                yield progress
+                remaining = deadline - time.monotonic()
+                if progress.done or remaining <= 0:
+                    return
+                await _anext_notice(conn, run_id, min(remaining, RECHECK_SECONDS))
+
+
+def _about(payload: str, run_id: str) -> bool:
+    return bool(json.loads(payload).get("run_id") == run_id)
+
+
+def _next_notice(conn: psycopg.Connection[Any], run_id: str, timeout: float) -> None:
+    """Return when a record of `run_id` finished (or `timeout` passed), consuming the
+    notifications already queued so that one re-count covers them all."""
+    for notify in conn.notifies(timeout=timeout):
+        if _about(notify.payload, run_id):
+            break
+    for _ in conn.notifies(timeout=0):
+        pass
+
+
+async def _anext_notice(conn: psycopg.AsyncConnection[Any], run_id: str, timeout: float) -> None:
+    """Async twin of `_next_notice`."""
+    async for notify in conn.notifies(timeout=timeout):
+        if _about(notify.payload, run_id):
+            break
+    async for _ in conn.notifies(timeout=0):
+        pass
