@@ -18,7 +18,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check."""
     session.install("ruff")
-    session.run("ruff", "check", "flowstone", "tests", "examples", "benchmarks", "migrations")
+    paths = ["flowstone", "tests", "examples", "benchmarks", "migrations", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
@@ -39,7 +41,7 @@ def coverage(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The example pipeline, materialized through a real worker."""
     session.install("-e", DEV)
-    session.run("python", "examples/pipeline.py")
+    session.run("python", "examples/run_pipeline.py")
 
 
 @nox.session

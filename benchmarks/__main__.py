@@ -1,7 +1,8 @@
 """Run FlowStone's benchmarks: `python -m benchmarks [workload …] [--jobs N] [--append FILE]`.
 
-Workloads mirror ../shared/bench (same N, concurrency, batch, polling and counting),
-so their numbers sit beside the peers': enqueue+drain (`throughput`), `latency`,
+Workloads mirror the side-by-side peer harness that docs/benchmarks.md describes (same
+N, concurrency, batch, polling and counting), so their numbers sit beside the peers':
+enqueue+drain (`throughput`), `latency`,
 `backlog` (drain with 1,000,000 rows already in the table), `memory` (worker RSS after
 10k and 200k jobs), and the asset workloads `assets` (backfill) and `chain`.
 """

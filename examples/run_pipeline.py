@@ -24,8 +24,7 @@ sys.path.insert(0, str(HERE / "orders"))
 
 import pipeline  # noqa: E402
 
-from flowstone import Store, materialize_all  # noqa: E402
-from flowstone.queue.instance import set_default  # noqa: E402
+from flowstone import MaterializationRecords, materialize_all  # noqa: E402
 
 DEADLINE = 120
 
@@ -85,7 +84,7 @@ def wait_for_jobs(job_ids: list[int]) -> None:
 
 def report(url: str, schema: str) -> None:
     """What was materialized, its lineage, and how to look at it with SQL."""
-    store = Store(pipeline.app)
+    store = MaterializationRecords(pipeline.app)
     print(f"\n{'asset':<16}{'partition':<12}{'status':<9}{'ms':>6}  result")
     for day in pipeline.DAYS.keys(pipeline.DAYS.start, pipeline.DAYS.end or pipeline.DAYS.start):
         for name in ("raw_orders", "cleaned_orders", "daily_revenue"):
@@ -116,7 +115,7 @@ def _revenue(day: str) -> str:
     return "" if value is None else str(value[0])
 
 
-def _upstream(store: Store, record_id: int) -> list:  # type: ignore[type-arg]
+def _upstream(store: MaterializationRecords, record_id: int) -> list:  # type: ignore[type-arg]
     chain = []
     ups = store.upstream(record_id)
     while ups:
@@ -128,7 +127,6 @@ def _upstream(store: Store, record_id: int) -> list:  # type: ignore[type-arg]
 def main() -> None:
     """Run the demo end to end."""
     app = pipeline.app
-    set_default(app)
     print(f"database: {app.database_url}")
     app.migrate()
     worker = start_worker(app.database_url)
@@ -137,7 +135,7 @@ def main() -> None:
         began = time.perf_counter()
         job_ids: list[int] = []
         for day in days:
-            run = materialize_all("daily_revenue", partition=day, force=True)
+            run = materialize_all("daily_revenue", partition=day, force=True, fs=app)
             job_ids += run.job_ids
         print(
             f"queued {len(job_ids)} materializations ({len(days)} days x raw_orders → cleaned_orders → "

@@ -1,4 +1,4 @@
-"""Every row of DESIGN.md's state machine, against the real jobs table."""
+"""Every row of the job state machine (docs/architecture.md), against the real jobs table."""
 
 from __future__ import annotations
 

@@ -1,0 +1,163 @@
+"""FlowStone's tables as SQLAlchemy Core `Table` objects, for reading and querying them
+from SQLAlchemy with typed columns (the migrations create them; a test compares the two).
+
+    from flowstone.schema import jobs
+    select(jobs.c.id, jobs.c.state).where(jobs.c.queue == "mailers")
+
+The module-level tables are in the default schema `flowstone`; `tables("tenant_a")`
+gives the same tables in another schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from flowstone.queue.job import JobState
+from flowstone.queue.validation import check_identifier
+
+MATERIALIZATION_STATUSES = ("pending", "running", "success", "failed", "skipped")
+_TIMESTAMP = sa.DateTime(timezone=True)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Every table of one FlowStone schema, in one `MetaData`."""
+
+    metadata: sa.MetaData
+    jobs: sa.Table
+    nodes: sa.Table
+    leader: sa.Table
+    queue_controls: sa.Table
+    materializations: sa.Table
+    materialization_lineage: sa.Table
+
+
+def _jobs(metadata: sa.MetaData, schema: str) -> sa.Table:
+    state = pg.ENUM(*(s.value for s in JobState), name="job_state", schema=schema, create_type=False)
+    return sa.Table(
+        "jobs",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("state", state, nullable=False),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("worker", sa.Text, nullable=False),
+        sa.Column("args", pg.JSONB, nullable=False),
+        sa.Column("meta", pg.JSONB, nullable=False),
+        sa.Column("tags", pg.ARRAY(sa.Text), nullable=False),
+        sa.Column("errors", pg.JSONB, nullable=False),
+        sa.Column("attempt", sa.SmallInteger, nullable=False),
+        sa.Column("max_attempts", sa.SmallInteger, nullable=False),
+        sa.Column("priority", sa.SmallInteger, nullable=False),
+        sa.Column("inserted_at", _TIMESTAMP, nullable=False),
+        sa.Column("scheduled_at", _TIMESTAMP, nullable=False),
+        sa.Column("attempted_at", _TIMESTAMP),
+        sa.Column("completed_at", _TIMESTAMP),
+        sa.Column("discarded_at", _TIMESTAMP),
+        sa.Column("cancelled_at", _TIMESTAMP),
+        sa.Column("attempted_by", pg.ARRAY(sa.Text)),
+        sa.Column("unique_key", sa.Text),
+        schema=schema,
+    )
+
+
+def _runtime(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.Table, sa.Table]:
+    nodes = sa.Table(
+        "nodes",
+        metadata,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("queues", pg.JSONB, nullable=False),
+        sa.Column("started_at", _TIMESTAMP, nullable=False),
+        sa.Column("heartbeat_at", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+    leader = sa.Table(
+        "leader",
+        metadata,
+        sa.Column("role", sa.Text, primary_key=True),
+        sa.Column("node", sa.Text, nullable=False),
+        sa.Column("elected_at", _TIMESTAMP, nullable=False),
+        sa.Column("expires_at", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+    controls = sa.Table(
+        "queue_controls",
+        metadata,
+        sa.Column("queue", sa.Text, primary_key=True),
+        sa.Column("node", sa.Text, primary_key=True),
+        sa.Column("paused", sa.Boolean),
+        sa.Column("limit", sa.Integer),
+        sa.Column("updated_at", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+    return nodes, leader, controls
+
+
+def _materializations(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.Table]:
+    status = pg.ENUM(
+        *MATERIALIZATION_STATUSES, name="materialization_status", schema=schema, create_type=False
+    )
+    records = sa.Table(
+        "materializations",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("asset", sa.Text, nullable=False),
+        sa.Column("partition", sa.Text, nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("status", status, nullable=False),
+        sa.Column("inserted_at", _TIMESTAMP, nullable=False),
+        sa.Column("started_at", _TIMESTAMP),
+        sa.Column("finished_at", _TIMESTAMP),
+        sa.Column("duration", sa.Interval, sa.Computed("finished_at - started_at", persisted=True)),
+        sa.Column("error_type", sa.Text),
+        sa.Column("error_message", sa.Text),
+        sa.Column("metadata", pg.JSONB, nullable=False),
+        sa.Column("job_id", sa.BigInteger),
+        sa.Column("attempt", sa.SmallInteger, nullable=False),
+        schema=schema,
+    )
+    lineage = sa.Table(
+        "materialization_lineage",
+        metadata,
+        sa.Column("materialization_id", sa.BigInteger, sa.ForeignKey(records.c.id), primary_key=True),
+        sa.Column("upstream_id", sa.BigInteger, sa.ForeignKey(records.c.id), primary_key=True),
+        schema=schema,
+    )
+    return records, lineage
+
+
+@lru_cache(maxsize=64)
+def tables(schema: str = "flowstone") -> Tables:
+    """The tables of FlowStone's `schema`."""
+    check_identifier(schema, "schema")
+    metadata = sa.MetaData()
+    jobs_table = _jobs(metadata, schema)
+    nodes_table, leader_table, controls = _runtime(metadata, schema)
+    records, lineage = _materializations(metadata, schema)
+    return Tables(metadata, jobs_table, nodes_table, leader_table, controls, records, lineage)
+
+
+_default = tables()
+metadata = _default.metadata
+jobs = _default.jobs
+nodes = _default.nodes
+leader = _default.leader
+queue_controls = _default.queue_controls
+materializations = _default.materializations
+materialization_lineage = _default.materialization_lineage
+
+__all__ = [
+    "MATERIALIZATION_STATUSES",
+    "Tables",
+    "jobs",
+    "leader",
+    "materialization_lineage",
+    "materializations",
+    "metadata",
+    "nodes",
+    "queue_controls",
+    "tables",
+]
