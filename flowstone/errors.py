@@ -80,5 +80,8 @@ def one_line(error: BaseException) -> str:
     import pydantic
 
     if isinstance(error, pydantic.ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
     return " ".join(str(error).split())

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flowstone.errors import one_line
 from flowstone.queue.validation import check_identifier, check_name
 
 
@@ -40,7 +41,10 @@ class QueueConfig(BaseModel):
         if isinstance(value, QueueConfig):
             return value
         if isinstance(value, Mapping):
-            return cls.model_validate(dict(value))
+            try:
+                return cls.model_validate(dict(value))
+            except ValidationError as error:
+                raise ValueError(f"queue {name!r}: {one_line(error)}") from None
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"queue {name!r} limit must be a positive integer; got {value!r}")
         return cls(limit=value)

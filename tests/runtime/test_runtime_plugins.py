@@ -9,8 +9,9 @@ import pytest
 import runtime_workers as w
 from support import MakeFs, rows, wait_for, wait_for_job
 
-from flowstone import FlowStone, Job, Worker, WorkerRegistry
-from flowstone.queue.plugins import Cron, CronEntry
+from flowstone import FlowStone, Job, QueueConfig, ValidationError, Worker, WorkerRegistry
+from flowstone.queue.control import queue_counts_plan
+from flowstone.queue.plugins import Cron, CronEntry, PluginRuntime
 from flowstone.queue.runtime import Node
 
 AGE = (
@@ -189,3 +190,44 @@ async def test_fs_schedule_adds_a_cron_entry_the_leader_inserts(make_fs: MakeFs)
     assert job.args == {"report": "daily"} and job.meta["cron"] == "*/5 * * * *"
     with pytest.raises(ValueError, match="not a valid"):
         fs.schedule("every day", Tick)
+
+
+class Counting:
+    """A user's own plugin: counts its ticks and sees only the node's PluginRuntime."""
+
+    name = "counting"
+    leader_only = False
+    interval = 0.01
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.queues: dict[str, int] = {}
+
+    async def tick(self, runtime: PluginRuntime) -> None:
+        self.ticks += 1
+        self.queues = await runtime.execute(queue_counts_plan(runtime.jobs))
+
+
+@pytest.mark.anyio
+async def test_users_add_their_own_plugins(make_fs: MakeFs) -> None:
+    plugin = Counting()
+    fs = make_fs("n1", plugins=[plugin])
+    await fs.ainsert(w.Echo.new(queue=PARKED))
+    await fs.start({w.QUEUE: 1})
+    await wait_for(lambda: plugin.ticks >= 3 and plugin.queues, message="the plugin's ticks")
+    assert plugin.queues == {PARKED: {"available": 1}}
+
+
+@pytest.mark.anyio
+async def test_queue_configs_start_paused_and_refuse_unknown_options(make_fs: MakeFs) -> None:
+    fs = make_fs("n1", queues={w.QUEUE: {"limit": 2, "paused": True}})
+    node = await fs.start()
+    job = await fs.ainsert(w.Echo.new())
+    assert (node.producers[w.QUEUE].limit, node.producers[w.QUEUE].paused) == (2, True)
+    await fs.aresume_queue(w.QUEUE)
+    await wait_for_job(fs, job.id, "completed")
+    with pytest.raises(ValidationError, match="queues: queue 'rt': rate: Extra inputs are not permitted"):
+        make_fs("n2", queues={w.QUEUE: {"limit": 2, "rate": 5}})
+    with pytest.raises(ValidationError, match="limit must be a positive integer"):
+        make_fs("n2", queues={w.QUEUE: 0})
+    assert QueueConfig.of("q", 3) == QueueConfig(limit=3)
