@@ -124,7 +124,7 @@ def test_queues_show_counts_and_steer_queues(cli: Run, flowstone: FlowStone) -> 
         (["--app", "apps.good:app", "--queues", "rt"], ["entry 'rt' must look like name=limit"]),
         (
             ["--app", "apps.good:app", "--queues", "rt=1", "--node", " "],
-            ["node: Value error, node must not be empty"],
+            ["node: node must not be empty"],
         ),
         (["--app", "apps.bad_cron:app", "--queues", "rt=1"], ["cron expression '0 25 * * *'"]),
     ],
