@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pydantic
 
-from flowstone.errors import ValidationError
+from flowstone.errors import ValidationError, one_line
 from flowstone.queue import telemetry
 from flowstone.queue.engine import Outcome
 from flowstone.queue.job import Job, JobState, _running
@@ -37,6 +37,14 @@ class ChaosError(Exception):
 
 class JobTimeoutError(TimeoutError):
     """`perform` ran longer than the worker's `timeout(job)`."""
+
+
+class UnknownWorkerError(LookupError):
+    """The job names a worker this node's registry does not hold."""
+
+
+class InvalidArgsError(ValueError):
+    """The job's args do not match its worker's `args_model`."""
 
 
 @dataclass
@@ -123,17 +131,20 @@ class Executor:
             _running.reset(token)
 
     async def _execute(self, job: Job) -> Outcome:
+        start = time.perf_counter()
         worker_cls = self.registry.get(job.worker)
         if worker_cls is None:
-            return unresolvable(job, f"worker {job.worker!r} is not registered on this node")
+            return _unresolved(
+                job, start, UnknownWorkerError(f"worker {job.worker!r} is not registered on this node")
+            )
         if worker_cls.args_model is not None:
             try:
                 worker_cls.parse_args(job.args)
             except pydantic.ValidationError as error:
-                return unresolvable(job, f"args do not match {worker_cls.__name__}'s args_model: {error}")
+                message = f"args do not match {worker_cls.__name__}'s args_model: {one_line(error)}"
+                return _unresolved(job, start, InvalidArgsError(message))
         worker = worker_cls()
         observed = telemetry.observed(JOB_EVENTS)
-        start = time.perf_counter()
         if observed:
             telemetry.emit("job.start", {"queue_time": _queue_time(job)}, _job_meta(job))
         try:
@@ -173,6 +184,14 @@ class Executor:
         return result
 
 
+def _unresolved(job: Job, start: float, error: Exception) -> Outcome:
+    """A job that cannot run as stored: discarded (kept for inspection), and reported."""
+    outcome = unresolvable(job, str(error))
+    if telemetry.observed(JOB_EVENTS):
+        _emit_end("job.exception", job, start, outcome, error=error)
+    return outcome
+
+
 def _being_cancelled(error: BaseException) -> bool:
     """Whether `error` cancels the running task, rather than being a CancelledError the job
     raised itself (only asyncio can tell; elsewhere every cancellation counts as real)."""
@@ -193,7 +212,10 @@ def _job_meta(job: Job) -> dict[str, Any]:
 
 def _emit_end(event: str, job: Job, start: float, outcome: Outcome, **extra: Any) -> None:
     measurements = {"duration": time.perf_counter() - start, "queue_time": _queue_time(job)}
-    telemetry.emit(event, measurements, {**_job_meta(job), "state": outcome.kind, **extra})
+    recorded = None if outcome.error is None else outcome.error["error"]
+    telemetry.emit(
+        event, measurements, {**_job_meta(job), "state": outcome.kind, "reason": recorded, **extra}
+    )
 
 
 def _queue_time(job: Job) -> float:

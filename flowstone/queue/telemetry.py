@@ -1,9 +1,12 @@
 """Telemetry: named events with measurements and metadata, delivered to attached handlers.
 
-Events: `job.start`, `job.stop`, `job.exception` (measurements: duration, queue_time;
-metadata: job, queue, worker, state) and the plugins' events (`stager.stage`,
-`lifeline.rescue`, `pruner.prune`, `leader.elected`, `leader.lost`, `cron.insert`, …).
-A handler that raises is logged and detached-free: it never breaks job execution.
+Events: `job.start` (measurements: queue_time), `job.stop` (perform returned) and
+`job.exception` (it raised, or the job cannot run: unknown worker, bad args), both with
+measurements duration and queue_time and metadata job, queue, worker, state (the
+outcome: completed, retryable, discarded, cancelled, snoozed), reason (the error text
+recorded on the job, or None) and, for job.exception, error (the exception). Then the
+plugins' events (`stager.stage`, `lifeline.rescue`, `pruner.prune`, `leader.elected`,
+`leader.lost`, `cron.insert`, …). A handler that raises is logged, never breaking a job.
 """
 
 from __future__ import annotations
