@@ -72,6 +72,7 @@ def _runtime(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.Table, sa
         sa.Column("queues", pg.JSONB, nullable=False),
         sa.Column("started_at", _TIMESTAMP, nullable=False),
         sa.Column("heartbeat_at", _TIMESTAMP, nullable=False),
+        sa.Column("incarnation", sa.Text, primary_key=True),
         schema=schema,
     )
     leader = sa.Table(

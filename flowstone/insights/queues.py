@@ -20,6 +20,7 @@ class NodeInfo:
     whether it is alive (heartbeat within the expiry) and leading."""
 
     name: str
+    incarnation: str
     queues: dict[str, dict[str, Any]]
     started_at: datetime
     heartbeat_at: datetime

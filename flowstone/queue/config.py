@@ -78,6 +78,7 @@ class Settings(BaseModel):
     lifeline_limit: int = Field(default=5000, ge=1)
     cron_interval: float = Field(default=1.0, gt=0)
     shutdown_grace: float = Field(default=15.0, ge=0)
+    statement_timeout: float = Field(default=30.0, gt=0)
     prune_max_age: float = Field(default=60.0 * 60 * 24, gt=0)
     prune_interval: float = Field(default=30.0, gt=0)
     prune_limit: int = Field(default=10_000, ge=1)

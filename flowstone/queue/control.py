@@ -13,6 +13,7 @@ import pydantic
 from flowstone.errors import ValidationError
 from flowstone.queue.config import MAX_LIMIT
 from flowstone.queue.job import Job
+from flowstone.queue.outcomes import clean_text
 from flowstone.queue.plan import Plan, Row, single
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
@@ -93,10 +94,15 @@ def set_control_plan(
     return rows[0]
 
 
-def cancel_plan(jobs: JobQueries, nodes: NodeQueries, job_id: int) -> Plan[Job | None]:
-    """Cancel a job that has not finished; an executing one is stopped by its node."""
+def cancel_plan(
+    jobs: JobQueries, nodes: NodeQueries, job_id: int, reason: str | None = None
+) -> Plan[Job | None]:
+    """Cancel a job that has not finished, recording `reason` (default "by request") and
+    who cancelled it; an executing one is stopped by its node."""
     signal = Signal(action="cancel", job_id=job_id).to_json()
-    rows = yield jobs.cancel, {"id": job_id, "channel": nodes.control_channel, "signal": signal}
+    why = clean_text(reason or "by request", 1000)
+    params = {"id": job_id, "reason": why, "channel": nodes.control_channel, "signal": signal}
+    rows = yield jobs.cancel, params
     if not rows:
         return None
     row = {key: value for key, value in rows[0].items() if key not in ("previous_state", "notified")}

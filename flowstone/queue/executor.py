@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import random
 import time
-import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,9 +22,10 @@ import pydantic
 
 from flowstone.errors import ValidationError, one_line
 from flowstone.queue import telemetry
-from flowstone.queue.engine import Outcome
-from flowstone.queue.job import Job, JobState, _running
-from flowstone.queue.results import Cancel, Discard, Snooze
+from flowstone.queue.job import Job, _running
+from flowstone.queue.jsonb import UndecodableJSON
+from flowstone.queue.outcomes import Outcome, failure, from_result, last_resort, unresolvable
+from flowstone.queue.threads import DaemonThreads
 from flowstone.queue.worker import Worker
 
 if TYPE_CHECKING:
@@ -78,55 +79,36 @@ def chaos(failure_rate: float, seed: int | None = None) -> Iterator[Chaos]:
         _chaos.reset(token)
 
 
-def error_entry(job: Job, message: str, trace: str | None = None) -> dict[str, Any]:
-    """One element of the job's `errors` list (the database stamps `at`)."""
-    return {"attempt": job.attempt, "error": message, "traceback": trace}
-
-
-def failure(worker: Worker | None, job: Job, error: BaseException) -> Outcome:
-    """A raised error: retryable with backoff while attempts remain, else discarded."""
-    message = f"{type(error).__name__}: {error}"
-    trace = "".join(traceback.format_exception(error))
-    entry = error_entry(job, message, trace)
-    if job.attempt < job.max_attempts:
-        delay = worker.backoff(job) if worker is not None else 0.0
-        return Outcome(job, JobState.RETRYABLE, delay=max(0.0, float(delay)), error=entry, exception=error)
-    return Outcome(job, JobState.DISCARDED, error=entry, exception=error)
-
-
-def from_result(job: Job, result: object) -> Outcome:
-    """What `perform` returned, as an outcome."""
-    if isinstance(result, Snooze):
-        return Outcome(job, JobState.SCHEDULED, delay=float(result.seconds), snoozed=True, refund=True)
-    if isinstance(result, Discard):
-        return Outcome(job, JobState.DISCARDED, error=error_entry(job, f"discarded: {result.reason}"))
-    if isinstance(result, Cancel):
-        return Outcome(job, JobState.CANCELLED, error=error_entry(job, f"cancelled: {result.reason}"))
-    return Outcome(job, JobState.COMPLETED)
-
-
-def unresolvable(job: Job, message: str) -> Outcome:
-    """A job that can never run as stored: discarded, kept for inspection."""
-    return Outcome(job, JobState.DISCARDED, error=error_entry(job, message))
-
-
 class Executor:
-    """Executes jobs of `fs`'s registered workers; sync `perform` runs in a worker thread.
+    """Executes jobs of `fs`'s registered workers; sync `perform` runs in a daemon thread.
 
     The job runs on the instance that claimed it: `job.fs` is `fs` while `perform` runs,
-    and `running_job()` returns the job in that context (a sync job's thread included)."""
+    and `running_job()` returns the job in that context (a sync job's thread included).
+    A sync job cannot be stopped: `in_thread(job_id)` tells whether its thread still
+    runs after its caller stopped waiting, and `on_thread_end(job_id)` when it ends."""
 
-    def __init__(self, fs: FlowStone, limiter: anyio.CapacityLimiter | None = None):
+    def __init__(self, fs: FlowStone, on_thread_end: Callable[[int], None] = lambda job_id: None):
         self.fs = fs
         self.registry = fs.registry
-        self.limiter = limiter
+        self.threads = DaemonThreads(on_thread_end)
+
+    def in_thread(self, job_id: int) -> bool:
+        """Whether a sync `perform` of this job is still running in its thread."""
+        return self.threads.running(job_id)
 
     async def execute(self, job: Job) -> Outcome:
-        """Run `job` once and return its outcome; never raises for a job's own failure."""
+        """Run `job` once and return its outcome; never raises but to cancel the caller.
+
+        Whatever perform does (raise anything, return anything, hang in a hostile
+        `__str__`), the result is an outcome the ack statement can store."""
         job._fs = self.fs
         token = _running.set(job)
         try:
             return await self._execute(job)
+        except BaseException as error:  # building the outcome itself failed
+            if _being_cancelled(error):
+                raise
+            return last_resort(job, error)
         finally:
             _running.reset(token)
 
@@ -134,25 +116,28 @@ class Executor:
         start = time.perf_counter()
         worker_cls = self.registry.get(job.worker)
         if worker_cls is None:
-            return _unresolved(
-                job, start, UnknownWorkerError(f"worker {job.worker!r} is not registered on this node")
-            )
+            unknown = UnknownWorkerError(f"worker {job.worker!r} is not registered on this node")
+            return _unresolved(job, start, unknown)
+        if isinstance(job.args, UndecodableJSON) or isinstance(job.meta, UndecodableJSON):
+            undecodable = InvalidArgsError(f"the job's args or meta cannot be decoded: {job.args}")
+            return _unresolved(job, start, undecodable)
         if worker_cls.args_model is not None:
             try:
                 worker_cls.parse_args(job.args)
             except pydantic.ValidationError as error:
                 message = f"args do not match {worker_cls.__name__}'s args_model: {one_line(error)}"
                 return _unresolved(job, start, InvalidArgsError(message))
-        worker = worker_cls()
         observed = telemetry.observed(JOB_EVENTS)
         if observed:
             telemetry.emit("job.start", {"queue_time": _queue_time(job)}, _job_meta(job))
+        worker: Worker | None = None
         try:
+            worker = worker_cls()
             outcome = from_result(job, await self._perform(worker, job))
         except BaseException as error:  # a job's failure, whatever it raised, is the job's
             if _being_cancelled(error):
                 raise
-            outcome = failure(worker, job, error)
+            outcome = failure(None if worker is None else worker.backoff, job, error)
             if observed:
                 _emit_end("job.exception", job, start, outcome, error=error)
             return outcome
@@ -164,24 +149,40 @@ class Executor:
         active = _chaos.get()
         if active is not None and active.strike():
             raise ChaosError(f"injected failure (rate {active.failure_rate})")
-        timeout = worker.timeout(job)
+        timeout = _checked_timeout(worker.timeout(job))
+        if not inspect.iscoroutinefunction(worker.perform):
+            return await self._perform_in_thread(worker, job, timeout)
         if timeout is None:
-            return await self._call(worker, job)
+            return await worker.perform(job)
         with anyio.move_on_after(timeout) as scope:
-            result = await self._call(worker, job)
+            result = await worker.perform(job)
         if scope.cancelled_caught:
             raise JobTimeoutError(f"perform exceeded its timeout of {timeout} s")
         return result
 
-    async def _call(self, worker: Worker, job: Job) -> object:
-        if inspect.iscoroutinefunction(worker.perform):
-            return await worker.perform(job)
-        result = await anyio.to_thread.run_sync(
-            worker.perform, job, limiter=self.limiter, abandon_on_cancel=True
-        )
+    async def _perform_in_thread(self, worker: Worker, job: Job, timeout: float | None) -> object:
+        """A sync perform, in a daemon thread. Its timeout is recorded when the thread
+        returns: the thread cannot be stopped, and the job must not run again meanwhile."""
+        began = time.monotonic()
+        result = await self.threads.run(job.id, worker.perform, job)
         if inspect.isawaitable(result):
-            return await result
+            result = await result
+        took = time.monotonic() - began
+        if timeout is not None and took > timeout:
+            raise JobTimeoutError(
+                f"perform exceeded its timeout of {timeout} s (it ran {took:.1f} s; a sync job's thread "
+                "cannot be stopped, so the timeout is recorded when it returns)"
+            )
         return result
+
+
+def _checked_timeout(timeout: object) -> float | None:
+    """A worker's `timeout(job)`: None or a positive finite number of seconds."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+        raise ValidationError(f"timeout() must return None or a positive number of seconds; got {timeout!r}")
+    return float(timeout)
 
 
 def _unresolved(job: Job, start: float, error: Exception) -> Outcome:

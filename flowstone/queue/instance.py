@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import control, manage, pool
+from flowstone.queue import control, jsonb, manage, pool
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
@@ -114,13 +114,15 @@ class FlowStone:
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new dedicated connection (e.g. for LISTEN), outside the pool."""
-        return psycopg.connect(self.database_url, application_name="flowstone", **kwargs)
+        conn = psycopg.connect(self.database_url, **pool.connection_kwargs(**kwargs))
+        jsonb.prepare(conn)
+        return conn
 
     async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         """Async twin of `connect`."""
-        return await psycopg.AsyncConnection.connect(
-            self.database_url, application_name="flowstone", **kwargs
-        )
+        conn = await psycopg.AsyncConnection.connect(self.database_url, **pool.connection_kwargs(**kwargs))
+        jsonb.prepare(conn)
+        return conn
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -267,18 +269,19 @@ class FlowStone:
         """Async twin of `retry_job`."""
         return await self.aexecute(manage.retry_plan(self.queries, job_id))
 
-    def cancel_job(self, job_id: int) -> Job | None:
+    def cancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Cancel a job that has not finished; None when it already finished or does not exist.
+        Its errors record `reason` and who cancelled it (database role and client).
 
         An executing job is stopped by its node: an async `perform` is cancelled; a sync one
-        cannot be (a thread cannot be killed), so its slot is freed at once while the thread
-        runs on until `perform` returns, and its outcome is then ignored.
+        cannot be (a thread cannot be killed): its thread runs on, holding its slot, until
+        `perform` returns, and its outcome is then ignored.
         """
-        return self.execute(control.cancel_plan(self.queries, self.node_queries, job_id))
+        return self.execute(control.cancel_plan(self.queries, self.node_queries, job_id, reason))
 
-    async def acancel_job(self, job_id: int) -> Job | None:
+    async def acancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Async twin of `cancel_job`."""
-        return await self.aexecute(control.cancel_plan(self.queries, self.node_queries, job_id))
+        return await self.aexecute(control.cancel_plan(self.queries, self.node_queries, job_id, reason))
 
     def delete_job(self, job_id: int) -> bool:
         """Delete a job that is not executing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from flowstone.errors import ValidationError, ValidationTypeError
@@ -16,8 +17,12 @@ class Snooze:
     def __post_init__(self) -> None:
         if isinstance(self.seconds, bool) or not isinstance(self.seconds, int | float):
             raise ValidationTypeError(f"Snooze seconds must be a number; got {self.seconds!r}")
-        if self.seconds < 0:
-            raise ValidationError(f"Snooze seconds must be >= 0; got {self.seconds!r}")
+        try:
+            seconds = float(self.seconds)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValidationError(f"Snooze seconds must be a finite number >= 0; got {self.seconds!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ from typing import Any
 import anyio
 from psycopg.types.json import Jsonb
 
-from flowstone.queue.engine import MAX_ID, Outcome, ack_plan, claim_plan, stage_plan
+from flowstone.queue.engine import MAX_ID, ack_plan, claim_plan, stage_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.instance import FlowStone, configured_default, get_default
 from flowstone.queue.job import Job, JobState, _running
+from flowstone.queue.outcomes import Outcome
 from flowstone.queue.plan import Plan, arun, single
 from flowstone.queue.worker import Worker
 

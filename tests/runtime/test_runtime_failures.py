@@ -29,13 +29,21 @@ async def test_an_async_job_past_its_timeout_is_cancelled_and_retryable(make_fs:
     assert failed.errors[0]["error"].startswith("JobTimeoutError")
 
 
-async def test_a_sync_job_past_its_timeout_is_recorded_as_timed_out(make_fs: MakeFs) -> None:
+async def test_a_sync_job_past_its_timeout_is_recorded_as_timed_out_when_its_thread_returns(
+    make_fs: MakeFs,
+) -> None:
+    """The thread cannot be stopped, so the job stays executing (it must not run again
+    meanwhile) and fails with the timeout once perform returns."""
     fs = make_fs()
     await fs.start({w.QUEUE: 1})
     job = await fs.ainsert(w.SlowSync.new(max_attempts=1))
+    past = time.monotonic() + 0.3
+    await wait_for(lambda: time.monotonic() > past, message="the clock to pass the 0.1 s timeout well")
+    assert (await fs.aget_job(job.id)).state == "executing"  # type: ignore[union-attr]
+    w.RELEASE.set()
     failed = await wait_for_job(fs, job.id, "discarded", timeout=3)
     assert "timeout of 0.1 s" in failed.errors[0]["error"]
-    assert w.reports == []  # the thread runs on until it returns by itself
+    assert w.reports == [f"thread done {job.id}"]
 
 
 @pytest.mark.parametrize("kind", sorted(w.RAISABLE))
@@ -56,9 +64,9 @@ async def test_a_job_raising_a_base_exception_fails_alone(
     assert not node.stopped.is_set()
 
 
-async def test_stop_hands_back_jobs_that_outlive_the_grace_and_lets_others_finish(make_fs: MakeFs) -> None:
+async def test_stop_hands_back_async_jobs_and_leaves_sync_threads_to_the_lifeline(make_fs: MakeFs) -> None:
     fs = make_fs(shutdown_grace=0.5)
-    await fs.start({w.QUEUE: 4})
+    node = await fs.start({w.QUEUE: 4})
     short, hang, sync_hang = await fs.ainsert_all(
         [w.Nap.new({"seconds": 0.3}), w.Hang.new(), w.SyncHang.new()]
     )
@@ -68,10 +76,14 @@ async def test_stop_hands_back_jobs_that_outlive_the_grace_and_lets_others_finis
     await fs.stop()
     assert time.monotonic() - started < 1.5
     assert (await fs.aget_job(short.id)).state == "completed"  # type: ignore[union-attr]
-    for job in (hang, sync_hang):
-        back = await fs.aget_job(job.id)
-        assert back is not None and (back.state, back.attempt, back.errors) == ("available", 0, [])
-    assert await executing(fs) == 0
+    back = await fs.aget_job(hang.id)
+    assert back is not None and (back.state, back.attempt, back.errors) == ("available", 0, [])
+    left = await fs.aget_job(sync_hang.id)
+    assert left is not None and (left.state, left.attempted_by) == ("executing", node.claimer)
+    assert node.producers[w.QUEUE].left_behind == [sync_hang.id]
+    assert await rows(fs, "SELECT incarnation FROM flowstone.nodes") == [{"incarnation": node.incarnation}], (
+        "the node's row stays until its heartbeat expires, so the lifeline waits for the process to be gone"
+    )
 
 
 async def terminate_backends(url: str) -> int:
@@ -152,8 +164,8 @@ async def test_a_claim_whose_answer_was_lost_is_handed_back_after_reconnecting(
     async with await psycopg.AsyncConnection.connect(flowstone_url, autocommit=True) as conn:
         await conn.execute(  # as the lost claim left it
             "UPDATE flowstone.jobs SET state = 'executing', attempt = 1, attempted_at = now(),"
-            " attempted_by = ARRAY[%s] WHERE id = %s",
-            [node.name, orphan.id],
+            " attempted_by = %s WHERE id = %s",
+            [node.claimer, orphan.id],
         )
     assert await terminate_backends(flowstone_url) >= 1  # the listener's reconnect wakes the producer
     observer = make_fs(node="observer")  # fresh connections: fs's pooled ones were just killed

@@ -41,6 +41,11 @@ class PluginRuntime(Protocol):
         """The runtime tables' statements for this schema."""
         ...
 
+    @property
+    def connected_for(self) -> float:
+        """Seconds this node has reached the database without a break (0 while it cannot)."""
+        ...
+
     async def execute(self, plan: Plan[T]) -> T:
         """Run a plan in a transaction of its own on a pooled connection."""
         ...

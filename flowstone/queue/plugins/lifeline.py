@@ -12,7 +12,11 @@ _log = structlog.get_logger("flowstone.lifeline")
 
 
 class Lifeline:
-    """Leader only: by heartbeat, not by age — a long job on a live node is left alone."""
+    """Leader only: by heartbeat, not by age — a long job on a live node is left alone.
+
+    A node that was itself cut off from the database rescues nothing until it has been
+    connected again for one expiry: after an outage the other nodes need that long to
+    heartbeat again, and their jobs are still theirs."""
 
     name = "lifeline"
     leader_only = True
@@ -24,8 +28,10 @@ class Lifeline:
 
     async def tick(self, runtime: PluginRuntime) -> None:
         """Rescue the orphans of dead nodes, then forget those nodes."""
+        if runtime.connected_for < self.expiry:
+            return
         nodes = await runtime.execute(single(runtime.nodes.live_nodes, {"expiry": self.expiry}))
-        alive = [row["name"] for row in nodes if row["alive"]]
+        alive = [key for row in nodes if row["alive"] for key in _keys(row["name"], row["incarnation"])]
         params = {"alive": alive, "grace": self.expiry, "limit": self.limit}
         rescued = await runtime.execute(single(runtime.jobs.rescue, params))
         await runtime.execute(single(runtime.nodes.expire_nodes, {"expiry": self.expiry * 6}))
@@ -34,3 +40,9 @@ class Lifeline:
             for queue in {row["queue"] for row in rescued}:
                 runtime.wake(queue)
             telemetry.emit("lifeline.rescue", {"count": len(rescued)}, {"jobs": rescued})
+
+
+def _keys(name: str, incarnation: str) -> tuple[str, str]:
+    """How a live node's jobs are matched: by name and incarnation, and by name alone for
+    jobs claimed before nodes had incarnations."""
+    return f"{name}/{incarnation}", f"{name}/*"

@@ -78,7 +78,7 @@ claimed AS (
 _CLAIM_UPDATE = """
 UPDATE {jobs} AS j
 SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
-    attempted_by = ARRAY[%(node)s]::text[]
+    attempted_by = %(claimer)s::text[]
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING {claimed_columns}
@@ -121,11 +121,12 @@ _CLAIM = "WITH " + _CLAIM_SELECT + _CLAIM_UPDATE
 _ACK_CLAIM = "WITH acked AS (" + _ACK_UPDATE + "), " + _CLAIM_SELECT + _CLAIM_UPDATE
 
 # After a lost connection a producer cannot know whether its last claim committed: jobs
-# executing under its node and queue that it is not running were claimed but never
-# started. They go back to available with the attempt refunded.
+# executing under its claimer (node name and incarnation) and queue that it is not
+# running were claimed but never started. They go back to available, attempt refunded.
 _RELEASE_ORPHANS = """
 UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
-WHERE state = 'executing' AND attempted_by[1] = %(node)s AND queue = %(queue)s
+WHERE state = 'executing' AND attempted_by[1] = (%(claimer)s::text[])[1]
+  AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
   AND NOT (id = ANY(%(keep)s::bigint[]))
 RETURNING id
 """
@@ -177,15 +178,22 @@ SELECT * FROM retried
 
 _DELETE = "DELETE FROM {jobs} WHERE id = %(id)s AND state <> 'executing' RETURNING id"
 
-# Cancel any job that has not finished; the node running it (if any) is told to stop it,
-# and its late acknowledgement matches nothing because the row is no longer executing.
+# Cancel any job that has not finished, recording why and by whom (role, client, and
+# the state it was in); the node running it (if any) is told to stop it, and its late
+# acknowledgement matches nothing because the row is no longer executing.
 _CANCEL = """
 WITH target AS (
     SELECT id, state AS previous_state FROM {jobs}
     WHERE id = %(id)s AND state IN ('available', 'scheduled', 'retryable', 'executing')
     FOR UPDATE
 ), cancelled AS (
-    UPDATE {jobs} AS j SET state = 'cancelled', cancelled_at = now()
+    UPDATE {jobs} AS j SET state = 'cancelled', cancelled_at = now(),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', now(), 'traceback', NULL,
+            'error', 'cancelled: ' || %(reason)s || ' (by ' || current_user || ' from '
+                     || coalesce(nullif(current_setting('application_name'), ''), 'an unnamed client')
+                     || coalesce(' at ' || host(inet_client_addr()), '') || ', while '
+                     || target.previous_state || ')'))
     FROM target WHERE j.id = target.id
     RETURNING {j_columns}, target.previous_state
 )
@@ -194,8 +202,10 @@ SELECT cancelled.*,
 FROM cancelled
 """
 
-# The lifeline: jobs executing on nodes that stopped heartbeating go back to available
-# (or are discarded when out of attempts), with an error entry that says so.
+# The lifeline: jobs executing under a claimer (node name / incarnation) that stopped
+# heartbeating go back to available (or are discarded when out of attempts), with an
+# error entry that says so. `alive` holds "name/incarnation" of every live node and
+# "name/*" too, for rows claimed before incarnations existed (attempted_by[2] NULL).
 _RESCUE = """
 UPDATE {jobs} AS j SET
     state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END::{state},
@@ -208,7 +218,8 @@ UPDATE {jobs} AS j SET
 WHERE j.id IN (
     SELECT id FROM {jobs}
     WHERE state = 'executing'
-      AND NOT (coalesce(attempted_by[1], '') = ANY(%(alive)s::text[]))
+      AND NOT (coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')
+               = ANY(%(alive)s::text[]))
       AND attempted_at < now() - make_interval(secs => %(grace)s)
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -10,12 +10,14 @@ from psycopg import sql
 from flowstone.queue.queries import composer
 from flowstone.queue.validation import check_identifier
 
+# A node is its name and its incarnation (a start id): a process restarted under the
+# same name is a new incarnation, and the lifeline rescues what the old one held.
 _HEARTBEAT = """
-INSERT INTO {nodes} (name, queues) VALUES (%(node)s, %(queues)s::jsonb)
-ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues
+INSERT INTO {nodes} (name, incarnation, queues) VALUES (%(node)s, %(incarnation)s, %(queues)s::jsonb)
+ON CONFLICT (name, incarnation) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues
 """
 
-_FORGET = "DELETE FROM {nodes} WHERE name = %(node)s"
+_FORGET = "DELETE FROM {nodes} WHERE name = %(node)s AND incarnation = %(incarnation)s"
 
 _EXPIRE_NODES = """
 DELETE FROM {nodes} WHERE heartbeat_at < now() - make_interval(secs => %(expiry)s)
@@ -23,7 +25,7 @@ RETURNING name
 """
 
 _LIVE_NODES = """
-SELECT name, queues, started_at, heartbeat_at,
+SELECT name, incarnation, queues, started_at, heartbeat_at,
        heartbeat_at >= now() - make_interval(secs => %(expiry)s) AS alive
 FROM {nodes} ORDER BY name
 """

@@ -7,6 +7,8 @@ resign leadership and deregister. No job is left `executing`.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,7 +51,9 @@ class Node:
         self.fs = fs
         configs = queue_configs(queues) if queues is not None else fs.settings.queues
         self.producers = {queue: Producer(self, queue, config) for queue, config in configs.items()}
+        self.incarnation = uuid.uuid4().hex[:12]
         self.is_leader = False
+        self._connected_since: float | None = None
         entries = [*entries_from(fs.registry), *cron]
         self.plugins: list[Plugin] = [*builtin_plugins(fs.settings, entries), *plugins]
         self.started = anyio.Event()
@@ -62,6 +66,18 @@ class Node:
     def name(self) -> str:
         """This node's name (in `attempted_by` and the nodes table)."""
         return self.settings.node
+
+    @property
+    def claimer(self) -> list[str]:
+        """What claimed jobs record in `attempted_by`: this node's name and incarnation."""
+        return [self.name, self.incarnation]
+
+    @property
+    def connected_for(self) -> float:
+        """Seconds since this node's heartbeat began succeeding without a break."""
+        if self._connected_since is None:
+            return 0.0
+        return time.monotonic() - self._connected_since
 
     @property
     def settings(self) -> Settings:
@@ -161,7 +177,10 @@ class Node:
         _log.info("node stopped", node=self.name)
 
     def stop(self) -> None:
-        """Begin a graceful shutdown (idempotent)."""
+        """Begin a graceful shutdown; called again, skip what is left of the grace period."""
+        if self._stop.is_set():
+            for producer in self.producers.values():
+                producer.force()
         self._stop.set()
 
     async def _shutdown(self) -> None:
@@ -171,12 +190,27 @@ class Node:
                 stopping.start_soon(producer.stop, grace)
 
     async def _deregister(self) -> None:
+        """Resign leadership and leave the nodes table, unless jobs were left behind: then
+        the node's row stays until its heartbeat expires, so that the lifeline rescues them
+        only once this process (and the threads running them) is gone."""
+        left = {queue: p.left_behind for queue, p in self.producers.items() if p.left_behind}
+        if left:
+            _log.warning(
+                "sync jobs still running at the end of the grace period stay executing; the lifeline "
+                "rescues them once this node's heartbeat expires",
+                node=self.name,
+                jobs=left,
+            )
         with anyio.move_on_after(5):
             try:
                 await self.execute(single(self.nodes.resign, {"node": self.name}))
-                await self.execute(single(self.nodes.forget, {"node": self.name}))
+                if not left:
+                    await self.execute(single(self.nodes.forget, self._identity()))
             except TRANSIENT as error:
                 _log.warning("could not deregister node", error=str(error))
+
+    def _identity(self) -> dict[str, str]:
+        return {"node": self.name, "incarnation": self.incarnation}
 
     # -- periodic work ----------------------------------------------------------------------
 
@@ -188,8 +222,15 @@ class Node:
         }
 
     async def _heartbeat(self) -> None:
-        params = {"node": self.name, "queues": Jsonb(self._queue_limits())}
+        """Say this node is alive (if its producers are) and try to lead."""
+        stalled = self._stalled()
+        if stalled:
+            _log.error("producers stalled; heartbeat withheld", node=self.name, queues=stalled)
+            return
+        params = {**self._identity(), "queues": Jsonb(self._queue_limits())}
         await self.execute(single(self.nodes.heartbeat, params))
+        if self._connected_since is None:
+            self._connected_since = time.monotonic()
         lease = {"node": self.name, "lease": self.settings.leader_lease}
         leading = bool(await self.execute(single(self.nodes.elect, lease)))
         if leading != self.is_leader:
@@ -204,7 +245,16 @@ class Node:
                 await self._heartbeat()
             except TRANSIENT as error:
                 self.is_leader = False
+                self._connected_since = None
                 _log.warning("heartbeat failed", error=str(error))
+
+    def _stalled(self) -> list[str]:
+        """Queues whose producer loop has not turned for longer than it ever should: the
+        heartbeat must not vouch for a node that cannot write its jobs' outcomes."""
+        settings = self.settings
+        limit = max(settings.node_expiry, settings.statement_timeout + 5 + settings.poll_interval) + 5
+        now = time.monotonic()
+        return [queue for queue, producer in self.producers.items() if now - producer.turned_at > limit]
 
     async def _load_controls(self) -> None:
         rows = await until_done(

@@ -9,11 +9,17 @@ poll interval passes — polling is only the fallback.
 Each job runs in an asyncio task of its own: spawning one costs ~3 µs against ~31 µs
 through an anyio task group, a quarter of the worker's CPU per job. The producer keeps
 the structure itself: it waits for (or, on shutdown, interrupts) every job it started.
+
+Nothing a job does stops the producer: a statement the database refuses is retried one
+outcome at a time and an outcome that still cannot be written is replaced by a plain
+failure naming why; a statement that hangs (a frozen connection) is abandoned after
+`statement_timeout` and the connection replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +28,10 @@ import psycopg
 import structlog
 
 from flowstone.queue.config import QueueConfig
-from flowstone.queue.engine import Outcome, ack_claim_plan, release_orphans_plan
-from flowstone.queue.executor import Executor, error_entry
+from flowstone.queue.engine import ack_claim_plan, ack_plan, release_orphans_plan
+from flowstone.queue.executor import Executor
 from flowstone.queue.job import Job, JobState
+from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
 from flowstone.queue.plan import arun
 from flowstone.queue.pool import GENERIC_PLANS
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
@@ -33,6 +40,10 @@ if TYPE_CHECKING:
     from flowstone.queue.runtime.node import Node
 
 _log = structlog.get_logger("flowstone.producer")
+
+CANCEL_WAIT = 5.0
+"""How long async jobs cancelled at the end of the grace period get to stop; one that has
+not stopped by then is left `executing` (the lifeline rescues it once the node is gone)."""
 
 
 @dataclass
@@ -53,13 +64,18 @@ class Producer:
         self.limit = config.limit
         self.paused = config.paused
         self.running: dict[int, Running] = {}
+        self.lingering: set[int] = set()
         self.finished: list[Outcome] = []
-        self.executor = Executor(node.fs, anyio.CapacityLimiter(config.limit))
+        self.left_behind: list[int] = []
+        self.turned_at = time.monotonic()
+        self.executor = Executor(node.fs, self._thread_ended)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._wake = anyio.Event()
         self._stopping = False
+        self._released = False
         self._drained = anyio.Event()
+        self._ended = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
@@ -67,10 +83,8 @@ class Producer:
         self._wake.set()
 
     def scale(self, limit: int) -> None:
-        """Change how many jobs may run at once (sync jobs' thread slots too)."""
+        """Change how many jobs may run at once."""
         self.limit = limit
-        assert self.executor.limiter is not None
-        self.executor.limiter.total_tokens = limit
         self.wake()
 
     def pause(self, paused: bool) -> None:
@@ -79,7 +93,8 @@ class Producer:
         self.wake()
 
     def cancel_job(self, job_id: int, reason: str) -> bool:
-        """Interrupt a running job (`reason` is "cancel" or "shutdown")."""
+        """Interrupt a running job (`reason` is "cancel" or "shutdown"). A sync job's thread
+        runs on until perform returns, holding its slot (`lingering`) until then."""
         running = self.running.get(job_id)
         if running is None:
             return False
@@ -87,31 +102,66 @@ class Producer:
         running.scope.cancel()
         return True
 
+    def _thread_ended(self, job_id: int) -> None:
+        if job_id in self.lingering:
+            self.lingering.discard(job_id)
+            self.wake()
+
+    @property
+    def busy(self) -> int:
+        """Slots taken: running jobs and the threads of interrupted sync jobs."""
+        return len(self.running) + len(self.lingering)
+
+    # -- the loop ----------------------------------------------------------------------------
+
     async def run(self) -> None:
         """Cycle until stopped and every outcome is written."""
         backoff = Backoff()
         try:
-            while not (self._stopping and not self.running and not self.finished):
+            while not self._done():
                 self._wake = anyio.Event()
+                self.turned_at = time.monotonic()
                 try:
-                    await self._cycle()
+                    with anyio.fail_after(self._deadline()):
+                        await self._turn()
                     backoff.reset()
-                except TRANSIENT as error:
-                    _log.warning("ack/claim failed; retrying", queue=self.queue, error=str(error))
-                    self._lost_connection = True
-                    await self._disconnect()
+                except (*TRANSIENT, TimeoutError) as error:
+                    _log.warning("ack/claim failed; retrying", queue=self.queue, error=describe(error))
+                    await self._lose_connection()
                     await backoff.wait()
                     continue
                 if not self.finished:
                     with anyio.move_on_after(self.node.settings.poll_interval):
                         await self._wake.wait()
         finally:
-            for task in self._tasks:  # only when the node itself is torn down
+            self.left_behind = sorted(self.running)
+            for task in self._tasks:  # only jobs left behind, or when the node is torn down
                 task.cancel()
             await self._disconnect()
 
+    async def _turn(self) -> None:
+        """One cycle; if the database refuses its statement, the outcomes one by one."""
+        try:
+            await self._cycle()
+        except (*TRANSIENT, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as error:  # refused by the database, or not encodable
+            _log.error("ack/claim refused; acknowledging one by one", queue=self.queue, error=describe(error))
+            self._lost_connection = True  # the claim may have committed before the error
+            await self._isolate()
+
+    def _done(self) -> bool:
+        """Stopped, every outcome written, and nothing running but what is left behind."""
+        if not self._stopping or self.finished:
+            return False
+        return not self.running or self._released
+
+    def _deadline(self) -> float:
+        """How long one cycle's statements may take before the connection is abandoned."""
+        return self.node.settings.statement_timeout + 5.0
+
     async def _cycle(self) -> None:
-        demand = 0 if self.paused or self._stopping else max(0, self.limit - len(self.running))
+        demand = 0 if self.paused or self._stopping else max(0, self.limit - self.busy)
         outcomes, self.finished = self.finished, []
         if not outcomes and not demand:
             return
@@ -119,7 +169,7 @@ class Producer:
             conn = await self._connection()
             if self._lost_connection:
                 await self._release_orphans(conn, outcomes)
-            plan = ack_claim_plan(self.node.jobs, outcomes, self.queue, demand, self.node.name)
+            plan = ack_claim_plan(self.node.jobs, outcomes, self.queue, demand, self.node.claimer)
             claimed = await arun(conn, plan)
         except BaseException:
             self.finished[:0] = outcomes  # written once the database is back
@@ -130,10 +180,41 @@ class Producer:
                 continue
             self._start(job)
 
+    async def _isolate(self) -> None:
+        """Write the pending outcomes one statement each; one the database still refuses is
+        replaced by a failure naming why (and, failing that, a bare discard)."""
+        outcomes, self.finished = self.finished, []
+        written = 0
+        try:
+            conn = await self._connection()
+            for outcome in outcomes:
+                await self._ack_alone(conn, outcome)
+                written += 1
+        except BaseException:
+            self.finished[:0] = outcomes[written:]
+            raise
+
+    async def _ack_alone(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
+        attempt = outcome
+        for fallback in (lambda why: _unwritable(outcome, why), lambda why: _bare(outcome), None):
+            try:
+                await arun(conn, ack_plan(self.node.jobs, [attempt]))
+                return
+            except TRANSIENT:
+                raise
+            except Exception as error:
+                _log.error("outcome refused", job_id=outcome.job.id, queue=self.queue, error=describe(error))
+                if fallback is None:
+                    _log.critical(
+                        "no outcome could be recorded; the job stays executing", job_id=outcome.job.id
+                    )
+                    return
+                attempt = fallback(describe(error))
+
     async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
         """Our last claim may have committed with its answer lost: hand those jobs back."""
-        keep = [*self.running, *(outcome.job.id for outcome in outcomes)]
-        plan = release_orphans_plan(self.node.jobs, self.queue, self.node.name, keep)
+        keep = [*self.running, *self.lingering, *(outcome.job.id for outcome in outcomes)]
+        plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep)
         released = await arun(conn, plan)
         self._lost_connection = False
         if released:
@@ -141,14 +222,22 @@ class Producer:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = await self.node.fs.aconnect(autocommit=True, options=GENERIC_PLANS)
+            timeout = int(self.node.settings.statement_timeout * 1000)
+            options = f"{GENERIC_PLANS} -c statement_timeout={timeout}"
+            self._conn = await self.node.fs.aconnect(autocommit=True, options=options)
         return self._conn
 
+    async def _lose_connection(self) -> None:
+        self._lost_connection = True
+        await self._disconnect()
+
     async def _disconnect(self) -> None:
-        if self._conn is not None:
-            with anyio.CancelScope(shield=True):
-                await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await conn.close()
+
+    # -- jobs ---------------------------------------------------------------------------------
 
     def _start(self, job: Job) -> None:
         self.running[job.id] = Running(job)
@@ -166,27 +255,53 @@ class Producer:
         outcome: Outcome | None = None
         with running.scope:
             outcome = await self.executor.execute(job)
-        if outcome is None or running.interrupted_by is not None:
-            outcome = interrupted(job, running.interrupted_by or "shutdown")
         del self.running[job.id]
+        if outcome is None:  # interrupted before it finished
+            outcome = interrupted(job, running.interrupted_by or "shutdown")
+            if self.executor.in_thread(job.id):
+                self.lingering.add(job.id)
         self.finished.append(outcome)
         self.wake()
+        self._ended.set()
         if self._stopping and not self.running:
             self._drained.set()
 
+    # -- stopping -------------------------------------------------------------------------
+
     async def stop(self, grace: float) -> None:
-        """Stop claiming, give running jobs `grace` seconds, then hand the rest back."""
+        """Stop claiming and give running jobs `grace` seconds. Then async jobs are cancelled
+        and handed back (attempt refunded); sync jobs, whose threads cannot be stopped, are
+        left behind `executing` for the lifeline (see docs/reliability.md)."""
         self._stopping = True
         self.wake()
         if self.running:
             with anyio.move_on_after(grace):
                 await self._drained.wait()
         for job_id in list(self.running):
-            self.cancel_job(job_id, "shutdown")
+            if not self.executor.in_thread(job_id):
+                self.cancel_job(job_id, "shutdown")
+        with anyio.move_on_after(CANCEL_WAIT):
+            while any(not self.executor.in_thread(job_id) for job_id in self.running):
+                self._ended = anyio.Event()
+                await self._ended.wait()
+        self._released = True
+        self.wake()
+
+    def force(self) -> None:
+        """Skip what is left of the grace period (a second SIGTERM/SIGINT)."""
+        self._drained.set()
 
 
-def interrupted(job: Job, reason: str) -> Outcome:
-    """The outcome of a job the node stopped: cancelled on request, else handed back."""
-    if reason == "cancel":
-        return Outcome(job, JobState.CANCELLED, error=error_entry(job, "cancelled while executing"))
-    return Outcome(job, JobState.AVAILABLE, delay=0.0, refund=True)
+def _unwritable(outcome: Outcome, why: str) -> Outcome:
+    """A failure in place of an outcome the database refused."""
+    job = outcome.job
+    message = clean_text(f"FlowStone could not record this job's outcome ({outcome.kind}): {why}", 2000)
+    state = JobState.RETRYABLE if job.attempt < job.max_attempts else JobState.DISCARDED
+    delay = 60.0 if state == JobState.RETRYABLE else None
+    return Outcome(job, state, delay=delay, error=error_entry(job, message))
+
+
+def _bare(outcome: Outcome) -> Outcome:
+    """The least that can be written: discarded, with a fixed message."""
+    job = outcome.job
+    return Outcome(job, JobState.DISCARDED, error=error_entry(job, "discarded: no outcome could be recorded"))
