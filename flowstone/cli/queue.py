@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -91,7 +94,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _require_migrated(app)
     configure_logging(args.log_format, args.log_level)
     app.run(queues)
+    _exit_past_lingering_threads()
     return 0
+
+
+def _exit_past_lingering_threads() -> None:
+    """The node has stopped and written every outcome it could. A thread still running
+    (one the job itself started and cannot be stopped) would keep the process alive past
+    its grace period: exit now; the lifeline rescues what such a thread was doing."""
+    main = threading.main_thread()
+    if any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _require_migrated(app: FlowStone) -> None:

@@ -82,6 +82,7 @@ class Settings(BaseModel):
     prune_max_age: float = Field(default=60.0 * 60 * 24, gt=0)
     prune_interval: float = Field(default=30.0, gt=0)
     prune_limit: int = Field(default=10_000, ge=1)
+    prune_budget: float = Field(default=10.0, gt=0)
 
     @field_validator("schema_name")
     @classmethod

@@ -139,7 +139,7 @@ class Executor:
                 raise
             outcome = failure(None if worker is None else worker.backoff, job, error)
             if observed:
-                _emit_end("job.exception", job, start, outcome, error=error)
+                _emit_end("job.exception", job, start, outcome, error=outcome.exception or error)
             return outcome
         if observed:
             _emit_end("job.stop", job, start, outcome)

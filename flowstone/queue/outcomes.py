@@ -18,6 +18,7 @@ import structlog
 from flowstone.queue import backoff as backoff_
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.results import Cancel, Discard, Snooze
+from flowstone.queue.threads import BaseExceptionInThreadError
 
 _log = structlog.get_logger("flowstone.executor")
 
@@ -92,13 +93,19 @@ def clamp_delay(seconds: float) -> float:
 
 def describe(error: BaseException) -> str:
     """`Type: message`, even when the exception's `__str__` raises."""
+    error = _original(error)
     return f"{type(error).__name__}: {safe_str(error)}"
+
+
+def _original(error: BaseException) -> BaseException:
+    """What the job raised (a BaseException from a sync job's thread arrives wrapped)."""
+    return error.original if isinstance(error, BaseExceptionInThreadError) else error
 
 
 def trace_of(error: BaseException) -> str | None:
     """The formatted traceback, or None when formatting it fails."""
     try:
-        return "".join(traceback.format_exception(error))
+        return "".join(traceback.format_exception(_original(error)))
     except BaseException:  # formatting calls __str__ and walks frames: never fatal
         return None
 
@@ -112,7 +119,7 @@ def failure(backoff: Any, job: Job, error: BaseException) -> Outcome:
     """A raised error: retryable after `backoff(job)` seconds while attempts remain, else
     discarded. A backoff that raises or returns no usable number falls back to Oban's
     default, and the error entry says so."""
-    message = describe(error)
+    message, error = describe(error), _original(error)
     if job.attempt >= job.max_attempts:
         return Outcome(
             job, JobState.DISCARDED, error=error_entry(job, message, trace_of(error)), exception=error

@@ -26,6 +26,18 @@ _Work = tuple[
 ]
 
 
+class BaseExceptionInThreadError(Exception):
+    """A BaseException that is not an Exception (SystemExit, GeneratorExit, KeyboardInterrupt,
+    a user's own), or a StopIteration, raised by a function in its thread, carried as an
+    ordinary exception: raised through the event loop's frames, such an exception stops the
+    loop or slips past the handlers of the coroutines awaiting it (and a future refuses
+    StopIteration outright)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(type(original).__name__)
+        self.original = original
+
+
 class _Thread(threading.Thread):
     def __init__(self, pool: DaemonThreads) -> None:
         super().__init__(name="flowstone job thread", daemon=True)
@@ -44,13 +56,15 @@ class _Thread(threading.Thread):
                 return
             context, function, args, done = work
             result: Any = None
-            error: BaseException | None = None
+            error: Exception | None = None
             try:
                 result = context.run(function, *args)
-            except StopIteration as raised:  # a future cannot carry StopIteration
-                error = RuntimeError(f"perform raised StopIteration: {raised!r}")
-            except BaseException as raised:  # reported to the caller, whatever it is
+            except StopIteration as raised:  # a future cannot carry it
+                error = BaseExceptionInThreadError(raised)
+            except Exception as raised:
                 error = raised
+            except BaseException as raised:  # reported to the caller as an ordinary exception
+                error = BaseExceptionInThreadError(raised)
             self.pool.idle(self)
             done(result, error)
             del result, error

@@ -31,7 +31,7 @@ def check_name(value: str, field: str) -> str:
         raise ValidationError(f"{field} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
         raise ValidationError(f"{field} must be at most {MAX_NAME_LENGTH} characters; got {len(value)}")
-    return value
+    return check_text(value, field)
 
 
 def check_priority(value: int) -> int:
@@ -48,11 +48,19 @@ def check_max_attempts(value: int) -> int:
     return value
 
 
-def check_json(value: Any, path: str = "args") -> Any:
+MAX_JSON_DEPTH = 200
+"""How deeply args and meta may nest: far beyond real use, well within what every
+decoder on the way (Postgres, psycopg, Python's json) handles."""
+
+
+def check_json(value: Any, path: str = "args", depth: int = 0) -> Any:
     """`value` as JSON gives it back (mappings become dicts, tuples lists); a TypeError
-    names the key path of the first value JSON (as Postgres stores it) cannot carry."""
+    names the key path of the first value JSON (as Postgres stores it) cannot carry, and
+    a ValueError the path where it nests deeper than MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
-        return _check_text(value, path)
+        return check_text(value, path)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
@@ -60,19 +68,21 @@ def check_json(value: Any, path: str = "args") -> Any:
             raise ValidationTypeError(f"{path} is {value!r}, which JSON cannot represent")
         return value
     if isinstance(value, Mapping):
-        return {_check_key(key, path): check_json(item, f"{path}.{key}") for key, item in value.items()}
+        return {
+            _check_key(key, path): check_json(item, f"{path}.{key}", depth + 1) for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [check_json(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return [check_json(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
     raise ValidationTypeError(f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}")
 
 
 def _check_key(key: Any, path: str) -> str:
     if not isinstance(key, str):
         raise ValidationTypeError(f"{path} has a non-string key {key!r}; JSON object keys are strings")
-    return _check_text(key, f"{path} key")
+    return check_text(key, f"{path} key")
 
 
-def _check_text(value: str, path: str) -> str:
+def check_text(value: str, path: str) -> str:
     if "\x00" in value or _has_surrogate(value):
         raise ValidationTypeError(
             f"{path} has a NUL or lone surrogate character, which Postgres cannot store"

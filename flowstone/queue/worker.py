@@ -20,6 +20,7 @@ from flowstone.queue.validation import (
     check_max_attempts,
     check_name,
     check_priority,
+    check_text,
 )
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def _instance() -> FlowStone:
 def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
         raise ValidationError(f"tags must be a list of strings; got {tags!r}")
-    return tuple(tags)
+    return tuple(check_text(tag, f"tags[{index}]") for index, tag in enumerate(tags))
 
 
 def _check_scheduled_in(seconds: float | None) -> float | None:

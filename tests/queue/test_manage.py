@@ -90,7 +90,10 @@ def test_a_cancel_records_why_and_by_whom(flowstone, engine):
     engine.claim(QUEUE)
     [entry] = flowstone.cancel_job(job.id, reason="customer left\x00").errors
     assert entry["attempt"] == 1 and entry["at"]
-    assert entry["error"].startswith("cancelled: customer left\\x00 (by ") and " from flowstone" in entry["error"]
+    assert (
+        entry["error"].startswith("cancelled: customer left\\x00 (by ")
+        and " from flowstone" in entry["error"]
+    )
     assert entry["error"].endswith(", while executing)")
     [plain] = flowstone.cancel_job(flowstone.insert(Ok.new({"n": 2})).id).errors
     assert plain["error"].startswith("cancelled: by request (by ") and plain["attempt"] == 0

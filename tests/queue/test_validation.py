@@ -53,6 +53,36 @@ def test_args_that_json_cannot_carry_name_the_key_path(args, path):
         Plain.new(args)
 
 
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [201, 600, 5000])
+def test_args_nested_too_deep_name_the_field_with_a_clear_error(depth):
+    with pytest.raises(ValueError, match=r"^args\.a\.a.* nests deeper than 200 levels$"):
+        Plain.new(nested(depth))
+    assert Plain.new(nested(199)).args == nested(199)
+
+
+def test_args_nested_too_deep_to_decode_are_discarded_and_the_row_still_reads(flowstone, sql):
+    """Another producer may write any jsonb with SQL: a node decoding it must not crash."""
+    deep = sql(
+        "INSERT INTO flowstone.jobs (queue, worker, args) VALUES (%s, %s,"
+        " (repeat('{\"a\": ', 3000) || '1' || repeat('}', 3000))::jsonb) RETURNING id",
+        [QUEUE, Plain.name],
+    )[0]["id"]
+    fine = flowstone.insert(Plain.new({}))
+    result = drain_queue(QUEUE)
+    assert (result.discarded, result.completed) == (1, 1)
+    row = flowstone.get_job(deep)
+    assert row is not None and row.state == "discarded"
+    assert "cannot be decoded" in row.errors[0]["error"] and "nested too deeply" in row.errors[0]["error"]
+    assert flowstone.get_job(fine.id).state == "completed"
+
+
 def test_meta_is_checked_too():
     with pytest.raises(TypeError, match=r"meta\.k"):
         Plain.new({}, meta={"k": b"bytes"})
@@ -76,6 +106,9 @@ def test_args_must_be_a_mapping():
         ({"scheduled_in": -1}, "scheduled_in"),
         ({"scheduled_at": datetime(2030, 1, 1)}, "scheduled_at"),
         ({"tags": "notalist"}, "tags"),
+        ({"tags": ["ok", "nul\x00"]}, r"tags\[1\] has a NUL"),
+        ({"queue": "nul\x00queue"}, "queue has a NUL"),
+        ({"queue": "\udc80"}, "queue has a NUL or lone surrogate"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_field(options, field):

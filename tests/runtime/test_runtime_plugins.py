@@ -10,6 +10,7 @@ import runtime_workers as w
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone, Job, QueueConfig, ValidationError, Worker, WorkerRegistry
+from flowstone.queue import telemetry
 from flowstone.queue.control import queue_counts_plan
 from flowstone.queue.plugins import Cron, CronEntry, PluginRuntime
 from flowstone.queue.runtime import Node
@@ -114,6 +115,29 @@ async def test_the_pruner_deletes_old_finished_jobs_only(make_fs: MakeFs) -> Non
         return found if len(found) < len(jobs) - 2 else None
 
     assert await wait_for(remaining, message="the pruner") == [job.id for job in jobs[3:]]
+
+
+@pytest.mark.anyio
+async def test_the_pruner_works_through_a_backlog_in_one_tick(make_fs: MakeFs) -> None:
+    """Batches of prune_limit rows per state, repeated while they come back full: a
+    backlog larger than one batch is gone after one tick, not one batch per interval."""
+    fs = make_fs(prune_interval=3600, prune_max_age=60, prune_limit=10)
+    jobs = await fs.ainsert_all([w.Echo.new({"n": n}, queue=PARKED) for n in range(35)])
+    old = datetime.now(UTC) - timedelta(minutes=2)
+    await rows(
+        fs,
+        "UPDATE flowstone.jobs SET state = 'completed', completed_at = %s WHERE id = ANY(%s)",
+        [old, [job.id for job in jobs]],
+    )
+    pruned: list[float] = []
+    detach = telemetry.attach("pruner.prune", lambda _e, m, _md: pruned.append(m["count"]))
+    try:
+        await fs.start({w.QUEUE: 1})
+        await wait_for(lambda: pruned, message="the pruner's first tick")
+    finally:
+        detach()
+    assert pruned == [35]
+    assert await rows(fs, "SELECT count(*) FROM flowstone.jobs") == [{"count": 0}]
 
 
 @pytest.mark.anyio

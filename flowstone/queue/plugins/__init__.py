@@ -19,7 +19,7 @@ def builtin_plugins(settings: Settings, cron: Sequence[CronEntry]) -> list[Plugi
     return [
         Stager(settings.stage_interval),
         Lifeline(settings.lifeline_interval, settings.node_expiry, settings.lifeline_limit),
-        Pruner(settings.prune_interval, settings.prune_max_age, settings.prune_limit),
+        Pruner(settings.prune_interval, settings.prune_max_age, settings.prune_limit, settings.prune_budget),
         Cron(cron, settings.cron_interval),
     ]
 

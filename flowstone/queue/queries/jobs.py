@@ -227,7 +227,8 @@ WHERE j.id IN (
 RETURNING j.id, j.state, j.queue
 """
 
-# The pruner: finished jobs older than max_age, oldest first, through the partial indexes.
+# The pruner: finished jobs older than max_age through the partial indexes, up to `limit`
+# per terminal state; `fullest` tells whether a state had more (a batch came back full).
 _PRUNE = """
 WITH pruned AS (DELETE FROM {jobs} WHERE id IN (
     (SELECT id FROM {jobs} WHERE state = 'completed'
@@ -238,8 +239,9 @@ WITH pruned AS (DELETE FROM {jobs} WHERE id IN (
     UNION ALL
     (SELECT id FROM {jobs} WHERE state = 'discarded'
         AND discarded_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
-) RETURNING 1)
-SELECT count(*) AS count FROM pruned
+) RETURNING state)
+SELECT coalesce(max(count), 0) AS fullest, coalesce(sum(count), 0) AS count
+FROM (SELECT state, count(*) AS count FROM pruned GROUP BY state) AS per_state
 """
 
 _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue, state"
