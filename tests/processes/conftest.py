@@ -16,8 +16,8 @@ def workers(flowstone_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     with psycopg.connect(flowstone_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.executions (job_id bigint NOT NULL, node text NOT NULL)")
 
-    def start(node: str, url: str = flowstone_url, **env: str) -> WorkerProcess:
-        process = WorkerProcess(url, node, **env)
+    def start(node: str, url: str = flowstone_url, queues: str = "work=10", **env: str) -> WorkerProcess:
+        process = WorkerProcess(url, node, queues, **env)
         started.append(process)
         return process
 

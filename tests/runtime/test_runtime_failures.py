@@ -91,7 +91,7 @@ async def terminate_backends(url: str) -> int:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cursor = await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND application_name = 'flowstone'"
+            " AND pid <> pg_backend_pid() AND application_name LIKE 'flowstone%'"
         )
         return len(await cursor.fetchall())
 
@@ -147,7 +147,7 @@ async def claim_waiting(url: str) -> bool:
     async with await psycopg.AsyncConnection.connect(url, application_name="observer") as conn:
         cursor = await conn.execute(
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'flowstone' AND wait_event_type = 'Lock'"
+            " AND application_name LIKE 'flowstone%' AND wait_event_type = 'Lock'"
             " AND (query LIKE 'WITH claimed AS%' OR query LIKE 'WITH acked AS%')"
         )
         return await cursor.fetchone() is not None

@@ -25,6 +25,7 @@ from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
 from flowstone.queue.plugins.cron import entries_from
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
+from flowstone.queue.runtime.link import Link
 from flowstone.queue.runtime.listener import Listener
 from flowstone.queue.runtime.producer import Producer
 from flowstone.queue.runtime.reconnect import TRANSIENT, until_done
@@ -52,6 +53,7 @@ class Node:
         configs = queue_configs(queues) if queues is not None else fs.settings.queues
         self.producers = {queue: Producer(self, queue, config) for queue, config in configs.items()}
         self.incarnation = uuid.uuid4().hex[:12]
+        self.link = Link(fs, "flowstone.node")
         self.is_leader = False
         self._connected_since: float | None = None
         entries = [*entries_from(fs.registry), *cron]
@@ -173,6 +175,7 @@ class Node:
                 await self._shutdown()
             await self._deregister()
             services.cancel_scope.cancel()
+        await self.link.close()
         self.stopped.set()
         _log.info("node stopped", node=self.name)
 
@@ -203,9 +206,9 @@ class Node:
             )
         with anyio.move_on_after(5):
             try:
-                await self.execute(single(self.nodes.resign, {"node": self.name}))
+                await self.link.execute(single(self.nodes.resign, {"node": self.name}))
                 if not left:
-                    await self.execute(single(self.nodes.forget, self._identity()))
+                    await self.link.execute(single(self.nodes.forget, self._identity()))
             except TRANSIENT as error:
                 _log.warning("could not deregister node", error=str(error))
 
@@ -228,11 +231,11 @@ class Node:
             _log.error("producers stalled; heartbeat withheld", node=self.name, queues=stalled)
             return
         params = {**self._identity(), "queues": Jsonb(self._queue_limits())}
-        await self.execute(single(self.nodes.heartbeat, params))
+        await self.link.execute(single(self.nodes.heartbeat, params))
         if self._connected_since is None:
             self._connected_since = time.monotonic()
         lease = {"node": self.name, "lease": self.settings.leader_lease}
-        leading = bool(await self.execute(single(self.nodes.elect, lease)))
+        leading = bool(await self.link.execute(single(self.nodes.elect, lease)))
         if leading != self.is_leader:
             self.is_leader = leading
             telemetry.emit("leader.elected" if leading else "leader.lost", {}, {"node": self.name})
@@ -258,7 +261,7 @@ class Node:
 
     async def _load_controls(self) -> None:
         rows = await until_done(
-            lambda: self.execute(single(self.nodes.controls_for, {"node": self.name})),
+            lambda: self.link.execute(single(self.nodes.controls_for, {"node": self.name})),
             "load queue controls",
         )
         for row in rows:

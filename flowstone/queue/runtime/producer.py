@@ -71,6 +71,7 @@ class Producer:
         self.executor = Executor(node.fs, self._thread_ended)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
+        self._next_sweep = time.monotonic() + node.settings.node_expiry
         self._wake = anyio.Event()
         self._stopping = False
         self._released = False
@@ -163,11 +164,12 @@ class Producer:
     async def _cycle(self) -> None:
         demand = 0 if self.paused or self._stopping else max(0, self.limit - self.busy)
         outcomes, self.finished = self.finished, []
-        if not outcomes and not demand:
+        sweep = self._lost_connection or time.monotonic() >= self._next_sweep
+        if not outcomes and not demand and not sweep:
             return
         try:
             conn = await self._connection()
-            if self._lost_connection:
+            if sweep:
                 await self._release_orphans(conn, outcomes)
             plan = ack_claim_plan(self.node.jobs, outcomes, self.queue, demand, self.node.claimer)
             claimed = await arun(conn, plan)
@@ -212,11 +214,14 @@ class Producer:
                 attempt = fallback(describe(error))
 
     async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
-        """Our last claim may have committed with its answer lost: hand those jobs back."""
+        """A claim may have committed with its answer lost (or run late on a connection we
+        gave up on): hand back the jobs executing under this producer's claimer that it is
+        not running. Done after every lost connection and once per node expiry."""
         keep = [*self.running, *self.lingering, *(outcome.job.id for outcome in outcomes)]
         plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep)
         released = await arun(conn, plan)
         self._lost_connection = False
+        self._next_sweep = time.monotonic() + self.node.settings.node_expiry
         if released:
             _log.warning("handed back jobs claimed before the connection was lost", count=released)
 
@@ -224,7 +229,8 @@ class Producer:
         if self._conn is None or self._conn.closed:
             timeout = int(self.node.settings.statement_timeout * 1000)
             options = f"{GENERIC_PLANS} -c statement_timeout={timeout}"
-            self._conn = await self.node.fs.aconnect(autocommit=True, options=options)
+            name = f"flowstone.producer.{self.queue}"[:63]  # visible in pg_stat_activity
+            self._conn = await self.node.fs.aconnect(autocommit=True, options=options, application_name=name)
         return self._conn
 
     async def _lose_connection(self) -> None:
