@@ -6,8 +6,10 @@ import time
 
 import pytest
 import runtime_workers as w
-from support import MakeFs, rows, wait_for_job
+import structlog.testing
+from support import MakeFs, rows, wait_for, wait_for_job
 
+from flowstone import Job
 from flowstone.queue import telemetry
 
 pytestmark = pytest.mark.anyio
@@ -100,3 +102,32 @@ async def test_telemetry_reports_start_stop_and_exception_until_detached(make_fs
     later = await fs.ainsert(w.Echo.new())
     await wait_for_job(fs, later.id, "completed")
     assert len(seen) == 6
+
+
+class Returns(w.Worker):
+    queue = w.QUEUE
+
+    async def perform(self, job: Job) -> object:
+        return job.args["value"]
+
+
+async def test_perform_returning_another_value_completes_with_a_warning(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 1})
+    with structlog.testing.capture_logs() as logs:
+        job = await fs.ainsert(Returns.new({"value": "error: disk full"}))
+        await wait_for_job(fs, job.id, "completed")
+    [warning] = [entry for entry in logs if entry["log_level"] == "warning" and entry.get("job_id") == job.id]
+    assert "not None, Snooze, Discard or Cancel" in warning["event"]
+    assert warning["returned"] == "error: disk full"
+
+
+async def test_a_node_whose_producer_stalls_stops_vouching_for_itself(make_fs: MakeFs) -> None:
+    fs = make_fs(node_expiry=1.0)
+    node = await fs.start({w.QUEUE: 1})
+    await wait_for(lambda: node.connected_for > 0, message="a first heartbeat")
+    before = await rows(fs, "SELECT heartbeat_at FROM flowstone.nodes")
+    node.producers[w.QUEUE].turned_at -= 3600  # as if its loop had not turned for an hour
+    assert node._stalled() == [w.QUEUE]
+    await node._heartbeat()
+    assert await rows(fs, "SELECT heartbeat_at FROM flowstone.nodes") == before, "no heartbeat was written"
