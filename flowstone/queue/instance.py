@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import control, jsonb, manage, pool
+from flowstone.queue import control, jsonb, manage, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
@@ -219,13 +219,13 @@ class FlowStone:
 
     def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Insert many jobs in one statement; results in the same order as `jobs`."""
-        checked = [_check_new(job) for job in jobs]
-        return self.execute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
+        with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
+            return self.execute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Async twin of `insert_all`."""
-        checked = [_check_new(job) for job in jobs]
-        return await self.aexecute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
+        with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
+            return await self.aexecute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     # -- managing ------------------------------------------------------------------------
 

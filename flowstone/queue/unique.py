@@ -18,6 +18,8 @@ STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
     "scheduled": (JobState.SCHEDULED,),
 }
 FIELDS = ("worker", "queue", "args", "meta")
+UNCOMPARED_META = frozenset({"trace_context"})
+"""Meta keys that never take part in uniqueness: a trace context differs per caller."""
 
 
 def _resolve_states(states: str | Sequence[str]) -> tuple[JobState, ...]:
@@ -78,7 +80,8 @@ class Unique:
 
     def key(self, worker: str, queue: str, args: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         """A stable digest of the chosen fields; equal jobs get equal keys on every node."""
-        values = {"worker": worker, "queue": queue, "args": args, "meta": meta}
+        compared = {key: value for key, value in meta.items() if key not in UNCOMPARED_META}
+        values = {"worker": worker, "queue": queue, "args": args, "meta": compared}
         parts = {name: self._narrow(values[name]) for name in self.fields}
         canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
