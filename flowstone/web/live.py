@@ -36,7 +36,6 @@ COALESCE = 0.1
 """Seconds a burst of notifications is gathered into one event (pages refresh once)."""
 
 
-
 class LiveHub:
     """Fans one LISTEN connection and one fingerprint check out to many subscribers."""
 

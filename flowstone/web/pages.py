@@ -41,6 +41,8 @@ STRIP = 60
 MAX_STRIP = 1000
 """Partitions one strip may show."""
 PAGE_SIZE = 50
+RUN_ROWS = 100
+"""Records a run page lists (the newest); its counts cover them all."""
 
 
 # -- queues ------------------------------------------------------------------------------
@@ -357,6 +359,8 @@ async def load_history(request: Request) -> dict[str, Any]:
         raise HTTPException(404, f"record {chosen} is not a materialization of {asset.name!r}")
     return {
         "asset": asset.name,
+        "depends_on": list(asset.depends_on),
+        "dependents": insights.graph.dependents(asset.name),
         "partitioned": asset.partitions is not None,
         "partition": asset.serialize_partition(partition),
         "records": [_record(r) for r in records],
@@ -369,7 +373,7 @@ async def load_run(request: Request) -> dict[str, Any]:
     insights = dashboard(request).insights
     run_id = request.path_params["run_id"]
     progress = await insights.arun_progress(run_id)
-    records = await insights.ahistory(run_id=run_id, limit=MAX_STRIP)
+    records = await insights.ahistory(run_id=run_id, limit=RUN_ROWS)
     percent = 100 if progress.total == 0 else progress.finished * 100 // progress.total
     return {
         "run_id": run_id,
