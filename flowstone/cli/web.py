@@ -77,12 +77,10 @@ def _auth(args: argparse.Namespace, web: Any) -> Any:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until interrupted."""
-    import uvicorn
-
     web = _web()
+    import uvicorn  # the web extra's, present once flowstone.web imported
+
     auth = _auth(args, web)
-    if args.interval <= 0:
-        raise UsageError(f"--interval must be positive; got {args.interval}")
     app = _ready(args)
     if auth is None and args.host not in LOOPBACK:
         print(

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from flowstone.assets.definitions import AssetRegistry
-from flowstone.errors import FlowStoneError
+from flowstone.errors import FlowStoneError, ValidationError
 from flowstone.insights import Insights
 from flowstone.queue.instance import FlowStone
 from flowstone.web import actions, pages
@@ -43,6 +43,8 @@ def create_app(
     `auth(request)` returns (or awaits) True to let a request in (`basic_auth`,
     `token_auth`); `read_only` hides and refuses every action; `interval` is how often, in
     seconds, open pages learn of jobs that moved without a notification."""
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        raise ValidationError(f"interval must be a positive number of seconds; got {interval!r}")
     insights = Insights(fs, assets)
     board = Dashboard(fs, insights, LiveHub(insights, interval), templates(), read_only)
 

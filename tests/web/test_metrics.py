@@ -117,6 +117,7 @@ def test_flowstone_dashboard_asks_for_credentials(flowstone: FlowStone, free_por
         (["dashboard", "--basic-auth", "nopassword"], "--basic-auth must look like USER:PASSWORD"),
         (["--schema", "elsewhere", "metrics"], "schema 'elsewhere' is not migrated"),
         (["dashboard", "--port", "70000"], "--port must be from 1 to 65535"),
+        (["dashboard", "--interval", "0"], "interval must be a positive number of seconds"),
     ],
 )
 def test_bad_options_are_one_line_errors(
