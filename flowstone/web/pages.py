@@ -231,19 +231,22 @@ async def load_cron(request: Request) -> dict[str, Any]:
 # -- assets ------------------------------------------------------------------------------
 
 
-def _asset(overview: AssetOverview, dependents: list[str]) -> dict[str, Any]:
-    asset = overview.asset
+def _describe(asset: Asset, dependents: list[str]) -> dict[str, Any]:
+    """An asset as defined: its edges, partitions, IO manager and description."""
     return {
         "name": asset.name,
         "depends_on": list(asset.depends_on),
         "dependents": dependents,
-        "partitions": overview.partitions,
+        "partitions": describe_partitions(asset.partitions),
         "partitioned": asset.partitions is not None,
         "io_manager": asset.io_manager,
         "description": asset.description,
-        "counts": overview.counts,
-        "health": graph.health(overview.counts),
     }
+
+
+def _asset(overview: AssetOverview, dependents: list[str]) -> dict[str, Any]:
+    counts = overview.counts
+    return {**_describe(overview.asset, dependents), "counts": counts, "health": graph.health(counts)}
 
 
 async def load_assets(request: Request) -> dict[str, Any]:
@@ -314,15 +317,7 @@ async def load_partitions(request: Request) -> dict[str, Any]:
     statuses = await insights.apartitions(asset.name, keys)
     counts = Counter(status.status for status in statuses)
     return {
-        "asset": {
-            "name": asset.name,
-            "depends_on": list(asset.depends_on),
-            "dependents": insights.graph.dependents(asset.name),
-            "partitions": describe_partitions(asset.partitions),
-            "partitioned": asset.partitions is not None,
-            "io_manager": asset.io_manager,
-            "description": asset.description,
-        },
+        "asset": _describe(asset, insights.graph.dependents(asset.name)),
         "window": window,
         "counts": dict(counts),
         "partitions": [
