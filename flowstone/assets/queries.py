@@ -178,6 +178,8 @@ ORDER BY p.n
 
 _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
 
+_BY_ID = "SELECT {columns} FROM {m} WHERE id = %(id)s"
+
 _JOB_STATE = "SELECT state::text AS state FROM {jobs} WHERE id = %(job_id)s"
 
 _HISTORY = """
@@ -248,6 +250,7 @@ class MaterializationQueries:
     dependencies: str
     finish_and_wake: str
     by_job: str
+    by_id: str
     job_state: str
     history: str
     upstream: str
@@ -292,6 +295,7 @@ class MaterializationQueries:
                 compose(_WAITING_JOBS), before=compose(_FINISH_CTES) + ","
             ),
             by_job=compose(_BY_JOB),
+            by_id=compose(_BY_ID),
             job_state=compose(_JOB_STATE),
             history=compose(_HISTORY),
             upstream=compose(_UPSTREAM),

@@ -1,7 +1,8 @@
-"""`flowstone`: the operator's command line (migrate, worker, jobs, queues, assets).
+"""`flowstone`: the operator's command line (migrate, worker, jobs, queues, assets,
+dashboard, metrics).
 
 A package that depends downward only: `common` (options, app loading, output), one
-module per command group (`queue`, `assets`); every read goes through `flowstone.insights`.
+module per command group (`queue`, `assets`, `web`); every read goes through `flowstone.insights`.
 Bad input — an app that cannot be imported, an unknown queue, a malformed limit, an
 invalid cron expression — gets a one-line error and exit code 2 before any job runs.
 """
@@ -13,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowstone.cli import assets, queue
+from flowstone.cli import assets, queue, web
 from flowstone.cli.common import Commands, UsageError, common_options
 from flowstone.errors import FlowStoneError, one_line
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = Commands(parser.add_subparsers(dest="command", required=True))
     queue.add_commands(commands)
     assets.add_commands(commands)
+    web.add_commands(commands)
     return parser
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowstone.cli.common import Commands, UsageError, app_of, emit
-from flowstone.insights import Insights, QueueOverview
+from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview
 from flowstone.logs import configure_logging
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
@@ -185,6 +185,8 @@ def cmd_queues(args: argparse.Namespace) -> int:
     emit([_queue_row(queue) for queue in overview.queues], args.json)
     if not args.json:
         print(f"leader: {overview.leader or '-'}; nodes alive: {len(overview.alive)}")
+        if overview.estimated:
+            print(f"estimated (over {SAMPLE_CAP:,} jobs): {', '.join(sorted(overview.estimated))}")
     return 0
 
 

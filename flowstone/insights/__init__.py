@@ -3,10 +3,16 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
 
     insights = Insights(fs)
     insights.overview()                      # queues, states and nodes, the leader
+    insights.throughput(minutes=15)          # jobs finished per minute
+    insights.cron()                          # cron entries: next tick, last firing
     insights.jobs(state="discarded")         # a page, newest first; .next_cursor pages on
     insights.assets()                        # per asset: status counts
     insights.partitions("daily", start=..., end=...)   # a partition status strip
+    insights.history("daily", "2025-01-15")  # a partition's records, newest first
     for progress in insights.watch_run(run_id, timeout=60): ...
+
+Reads stay cheap on tables of millions of rows: counts come from the partial indexes
+(exact up to `SAMPLE_CAP`) or the planner's estimates, pages from keyset paging.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.records import Materialization, history_plan
+from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
     MISSING,
     AssetOverview,
@@ -32,18 +41,26 @@ from flowstone.insights.assets import (
     partition_keys,
     partitions_plan,
     progress_plan,
+    record_lineage_plan,
 )
 from flowstone.insights.queues import (
+    SAMPLE_CAP,
     ClusterOverview,
+    CronStatus,
     JobPage,
     NodeInfo,
     QueueOverview,
+    Throughput,
+    cron_plan,
     jobs_plan,
     overview_plan,
+    throughput_plan,
 )
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, get_plan
+from flowstone.queue.plan import Plan
+from flowstone.queue.plugins.cron import CronEntry, entries_from
 
 RECHECK_SECONDS = 5.0
 """Longest wait on notifications alone while watching a run: a job that ends without
@@ -51,8 +68,10 @@ finishing its record (cancelled, deleted) notifies nothing, so it is re-counted 
 
 __all__ = [
     "MISSING",
+    "SAMPLE_CAP",
     "AssetOverview",
     "ClusterOverview",
+    "CronStatus",
     "Insights",
     "JobFilter",
     "JobPage",
@@ -61,6 +80,7 @@ __all__ = [
     "PartitionStatus",
     "QueueOverview",
     "RunProgress",
+    "Throughput",
     "describe_partitions",
 ]
 
@@ -76,15 +96,37 @@ class Insights:
     # -- queues and jobs -------------------------------------------------------------------
 
     def overview(self) -> ClusterOverview:
-        """Every queue's counts per state and how alive nodes run it; nodes; the leader."""
-        return self.fs.execute(
-            overview_plan(self.fs.queries, self.fs.node_queries, self.fs.settings.node_expiry)
-        )
+        """Every queue's counts per state and how alive nodes run it; nodes; the leader.
+        Counts above `SAMPLE_CAP` are the planner's estimates (`estimated` names those states)."""
+        return self.fs.execute(self._overview_plan(), atomic=False)
 
     async def aoverview(self) -> ClusterOverview:
         """Async twin of `overview`."""
-        plan = overview_plan(self.fs.queries, self.fs.node_queries, self.fs.settings.node_expiry)
-        return await self.fs.aexecute(plan)
+        return await self.fs.aexecute(self._overview_plan(), atomic=False)
+
+    def _overview_plan(self) -> Plan[ClusterOverview]:
+        fs = self.fs
+        return overview_plan(fs.queries, fs.node_queries, fs.settings.node_expiry, fs.settings.queues)
+
+    def throughput(self, minutes: int = 15) -> list[Throughput]:
+        """Jobs completed and discarded per minute over the last `minutes` (oldest first)."""
+        return self.fs.execute(throughput_plan(self.fs.queries, minutes), atomic=False)
+
+    async def athroughput(self, minutes: int = 15) -> list[Throughput]:
+        """Async twin of `throughput`."""
+        return await self.fs.aexecute(throughput_plan(self.fs.queries, minutes), atomic=False)
+
+    def cron_entries(self) -> list[CronEntry]:
+        """The cron entries a node of this instance runs: workers' `cron` and `fs.schedule`."""
+        return [*entries_from(self.fs.registry), *self.fs.cron_entries]
+
+    def cron(self) -> list[CronStatus]:
+        """Every cron entry with its next tick and its last firing (the job it inserted)."""
+        return self.fs.execute(cron_plan(self.fs.queries, self.cron_entries(), datetime.now(UTC)))
+
+    async def acron(self) -> list[CronStatus]:
+        """Async twin of `cron`."""
+        return await self.fs.aexecute(cron_plan(self.fs.queries, self.cron_entries(), datetime.now(UTC)))
 
     def jobs(
         self,
@@ -163,6 +205,38 @@ class Insights:
         target = self.graph.require(asset)
         plan = lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
         return await self.fs.aexecute(plan)
+
+    def history(
+        self, asset: str | None = None, partition: Any = None, *, run_id: str | None = None, limit: int = 50
+    ) -> list[Materialization]:
+        """Records newest first: of a partition (every record of an unpartitioned asset),
+        of a run, or both."""
+        return self.fs.execute(self._history_plan(asset, partition, run_id, limit))
+
+    async def ahistory(
+        self, asset: str | None = None, partition: Any = None, *, run_id: str | None = None, limit: int = 50
+    ) -> list[Materialization]:
+        """Async twin of `history`."""
+        return await self.fs.aexecute(self._history_plan(asset, partition, run_id, limit))
+
+    def _history_plan(
+        self, asset: str | None, partition: Any, run_id: str | None, limit: int
+    ) -> Plan[list[Materialization]]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValidationError(f"limit must be an integer from 1 to 1000; got {limit!r}")
+        if asset is None and run_id is None:
+            raise ValidationError("history needs an asset or a run_id")
+        target = None if asset is None else self.graph.require(asset)
+        key = None if target is None else target.serialize_partition(partition)
+        return history_plan(self.records, None if target is None else target.name, key, run_id, limit)
+
+    def record(self, record_id: int) -> Lineage | None:
+        """One record with what it read and what read it (None when there is none)."""
+        return self.fs.execute(record_lineage_plan(self.records, record_id))
+
+    async def arecord(self, record_id: int) -> Lineage | None:
+        """Async twin of `record`."""
+        return await self.fs.aexecute(record_lineage_plan(self.records, record_id))
 
     def run_progress(self, run_id: str) -> RunProgress:
         """How many of a run's materializations are pending, running, finished."""

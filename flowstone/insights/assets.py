@@ -135,6 +135,16 @@ class Lineage:
 def lineage_of_plan(q: MaterializationQueries, asset: str, partition: str | None) -> Plan[Lineage | None]:
     """The lineage of `asset`'s latest record at `partition` (None when never materialized)."""
     record = yield from latest_plan(q, asset, partition)
+    return (yield from _lineage_around(q, record))
+
+
+def record_lineage_plan(q: MaterializationQueries, record_id: int) -> Plan[Lineage | None]:
+    """The lineage of the record with `record_id` (None when there is none)."""
+    rows = yield q.by_id, {"id": record_id}
+    return (yield from _lineage_around(q, Materialization.from_row(rows[0]) if rows else None))
+
+
+def _lineage_around(q: MaterializationQueries, record: Materialization | None) -> Plan[Lineage | None]:
     if record is None:
         return None
     upstream = yield from lineage_plan(q, record.id, "upstream")

@@ -1,17 +1,37 @@
-"""Reads of the queue side for front ends: the cluster overview and pages of jobs."""
+"""Reads of the queue side for front ends: the cluster overview, throughput, cron entries
+and pages of jobs.
+
+Counts never scan the table: each state is counted exactly up to `SAMPLE_CAP` rows
+through its partial index, and a state holding more is estimated by the planner, per
+queue (the overview says which states are estimates). Throughput is counted the same
+way, per minute.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from flowstone.queue.control import leader_plan, nodes_plan, queue_counts_plan
+from croniter import croniter
+
+from flowstone.errors import ValidationError
+from flowstone.queue.control import leader_plan, nodes_plan
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, list_plan
-from flowstone.queue.plan import Plan
+from flowstone.queue.plan import Plan, Row
+from flowstone.queue.plugins.cron import CronEntry
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
+
+SAMPLE_CAP = 1000
+"""Rows counted exactly per state (and per minute of throughput); beyond, the planner estimates."""
+
+CRON_LOOKBACK = 5
+"""Past ticks of a cron entry searched for the job its last firing inserted."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,8 @@ class ClusterOverview:
     queues: list[QueueOverview]
     nodes: list[NodeInfo]
     leader: str | None
+    estimated: frozenset[str] = frozenset()
+    """States with more than `SAMPLE_CAP` jobs, whose counts are the planner's estimates."""
 
     @property
     def alive(self) -> list[NodeInfo]:
@@ -54,14 +76,52 @@ class ClusterOverview:
         return [node for node in self.nodes if node.alive]
 
 
-def overview_plan(jobs: JobQueries, nodes: NodeQueries, expiry: float) -> Plan[ClusterOverview]:
-    """Counts per queue and state, the nodes and the leader, assembled per queue."""
-    counts = yield from queue_counts_plan(jobs)
+def overview_plan(
+    jobs: JobQueries, nodes: NodeQueries, expiry: float, known: Iterable[str] = ()
+) -> Plan[ClusterOverview]:
+    """Counts per queue and state, the nodes and the leader, assembled per queue; `known`
+    queues (the instance's configured ones) are listed even without jobs or nodes."""
     node_rows = yield from nodes_plan(nodes, expiry)
     leader = yield from leader_plan(nodes)
     infos = [NodeInfo(**row, leader=row["name"] == leader) for row in node_rows]
-    names = sorted(set(counts) | {queue for info in infos for queue in info.queues})
-    return ClusterOverview([_queue(name, counts.get(name, {}), infos) for name in names], infos, leader)
+    running = {queue for info in infos for queue in info.queues}
+    counts, estimated = yield from job_counts_plan(jobs, {*known, *running})
+    names = sorted({*counts, *known, *running})
+    queues = [_queue(name, counts.get(name, {}), infos) for name in names]
+    return ClusterOverview(queues, infos, leader, estimated)
+
+
+def job_counts_plan(
+    jobs: JobQueries, queues: Iterable[str] = (), cap: int = SAMPLE_CAP
+) -> Plan[tuple[dict[str, dict[str, int]], frozenset[str]]]:
+    """Jobs per queue and state without a scan: exact for states with at most `cap` jobs,
+    the planner's estimate (per queue of `queues`, the sampled ones and those the
+    planner knows) for the others, which come back as the second value."""
+    rows = yield jobs.state_sample, {"cap": cap + 1}
+    counts: dict[str, dict[str, int]] = {}
+    totals: Counter[str] = Counter()
+    for row in rows:
+        counts.setdefault(row["queue"], {})[row["state"]] = row["count"]
+        totals[row["state"]] += row["count"]
+    capped = sorted(state for state, total in totals.items() if total > cap)
+    if not capped:
+        return counts, frozenset()
+    known = yield jobs.stats_queues, {"schema": jobs.schema}
+    names = sorted({*queues, *counts, *(known[0]["queues"] or () if known else ())})
+    for state in capped:
+        for queue in names:
+            seen = counts.get(queue, {}).get(state, 0)
+            estimate = plan_rows((yield jobs.estimate, {"state": state, "queue": queue}))
+            # The planner never estimates zero rows: one means none it knows of.
+            found = max(seen, estimate if seen or estimate > 1 else 0)
+            if found:
+                counts.setdefault(queue, {})[state] = found
+    return counts, frozenset(capped)
+
+
+def plan_rows(rows: Sequence[Row]) -> int:
+    """The row count the planner expects, from the result of `EXPLAIN (FORMAT JSON)`."""
+    return int(rows[0]["QUERY PLAN"][0]["Plan"]["Plan Rows"])
 
 
 def _queue(name: str, counts: dict[str, int], infos: list[NodeInfo]) -> QueueOverview:
@@ -76,17 +136,111 @@ def _queue(name: str, counts: dict[str, int], infos: list[NodeInfo]) -> QueueOve
     )
 
 
+SCAN_WINDOW = 100_000
+"""Ids a page of jobs searches at most when its filter has no index (worker, tag, args,
+or a queue in a finished state): the next page goes on below."""
+
+QUEUE_INDEXED = frozenset({"available", "scheduled", "retryable", "executing"})
+"""States whose jobs are few or indexed by queue: a queue filter within them needs no window."""
+
+
 @dataclass(frozen=True)
 class JobPage:
-    """One page of jobs and the cursor of the next page (None on the last one)."""
+    """One page of jobs and the cursor of the next page (None on the last one).
+    `searched` is (highest, lowest) id searched when the filter had no index to use: a
+    short page then means no more matches in that range, not none at all."""
 
     jobs: list[Job]
     next_cursor: int | None = None
     where: JobFilter = field(default_factory=JobFilter)
+    searched: tuple[int, int] | None = None
+
+
+def _unindexed(where: JobFilter) -> bool:
+    """Whether finding `where`'s jobs could scan the whole table."""
+    state = where.params()["state"]  # validated
+    return bool(where.worker or where.tag or where.args) or (
+        where.queue is not None and state not in QUEUE_INDEXED
+    )
 
 
 def jobs_plan(jobs: JobQueries, where: JobFilter) -> Plan[JobPage]:
-    """A page of jobs matching `where` (keyset paging on the id)."""
-    found = yield from list_plan(jobs, where)
-    cursor = found[-1].id if len(found) == where.limit else None
-    return JobPage(found, cursor, where)
+    """A page of jobs matching `where` (keyset paging on the id); a filter no index
+    serves searches `SCAN_WINDOW` ids per page."""
+    if where.oldest_first or not _unindexed(where):
+        found = yield from list_plan(jobs, where)
+        return JobPage(found, found[-1].id if len(found) == where.limit else None, where)
+    top = where.cursor
+    if top is None:
+        rows = yield jobs.max_id, {}
+        top = int(rows[0]["max_id"]) + 1
+    low = max(1, top - SCAN_WINDOW)
+    found = yield from list_plan(jobs, replace(where, cursor=top, within=low))
+    cursor = found[-1].id if len(found) == where.limit else (low if low > 1 else None)
+    return JobPage(found, cursor, where, (top - 1, low))
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Jobs that finished in one minute (from `minute`), completed and discarded;
+    `estimated` when either passed `SAMPLE_CAP` and is the planner's estimate."""
+
+    minute: datetime
+    completed: int
+    discarded: int
+    estimated: bool = False
+
+
+def throughput_plan(jobs: JobQueries, minutes: int, cap: int = SAMPLE_CAP) -> Plan[list[Throughput]]:
+    """Jobs finished per minute over the last `minutes` minutes (the current one included)."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
+        raise ValidationError(f"minutes must be an integer from 1 to 120; got {minutes!r}")
+    rows = yield jobs.throughput, {"minutes": minutes, "cap": cap + 1}
+    found = []
+    for row in rows:
+        counted = {"completed": row["completed"], "discarded": row["discarded"]}
+        for outcome, statement in (
+            ("completed", jobs.estimate_completed),
+            ("discarded", jobs.estimate_discarded),
+        ):
+            if counted[outcome] > cap:
+                estimate = plan_rows((yield statement, {"minute": row["minute"]}))
+                counted[outcome] = max(counted[outcome], estimate)
+        estimated = row["completed"] > cap or row["discarded"] > cap
+        found.append(Throughput(row["minute"], estimated=estimated, **counted))
+    return found
+
+
+@dataclass(frozen=True)
+class CronStatus:
+    """A cron entry, its next tick, and its last tick that inserted a job (with the job,
+    as it is now; None when none of the last `CRON_LOOKBACK` ticks did, or it was pruned)."""
+
+    entry: CronEntry
+    next_at: datetime
+    last_at: datetime | None = None
+    last_job: Job | None = None
+
+
+def _ticks(entry: CronEntry, now: datetime) -> tuple[datetime, list[tuple[datetime, str | None]]]:
+    """The entry's next tick, and its last `CRON_LOOKBACK` ticks (newest first) with the
+    unique key of the job each inserts; in UTC, as the cron plugin counts minutes."""
+    local = now.astimezone(ZoneInfo(entry.timezone))
+    ahead = croniter(entry.expression, local).get_next(datetime).astimezone(UTC)
+    behind = croniter(entry.expression, local)
+    past = [behind.get_prev(datetime).astimezone(UTC) for _ in range(CRON_LOOKBACK)]
+    return ahead, [(tick, entry.job(tick).unique_key) for tick in past]
+
+
+def cron_plan(jobs: JobQueries, entries: Sequence[CronEntry], now: datetime) -> Plan[list[CronStatus]]:
+    """Each entry's next tick and last firing: a tick's job is unique per tick, so it is
+    found by its unique key (an index lookup) among the last few ticks."""
+    ticks = [_ticks(entry, now) for entry in entries]
+    keys = [key for _, past in ticks for _, key in past if key is not None]
+    rows = yield jobs.by_unique_keys, {"keys": keys}
+    fired = {row["unique_key"]: Job.from_row(row) for row in rows}
+    statuses = []
+    for entry, (ahead, past) in zip(entries, ticks, strict=True):
+        last = next(((tick, fired[key]) for tick, key in past if key in fired), (None, None))
+        statuses.append(CronStatus(entry, ahead, *last))
+    return statuses

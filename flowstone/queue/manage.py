@@ -24,7 +24,8 @@ def get_plan(queries: JobQueries, job_id: int) -> Plan[Job | None]:
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """Which jobs to list: every given field must match (`args` by containment, `tag`
-    among the tags), newest first unless `oldest_first`, after the `cursor` id."""
+    among the tags), newest first unless `oldest_first`, after the `cursor` id and not
+    past the `within` id."""
 
     queue: str | None = None
     state: str | JobState | None = None
@@ -34,6 +35,7 @@ class JobFilter:
     oldest_first: bool = False
     cursor: int | None = None
     limit: int = 100
+    within: int | None = None
 
     def params(self) -> dict[str, Any]:
         """The bound parameters of the listing statement (validated)."""
@@ -49,6 +51,7 @@ class JobFilter:
             "args": None if self.args is None else Jsonb(check_args(self.args)),
             "cursor": self.cursor,
             "limit": self.limit,
+            "within": self.within,
         }
 
 

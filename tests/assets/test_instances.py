@@ -64,6 +64,8 @@ async def test_two_instances_on_two_schemas_keep_to_their_own(flowstone_url: str
         for schema, graph in graphs.items():
             memory = graph.io_managers.get("memory")
             assert memory.load(Context("doubled")) == (2 if schema == "tenant_a" else 20)
+            # the record finishes before the job's acknowledgement is written
+            await wait_for(lambda schema=schema: counts(flowstone_url, schema)["jobs"] == {"completed": 2})
             assert counts(flowstone_url, schema) == {
                 "jobs": {"completed": 2},
                 "records": [

@@ -152,6 +152,8 @@ _GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
 
 # Jobs by filter, paged by id (keyset: `after` for oldest first, `before` for newest
 # first), so a page costs the same deep in a table of millions as on its first page.
+# `within` bounds the ids searched on the far side (filters no index serves scan at most
+# that many rows).
 _LIST = """
 SELECT {columns} FROM {jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
@@ -160,6 +162,7 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
   AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
   AND (%(cursor)s::bigint IS NULL OR id {beyond} %(cursor)s)
+  AND (%(within)s::bigint IS NULL OR id {within} %(within)s)
 ORDER BY id {direction}
 LIMIT %(limit)s
 """
@@ -246,6 +249,64 @@ FROM (SELECT state, count(*) AS count FROM pruned GROUP BY state) AS per_state
 
 _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue, state"
 
+# Front ends count jobs without scanning the table: per state, at most `cap` rows are read
+# through the state's partial index (ordered by its key so the planner walks it) and
+# counted per queue; a state with more rows than that is estimated by the planner
+# (_ESTIMATE, helped by the jobs_queue_state_stats statistics).
+_SAMPLE_ORDER = {
+    "available": "queue",
+    "scheduled": "scheduled_at",
+    "executing": "(attempted_by[1])",
+    "retryable": "scheduled_at",
+    "completed": "completed_at",
+    "discarded": "discarded_at",
+    "cancelled": "cancelled_at",
+}
+
+_SAMPLE_BRANCH = """
+SELECT '<state>' AS state, queue, count(*) AS count
+FROM (SELECT queue FROM {jobs} WHERE state = '<state>' ORDER BY <order> LIMIT %(cap)s) AS sample
+GROUP BY queue"""
+
+_STATE_SAMPLE = "\nUNION ALL".join(
+    _SAMPLE_BRANCH.replace("<state>", state).replace("<order>", order)
+    for state, order in _SAMPLE_ORDER.items()
+)
+
+_ESTIMATE = (
+    "EXPLAIN (FORMAT JSON) SELECT 1 FROM {jobs} WHERE state = %(state)s::{state} AND queue = %(queue)s"
+)
+
+# The queues the planner knows (the most common values of the column, from ANALYZE).
+_STATS_QUEUES = """
+SELECT most_common_vals::text::text[] AS queues FROM pg_stats
+WHERE schemaname = %(schema)s AND tablename = 'jobs' AND attname = 'queue'
+"""
+
+# Jobs finished per minute over the last `minutes` minutes, through the partial indexes
+# of the finished states, at most `cap` rows per minute and outcome (then estimated).
+_THROUGHPUT_COUNT = """
+(SELECT count(*) FROM (SELECT 1 FROM {jobs} WHERE state = '<outcome>'
+    AND <outcome>_at >= m.minute AND <outcome>_at < m.minute + interval '1 minute' LIMIT %(cap)s) AS n)"""
+
+_THROUGHPUT = (
+    "SELECT m.minute,"
+    + _THROUGHPUT_COUNT.replace("<outcome>", "completed")
+    + " AS completed,"
+    + _THROUGHPUT_COUNT.replace("<outcome>", "discarded")
+    + """ AS discarded
+FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+                     date_trunc('minute', now()), interval '1 minute') AS m(minute)
+ORDER BY m.minute
+"""
+)
+
+_ESTIMATE_FINISHED = """
+EXPLAIN (FORMAT JSON) SELECT 1 FROM {jobs} WHERE state = '<outcome>'
+    AND <outcome>_at >= %(minute)s::timestamptz
+    AND <outcome>_at < %(minute)s::timestamptz + interval '1 minute'
+"""
+
 _MAX_ID = "SELECT coalesce(max(id), 0) AS max_id FROM {jobs}"
 
 # Test helpers: enqueued (available or scheduled) jobs; args/meta match by containment.
@@ -329,6 +390,12 @@ class JobQueries:
     rescue: str
     prune: str
     counts: str
+    state_sample: str
+    estimate: str
+    stats_queues: str
+    throughput: str
+    estimate_completed: str
+    estimate_discarded: str
     enqueued: str
     wake_head: str
     wake_scheduled: str
@@ -377,8 +444,8 @@ class JobQueries:
             release_orphans=compose(_RELEASE_ORPHANS),
             stage=compose(_STAGE),
             get=compose(_GET),
-            list_oldest=compose(_LIST.replace("{beyond}", ">").replace("{direction}", "ASC")),
-            list_newest=compose(_LIST.replace("{beyond}", "<").replace("{direction}", "DESC")),
+            list_oldest=compose(_list(">", "<=", "ASC")),
+            list_newest=compose(_list("<", ">=", "DESC")),
             retry=compose(_RETRY),
             delete=compose(_DELETE),
             max_id=compose(_MAX_ID),
@@ -386,11 +453,21 @@ class JobQueries:
             rescue=compose(_RESCUE),
             prune=compose(_PRUNE),
             counts=compose(_COUNTS),
+            state_sample=compose(_STATE_SAMPLE),
+            estimate=compose(_ESTIMATE),
+            stats_queues=compose(_STATS_QUEUES),
+            throughput=compose(_THROUGHPUT),
+            estimate_completed=compose(_ESTIMATE_FINISHED.replace("<outcome>", "completed")),
+            estimate_discarded=compose(_ESTIMATE_FINISHED.replace("<outcome>", "discarded")),
             enqueued=compose(_ENQUEUED),
             wake_head=compose(_WAKE_HEAD),
             wake_scheduled=compose(_WAKE_SCHEDULED),
             wake_tail=compose(_WAKE_TAIL),
         )
+
+
+def _list(beyond: str, within: str, direction: str) -> str:
+    return _LIST.replace("{beyond}", beyond).replace("{within}", within).replace("{direction}", direction)
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,238 @@
+"""The dashboard over HTTP (in process): every page and its JSON twin, escaping, CSRF,
+read-only, the auth hook, actions and their confirmations, errors, mounting."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import pytest
+from conftest import QUEUE, Client, Echo, FailOnce, client_for
+from psycopg.rows import dict_row
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Mount
+
+from flowstone import FlowStone, amaterialize_all
+from flowstone.testing import adrain_queue
+from flowstone.web import basic_auth, create_app, token_auth
+
+pytestmark = pytest.mark.anyio
+
+SCRIPT = "<script>alert('owned')</script>"
+
+
+async def seed(fs: FlowStone) -> dict[str, Any]:
+    """A discarded job with a traceback, a completed one, two available ones, and the
+    asset chain materialized for one day."""
+    failed = await fs.ainsert(FailOnce.new({"what": SCRIPT}, tags=["<b>tag</b>"]))
+    done = await fs.ainsert(Echo.new({"n": 0}))
+    await adrain_queue(QUEUE, fs=fs)
+    waiting = await fs.ainsert_all([Echo.new({"n": 1}), Echo.new({"html": SCRIPT})])
+    run = await amaterialize_all("report", "2025-01-12", fs=fs)
+    await adrain_queue("assets", with_scheduled=True, fs=fs)
+    return {"failed": failed.id, "done": done.id, "waiting": [job.id for job in waiting], "run": run.run_id}
+
+
+async def rows(fs: FlowStone, query: str) -> list[dict[str, Any]]:
+    async with fs.aconnection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query)
+        return await cursor.fetchall()
+
+
+async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    queues = (await client.get("/api/queues")).json()
+    web = next(q for q in queues["queues"] if q["queue"] == QUEUE)
+    assert {k: v for k, v in web["counts"].items() if v} == {"available": 2, "completed": 1, "discarded": 1}
+    assert queues["estimated"] == [] and len(queues["throughput"]) == 15
+    page = await client.get("/queues")
+    assert page.status_code == 200 and "<h1>Queues</h1>" in page.text and f'data-queue="{QUEUE}"' in page.text
+
+    listed = (await client.get("/api/jobs", params={"queue": QUEUE, "state": "available"})).json()
+    assert [job["id"] for job in listed["jobs"]] == sorted(seeded["waiting"], reverse=True)
+    assert (await client.get("/api/jobs", params={"args": "n=1"})).json()["jobs"][0]["id"] == seeded[
+        "waiting"
+    ][0]
+    one = (await client.get(f"/api/jobs/{seeded['failed']}")).json()
+    assert one["job"]["state"] == "discarded" and "Traceback" in one["job"]["errors"][0]["traceback"]
+    detail = await client.get(f"/jobs/{seeded['failed']}")
+    assert detail.status_code == 200 and "first attempt of" in detail.text and "Traceback" in detail.text
+
+    assets = (await client.get("/api/assets")).json()["assets"]
+    assert [(a["name"], a["counts"]) for a in assets] == [
+        ("raw", {"success": 1}),
+        ("clean", {"success": 1}),
+        ("report", {"success": 1}),
+    ]
+    assert "<svg" in (await client.get("/assets")).text
+    strip = await client.get(
+        "/api/assets/clean/partitions", params={"start": "2025-01-11", "end": "2025-01-13"}
+    )
+    assert [(p["partition"], p["status"]) for p in strip.json()["partitions"]] == [
+        ("2025-01-11", "missing"),
+        ("2025-01-12", "success"),
+        ("2025-01-13", "missing"),
+    ]
+    assert 'data-status="success"' in (await client.get("/assets/clean?start=2025-01-11&end=2025-01-13")).text
+    history = (await client.get("/api/assets/clean/history", params={"partition": "2025-01-12"})).json()
+    assert [r["asset"] for r in history["lineage"]["upstream"]] == ["raw"]
+    assert [r["asset"] for r in history["lineage"]["downstream"]] == ["report"]
+    assert 'id="upstream"' in (await client.get("/assets/clean/history?partition=2025-01-12")).text
+    run = (await client.get(f"/api/runs/{seeded['run']}")).json()
+    assert (run["total"], run["finished"], run["percent"], run["done"]) == (3, 3, 100, True)
+    assert "100 %" in (await client.get(f"/runs/{seeded['run']}")).text
+    assert (await client.get("/api/cron")).json() == {"entries": []}
+    assert (await client.get("/cron")).status_code == 200
+    home = await client.get("/")
+    assert home.status_code == 307 and home.headers["location"] == "/queues"
+
+
+async def test_values_from_the_database_are_escaped(client: Client, app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    for path in (
+        "/jobs",
+        f"/jobs/{seeded['failed']}",
+        f"/jobs/{seeded['waiting'][1]}",
+        "/jobs?tag=%3Cb%3Etag%3C/b%3E",
+    ):
+        page = await client.get(path)
+        assert page.status_code == 200
+        assert SCRIPT not in page.text and "<b>tag</b>" not in page.text, path
+        assert "&lt;script&gt;" in page.text or "&#34;" in page.text, path
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert (await client.get(f"/api/jobs/{seeded['waiting'][1]}")).json()["job"]["args"]["html"] == SCRIPT
+
+
+async def test_actions_need_the_csrf_token_of_the_cookie(client: Client, app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    path = f"/jobs/{seeded['failed']}/retry"
+    await client.token()
+    assert (await client.post(path)).status_code == 403
+    assert (await client.post(path, data={"csrf": "forged"})).status_code == 403
+    assert (await app_fs.aget_job(seeded["failed"])).state == "discarded"  # type: ignore[union-attr]
+    done = await client.submit(path, {})
+    assert done.status_code == 303 and done.headers["location"] == f"/jobs/{seeded['failed']}?notice=retried"
+    assert (await app_fs.aget_job(seeded["failed"])).state == "available"  # type: ignore[union-attr]
+    assert "Retried 1 job(s)." in (await client.get(done.headers["location"])).text
+    stranger = client_for(create_app(app_fs))  # a page of another site has no cookie to copy
+    assert (await stranger.post(path, data={"csrf": await client.token()})).status_code == 403
+
+
+async def test_read_only_hides_and_refuses_actions(app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    async with client_for(create_app(app_fs, read_only=True)) as http:
+        for path in ("/queues", "/jobs", f"/jobs/{seeded['failed']}", "/assets", "/assets/clean"):
+            page = await http.get(path)
+            assert page.status_code == 200 and 'method="post"' not in page.text, path
+            assert "read-only" in page.text
+        token = re.search(r"flowstone_csrf=([^;]+)", page.headers.get("set-cookie", ""))
+        data = {"csrf": token.group(1) if token else ""}
+        assert (await http.post(f"/jobs/{seeded['failed']}/retry", data=data)).status_code == 403
+        assert (await http.post(f"/queues/{QUEUE}/pause", data=data)).status_code == 403
+    assert (await app_fs.aget_job(seeded["failed"])).state == "discarded"  # type: ignore[union-attr]
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_the_auth_hook_guards_every_path(app_fs: FlowStone) -> None:
+    async with client_for(create_app(app_fs, auth=basic_auth("ops", "s3cret"))) as http:
+        for path in ("/queues", "/api/jobs", "/metrics", "/static/dashboard.js", "/events"):
+            refused = await http.get(path)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic"), (
+                path
+            )
+        assert (await http.get("/queues", headers=_basic("ops", "wrong"))).status_code == 401
+        assert (await http.get("/queues", headers=_basic("ops", "s3cret"))).status_code == 200
+    token = "t0ken-of-the-ops-team"
+    async with client_for(create_app(app_fs, auth=token_auth(token))) as http:
+        assert (
+            await http.get("/api/queues", headers={"authorization": f"Bearer {token}"})
+        ).status_code == 200
+        assert (await http.get("/api/queues", headers=_basic("anyone", token))).status_code == 200
+        assert (await http.get("/api/queues", headers={"authorization": "Bearer nope"})).status_code == 401
+
+    async def only_from_the_office(request: Request) -> bool:
+        return request.headers.get("x-office") == "yes"
+
+    async with client_for(create_app(app_fs, auth=only_from_the_office)) as http:
+        assert (await http.get("/queues")).status_code == 401
+        assert (await http.get("/queues", headers={"x-office": "yes"})).status_code == 200
+    with pytest.raises(ValueError, match="at least 16"):
+        token_auth("short")
+
+
+async def test_bulk_actions_act_only_once_confirmed(client: Client, app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    ids = [("ids", job_id) for job_id in seeded["waiting"]]
+    back = ("back", f"/jobs?queue={QUEUE}")
+    asked = await client.submit("/jobs/bulk", [("action", "cancel"), back, *ids])
+    assert asked.status_code == 200 and "Cancel 2 jobs?" in asked.text
+    assert {job.state for job in await app_fs.alist_jobs(state="available")} == {"available"}
+    done = await client.submit("/jobs/bulk", [("action", "cancel"), ("confirm", "yes"), back, *ids])
+    assert (
+        done.status_code == 303
+        and done.headers["location"] == f"/jobs?queue={QUEUE}&notice=cancelled&count=2"
+    )
+    assert await app_fs.alist_jobs(state="available") == []
+    again = await client.submit(
+        "/jobs/bulk", [("action", "retry"), ("confirm", "yes"), ("back", "//evil.example"), *ids]
+    )
+    assert again.headers["location"] == "/jobs?notice=retried&count=2"
+    nothing = await client.submit("/jobs/bulk", [("action", "retry")])
+    assert nothing.status_code == 400 and "select at least one job" in nothing.text
+
+
+async def test_queue_actions_store_and_signal_the_control(client: Client, app_fs: FlowStone) -> None:
+    paused = await client.submit(f"/queues/{QUEUE}/pause", {})
+    assert paused.status_code == 303 and paused.headers["location"] == "/queues?notice=paused"
+    assert (await client.submit(f"/queues/{QUEUE}/scale", {"limit": "7"})).status_code == 303
+    controls = await rows(app_fs, 'SELECT queue, node, paused, "limit" FROM flowstone.queue_controls')
+    assert controls == [{"queue": QUEUE, "node": "*", "paused": True, "limit": 7}]
+    bad = await client.submit(f"/queues/{QUEUE}/scale", {"limit": "many"})
+    assert bad.status_code == 400 and "limit must be a positive whole number" in bad.text
+    assert (await client.submit(f"/queues/{QUEUE}/explode", {})).status_code == 404
+
+
+async def test_materialize_and_backfill_lead_to_their_run(client: Client, app_fs: FlowStone) -> None:
+    one = await client.submit("/assets/clean/materialize", {"partition": "2025-01-05"})
+    assert one.status_code == 303 and one.headers["location"].startswith("/runs/")
+    assert (await client.get("/api" + one.headers["location"])).json()["total"] == 1
+    closure = await client.submit(
+        "/assets/report/materialize", {"partition": "2025-01-05", "upstream": "yes"}
+    )
+    records = (await client.get("/api" + closure.headers["location"])).json()["records"]
+    assert sorted(r["asset"] for r in records) == ["clean", "raw", "report"]
+    backfill = await client.submit("/assets/raw/backfill", {"start": "2025-01-01", "end": "2025-01-03"})
+    assert (await client.get("/api" + backfill.headers["location"])).json()["counts"] == {"pending": 3}
+    bad = await client.submit("/assets/raw/backfill", {"start": "2024-12-30", "end": "2025-01-03"})
+    assert bad.status_code == 400 and "before the first partition" in bad.text
+    unknown = await client.submit("/assets/rwa/materialize", {"partition": "2025-01-05"})
+    assert unknown.status_code == 404 and "did you mean &#39;raw&#39;" in unknown.text
+
+
+async def test_errors_are_one_line_pages_or_json(client: Client) -> None:
+    assert (await client.get("/jobs/999999")).status_code == 404
+    assert (await client.get("/api/jobs/999999")).json() == {"error": "no job with id 999999"}
+    bad = await client.get("/api/jobs", params={"state": "bogus"})
+    assert bad.status_code == 400 and "unknown job state 'bogus'" in bad.json()["error"]
+    assert (await client.get("/api/assets/nope/partitions")).status_code == 404
+    wide = await client.get("/api/assets/raw/partitions", params={"start": "2025-01-01", "end": "2028-01-01"})
+    assert wide.status_code == 400 and "at most 1000" in wide.json()["error"]
+
+
+async def test_the_dashboard_mounts_under_a_prefix(app_fs: FlowStone) -> None:
+    host = Starlette(routes=[Mount("/ops/flowstone", create_app(app_fs))])
+    async with client_for(host) as http:
+        assert (await http.get("/ops/flowstone/")).headers["location"] == "/ops/flowstone/queues"
+        page = await http.get("/ops/flowstone/queues")
+        assert page.status_code == 200 and 'href="/ops/flowstone/jobs"' in page.text
+        assert 'data-root="/ops/flowstone"' in page.text
+        assert "Path=/ops/flowstone" in page.headers["set-cookie"]
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        paused = await http.post(f"/ops/flowstone/queues/{QUEUE}/pause", data={"csrf": token})
+        assert paused.headers["location"] == "/ops/flowstone/queues?notice=paused"
+        assert (await http.get("/ops/flowstone/static/dashboard.css")).status_code == 200
