@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flowstone.errors import one_line
+from flowstone.queue.connecting import DEFAULT_CONNECT_TIMEOUT, check_url
 from flowstone.queue.validation import check_identifier, check_name
 
 
@@ -69,6 +70,7 @@ class Settings(BaseModel):
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
     node: str = Field(default_factory=default_node_name)
     pool_size: int = Field(default=10, ge=1, le=200)
+    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
     stage_interval: float = Field(default=1.0, gt=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)
@@ -83,6 +85,11 @@ class Settings(BaseModel):
     prune_interval: float = Field(default=30.0, gt=0)
     prune_limit: int = Field(default=10_000, ge=1)
     prune_budget: float = Field(default=10.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
     @field_validator("schema_name")
     @classmethod

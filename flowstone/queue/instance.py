@@ -25,6 +25,7 @@ from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
 from flowstone.queue import control, jsonb, manage, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
+from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, probe, schema_error
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
@@ -103,7 +104,8 @@ class FlowStone:
     def database_url(self) -> str:
         """The server in use: the given URL, FLOWSTONE_DATABASE_URL, or the embedded one."""
         if self._url is None:
-            self._url = embedded.resolve_database_url(self.settings.database_url, self.settings.data_dir)
+            url = embedded.resolve_database_url(self.settings.database_url, self.settings.data_dir)
+            self._url = check_url(url)
         return self._url
 
     def migrate(self) -> None:
@@ -145,6 +147,7 @@ class FlowStone:
         statements; return it as you found it (no open transaction, no lock held)."""
         with self._lock:
             if self._pool is None:
+                probe(self.database_url, self.settings.connect_timeout)
                 self._pool = pool.sync_pool(self.database_url, self.settings.pool_size)
         with self._pool.connection() as conn:
             yield conn
@@ -155,6 +158,7 @@ class FlowStone:
         """Async twin of `session` (one pool per event loop)."""
         loop = asyncio.get_running_loop()
         if loop not in self._apools:
+            await aprobe(self.database_url, self.settings.connect_timeout)
             self._apools[loop] = await pool.async_pool(self.database_url, self.settings.pool_size)
         async with self._apools[loop].connection() as conn:
             yield conn
@@ -163,23 +167,34 @@ class FlowStone:
     def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Run a plan on `conn` (the caller's transaction) or on a pooled connection, in a
         transaction of its own unless `atomic=False` (a single statement needs none)."""
-        if conn is not None:
-            return run(sync_connection(conn), plan)
-        if atomic:
-            with self.connection() as pooled:
+        with self._diagnosed():
+            if conn is not None:
+                return run(sync_connection(conn), plan)
+            if atomic:
+                with self.connection() as pooled:
+                    return run(pooled, plan)
+            with self.session() as pooled:
                 return run(pooled, plan)
-        with self.session() as pooled:
-            return run(pooled, plan)
 
     async def aexecute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Async twin of `execute`."""
-        if conn is not None:
-            return await arun(await async_connection(conn), plan)
-        if atomic:
-            async with self.aconnection() as pooled:
+        with self._diagnosed():
+            if conn is not None:
+                return await arun(await async_connection(conn), plan)
+            if atomic:
+                async with self.aconnection() as pooled:
+                    return await arun(pooled, plan)
+            async with self.asession() as pooled:
                 return await arun(pooled, plan)
-        async with self.asession() as pooled:
-            return await arun(pooled, plan)
+
+    @contextmanager
+    def _diagnosed(self) -> Iterator[None]:
+        """A statement failing because the schema is missing or behind: one line saying
+        to run `flowstone migrate` (a FlowStoneError of type schema_error)."""
+        try:
+            yield
+        except SCHEMA_MISSING as error:
+            raise schema_error(error, self.schema) from error
 
     def close(self) -> None:
         """Close the sync pool (async pools close with `aclose`)."""
