@@ -35,7 +35,7 @@ from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.transactional import async_connection, sync_connection
-from flowstone.queue.worker import NewJob, Worker, WorkerRegistry, default_registry
+from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
 
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
@@ -432,6 +432,12 @@ def _unique(jobs: Sequence[NewJob]) -> bool:
 def _check_new(job: object) -> NewJob:
     if not isinstance(job, NewJob):
         raise ValidationTypeError(f"expected a job built with Worker.new(...); got {type(job).__name__}")
+    if job.worker.startswith(UNNAMED_MAIN):
+        raise ValidationError(
+            f"worker {job.worker!r} is defined in __main__ with no importable module (an interactive "
+            "session, python -c, a notebook), so no worker process could run its jobs: "
+            "set name = '...' on the class"
+        )
     return job
 
 
