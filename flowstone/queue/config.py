@@ -85,6 +85,7 @@ class Settings(BaseModel):
     prune_interval: float = Field(default=30.0, gt=0)
     prune_limit: int = Field(default=10_000, ge=1)
     prune_budget: float = Field(default=10.0, gt=0)
+    log_jobs: bool = True
 
     @field_validator("database_url")
     @classmethod

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import control, jsonb, manage, pool, telemetry
+from flowstone.queue import control, jsonb, manage, outcome_log, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, probe, schema_error
 from flowstone.queue.insert import insert_plan
@@ -375,6 +375,13 @@ class FlowStone:
         """A node for this instance (call inside an event loop; `run` and `start` do)."""
         return Node(self, queues, self.cron_entries, self.plugins)
 
+    def _started_node(self, queues: QueuesOption | None) -> Node:
+        """A node about to run: its job outcomes are logged unless `log_jobs=False`."""
+        node = self.node(queues)
+        if self.settings.log_jobs:
+            outcome_log.attach()
+        return node
+
     def run(self, queues: QueuesOption | None = None) -> None:
         """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully
         (on uvloop when it is installed, as it is by default on Linux and macOS)."""
@@ -382,7 +389,7 @@ class FlowStone:
         anyio.run(self._run_until_signal, queues, backend_options={"use_uvloop": uvloop})
 
     async def _run_until_signal(self, queues: QueuesOption | None) -> None:
-        node = self.node(queues)
+        node = self._started_node(queues)
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, node)
             await node.run()
@@ -391,7 +398,7 @@ class FlowStone:
 
     async def start(self, queues: QueuesOption | None = None) -> Node:
         """Start a node in the background of the running event loop; returns once it runs."""
-        node = self.node(queues)
+        node = self._started_node(queues)
         task = asyncio.get_running_loop().create_task(node.run())
         self._nodes[node] = task
         started = asyncio.ensure_future(node.started.wait())
