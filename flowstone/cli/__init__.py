@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowstone.cli import assets, queue
+from flowstone.cli import assets, embedded, queue
 from flowstone.cli.common import Commands, UsageError, common_options
 from flowstone.errors import FlowStoneError, one_line
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = Commands(parser.add_subparsers(dest="command", required=True))
     queue.add_commands(commands)
     assets.add_commands(commands)
+    embedded.add_commands(commands)
     return parser
 
 
