@@ -13,6 +13,7 @@ from typing import Any
 from flowstone.cli.common import Commands, UsageError, app_of, emit
 from flowstone.insights import Insights, QueueOverview
 from flowstone.logs import configure_logging
+from flowstone.queue import config
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.migrate import current_revision, migrate
@@ -62,17 +63,10 @@ def add_commands(commands: Commands) -> None:
 
 def parse_queues(text: str) -> dict[str, int]:
     """`assets=10,default=5` → {"assets": 10, "default": 5}."""
-    queues: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, limit = part.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--queues entry {part!r} must look like name=limit")
-        if not limit.strip().isdigit() or int(limit) < 1:
-            raise UsageError(f"--queues limit for {name.strip()!r} must be a positive integer; got {limit!r}")
-        queues[name.strip()] = int(limit)
-    if not queues:
-        raise UsageError("--queues names no queue")
-    return queues
+    try:
+        return config.parse_queues(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _known_queues(app: FlowStone) -> set[str]:

@@ -20,6 +20,7 @@ import psycopg
 import pydantic
 import structlog
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from pydantic_settings import SettingsError
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
@@ -48,7 +49,7 @@ class FlowStone:
         self,
         database_url: str | None = None,
         *,
-        schema: str = "flowstone",
+        schema: str | None = None,
         queues: QueuesOption | None = None,
         registry: WorkerRegistry | None = None,
         assets: object | None = None,
@@ -60,14 +61,10 @@ class FlowStone:
         this instance runs (default: every `Worker` subclass); `assets` is the asset
         graph (an `AssetRegistry`; default: the one `@asset` fills), carried for the asset
         layer; `plugins` run on every node besides the built-in ones; `settings` are the
-        fields of `Settings` (intervals, pool size, node name, …)."""
-        self.settings = _settings(
-            database_url=database_url,
-            schema_name=schema,
-            queues=queues or {},
-            data_dir=None if data_dir is None else Path(data_dir),
-            **settings,
-        )
+        fields of `Settings` (intervals, pool size, node name, …). A setting not given is read
+        from its FLOWSTONE_* environment variable, else takes its default."""
+        given = {"database_url": database_url, "schema_name": schema, "queues": queues, "data_dir": data_dir}
+        self.settings = _settings(**{k: v for k, v in given.items() if v is not None}, **settings)
         self.registry = registry if registry is not None else default_registry
         self.assets = assets
         self.plugins = list(plugins)
@@ -427,7 +424,7 @@ def _settings(**values: Any) -> Settings:
     """Validated settings; invalid ones raise one ValidationError naming every bad field."""
     try:
         return Settings(**values)
-    except pydantic.ValidationError as error:
+    except (pydantic.ValidationError, SettingsError) as error:
         raise ValidationError(f"invalid FlowStone settings: {one_line(error)}") from None
 
 
