@@ -381,7 +381,7 @@ class FlowStone:
 
     def run(self, queues: QueuesOption | None = None) -> None:
         """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully
-        (on uvloop when it is installed, as it is by default on Linux and macOS)."""
+        (on uvloop when it is installed: `pip install 'flowstone[uvloop]'`)."""
         uvloop = importlib.util.find_spec("uvloop") is not None
         anyio.run(self._run_until_signal, queues, backend_options={"use_uvloop": uvloop})
 
