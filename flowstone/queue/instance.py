@@ -26,7 +26,7 @@ from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
 from flowstone.queue import control, jsonb, manage, outcome_log, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
-from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, probe, schema_error
+from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
@@ -113,15 +113,21 @@ class FlowStone:
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new dedicated connection (e.g. for LISTEN), outside the pool."""
-        conn = psycopg.connect(self.database_url, **pool.connection_kwargs(**kwargs))
+        conn = psycopg.connect(self.database_url, **pool.connection_kwargs(**self._bounded(kwargs)))
         jsonb.prepare(conn)
         return conn
 
     async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         """Async twin of `connect`."""
-        conn = await psycopg.AsyncConnection.connect(self.database_url, **pool.connection_kwargs(**kwargs))
+        conn = await psycopg.AsyncConnection.connect(
+            self.database_url, **pool.connection_kwargs(**self._bounded(kwargs))
+        )
         jsonb.prepare(conn)
         return conn
+
+    def _bounded(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`kwargs` with a connect timeout (`connect_timeout`) unless the URL or they set one."""
+        return {**connect_kwargs(self.database_url, self.settings.connect_timeout), **kwargs}
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -145,7 +151,9 @@ class FlowStone:
         with self._lock:
             if self._pool is None:
                 probe(self.database_url, self.settings.connect_timeout)
-                self._pool = pool.sync_pool(self.database_url, self.settings.pool_size)
+                self._pool = pool.sync_pool(
+                    self.database_url, self.settings.pool_size, connect_timeout=self.settings.connect_timeout
+                )
         with self._pool.connection() as conn:
             yield conn
             pool.mark_used(conn)
@@ -156,7 +164,9 @@ class FlowStone:
         loop = asyncio.get_running_loop()
         if loop not in self._apools:
             await aprobe(self.database_url, self.settings.connect_timeout)
-            self._apools[loop] = await pool.async_pool(self.database_url, self.settings.pool_size)
+            self._apools[loop] = await pool.async_pool(
+                self.database_url, self.settings.pool_size, connect_timeout=self.settings.connect_timeout
+            )
         async with self._apools[loop].connection() as conn:
             yield conn
             pool.mark_used(conn)
