@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,13 @@ from support import MakeFs, rows, wait_for, wait_for_job
 from flowstone import Cancel, Discard, Job, Worker
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _unconfigured_structlog() -> Iterator[None]:
+    """capture_logs leaves structlog configured (printing debug lines) for later tests."""
+    yield
+    structlog.reset_defaults()
 
 
 class Refuse(Worker):
