@@ -2,7 +2,7 @@
 
     python examples/run_pipeline.py
 
-1. migrates the database (FLOWSTONE_DATABASE_URL, or an embedded PostgreSQL in ./.flowstone),
+1. migrates the database (FLOWSTONE_DATABASE_URL, or the embedded PostgreSQL in a per-user directory),
 2. starts `flowstone worker --app pipeline:app --queues assets=4` as a separate process,
 3. queues every day's `daily_revenue` with its upstream closure (materialize_all),
 4. waits for the materializations, prints them with their lineage and the SQL to look

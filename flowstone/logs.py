@@ -1,8 +1,13 @@
-"""Logging through structlog: a console renderer for people, JSON lines on request."""
+"""Logging through structlog: a console renderer for people, JSON lines on request.
+
+The console renderer colours its output only for a terminal: piped into a file or a log
+collector, lines carry no ANSI codes (NO_COLOR turns colours off on a terminal too).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
@@ -17,7 +22,11 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         raise ValueError(f"unknown log level {level!r}")
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(
+            colors=colours(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
@@ -31,3 +40,8 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def colours() -> bool:
+    """Whether console lines may carry colours: stderr is a terminal and NO_COLOR is unset."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")

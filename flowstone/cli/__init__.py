@@ -4,7 +4,8 @@ dashboard, metrics).
 A package that depends downward only: `common` (options, app loading, output), one
 module per command group (`queue`, `assets`, `web`); every read goes through `flowstone.insights`.
 Bad input — an app that cannot be imported, an unknown queue, a malformed limit, an
-invalid cron expression — gets a one-line error and exit code 2 before any job runs.
+invalid cron expression, a database that cannot be used — gets a one-line error and exit
+code 2 before any job runs; Ctrl-C exits 130 with one line saying what it stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowstone.cli import assets, queue, web
+from flowstone import __version__
+from flowstone.cli import assets, embedded, queue, web
 from flowstone.cli.common import Commands, UsageError, common_options
 from flowstone.errors import FlowStoneError, one_line
 
@@ -22,11 +24,13 @@ from flowstone.errors import FlowStoneError, one_line
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     parser = argparse.ArgumentParser(prog="flowstone", description="FlowStone's command line.")
+    parser.add_argument("--version", action="version", version=f"flowstone {__version__}")
     common_options(parser, None)
     commands = Commands(parser.add_subparsers(dest="command", required=True))
     queue.add_commands(commands)
     assets.add_commands(commands)
     web.add_commands(commands)
+    embedded.add_commands(commands)
     return parser
 
 
@@ -36,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
+    except KeyboardInterrupt:  # Ctrl-C: what it stopped is the command's to say
+        print(f"flowstone: {getattr(args, 'on_interrupt', 'interrupted')}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

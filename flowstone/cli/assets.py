@@ -13,6 +13,9 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from flowstone.assets.api import backfill, materialize, materialize_all
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.records import Materialization
@@ -24,7 +27,8 @@ from flowstone.queue.instance import FlowStone
 DEFAULT_TIMEOUT = 3600.0
 """How long `--wait` and `backfill` follow a run by default (the jobs run on regardless)."""
 
-BAR_WIDTH = 30
+STOPPED_FOLLOWING = "stopped following; jobs keep running"
+"""What Ctrl-C while following a run says (the jobs are in the database, workers run them)."""
 
 
 def add_commands(commands: Commands) -> None:
@@ -45,6 +49,7 @@ def add_commands(commands: Commands) -> None:
     back.add_argument("asset")
     back.add_argument("--from", dest="start", required=True, help="first partition key")
     back.add_argument("--to", dest="end", required=True, help="last partition key (included)")
+    back.add_argument("--no-wait", action="store_true", help="queue the partitions and return at once")
     _run_options(back)
 
     lineage = commands.add(
@@ -106,6 +111,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     """Queue one partition (or, with --all, its upstream closure too); with --wait, block
     until it finished. Exit code 1 when it failed or did not finish in time."""
     app, _ = _loaded(args)
+    if args.wait:
+        args.on_interrupt = STOPPED_FOLLOWING
     if args.all:
         result = materialize_all(args.asset, args.partition, force=args.force, fs=app)
         if not args.wait:
@@ -137,18 +144,29 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Queue every partition from --from to --to, draw progress on stderr until every job
-    finished, print the totals; exit code 1 when any failed or the run did not finish."""
+    finished, print the totals; exit code 1 when any failed or the run did not finish.
+    With --no-wait, print the run and return once the jobs are queued."""
     app, _ = _loaded(args)
-    run_id = backfill(args.asset, start=args.start, end=args.end, force=args.force, fs=app).run_id
-    return _follow(app, run_id, args)
+    if not args.no_wait:
+        args.on_interrupt = STOPPED_FOLLOWING
+    result = backfill(args.asset, start=args.start, end=args.end, force=args.force, fs=app)
+    if args.no_wait:
+        emit(
+            [{"run_id": result.run_id, "asset": args.asset, "total": result.total, "status": "queued"}],
+            args.json,
+        )
+        return 0
+    return _follow(app, result.run_id, args)
 
 
 def _follow(app: FlowStone, run_id: str, args: argparse.Namespace) -> int:
     """Draw the run's progress until it is done or the timeout passed; print the totals."""
-    drawn, progress = "", RunProgress(run_id, {})
-    for progress in Insights(app).watch_run(run_id, args.timeout):
-        drawn = _draw(progress, drawn)
-    sys.stderr.write("\n")
+    progress = RunProgress(run_id, {})
+    with _progress_bar() as bar:
+        task = bar.add_task(args.asset, total=None, counts="")
+        for progress in Insights(app).watch_run(run_id, args.timeout):
+            counts = f"{progress.finished}/{progress.total} finished, {progress.failed} failed"
+            bar.update(task, total=max(progress.total, 1), completed=progress.finished, counts=counts)
     emit([_summary(progress, args.asset)], args.json)
     if not progress.done:
         print(
@@ -171,17 +189,16 @@ def _summary(progress: RunProgress, asset: str) -> dict[str, Any]:
     }
 
 
-def _draw(progress: RunProgress, drawn: str) -> str:
-    """Redraw the bar on stderr when it changed; the bar drawn."""
-    filled = BAR_WIDTH * progress.finished // max(progress.total, 1)
-    bar = (
-        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress.finished}/{progress.total} finished"
-        f", {progress.failed} failed"
+def _progress_bar() -> Progress:
+    """A progress bar on stderr: redrawn in place on a terminal; into a pipe or a file,
+    only its final state, as one line (no carriage-return frames)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
     )
-    if bar != drawn:
-        sys.stderr.write(f"\r{bar}")
-        sys.stderr.flush()
-    return bar
 
 
 # -- lineage ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The queue's commands: migrate, worker, jobs (ls, show, retry, cancel) and queues."""
+"""The queue's commands: migrate, worker, jobs (ls, show, retry, cancel, delete) and queues."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from flowstone.cli.common import Commands, UsageError, app_of, emit
 from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview
 from flowstone.logs import configure_logging
+from flowstone.queue import config
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.migrate import current_revision, migrate
@@ -43,6 +44,9 @@ def add_commands(commands: Commands) -> None:
     }
     for name, (command, text) in actions.items():
         commands.add(name, text, command, jobs).add_argument("id", type=int)
+    commands.add("delete", "delete a job that is not executing", cmd_jobs_delete, jobs).add_argument(
+        "id", type=int
+    )
 
     queues = commands.add("queues", "per-queue counts; pause, resume or scale a queue", cmd_queues)
     steer = queues.add_subparsers(dest="action")
@@ -52,21 +56,17 @@ def add_commands(commands: Commands) -> None:
         if name == "scale":
             action.add_argument("limit", type=int)
         action.add_argument("--node", help="only this node (default: all)")
+        action.add_argument(
+            "--force", action="store_true", help="store the setting for a queue or node not seen yet"
+        )
 
 
 def parse_queues(text: str) -> dict[str, int]:
     """`assets=10,default=5` → {"assets": 10, "default": 5}."""
-    queues: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, limit = part.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--queues entry {part!r} must look like name=limit")
-        if not limit.strip().isdigit() or int(limit) < 1:
-            raise UsageError(f"--queues limit for {name.strip()!r} must be a positive integer; got {limit!r}")
-        queues[name.strip()] = int(limit)
-    if not queues:
-        raise UsageError("--queues names no queue")
-    return queues
+    try:
+        return config.parse_queues(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _known_queues(app: FlowStone) -> set[str]:
@@ -117,8 +117,13 @@ def _require_migrated(app: FlowStone) -> None:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the schema up to date."""
     app = app_of(args)
+    previous = current_revision(app.database_url, app.schema)
     migrate(app.database_url, app.schema)
-    print(f"schema {app.schema!r} is at revision {current_revision(app.database_url, app.schema)}")
+    revision = current_revision(app.database_url, app.schema)
+    if args.json:
+        emit([{"schema": app.schema, "previous": previous, "revision": revision}], True)
+    else:
+        print(f"schema {app.schema!r} is at revision {revision}")
     return 0
 
 
@@ -175,6 +180,17 @@ def _job_action(
     return command
 
 
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    """Delete one job that is not executing (cancel an executing one first)."""
+    if not app_of(args).delete_job(args.id):
+        raise UsageError(f"job {args.id} cannot be deleted (missing, or executing: cancel it first)")
+    if args.json:
+        emit([{"id": args.id, "deleted": True}], True)
+    else:
+        print(f"deleted job {args.id}")
+    return 0
+
+
 def _queue_row(queue: QueueOverview) -> dict[str, Any]:
     return {"queue": queue.queue, **queue.counts, "paused_on": queue.paused_on, "nodes": queue.nodes}
 
@@ -190,8 +206,26 @@ def cmd_queues(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_target(app: FlowStone, queue: str, node: str | None) -> None:
+    """Refuse a queue (or node) nobody knows: likely a typo that would silently do nothing."""
+    overview = Insights(app).overview()
+    queues = _known_queues(app) | {q.queue for q in overview.queues}
+    nodes = {n.name for n in overview.nodes}
+    later = "; pass --force to store the setting for when it appears"
+    if queue not in queues:
+        known = ", ".join(sorted(queues)) or "none"
+        raise UsageError(
+            f"unknown queue {queue!r}: no job is in it and no node runs it (known: {known}){later}"
+        )
+    if node is not None and node not in nodes:
+        known = ", ".join(sorted(nodes)) or "none"
+        raise UsageError(f"unknown node {node!r} (nodes: {known}){later}")
+
+
 def _queue_action(args: argparse.Namespace) -> int:
     app = app_of(args)
+    if not args.force:
+        _check_target(app, args.queue, args.node)
     if args.action == "pause":
         app.pause_queue(args.queue, node=args.node)
     elif args.action == "resume":

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flowstone.errors import one_line
+from flowstone.queue.connecting import DEFAULT_CONNECT_TIMEOUT, check_url
 from flowstone.queue.validation import check_identifier, check_name
 
 
@@ -58,17 +61,39 @@ def queue_configs(queues: QueuesOption | None) -> dict[str, QueueConfig]:
     return {name: QueueConfig.of(name, value) for name, value in (queues or {}).items()}
 
 
-class Settings(BaseModel):
-    """Everything a FlowStone instance needs; the runtime knobs have Oban's defaults."""
+def parse_queues(text: str, what: str = "--queues") -> dict[str, int]:
+    """`assets=10,default=5` → {"assets": 10, "default": 5} (the CLI's and FLOWSTONE_QUEUES' form)."""
+    queues: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, limit = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{what} entry {part!r} must look like name=limit")
+        if not limit.strip().isdigit() or int(limit) < 1:
+            raise ValueError(f"{what} limit for {name.strip()!r} must be a positive integer; got {limit!r}")
+        queues[name.strip()] = int(limit)
+    if not queues:
+        raise ValueError(f"{what} names no queue")
+    return queues
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class Settings(BaseSettings):
+    """Everything a FlowStone instance needs; the runtime knobs have Oban's defaults.
+
+    Each setting not given to `FlowStone(...)` is read from the environment variable
+    FLOWSTONE_<NAME> (FLOWSTONE_SCHEMA for `schema_name`; FLOWSTONE_QUEUES as
+    `mail=10,default=5` or JSON), then falls back to its default."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix="FLOWSTONE_", populate_by_name=True
+    )
 
     database_url: str | None = None
-    schema_name: str = "flowstone"
+    schema_name: str = Field(default="flowstone", validation_alias=AliasChoices("flowstone_schema"))
     data_dir: Path | None = None
-    queues: dict[str, QueueConfig] = Field(default_factory=dict)
+    queues: Annotated[dict[str, QueueConfig], NoDecode] = Field(default_factory=dict)
     node: str = Field(default_factory=default_node_name)
     pool_size: int = Field(default=10, ge=1, le=200)
+    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
     stage_interval: float = Field(default=1.0, gt=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)
@@ -83,6 +108,12 @@ class Settings(BaseModel):
     prune_interval: float = Field(default=30.0, gt=0)
     prune_limit: int = Field(default=10_000, ge=1)
     prune_budget: float = Field(default=10.0, gt=0)
+    log_jobs: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
     @field_validator("schema_name")
     @classmethod
@@ -97,6 +128,12 @@ class Settings(BaseModel):
     @field_validator("queues", mode="before")
     @classmethod
     def _queues(cls, value: Any) -> dict[str, QueueConfig]:
+        if isinstance(value, str):  # from FLOWSTONE_QUEUES
+            value = (
+                json.loads(value)
+                if value.lstrip().startswith("{")
+                else parse_queues(value, "FLOWSTONE_QUEUES")
+            )
         if not isinstance(value, Mapping):
             raise ValueError(f"queues must be a mapping of queue name to limit; got {value!r}")
         return queue_configs(value)

@@ -20,11 +20,13 @@ import psycopg
 import pydantic
 import structlog
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from pydantic_settings import SettingsError
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import control, jsonb, manage, pool, telemetry
+from flowstone.queue import control, jsonb, manage, outcome_log, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
+from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
@@ -34,7 +36,7 @@ from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.transactional import async_connection, sync_connection
-from flowstone.queue.worker import NewJob, Worker, WorkerRegistry, default_registry
+from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
 
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
@@ -47,7 +49,7 @@ class FlowStone:
         self,
         database_url: str | None = None,
         *,
-        schema: str = "flowstone",
+        schema: str | None = None,
         queues: QueuesOption | None = None,
         registry: WorkerRegistry | None = None,
         assets: object | None = None,
@@ -59,14 +61,10 @@ class FlowStone:
         this instance runs (default: every `Worker` subclass); `assets` is the asset
         graph (an `AssetRegistry`; default: the one `@asset` fills), carried for the asset
         layer; `plugins` run on every node besides the built-in ones; `settings` are the
-        fields of `Settings` (intervals, pool size, node name, …)."""
-        self.settings = _settings(
-            database_url=database_url,
-            schema_name=schema,
-            queues=queues or {},
-            data_dir=None if data_dir is None else Path(data_dir),
-            **settings,
-        )
+        fields of `Settings` (intervals, pool size, node name, …). A setting not given is read
+        from its FLOWSTONE_* environment variable, else takes its default."""
+        given = {"database_url": database_url, "schema_name": schema, "queues": queues, "data_dir": data_dir}
+        self.settings = _settings(**{k: v for k, v in given.items() if v is not None}, **settings)
         self.registry = registry if registry is not None else default_registry
         self.assets = assets
         self.plugins = list(plugins)
@@ -103,7 +101,8 @@ class FlowStone:
     def database_url(self) -> str:
         """The server in use: the given URL, FLOWSTONE_DATABASE_URL, or the embedded one."""
         if self._url is None:
-            self._url = embedded.resolve_database_url(self.settings.database_url, self.settings.data_dir)
+            url = embedded.resolve_database_url(self.settings.database_url, self.settings.data_dir)
+            self._url = check_url(url)
         return self._url
 
     def migrate(self) -> None:
@@ -114,15 +113,21 @@ class FlowStone:
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new dedicated connection (e.g. for LISTEN), outside the pool."""
-        conn = psycopg.connect(self.database_url, **pool.connection_kwargs(**kwargs))
+        conn = psycopg.connect(self.database_url, **pool.connection_kwargs(**self._bounded(kwargs)))
         jsonb.prepare(conn)
         return conn
 
     async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         """Async twin of `connect`."""
-        conn = await psycopg.AsyncConnection.connect(self.database_url, **pool.connection_kwargs(**kwargs))
+        conn = await psycopg.AsyncConnection.connect(
+            self.database_url, **pool.connection_kwargs(**self._bounded(kwargs))
+        )
         jsonb.prepare(conn)
         return conn
+
+    def _bounded(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`kwargs` with a connect timeout (`connect_timeout`) unless the URL or they set one."""
+        return {**connect_kwargs(self.database_url, self.settings.connect_timeout), **kwargs}
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -145,7 +150,10 @@ class FlowStone:
         statements; return it as you found it (no open transaction, no lock held)."""
         with self._lock:
             if self._pool is None:
-                self._pool = pool.sync_pool(self.database_url, self.settings.pool_size)
+                probe(self.database_url, self.settings.connect_timeout)
+                self._pool = pool.sync_pool(
+                    self.database_url, self.settings.pool_size, connect_timeout=self.settings.connect_timeout
+                )
         with self._pool.connection() as conn:
             yield conn
             pool.mark_used(conn)
@@ -155,7 +163,10 @@ class FlowStone:
         """Async twin of `session` (one pool per event loop)."""
         loop = asyncio.get_running_loop()
         if loop not in self._apools:
-            self._apools[loop] = await pool.async_pool(self.database_url, self.settings.pool_size)
+            await aprobe(self.database_url, self.settings.connect_timeout)
+            self._apools[loop] = await pool.async_pool(
+                self.database_url, self.settings.pool_size, connect_timeout=self.settings.connect_timeout
+            )
         async with self._apools[loop].connection() as conn:
             yield conn
             pool.mark_used(conn)
@@ -163,23 +174,34 @@ class FlowStone:
     def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Run a plan on `conn` (the caller's transaction) or on a pooled connection, in a
         transaction of its own unless `atomic=False` (a single statement needs none)."""
-        if conn is not None:
-            return run(sync_connection(conn), plan)
-        if atomic:
-            with self.connection() as pooled:
+        with self._diagnosed():
+            if conn is not None:
+                return run(sync_connection(conn), plan)
+            if atomic:
+                with self.connection() as pooled:
+                    return run(pooled, plan)
+            with self.session() as pooled:
                 return run(pooled, plan)
-        with self.session() as pooled:
-            return run(pooled, plan)
 
     async def aexecute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Async twin of `execute`."""
-        if conn is not None:
-            return await arun(await async_connection(conn), plan)
-        if atomic:
-            async with self.aconnection() as pooled:
+        with self._diagnosed():
+            if conn is not None:
+                return await arun(await async_connection(conn), plan)
+            if atomic:
+                async with self.aconnection() as pooled:
+                    return await arun(pooled, plan)
+            async with self.asession() as pooled:
                 return await arun(pooled, plan)
-        async with self.asession() as pooled:
-            return await arun(pooled, plan)
+
+    @contextmanager
+    def _diagnosed(self) -> Iterator[None]:
+        """A statement failing because the schema is missing or behind: one line saying
+        to run `flowstone migrate` (a FlowStoneError of type schema_error)."""
+        try:
+            yield
+        except SCHEMA_MISSING as error:
+            raise schema_error(error, self.schema) from error
 
     def close(self) -> None:
         """Close the sync pool (async pools close with `aclose`)."""
@@ -360,14 +382,21 @@ class FlowStone:
         """A node for this instance (call inside an event loop; `run` and `start` do)."""
         return Node(self, queues, self.cron_entries, self.plugins)
 
+    def _started_node(self, queues: QueuesOption | None) -> Node:
+        """A node about to run: its job outcomes are logged unless `log_jobs=False`."""
+        node = self.node(queues)
+        if self.settings.log_jobs:
+            outcome_log.attach()
+        return node
+
     def run(self, queues: QueuesOption | None = None) -> None:
         """Run a node in this thread until SIGTERM or SIGINT, then shut down gracefully
-        (on uvloop when it is installed, as it is by default on Linux and macOS)."""
+        (on uvloop when it is installed: `pip install 'flowstone[uvloop]'`)."""
         uvloop = importlib.util.find_spec("uvloop") is not None
         anyio.run(self._run_until_signal, queues, backend_options={"use_uvloop": uvloop})
 
     async def _run_until_signal(self, queues: QueuesOption | None) -> None:
-        node = self.node(queues)
+        node = self._started_node(queues)
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, node)
             await node.run()
@@ -376,7 +405,7 @@ class FlowStone:
 
     async def start(self, queues: QueuesOption | None = None) -> Node:
         """Start a node in the background of the running event loop; returns once it runs."""
-        node = self.node(queues)
+        node = self._started_node(queues)
         task = asyncio.get_running_loop().create_task(node.run())
         self._nodes[node] = task
         started = asyncio.ensure_future(node.started.wait())
@@ -405,7 +434,7 @@ def _settings(**values: Any) -> Settings:
     """Validated settings; invalid ones raise one ValidationError naming every bad field."""
     try:
         return Settings(**values)
-    except pydantic.ValidationError as error:
+    except (pydantic.ValidationError, SettingsError) as error:
         raise ValidationError(f"invalid FlowStone settings: {one_line(error)}") from None
 
 
@@ -417,6 +446,12 @@ def _unique(jobs: Sequence[NewJob]) -> bool:
 def _check_new(job: object) -> NewJob:
     if not isinstance(job, NewJob):
         raise ValidationTypeError(f"expected a job built with Worker.new(...); got {type(job).__name__}")
+    if job.worker.startswith(UNNAMED_MAIN):
+        raise ValidationError(
+            f"worker {job.worker!r} is defined in __main__ with no importable module (an interactive "
+            "session, python -c, a notebook), so no worker process could run its jobs: "
+            "set name = '...' on the class"
+        )
     return job
 
 

@@ -11,6 +11,7 @@ from alembic import command, context
 from alembic.config import Config
 from psycopg import sql
 
+from flowstone.queue.connecting import DEFAULT_CONNECT_TIMEOUT, connect_kwargs, probe
 from flowstone.queue.validation import check_identifier
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -40,10 +41,13 @@ def execute_ddl(template: str) -> None:
 
 
 def engine(database_url: str) -> sa.Engine:
-    """A SQLAlchemy engine on psycopg 3 for any libpq URL or conninfo string."""
+    """A SQLAlchemy engine on psycopg 3 for any libpq URL or conninfo string, after one
+    bounded connect that names what is wrong when the server cannot be used."""
+    probe(database_url)
+    options = connect_kwargs(database_url, DEFAULT_CONNECT_TIMEOUT)
     return sa.create_engine(
         "postgresql+psycopg://",
-        creator=lambda: psycopg.connect(database_url),
+        creator=lambda: psycopg.connect(database_url, **options),
         poolclass=sa.pool.NullPool,
     )
 

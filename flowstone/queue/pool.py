@@ -15,6 +15,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone.queue import jsonb
+from flowstone.queue.connecting import DEFAULT_CONNECT_TIMEOUT, connect_kwargs
 
 IDLE_PING_AFTER = 1.0  # seconds a connection may rest before it is checked on checkout
 
@@ -69,24 +70,30 @@ async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("")
 
 
-def _options(url: str, size: int, min_size: int) -> dict[str, Any]:
+def _options(url: str, size: int, min_size: int, connect_timeout: float) -> dict[str, Any]:
     return {
         "conninfo": url,
         "min_size": min_size,
         "max_size": size,
-        "kwargs": connection_kwargs(autocommit=True),
+        "kwargs": connection_kwargs(autocommit=True, **connect_kwargs(url, connect_timeout)),
     }
 
 
-def sync_pool(url: str, size: int, min_size: int = 1) -> ConnectionPool:
-    """An open pool of up to `size` autocommit connections."""
-    return ConnectionPool(**_options(url, size, min_size), check=_check, configure=_configure, open=True)
+def sync_pool(
+    url: str, size: int, min_size: int = 1, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+) -> ConnectionPool:
+    """An open pool of up to `size` autocommit connections, each connect bounded in time."""
+    return ConnectionPool(
+        **_options(url, size, min_size, connect_timeout), check=_check, configure=_configure, open=True
+    )
 
 
-async def async_pool(url: str, size: int, min_size: int = 1) -> AsyncConnectionPool:
+async def async_pool(
+    url: str, size: int, min_size: int = 1, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+) -> AsyncConnectionPool:
     """Async twin of `sync_pool` (bound to the running event loop)."""
     pool = AsyncConnectionPool(
-        **_options(url, size, min_size), check=_acheck, configure=_aconfigure, open=False
+        **_options(url, size, min_size, connect_timeout), check=_acheck, configure=_aconfigure, open=False
     )
     await pool.open()
     return pool

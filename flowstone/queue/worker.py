@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pydantic
@@ -57,7 +59,8 @@ class Worker:
     `max_attempts`, `priority`, `tags`, `unique`, an optional pydantic `args_model`
     validated at insert and at execution, and `cron` (an expression, run by the leader).
     A subclass registers itself in `default_registry` under `name`
-    (`module.QualName` unless set).
+    (`module.QualName` unless set; see `default_name` for a script run as `__main__`).
+    `cron_timezone` is the time zone of `cron` (UTC unless set).
     """
 
     name: ClassVar[str] = ""
@@ -68,12 +71,13 @@ class Worker:
     unique: ClassVar[Unique | None] = None
     args_model: ClassVar[type[pydantic.BaseModel] | None] = None
     cron: ClassVar[str | None] = None
+    cron_timezone: ClassVar[str] = "UTC"
     register: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__ or not cls.name:
-            cls.name = f"{cls.__module__}.{cls.__qualname__}"
+            cls.name = default_name(cls)
         check_name(cls.name, f"{cls.__qualname__}.name")
         check_name(cls.queue, f"{cls.__qualname__}.queue")
         check_priority(cls.priority)
@@ -148,6 +152,38 @@ class Worker:
         """Async twin of `enqueue`."""
         conn = options.pop("conn", None)
         return await _instance().ainsert(cls.new(args, **options), conn=conn)
+
+
+UNNAMED_MAIN = "__main__."
+"""The prefix of a worker's default name when its module has no importable name (an
+interactive session, `python -c`, a notebook): such jobs are refused at insert."""
+
+
+def default_name(cls: type) -> str:
+    """`module.QualName`, the module named as an importer would name it: a class of a
+    script run as `python mailer.py` is `mailer.SendEmail` (`pkg.mailer.SendEmail` inside
+    a package), as in the worker that imports `mailer`; `python -m pkg.mailer` gives
+    `pkg.mailer.SendEmail`."""
+    return f"{_importable_module(cls.__module__) or '__main__'}.{cls.__qualname__}"
+
+
+def _importable_module(module: str) -> str | None:
+    """The name `module` has when imported, or None when it has none."""
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and not spec.name.endswith("__main__"):
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    parts = [Path(path).resolve().stem]
+    folder = Path(path).resolve().parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
 
 
 def _instance() -> FlowStone:

@@ -1,16 +1,31 @@
-"""Test helpers mirroring Oban.Testing, plus pytest fixtures (`flowstone.testing.pytest_plugin`)."""
+"""Test helpers mirroring Oban.Testing, plus pytest fixtures (`flowstone.testing.pytest_plugin`).
 
-from flowstone.queue.executor import chaos as with_chaos
-from flowstone.testing.helpers import (
-    DrainResult,
-    adrain_queue,
-    all_enqueued,
-    aperform_job,
-    assert_enqueued,
-    drain_queue,
-    perform_job,
-    refute_enqueued,
-)
+The helpers are imported on first use: pytest loads the plugin module below this package
+in every project FlowStone is installed into, and that must cost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowstone._lazy import lazy_exports
+
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "with_chaos": ("flowstone.queue.executor", "chaos"),
+    **{
+        name: ("flowstone.testing.helpers", name)
+        for name in (
+            "DrainResult",
+            "adrain_queue",
+            "all_enqueued",
+            "aperform_job",
+            "assert_enqueued",
+            "drain_queue",
+            "perform_job",
+            "refute_enqueued",
+        )
+    },
+}
 
 __all__ = [
     "DrainResult",
@@ -23,3 +38,33 @@ __all__ = [
     "refute_enqueued",
     "with_chaos",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from flowstone.queue.executor import chaos as with_chaos
+    from flowstone.testing.helpers import (
+        DrainResult as DrainResult,
+    )
+    from flowstone.testing.helpers import (
+        adrain_queue as adrain_queue,
+    )
+    from flowstone.testing.helpers import (
+        all_enqueued as all_enqueued,
+    )
+    from flowstone.testing.helpers import (
+        aperform_job as aperform_job,
+    )
+    from flowstone.testing.helpers import (
+        assert_enqueued as assert_enqueued,
+    )
+    from flowstone.testing.helpers import (
+        drain_queue as drain_queue,
+    )
+    from flowstone.testing.helpers import (
+        perform_job as perform_job,
+    )
+    from flowstone.testing.helpers import (
+        refute_enqueued as refute_enqueued,
+    )

@@ -1,8 +1,12 @@
 """pytest fixtures: every test gets its own migrated database (safe under pytest-xdist).
 
-The server is FLOWSTONE_DATABASE_URL or, without it, the embedded PostgreSQL, started
-once by the controlling process. Each xdist worker migrates one template database
-(pytest-postgresql's janitor); each test clones it, which costs milliseconds.
+pytest loads this plugin in every project FlowStone is installed into, so loading it costs
+nothing: it imports only pytest, starts no server and writes no file. The first test that
+requests a FlowStone fixture pays for it: the server is FLOWSTONE_DATABASE_URL or, without
+it, the embedded PostgreSQL (started once; xdist workers starting it together take turns
+at a lock in its data directory). Each xdist worker migrates one template database
+(pytest-postgresql's janitor, from `pip install 'flowstone[testing]'`); each test clones
+it, which costs milliseconds.
 
 Fixtures: `flowstone_url` (a fresh database's URL) and `flowstone` (a FlowStone on it,
 also installed as the default instance for `Worker.enqueue` and the helpers).
@@ -10,34 +14,33 @@ also installed as the default instance for `Worker.enqueue` and the helpers).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pytest_postgresql.janitor import DatabaseJanitor
 
-from flowstone import embedded
-from flowstone.queue.instance import FlowStone, set_default
-from flowstone.queue.migrate import migrate
+if TYPE_CHECKING:
+    from pytest_postgresql.janitor import DatabaseJanitor
 
+    from flowstone.queue.instance import FlowStone
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Start the embedded server once, in the controller, and hand its URL to the workers."""
-    if hasattr(config, "workerinput") or os.environ.get("FLOWSTONE_DATABASE_URL"):
-        return
-    os.environ["FLOWSTONE_DATABASE_URL"] = embedded.database_url()
+MISSING_EXTRA = "FlowStone's pytest fixtures need pytest-postgresql: pip install 'flowstone[testing]'"
 
 
 def _janitor(base_url: str, dbname: str, **options: Any) -> DatabaseJanitor:
+    try:
+        from pytest_postgresql.janitor import DatabaseJanitor
+    except ImportError:
+        pytest.fail(MISSING_EXTRA, pytrace=False)
+    from psycopg.conninfo import conninfo_to_dict
+
     info = conninfo_to_dict(base_url)
     return DatabaseJanitor(
         user=str(info.get("user") or "postgres"),
         host=str(info.get("host") or "localhost"),
         port=str(info.get("port") or 5432),
-        password=info.get("password") or None,  # type: ignore[arg-type]
+        password=str(info["password"]) if info.get("password") else None,
         dbname=dbname,
         maintenance_dbname=str(info.get("dbname") or "postgres"),
         **options,
@@ -46,19 +49,31 @@ def _janitor(base_url: str, dbname: str, **options: Any) -> DatabaseJanitor:
 
 def database_url_for(base_url: str, dbname: str) -> str:
     """`base_url` pointed at another database on the same server."""
+    from psycopg.conninfo import make_conninfo
+
     return make_conninfo(base_url, dbname=dbname)
 
 
 @pytest.fixture(scope="session")
 def flowstone_server_url() -> str:
-    """The server the tests run against."""
-    return embedded.resolve_database_url()
+    """The server the tests run against (started on first use when it is the embedded one)."""
+    from flowstone import embedded
+    from flowstone.errors import FlowStoneError
+
+    try:
+        return embedded.resolve_database_url()
+    except FlowStoneError as error:
+        pytest.fail(error.message, pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def flowstone_template(flowstone_server_url: str, worker_id: str) -> Iterator[str]:
+def flowstone_template(flowstone_server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A migrated template database for this xdist worker."""
-    name = f"flowstone_tmpl_{worker_id}_{uuid.uuid4().hex[:8]}"
+    from flowstone.queue.migrate import migrate
+
+    workerinput = getattr(request.config, "workerinput", None)
+    worker = str(workerinput["workerid"]) if workerinput else "master"
+    name = f"flowstone_tmpl_{worker}_{uuid.uuid4().hex[:8]}"
     janitor = _janitor(flowstone_server_url, name)
     janitor.init()
     try:
@@ -82,6 +97,8 @@ def flowstone_url(flowstone_server_url: str, flowstone_template: str) -> Iterato
 @pytest.fixture
 def flowstone(flowstone_url: str) -> Iterator[FlowStone]:
     """A FlowStone on this test's database, installed as the default instance."""
+    from flowstone.queue.instance import FlowStone, set_default
+
     instance = FlowStone(flowstone_url)
     set_default(instance)
     try:
@@ -89,10 +106,3 @@ def flowstone(flowstone_url: str) -> Iterator[FlowStone]:
     finally:
         set_default(None)
         instance.close()
-
-
-@pytest.fixture(scope="session")
-def worker_id(request: pytest.FixtureRequest) -> str:
-    """The xdist worker id (`master` without xdist)."""
-    workerinput = getattr(request.config, "workerinput", None)
-    return str(workerinput["workerid"]) if workerinput else "master"

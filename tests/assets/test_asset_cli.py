@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import wait_until
 
 from flowstone import FlowStone, backfill
 from flowstone.cli import main
@@ -125,7 +127,7 @@ def test_backfill_follows_progress_to_the_end_and_fails_on_failures(
         "failed": 3,
         "unfinished": 0,
     }
-    assert "6/6 finished, 3 failed" in err
+    assert "6/6 finished, 3 failed" in err and "\r" not in err, "one final line into a pipe, no frames"
 
     args = ("backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-04", "--json")
     outcomes = []
@@ -207,3 +209,45 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, argv: tuple[str, ...], messa
 def test_without_app_there_are_no_assets(flowstone: FlowStone, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["assets", "ls", "--database-url", flowstone.database_url]) == 2
     assert "no assets are defined; pass --app module:attr" in capsys.readouterr().err
+
+
+def test_backfill_no_wait_queues_and_returns(cli: Cli, flowstone: FlowStone) -> None:
+    code, out, err = cli(
+        "backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-03", "--no-wait", "--json"
+    )
+    [row] = json.loads(out)
+    assert code == 0 and err == "" and (row["total"], row["status"]) == (3, "queued")
+    assert len(flowstone.list_jobs(queue="assets")) == 3
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-03"],
+        ["materialize", "cli_orders", "--partition", "2025-01-02", "--wait"],
+        ["materialize", "cli_revenue", "--partition", "2025-01-02", "--all", "--wait"],
+    ],
+    ids=["backfill", "materialize", "materialize-all"],
+)
+def test_ctrl_c_stops_following_in_one_line_and_the_jobs_stay(
+    flowstone: FlowStone, flowstone_url: str, argv: list[str]
+) -> None:
+    env = {**os.environ, "FLOWSTONE_DATABASE_URL": flowstone_url, "PYTHONPATH": str(APPS)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowstone.cli", *argv, "--app", APP],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: flowstone.list_jobs(queue="assets"), 30, "the queued jobs")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert (
+        err.splitlines()[-1] == "flowstone: stopped following; jobs keep running" and "Traceback" not in err
+    )
+    assert all(job.state == "available" for job in flowstone.list_jobs(queue="assets"))

@@ -14,7 +14,7 @@ import anyio
 from flowstone import Discard, FlowStone, Job, Snooze, Worker
 
 app = FlowStone(
-    os.environ["FLOWSTONE_DATABASE_URL"],
+    os.environ.get("FLOWSTONE_DATABASE_URL"),  # set for the worker processes; tests import it too
     poll_interval=float(os.environ.get("FS_POLL", "1")),
     stage_interval=0.2,
     heartbeat_interval=0.2,

@@ -13,6 +13,7 @@ import runtime_workers as w
 from psycopg.rows import dict_row
 
 from flowstone import FlowStone
+from flowstone import __version__ as flowstone_version
 from flowstone.cli import main
 
 Run = Any
@@ -100,7 +101,7 @@ def test_queues_show_counts_and_steer_queues(cli: Run, flowstone: FlowStone) -> 
     code, out, _ = cli("queues")
     assert code == 0 and out.splitlines()[0].split()[:2] == ["QUEUE", "AVAILABLE"]
     assert out.splitlines()[-1] == "leader: -; nodes alive: 0"
-    code, out, _ = cli("queues", "pause", "rt", "--node", "n1", "--json")
+    code, out, _ = cli("queues", "pause", "rt", "--node", "n1", "--force", "--json")
     assert code == 0 and as_json(out) == [{"action": "pause", "queue": "rt", "node": "n1"}]
     assert cli("queues", "scale", "rt", "3")[:2] == (0, "scale rt on all nodes\n")
     assert controls(flowstone) == [
@@ -110,6 +111,37 @@ def test_queues_show_counts_and_steer_queues(cli: Run, flowstone: FlowStone) -> 
     assert cli("queues", "resume", "rt", "--json")[0] == 0
     assert [row["paused"] for row in controls(flowstone)] == [False, None]
     one_line_error(*cli("queues", "scale", "rt", "0")[::2], "limit must be an integer from 1 to 10000")
+
+
+def test_unknown_queues_and_nodes_are_refused_unless_forced(cli: Run, flowstone: FlowStone) -> None:
+    flowstone.insert(w.Echo.new())
+    for action in (["pause", "rt_typo"], ["resume", "rt_typo"], ["scale", "rt_typo", "2"]):
+        one_line_error(*cli("queues", *action)[::2], "unknown queue 'rt_typo'", "known: ", "rt", "--force")
+    one_line_error(*cli("queues", "pause", "rt", "--node", "nope")[::2], "unknown node 'nope' (nodes: none)")
+    assert controls(flowstone) == []
+    assert cli("queues", "pause", "later", "--force")[:2] == (0, "pause later on all nodes\n")
+    assert [row["queue"] for row in controls(flowstone)] == ["later"]
+
+
+def test_jobs_delete(cli: Run, flowstone: FlowStone) -> None:
+    waiting, running = flowstone.insert_all([w.Echo.new(), w.Echo.new()])
+    with flowstone.connection() as conn:
+        conn.execute("UPDATE flowstone.jobs SET state = 'executing' WHERE id = %s", (running.id,))
+    assert cli("jobs", "delete", str(waiting.id))[:2] == (0, f"deleted job {waiting.id}\n")
+    assert flowstone.get_job(waiting.id) is None
+    one_line_error(*cli("jobs", "delete", str(running.id))[::2], f"job {running.id} cannot be deleted")
+    one_line_error(*cli("jobs", "delete", str(waiting.id))[::2], "missing, or executing: cancel it first")
+
+
+def test_version_and_migrate_json(cli: Run, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"flowstone {flowstone_version}\n"
+    code, out, _ = cli("--schema", "fresh", "migrate", "--json")
+    [first] = as_json(out)
+    assert code == 0 and first["schema"] == "fresh" and first["previous"] is None and first["revision"]
+    code, out, _ = cli("--schema", "fresh", "migrate", "--json")
+    assert as_json(out) == [{**first, "previous": first["revision"]}]
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from browser import NodeThread, Server
-from conftest import QUEUE, Echo, FailOnce
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from support import wait_until
+from web_support import QUEUE, Echo, FailOnce
 
 from flowstone import FlowStone, materialize, materialize_all
 from flowstone.testing import drain_queue

@@ -8,11 +8,11 @@ import re
 from typing import Any
 
 import pytest
-from conftest import QUEUE, Client, Echo, FailOnce, client_for
 from psycopg.rows import dict_row
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
+from web_support import QUEUE, Client, Echo, FailOnce, client_for
 
 from flowstone import FlowStone, amaterialize_all
 from flowstone.testing import adrain_queue

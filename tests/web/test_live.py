@@ -11,9 +11,9 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from conftest import Echo
 from psycopg.rows import dict_row
 from support import wait_for
+from web_support import Echo
 
 from flowstone import FlowStone
 from flowstone.insights import Insights

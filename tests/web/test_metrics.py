@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import QUEUE, Client, Echo
 from prometheus_client.parser import text_string_to_metric_families
 from support import wait_until
+from web_support import QUEUE, Client, Echo
 
 from flowstone import FlowStone, amaterialize_all
 from flowstone.testing import adrain_queue

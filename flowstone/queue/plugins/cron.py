@@ -2,13 +2,20 @@
 
 Each tick's job carries the tick in its meta and is unique forever on (worker, queue,
 args, meta), so two nodes that both believe they lead still insert it once.
+
+Expressions are read in the entry's time zone (`cron_timezone` on a Worker, `timezone=`
+of `fs.schedule`; UTC by default), where each local minute fires at most once across
+daylight saving: a local time that occurs twice (clocks go back) fires at its first
+occurrence only, and local times that do not occur (clocks go forward) fire once, at the
+first minute after the gap. Schedules that must follow real time (every 5 minutes through
+the night) are best written in UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger("flowstone.cron")
 TICK_UNIQUE = Unique(period=None, fields=("worker", "queue", "args", "meta"), states="all")
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,21 @@ class CronEntry:
             raise ValidationError(f"cron timezone {self.timezone!r} is not a known time zone") from error
 
     def matches(self, minute: datetime) -> bool:
-        """Whether the tick at `minute` (UTC) fires this entry."""
-        local = minute.astimezone(ZoneInfo(self.timezone))
-        return bool(croniter.match(self.expression, local))
+        """Whether the tick at `minute` (UTC) fires this entry: its local minute matches
+        (and is not the second occurrence of a repeated local time), or it is the first
+        minute after a daylight saving gap whose skipped local minutes matched."""
+        zone = ZoneInfo(self.timezone)
+        local = minute.astimezone(zone)
+        if local.fold:
+            return False
+        wall = local.replace(tzinfo=None)
+        if croniter.match(self.expression, wall):
+            return True
+        skipped = wall - (minute - MINUTE).astimezone(zone).replace(tzinfo=None) - MINUTE
+        return any(
+            croniter.match(self.expression, wall - gap * MINUTE)
+            for gap in range(1, int(skipped / MINUTE) + 1)
+        )
 
     def job(self, minute: datetime) -> NewJob:
         """This tick's job, unique per tick."""

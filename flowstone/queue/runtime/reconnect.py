@@ -10,6 +10,8 @@ import psycopg
 import psycopg_pool
 import structlog
 
+from flowstone.errors import FlowStoneError
+
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone.runtime")
 
@@ -41,6 +43,13 @@ async def until_done(action: Callable[[], Awaitable[T]], what: str) -> T:
     while True:
         try:
             return await action()
-        except TRANSIENT as error:
+        except (*TRANSIENT, FlowStoneError) as error:
+            if isinstance(error, FlowStoneError) and not _unreachable(error):
+                raise
             _log.warning("database unavailable, retrying", during=what, error=str(error))
             await backoff.wait()
+
+
+def _unreachable(error: FlowStoneError) -> bool:
+    """A first connect that found no server (worth waiting out, unlike a bad password)."""
+    return error.type == "connection_error" and error.retryable

@@ -1,0 +1,202 @@
+"""README.md runs as written: its code blocks are run here, in order, in a fresh project
+directory against this test's database, so they cannot rot.
+
+A block's info string says how it runs:
+- ```python file=NAME   written to the project as NAME (later blocks import it);
+- ```python             run as a script in the project;
+- ```bash               run by bash -e in the project, `flowstone` and `pytest` on the PATH;
+                        what it starts in the background (`flowstone worker … &`) is
+                        stopped with SIGTERM when the block ends, and must exit cleanly;
+- ```sql                each statement run on the database;
+- ```bash install       every extra it names exists;
+- ```bash dev           every nox session it names exists, and the other commands run.
+The first two blocks are the demo and the test suite: the demo test runs the first (after
+the install step that `.ci/run` shares), and `.ci/run` runs the second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+INSTALL = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]'"
+DEMO = f"{INSTALL} && .venv/bin/python examples/run_pipeline.py"
+SUITE = f"{INSTALL} && .venv/bin/pytest -n 2"
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int
+    info: str
+    body: str
+
+    @property
+    def kind(self) -> str:
+        return self.info.split()[0] if self.info else ""
+
+    @property
+    def options(self) -> list[str]:
+        return self.info.split()[1:]
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line} ```{self.info}"
+
+
+def readme_blocks() -> list[Block]:
+    text = (ROOT / "README.md").read_text()
+    return [
+        Block(text.count("\n", 0, m.start()) + 1, m.group("info").strip(), m.group("body"))
+        for m in FENCE.finditer(text)
+    ]
+
+
+BLOCKS = readme_blocks()
+
+
+def test_the_readme_starts_with_the_demo_and_the_test_suite() -> None:
+    first, second = BLOCKS[:2]
+    assert (first.info, first.body.strip()) == ("bash", DEMO)
+    assert (second.info, second.body.strip()) == ("bash", SUITE)
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith(SUITE), ".ci/run runs the README's command"
+    assert '"run_pipeline.py"' in (ROOT / "tests" / "test_demo.py").read_text(), "the demo test runs it"
+    assert (ROOT / "README.md").read_text().index(DEMO) < 400, "the README starts with the two commands"
+
+
+def test_every_block_is_of_a_kind_this_test_runs() -> None:
+    known = {"python", "python file=", "bash", "bash install", "bash dev", "sql"}
+    for block in BLOCKS:
+        kind = "python file=" if block.options and block.options[0].startswith("file=") else block.info
+        assert kind in known, f"{block}: unknown block kind (see the docstring of {__name__})"
+
+
+def test_the_install_block_names_real_extras() -> None:
+    [block] = [b for b in BLOCKS if b.info == "bash install"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = re.findall(r"flowstone\[(\w+)\]", block.body)
+    assert named and set(named) <= set(extras)
+    assert all(line.startswith("pip install ") for line in block.body.splitlines() if line.strip())
+
+
+def test_the_development_block_names_real_tasks() -> None:
+    [block] = [b for b in BLOCKS if b.info == "bash dev"]
+    noxfile = (ROOT / "noxfile.py").read_text()
+    for line in block.body.splitlines():
+        command = line.split("#")[0].split()
+        if command[0].endswith("nox"):
+            sessions = command[command.index("-s") + 1 :]
+            assert all(f"@nox.session\ndef {name}(" in noxfile for name in sessions), line
+        else:
+            python = [sys.executable, *command[1:]]
+            assert subprocess.run(python, cwd=ROOT, capture_output=True, timeout=60).returncode == 0, line
+
+
+def test_the_settings_table_lists_every_setting_with_its_variable() -> None:
+    from flowstone.queue.config import Settings
+
+    text = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        option = "schema" if name == "schema_name" else name
+        variable = "FLOWSTONE_SCHEMA" if name == "schema_name" else f"FLOWSTONE_{name.upper()}"
+        assert re.search(rf"^\| `{option}` \| .* \| `{variable}` \|", text, re.MULTILINE), name
+
+
+class Project:
+    """The reader's project directory, on this test's database."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        self.url = url
+        bin_dir = str(Path(sys.executable).parent)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FLOWSTONE_"))}
+        self.env = {
+            **env,
+            "FLOWSTONE_DATABASE_URL": url,
+            "FLOWSTONE_DATA_DIR": str(path / ".data"),
+            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(path),
+        }
+
+    def run(self, block: Block, index: int) -> None:
+        if block.kind == "python" and block.options:
+            (self.path / block.options[0].removeprefix("file=")).write_text(block.body)
+        elif block.kind == "python":
+            script = self.path / f"readme_block_{index}.py"
+            script.write_text(block.body)
+            self.check(block, [sys.executable, str(script)])
+        elif block.kind == "sql":
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                for statement in filter(str.strip, block.body.split(";")):
+                    conn.execute(statement)
+        else:
+            self.bash(block)
+
+    def check(self, block: Block, command: list[str]) -> None:
+        done = subprocess.run(
+            command, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{block} failed:\n{done.stdout}\n{done.stderr}"
+
+    def bash(self, block: Block) -> None:
+        """Run the block; then stop what it left in the background (its workers) with SIGTERM.
+        Output goes to a file: a background worker keeps a pipe open after bash exits."""
+        log = self.path / f"readme_block_{block.line}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                ["bash", "-e", "-c", block.body],
+                cwd=self.path,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                process.wait(timeout=120)
+            finally:
+                stopped = stop_group(process.pid)
+        out = log.read_text()
+        assert process.returncode == 0, f"{block} failed:\n{out}"
+        assert stopped, f"{block}: what it started in the background did not stop on SIGTERM:\n{out}"
+        assert "Traceback" not in out, f"{block}:\n{out}"
+
+
+def stop_group(group: int, timeout: float = 30) -> bool:
+    """SIGTERM every process left in the group; True once they all exited within `timeout`."""
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)  # polling a process group's exit, which has no event to wait on
+    os.killpg(group, signal.SIGKILL)
+    return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs the shell blocks with bash")
+def test_the_readme_code_runs_as_written(tmp_path: Path, flowstone_url: str) -> None:
+    project = Project(tmp_path, flowstone_url)
+    for index, block in enumerate(BLOCKS[2:], start=2):
+        if block.info in ("bash install", "bash dev"):
+            continue
+        project.run(block, index)
+    with psycopg.connect(flowstone_url) as conn:
+        revenue = conn.execute(
+            "SELECT value FROM flowstone_assets.daily_revenue WHERE partition = '2025-01-15'"
+        )
+        assert revenue.fetchone() == ({"total": 25},)
