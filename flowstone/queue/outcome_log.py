@@ -58,7 +58,15 @@ def handle(event: str, measurements: Mapping[str, float], metadata: Mapping[str,
     """Log the outcome an event reports."""
     if event == "lifeline.rescue":
         for row in metadata["jobs"]:
-            _log.warning("job rescued", job_id=row["id"], queue=row["queue"], state=str(row["state"]))
+            _log.warning(
+                "job rescued",
+                job_id=row["id"],
+                queue=row["queue"],
+                worker=row.get("worker"),
+                attempt=row.get("attempt"),
+                node=row.get("node"),
+                state=str(row["state"]),
+            )
         return
     job = metadata["job"]
     if job._fs is not None and not job._fs.settings.log_jobs:

@@ -227,7 +227,7 @@ WHERE j.id IN (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING j.id, j.state, j.queue
+RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS node
 """
 
 # The pruner: finished jobs older than max_age through the partial indexes, up to `limit`
