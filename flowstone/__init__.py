@@ -21,8 +21,9 @@ from flowstone.assets import (
     materialize_all,
     register_io_manager,
 )
-from flowstone.errors import FlowStoneError, ValidationError
+from flowstone.errors import AwaitTimeoutError, FlowStoneError, JobFailedError, ValidationError
 from flowstone.queue import (
+    Batch,
     Cancel,
     Discard,
     FlowStone,
@@ -34,6 +35,8 @@ from flowstone.queue import (
     Unique,
     Worker,
     WorkerRegistry,
+    Workflow,
+    WorkflowState,
     configure,
     default_registry,
     get_default,
@@ -45,6 +48,8 @@ __all__ = [
     "Asset",
     "AssetRegistry",
     "AssetWorker",
+    "AwaitTimeoutError",
+    "Batch",
     "Cancel",
     "Context",
     "DailyPartitions",
@@ -54,6 +59,7 @@ __all__ = [
     "HourlyPartitions",
     "IOManager",
     "Job",
+    "JobFailedError",
     "JobState",
     "MaterializationRecords",
     "Materializer",
@@ -66,6 +72,8 @@ __all__ = [
     "ValidationError",
     "Worker",
     "WorkerRegistry",
+    "Workflow",
+    "WorkflowState",
     "__version__",
     "abackfill",
     "amaterialize",

@@ -10,6 +10,7 @@ from flowstone.testing.helpers import (
     drain_queue,
     perform_job,
     refute_enqueued,
+    with_testing_mode,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "perform_job",
     "refute_enqueued",
     "with_chaos",
+    "with_testing_mode",
 ]
