@@ -11,6 +11,7 @@ import pytest
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import AwaitTimeoutError, Job, JobFailedError, JobState
+from flowstone.insights import Insights
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +21,7 @@ async def test_await_job_returns_the_recorded_value(make_fs: MakeFs) -> None:
     await fs.start({fw.QUEUE: 2})
     job = await fs.ainsert(fw.Answer.new({"n": 21}))
     assert await fs.aawait_job(job.id, timeout=10) == {"answer": 42}
-    stored = await fs.aget_job(job.id)
+    stored = await Insights(fs).ajob(job.id)
     assert stored is not None and stored.result == {"answer": 42}
 
 
@@ -85,7 +86,7 @@ async def test_progress_is_coalesced_and_visible(make_fs: MakeFs) -> None:
     job = await fs.ainsert(fw.Steps.new({"steps": 500}))
 
     async def reported() -> dict[str, object] | None:
-        found = await fs.aget_job(job.id)
+        found = await Insights(fs).ajob(job.id)
         report = None if found is None else found.progress_report
         return report if report and report["fraction"] == 1.0 else None
 

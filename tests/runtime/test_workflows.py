@@ -8,6 +8,7 @@ import pytest
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import Batch, FlowStone, Workflow
+from flowstone.insights import Insights
 
 pytestmark = pytest.mark.anyio
 
@@ -110,6 +111,7 @@ async def test_a_batch_callback_runs_once_with_the_counts(make_fs: MakeFs) -> No
     assert callbacks[0]["counts"] == {"completed": 36, "discarded": 4}
     state = await nodes[1].aworkflow(batch.id)
     assert state is not None and state.batch is not None
+    assert await Insights(nodes[1]).abatch(batch.id) == state.batch
     assert (state.batch.total, state.batch.counts, state.batch.finished) == (
         40,
         {"completed": 36, "discarded": 4},
