@@ -223,18 +223,18 @@ class FlowStone:
         """Insert many jobs in one statement; results in the same order as `jobs`."""
         checked = [_check_new(job) for job in jobs]
         if self.settings.testing == "inline":
-            return inline.call(lambda: self.inline.arun_all(checked))
+            return inline.call(lambda: self.inline_runner.arun_all(checked))
         return self.execute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Async twin of `insert_all`."""
         checked = [_check_new(job) for job in jobs]
         if self.settings.testing == "inline":
-            return await self.inline.arun_all(checked)
+            return await self.inline_runner.arun_all(checked)
         return await self.aexecute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     @property
-    def inline(self) -> inline.InlineRunner:
+    def inline_runner(self) -> inline.InlineRunner:
         """What runs jobs at insert in the `inline` testing mode (and remembers them)."""
         if self._inline is None:
             self._inline = inline.InlineRunner(self)
@@ -364,14 +364,14 @@ class FlowStone:
         by name. Appending (`Workflow(id=...)`) names jobs already in it as dependencies."""
         checked = _check_workflow(workflow)
         if self.settings.testing == "inline":
-            return inline.call(lambda: self.inline.arun_workflow(checked))
+            return inline.call(lambda: self.inline_runner.arun_workflow(checked))
         return self.execute(insert_workflow_plan(self.queries, self.node_queries, checked), conn)
 
     async def ainsert_workflow(self, workflow: Workflow, *, conn: Any = None) -> dict[str, Job]:
         """Async twin of `insert_workflow`."""
         checked = _check_workflow(workflow)
         if self.settings.testing == "inline":
-            return await self.inline.arun_workflow(checked)
+            return await self.inline_runner.arun_workflow(checked)
         return await self.aexecute(insert_workflow_plan(self.queries, self.node_queries, checked), conn)
 
     def insert_batch(self, batch: Batch, *, conn: Any = None) -> dict[str, Job]:
@@ -396,14 +396,14 @@ class FlowStone:
         result (None when its worker records none); raise `JobFailedError` when it was
         discarded or cancelled, `AwaitTimeoutError` after `timeout` seconds."""
         if self.settings.testing == "inline":
-            return self.inline.settled(job_id)
+            return self.inline_runner.settled(job_id)
         with self.connect(autocommit=True) as conn:
             return awaiting.await_on(conn, self.queries, job_id, timeout)
 
     async def aawait_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Async twin of `await_job`."""
         if self.settings.testing == "inline":
-            return self.inline.settled(job_id)
+            return self.inline_runner.settled(job_id)
         async with await self.aconnect(autocommit=True) as conn:
             return await awaiting.aawait_on(conn, self.queries, job_id, timeout)
 
