@@ -61,14 +61,15 @@ def queue_lock(schema: str, queue: str) -> str:
     return f"{schema}.queue/{queue}"
 
 
-def workflow_locks(schema: str, workflows: Iterable[str | None]) -> list[str]:
+def workflow_locks(schema: str, workflows: Iterable[Any]) -> list[str]:
     """The lock names that serialize the ends and appends of these workflows."""
     return sorted({f"{schema}.workflow/{workflow}" for workflow in workflows if workflow})
 
 
-def _ending_workflows(outcomes: Sequence[Outcome]) -> list[str]:
+def _ending_workflows(outcomes: Sequence[Outcome]) -> list[Any]:
+    """The workflow ids of the outcomes' jobs (meta as stored: possibly written by hand)."""
     flows = (outcome.job.meta.get("workflow") for outcome in outcomes if outcome.rich)
-    return [flow["id"] for flow in flows if isinstance(flow, dict)]
+    return [flow.get("id") for flow in flows if isinstance(flow, dict)]
 
 
 PARTITION_LOOKAHEAD = 1000

@@ -187,9 +187,7 @@ def insert_workflow_plan(jobs: JobQueries, nodes: NodeQueries, wf: Workflow) -> 
     existing: dict[str, Member] = {}
     if wf.appending:
         rows = yield jobs.workflow_jobs, {"workflow": wf.id}
-        existing = {
-            row["meta"]["workflow"]["name"]: Member(row["id"], JobState(row["state"])) for row in rows
-        }
+        existing = {_name(row["meta"], row["id"]): Member(row["id"], JobState(row["state"])) for row in rows}
     fates = plan_fates(wf, existing)
     inserted = yield from insert_plan(
         jobs, [prepared(wf, step, fates[step.name]) for step in wf.steps.values()]
@@ -338,5 +336,11 @@ def workflow_plan(queries: JobQueries, workflow_id: str) -> Plan[WorkflowState |
 def _member(row: dict[str, Any]) -> WorkflowJob:
     values = {key: value for key, value in row.items() if key != "waiting_on"}
     job = Job.from_row(values)
-    flow = job.meta["workflow"]
-    return WorkflowJob(flow["name"], list(flow.get("deps", [])), int(row["waiting_on"]), job)
+    deps = job.meta["workflow"].get("deps")
+    names = [str(dep) for dep in deps] if isinstance(deps, list) else []
+    return WorkflowJob(_name(job.meta, job.id), names, int(row["waiting_on"]), job)
+
+
+def _name(meta: dict[str, Any], job_id: int) -> str:
+    """A workflow job's name (a row written by hand may lack one: then `#id`)."""
+    return str(meta["workflow"].get("name") or f"#{job_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import feature_workers as fw
 import pytest
+from psycopg.types.json import Jsonb
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import Batch, FlowStone, Workflow
@@ -127,3 +128,15 @@ async def test_a_batch_on_completed_cancels_its_callback_when_one_fails(make_fs:
     jobs = await fs.ainsert_batch(batch)
     callback = await wait_for_job(fs, jobs["callback"].id, "cancelled")
     assert "was discarded" in callback.errors[-1]["error"]
+
+
+@pytest.mark.parametrize("flow", [{"deps": 3}, "not an object", {"id": 7, "name": ["x"]}])
+async def test_a_hand_written_workflow_meta_does_not_wedge_its_job(make_fs: MakeFs, flow: object) -> None:
+    fs = make_fs()
+    await fs.start({fw.QUEUE: 2})
+    found = await rows(
+        fs,
+        "INSERT INTO flowstone.jobs (queue, worker, meta) VALUES (%s, %s, %s) RETURNING id",
+        (fw.QUEUE, fw.Timed.name, Jsonb({"workflow": flow})),
+    )
+    await wait_for_job(fs, found[0]["id"], "completed")
