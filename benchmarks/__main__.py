@@ -44,6 +44,11 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=50.0)
     parser.add_argument("--partitions", type=int, default=10_000, help="days in the asset backfill")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--queue-options",
+        default="{}",
+        help="JSON of the queue's cluster-wide options, e.g. '{\"global_limit\": 50}' (default none)",
+    )
     parser.add_argument("--append", help="also append each JSON line to this file")
     args = parser.parse_args()
     rows = []
@@ -57,7 +62,7 @@ def main() -> None:
             "python": platform.python_version(),
             "loop": args.loop,
             "rate": args.latency_rate,
-            "settings": {"driver": f"psycopg {psycopg.__version__}"},
+            "settings": {"driver": f"psycopg {psycopg.__version__}", "queue": json.loads(args.queue_options)},
             **WORKLOADS[name](args),
         }
         line = json.dumps(result)

@@ -46,7 +46,7 @@ async def sample_rss(marks: dict[int, int]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     fs = noop.app(args.url)
-    node = fs.node({noop.QUEUE: args.concurrency})
+    node = fs.node({noop.QUEUE: {"limit": args.concurrency, **json.loads(args.queue_options)}})
     marks: dict[int, int] = {}
     stopped_at: list[float] = []
 
@@ -79,5 +79,6 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--stats-out", required=True)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--queue-options", default="{}", help="JSON: the queue's other options")
     options = parser.parse_args()
     anyio.run(main, options, backend_options={"use_uvloop": options.loop == "uvloop"})

@@ -84,6 +84,8 @@ class WorkerProcess:
                 self.stats_path,
                 "--loop",
                 args.loop,
+                "--queue-options",
+                args.queue_options,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,

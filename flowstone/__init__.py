@@ -38,9 +38,12 @@ _EXPORTS: dict[str, str] = {
         ],
         "flowstone.assets",
     ),
-    **dict.fromkeys(["FlowStoneError", "ValidationError"], "flowstone.errors"),
+    **dict.fromkeys(
+        ["AwaitTimeoutError", "FlowStoneError", "JobFailedError", "ValidationError"], "flowstone.errors"
+    ),
     **dict.fromkeys(
         [
+            "Batch",
             "Cancel",
             "Discard",
             "FlowStone",
@@ -52,6 +55,8 @@ _EXPORTS: dict[str, str] = {
             "Unique",
             "Worker",
             "WorkerRegistry",
+            "Workflow",
+            "WorkflowState",
             "configure",
             "default_registry",
             "get_default",
@@ -126,8 +131,11 @@ if TYPE_CHECKING:
     from flowstone.assets import (
         register_io_manager as register_io_manager,
     )
+    from flowstone.errors import AwaitTimeoutError as AwaitTimeoutError
     from flowstone.errors import FlowStoneError as FlowStoneError
+    from flowstone.errors import JobFailedError as JobFailedError
     from flowstone.errors import ValidationError as ValidationError
+    from flowstone.queue import Batch as Batch
     from flowstone.queue import (
         Cancel as Cancel,
     )
@@ -161,6 +169,8 @@ if TYPE_CHECKING:
     from flowstone.queue import (
         WorkerRegistry as WorkerRegistry,
     )
+    from flowstone.queue import Workflow as Workflow
+    from flowstone.queue import WorkflowState as WorkflowState
     from flowstone.queue import (
         configure as configure,
     )

@@ -75,6 +75,32 @@ class ValidationTypeError(ValidationError, TypeError):
     """Bad input of the wrong kind (a mapping expected, a string given, …)."""
 
 
+class JobFailedError(FlowStoneError):
+    """An awaited job ended without completing: discarded or cancelled (`state`), with
+    its last recorded error."""
+
+    def __init__(self, job_id: int, state: str, error: str | None) -> None:
+        super().__init__(
+            "execution_error",
+            f"job {job_id} was {state}: {error or 'no error recorded'}",
+            retryable=False,
+            context={"job_id": job_id, "state": state, "error": error},
+        )
+        self.job_id = job_id
+        self.state = state
+
+
+class AwaitTimeoutError(FlowStoneError, TimeoutError):
+    """An awaited job did not finish in time (it goes on; await it again if you like)."""
+
+    def __init__(self, job_id: int, timeout: float) -> None:
+        super().__init__(
+            "timeout",
+            f"job {job_id} did not finish within {timeout} s",
+            context={"job_id": job_id, "timeout": timeout},
+        )
+
+
 def one_line(error: BaseException) -> str:
     """The error as one line (pydantic lists each invalid field on lines of its own)."""
     import pydantic

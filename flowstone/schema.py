@@ -34,6 +34,8 @@ class Tables:
     queue_controls: sa.Table
     materializations: sa.Table
     materialization_lineage: sa.Table
+    job_deps: sa.Table
+    rate_limits: sa.Table
 
 
 def _jobs(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -60,6 +62,8 @@ def _jobs(metadata: sa.MetaData, schema: str) -> sa.Table:
         sa.Column("cancelled_at", _TIMESTAMP),
         sa.Column("attempted_by", pg.ARRAY(sa.Text)),
         sa.Column("unique_key", sa.Text),
+        sa.Column("result", pg.JSONB),
+        sa.Column("progress", pg.JSONB),
         schema=schema,
     )
 
@@ -130,6 +134,26 @@ def _materializations(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.
     return records, lineage
 
 
+def _queue_features(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.Table]:
+    job_deps = sa.Table(
+        "job_deps",
+        metadata,
+        sa.Column("dep_id", sa.BigInteger, primary_key=True),
+        sa.Column("job_id", sa.BigInteger, primary_key=True),
+        schema=schema,
+    )
+    rate_limits = sa.Table(
+        "rate_limits",
+        metadata,
+        sa.Column("queue", sa.Text, primary_key=True),
+        sa.Column("partition", sa.Text, primary_key=True),
+        sa.Column("bucket", _TIMESTAMP, primary_key=True),
+        sa.Column("count", sa.Integer, nullable=False),
+        schema=schema,
+    )
+    return job_deps, rate_limits
+
+
 @lru_cache(maxsize=64)
 def tables(schema: str = "flowstone") -> Tables:
     """The tables of FlowStone's `schema`."""
@@ -138,7 +162,18 @@ def tables(schema: str = "flowstone") -> Tables:
     jobs_table = _jobs(metadata, schema)
     nodes_table, leader_table, controls = _runtime(metadata, schema)
     records, lineage = _materializations(metadata, schema)
-    return Tables(metadata, jobs_table, nodes_table, leader_table, controls, records, lineage)
+    job_deps_table, rate_limits_table = _queue_features(metadata, schema)
+    return Tables(
+        metadata,
+        jobs_table,
+        nodes_table,
+        leader_table,
+        controls,
+        records,
+        lineage,
+        job_deps_table,
+        rate_limits_table,
+    )
 
 
 _default = tables()
@@ -149,10 +184,13 @@ leader = _default.leader
 queue_controls = _default.queue_controls
 materializations = _default.materializations
 materialization_lineage = _default.materialization_lineage
+job_deps = _default.job_deps
+rate_limits = _default.rate_limits
 
 __all__ = [
     "MATERIALIZATION_STATUSES",
     "Tables",
+    "job_deps",
     "jobs",
     "leader",
     "materialization_lineage",
@@ -160,5 +198,6 @@ __all__ = [
     "metadata",
     "nodes",
     "queue_controls",
+    "rate_limits",
     "tables",
 ]

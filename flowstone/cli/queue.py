@@ -1,4 +1,5 @@
-"""The queue's commands: migrate, worker, jobs (ls, show, retry, cancel, delete) and queues."""
+"""The queue's commands: migrate, worker, jobs (ls, show, retry, cancel, delete, and in
+bulk: cancel-all, retry-all, delete-all), workflows (show) and queues."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowstone.cli.common import Commands, UsageError, app_of, emit
-from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview
+from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
 from flowstone.queue.instance import FlowStone
@@ -47,6 +48,12 @@ def add_commands(commands: Commands) -> None:
     commands.add("delete", "delete a job that is not executing", cmd_jobs_delete, jobs).add_argument(
         "id", type=int
     )
+    _add_bulk_commands(commands, jobs)
+
+    workflows = commands.group("workflows", "inspect workflows and batches")
+    commands.add(
+        "show", "a workflow's (or batch's) jobs and states", cmd_workflow_show, workflows
+    ).add_argument("id")
 
     queues = commands.add("queues", "per-queue counts; pause, resume or scale a queue", cmd_queues)
     steer = queues.add_subparsers(dest="action")
@@ -69,6 +76,16 @@ def parse_queues(text: str) -> dict[str, int]:
         raise UsageError(str(error)) from None
 
 
+def _with_options(app: FlowStone, limits: dict[str, int]) -> dict[str, Any]:
+    """`--queues` limits, keeping the other options (global and rate limits) the app
+    configures for those queues."""
+    configured = app.settings.queues
+    return {
+        name: configured[name].model_copy(update={"limit": limit}) if name in configured else limit
+        for name, limit in limits.items()
+    }
+
+
 def _known_queues(app: FlowStone) -> set[str]:
     known = set(app.settings.queues)
     for name in app.registry.names():
@@ -81,7 +98,9 @@ def _known_queues(app: FlowStone) -> set[str]:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a node until SIGTERM/SIGINT (logging is set up once the input is known good)."""
     app = app_of(args)
-    queues: dict[str, Any] = parse_queues(args.queues) if args.queues else dict(app.settings.queues)
+    queues: dict[str, Any] = (
+        _with_options(app, parse_queues(args.queues)) if args.queues else dict(app.settings.queues)
+    )
     if not queues:
         raise UsageError("no queues to run: pass --queues name=limit,… or configure queues on the app")
     unknown = sorted(set(queues) - _known_queues(app))
@@ -189,6 +208,100 @@ def cmd_jobs_delete(args: argparse.Namespace) -> int:
     else:
         print(f"deleted job {args.id}")
     return 0
+
+
+BULK = {
+    "cancel-all": ("cancel", "cancel unfinished jobs matching the filters"),
+    "retry-all": ("retry", "retry scheduled, retryable or finished jobs matching the filters"),
+    "delete-all": ("delete", "delete jobs matching the filters (never executing ones)"),
+}
+
+
+def _add_bulk_commands(commands: Commands, jobs: Any) -> None:
+    for name, (action, text) in BULK.items():
+        bulk = commands.add(name, text, _bulk_action(action), jobs)
+        bulk.add_argument("--queue")
+        bulk.add_argument("--state", choices=[s.value for s in JobState])
+        bulk.add_argument("--worker")
+        bulk.add_argument("--tag")
+        bulk.add_argument("--args", help="args containing this JSON object, e.g. '{\"tenant\": 7}'")
+        bulk.add_argument("--dry-run", action="store_true", help="only count the jobs it would act on")
+        bulk.add_argument("--batch-size", type=int, default=1000, help="jobs per transaction (default 1000)")
+        if action == "cancel":
+            bulk.add_argument("--reason", help="recorded in each job's errors")
+
+
+def _bulk_action(action: str) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        app = app_of(args)
+        where = {key: getattr(args, key) for key in ("queue", "state", "worker", "tag") if getattr(args, key)}
+        if args.args is not None:
+            where["args"] = _json_object(args.args)
+        options = {"dry_run": args.dry_run, "batch_size": args.batch_size, **where}
+        if action == "cancel":
+            count = app.cancel_all_jobs(reason=args.reason, **options)
+        elif action == "retry":
+            count = app.retry_all_jobs(**options)
+        else:
+            count = app.delete_all_jobs(**options)
+        verb = {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}[action]
+        if args.json:
+            emit([{"action": action, "dry_run": args.dry_run, "count": count, **where}], True)
+        else:
+            print(f"{count} job(s) {'would be ' if args.dry_run else ''}{verb}")
+        return 0
+
+    return command
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--args must be a JSON object: {error}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--args must be a JSON object; got {text!r}")
+    return value
+
+
+def cmd_workflow_show(args: argparse.Namespace) -> int:
+    """A workflow's jobs in insertion order: name, state, what each waits on, progress."""
+    state = Insights(app_of(args)).workflow(args.id)
+    if state is None:
+        raise UsageError(f"no workflow or batch with id {args.id!r}")
+    if args.json:
+        emit([{"id": state.id, "counts": state.counts, "done": state.done, "jobs": _members(state)}], True)
+        return 0
+    emit(_members(state), False)
+    batch = state.batch
+    summary = f"workflow {state.id}: {json.dumps(state.counts)}; {'done' if state.done else 'running'}"
+    if batch is not None:
+        callback = "-" if batch.callback is None else batch.callback.state.value
+        summary += f"; batch of {batch.total}: {json.dumps(batch.counts)}, callback {callback}"
+    print(summary)
+    return 0
+
+
+def _members(state: WorkflowState) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": member.name,
+            "id": member.job.id,
+            "state": member.job.state.value,
+            "deps": ",".join(member.deps) or "-",
+            "waiting_on": member.waiting_on,
+            "progress": _progress(member.job),
+        }
+        for member in state.jobs
+    ]
+
+
+def _progress(job: Job) -> str | None:
+    report = job.progress_report
+    if not report:
+        return None
+    message = f" {report['message']}" if report.get("message") else ""
+    return f"{report['fraction']:.0%}{message}"
 
 
 def _queue_row(queue: QueueOverview) -> dict[str, Any]:

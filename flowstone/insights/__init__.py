@@ -6,6 +6,9 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights.throughput(minutes=15)          # jobs finished per minute
     insights.cron()                          # cron entries: next tick, last firing
     insights.jobs(state="discarded")         # a page, newest first; .next_cursor pages on
+    insights.job(42).progress_report         # a job in full: errors, recorded result, progress
+    insights.workflow(workflow_id)           # a workflow's jobs, dependencies, states
+    insights.batch(batch_id)                 # a batch's counts per state and its callback
     insights.assets()                        # per asset: status counts
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     insights.history("daily", "2025-01-15")  # a partition's records, newest first
@@ -61,6 +64,7 @@ from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, get_plan
 from flowstone.queue.plan import Plan
 from flowstone.queue.plugins.cron import CronEntry, entries_from
+from flowstone.queue.workflow import BatchState, WorkflowJob, WorkflowState, workflow_plan
 
 RECHECK_SECONDS = 5.0
 """Longest wait on notifications alone while watching a run: a job that ends without
@@ -70,6 +74,7 @@ __all__ = [
     "MISSING",
     "SAMPLE_CAP",
     "AssetOverview",
+    "BatchState",
     "ClusterOverview",
     "CronStatus",
     "Insights",
@@ -81,6 +86,8 @@ __all__ = [
     "QueueOverview",
     "RunProgress",
     "Throughput",
+    "WorkflowJob",
+    "WorkflowState",
     "describe_partitions",
 ]
 
@@ -165,6 +172,25 @@ class Insights:
     async def ajob(self, job_id: int) -> Job | None:
         """Async twin of `job`."""
         return await self.fs.aexecute(get_plan(self.fs.queries, job_id))
+
+    def workflow(self, workflow_id: str) -> WorkflowState | None:
+        """A workflow's jobs (name, dependencies, how many it still waits on, the job with
+        its progress and result) and their counts per state; None when it has no jobs."""
+        return self.fs.execute(workflow_plan(self.fs.queries, workflow_id))
+
+    async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
+        """Async twin of `workflow`."""
+        return await self.fs.aexecute(workflow_plan(self.fs.queries, workflow_id))
+
+    def batch(self, batch_id: str) -> BatchState | None:
+        """A batch's counts per state (its callback aside) and its callback job."""
+        state = self.workflow(batch_id)
+        return None if state is None else state.batch
+
+    async def abatch(self, batch_id: str) -> BatchState | None:
+        """Async twin of `batch`."""
+        state = await self.aworkflow(batch_id)
+        return None if state is None else state.batch
 
     # -- assets ------------------------------------------------------------------------------
 

@@ -50,7 +50,8 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class QueueOverview:
-    """One queue: jobs per state, and how the alive nodes run it."""
+    """One queue: jobs per state, and how the alive nodes run it (with the cluster-wide
+    `global_limit` and `rate_limit` they apply, if any)."""
 
     queue: str
     counts: dict[str, int]
@@ -58,6 +59,8 @@ class QueueOverview:
     paused_on: int = 0
     limit: int = 0
     running: int = 0
+    global_limit: int | None = None
+    rate_limit: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ def _queue(name: str, counts: dict[str, int], infos: list[NodeInfo]) -> QueueOve
         paused_on=sum(1 for queue in running_on if queue.get("paused")),
         limit=sum(int(queue.get("limit", 0)) for queue in running_on),
         running=sum(int(queue.get("running", 0)) for queue in running_on),
+        global_limit=next((q["global_limit"] for q in running_on if q.get("global_limit")), None),
+        rate_limit=next((q["rate_limit"] for q in running_on if q.get("rate_limit")), None),
     )
 
 

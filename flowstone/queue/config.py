@@ -7,9 +7,17 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flowstone.errors import one_line
@@ -25,9 +33,45 @@ def default_node_name() -> str:
 MAX_LIMIT = 10_000
 """The most jobs one queue may run at once on one node."""
 
+MAX_GLOBAL_LIMIT = 1_000_000
+MAX_PERIOD = 366 * 24 * 3600.0
+
+
+class RateLimit(BaseModel):
+    """At most `allowed` jobs started in any window of `period` seconds, cluster-wide."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allowed: int = Field(ge=1, le=1_000_000_000)
+    period: float = Field(gt=0, le=MAX_PERIOD)
+
+    @property
+    def bucket(self) -> float:
+        """The width of one bucket of the starts ledger: a twentieth of the period, so a
+        window is counted with at most 5 % of it too much (never too little)."""
+        return self.period / 20
+
+
+class Partition(BaseModel):
+    """Apply a queue's global and rate limits per distinct value of these args keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    args: tuple[str, ...] = Field(min_length=1, max_length=8)
+
+    @field_validator("args")
+    @classmethod
+    def _keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_name(key, "partition args key") for key in value)
+
 
 class QueueConfig(BaseModel):
     """How a node runs one queue: at most `limit` jobs at once, claiming unless `paused`.
+
+    Cluster-wide options, enforced in the claim itself (every node running the queue must
+    be given the same ones): `global_limit` (at most so many executing on all nodes
+    together), `rate_limit` (at most `allowed` started per `period` seconds) and
+    `partition` (apply both per value of some args keys, e.g. per tenant).
 
     `queues={"mail": 10}` is short for `{"mail": QueueConfig(limit=10)}`; a dict of the
     same fields works too. Unknown options are refused by name."""
@@ -36,6 +80,20 @@ class QueueConfig(BaseModel):
 
     limit: int = Field(ge=1, le=MAX_LIMIT)
     paused: bool = False
+    global_limit: int | None = Field(default=None, ge=1, le=MAX_GLOBAL_LIMIT)
+    rate_limit: RateLimit | None = None
+    partition: Partition | None = None
+
+    @model_validator(mode="after")
+    def _partitioned(self) -> QueueConfig:
+        if self.partition is not None and not self.limited:
+            raise ValueError("partition applies to global_limit or rate_limit; give one of them")
+        return self
+
+    @property
+    def limited(self) -> bool:
+        """Whether claims must respect a cluster-wide limit (global or rate)."""
+        return self.global_limit is not None or self.rate_limit is not None
 
     @classmethod
     def of(cls, name: str, value: int | QueueConfig | Mapping[str, Any]) -> QueueConfig:
@@ -52,6 +110,11 @@ class QueueConfig(BaseModel):
             raise ValueError(f"queue {name!r} limit must be a positive integer; got {value!r}")
         return cls(limit=value)
 
+
+TestingMode = Literal["disabled", "inline", "manual"]
+"""How jobs run (`flowstone.testing.with_testing_mode` switches it per test): `inline`
+runs each job in the caller when it is inserted, touching no database; `manual` inserts
+jobs but nodes run no queues and no plugins (run them with `drain_queue`)."""
 
 QueuesOption = Mapping[str, "int | QueueConfig | Mapping[str, Any]"]
 
@@ -109,6 +172,8 @@ class Settings(BaseSettings):
     prune_limit: int = Field(default=10_000, ge=1)
     prune_budget: float = Field(default=10.0, gt=0)
     log_jobs: bool = True
+    progress_interval: float = Field(default=1.0, gt=0)
+    testing: TestingMode = "disabled"
 
     @field_validator("database_url")
     @classmethod

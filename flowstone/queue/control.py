@@ -6,12 +6,14 @@ them) and signalled with NOTIFY so running nodes apply them at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pydantic
 
 from flowstone.errors import ValidationError
 from flowstone.queue.config import MAX_LIMIT
+from flowstone.queue.engine import lock_workflows_of
 from flowstone.queue.job import Job
 from flowstone.queue.outcomes import clean_text
 from flowstone.queue.plan import Plan, Row, single
@@ -99,14 +101,23 @@ def cancel_plan(
 ) -> Plan[Job | None]:
     """Cancel a job that has not finished, recording `reason` (default "by request") and
     who cancelled it; an executing one is stopped by its node."""
-    signal = Signal(action="cancel", job_id=job_id).to_json()
+    cancelled = yield from cancel_ids_plan(jobs, nodes, [job_id], reason)
+    return cancelled[0] if cancelled else None
+
+
+def cancel_ids_plan(
+    jobs: JobQueries, nodes: NodeQueries, ids: Sequence[int], reason: str | None = None
+) -> Plan[list[Job]]:
+    """Cancel those of the jobs `ids` that have not finished (see `cancel_plan`); the jobs
+    waiting on them in workflows are cancelled too unless they ignore it."""
+    yield from lock_workflows_of(jobs, ids)
     why = clean_text(reason or "by request", 1000)
-    params = {"id": job_id, "reason": why, "channel": nodes.control_channel, "signal": signal}
-    rows = yield jobs.cancel, params
-    if not rows:
-        return None
-    row = {key: value for key, value in rows[0].items() if key not in ("previous_state", "notified")}
-    return Job.from_row(row)
+    rows = yield jobs.cancel, {"ids": list(ids), "reason": why, "channel": nodes.control_channel}
+    return [Job.from_row(_without(row, "previous_state", "notified")) for row in rows]
+
+
+def _without(row: Row, *keys: str) -> Row:
+    return {key: value for key, value in row.items() if key not in keys}
 
 
 def queue_counts_plan(jobs: JobQueries) -> Plan[dict[str, dict[str, int]]]:

@@ -1,12 +1,19 @@
-"""The claim/ack engine: the batched statements a producer (or a drain) runs."""
+"""The claim/ack engine: the batched statements a producer (or a drain) runs.
+
+A plain queue's cycle is one statement (`ack_claim_plan`). A cycle that must do more —
+claim under a global or rate limit, record results, end jobs of workflows — is a few
+one-statement plans run together in one transaction (`cycle_plans`): the advisory locks
+first (the queue's, the workflows'), then the acknowledgement, then the claim.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from flowstone.queue.config import QueueConfig
 from flowstone.queue.job import Job
 from flowstone.queue.outcomes import Outcome
 from flowstone.queue.plan import Plan, Row
@@ -28,11 +35,94 @@ def claim_plan(
 
 
 def ack_plan(queries: JobQueries, outcomes: Sequence[Outcome]) -> Plan[set[int]]:
-    """Record many outcomes in one statement; return the ids that were still ours."""
+    """Record many outcomes in one statement; return the ids that were still ours. Run it
+    after the workflows' locks (`ack_plans`) when an outcome ends a workflow's job."""
     if not outcomes:
         return set()
-    rows = yield queries.ack, _acks(outcomes)
+    statement = queries.ack_effects if any(outcome.rich for outcome in outcomes) else queries.ack
+    rows = yield statement, _acks(outcomes)
     return {row["id"] for row in rows}
+
+
+def ack_plans(queries: JobQueries, outcomes: Sequence[Outcome]) -> list[Plan[Any]]:
+    """The plans that acknowledge `outcomes` (to run together): the locks of the
+    workflows they end jobs of, if any, then the acknowledgement."""
+    names = workflow_locks(queries.schema, _ending_workflows(outcomes))
+    return [*([lock_plan(queries, names)] if names else []), ack_plan(queries, outcomes)]
+
+
+def lock_plan(queries: JobQueries, names: Sequence[str]) -> Plan[None]:
+    """Take the transaction's advisory locks on `names`, in a deadlock-free order."""
+    yield queries.lock, {"names": sorted(set(names))}
+
+
+def queue_lock(schema: str, queue: str) -> str:
+    """The lock name that serializes the claims of a limited queue."""
+    return f"{schema}.queue/{queue}"
+
+
+def workflow_locks(schema: str, workflows: Iterable[Any]) -> list[str]:
+    """The lock names that serialize the ends and appends of these workflows."""
+    return sorted({f"{schema}.workflow/{workflow}" for workflow in workflows if workflow})
+
+
+def _ending_workflows(outcomes: Sequence[Outcome]) -> list[Any]:
+    """The workflow ids of the outcomes' jobs (meta as stored: possibly written by hand)."""
+    flows = (outcome.job.meta.get("workflow") for outcome in outcomes if outcome.rich)
+    return [flow.get("id") for flow in flows if isinstance(flow, dict)]
+
+
+PARTITION_LOOKAHEAD = 1000
+"""How many available jobs a partitioned queue's claim ranks to find partitions with room."""
+
+
+def claim_limited_plan(
+    queries: JobQueries, queue: str, limit: int, claimer: Sequence[str], config: QueueConfig
+) -> Plan[list[Job]]:
+    """Claim up to `limit` jobs of a queue with a global and/or rate limit (partitioned or
+    not); run it after the queue's lock (`cycle_plans`)."""
+    rate = config.rate_limit
+    keys = list(config.partition.args) if config.partition is not None else []
+    params = {
+        "queue": queue,
+        "limit": limit,
+        "claimer": list(claimer),
+        "global_limit": config.global_limit,
+        "allowed": None if rate is None else rate.allowed,
+        "period": None if rate is None else rate.period,
+        "bucket": None if rate is None else rate.bucket,
+        "keys": keys,
+        "lookahead": max(limit, PARTITION_LOOKAHEAD) if keys else limit,
+    }
+    rows = yield queries.claim_limited, params
+    return _claimed(rows)
+
+
+def cycle_plans(
+    queries: JobQueries,
+    outcomes: Sequence[Outcome],
+    queue: str,
+    limit: int,
+    claimer: Sequence[str],
+    config: QueueConfig,
+) -> list[Plan[Any]]:
+    """One producer cycle as plans to run together in one transaction; when `limit` > 0,
+    the last one's result is the claimed jobs. A plain cycle is the one statement of
+    `ack_claim_plan`."""
+    limited = config.limited and limit > 0
+    if not limited and not any(outcome.rich for outcome in outcomes):
+        return [ack_claim_plan(queries, outcomes, queue, limit, claimer)]
+    names = workflow_locks(queries.schema, _ending_workflows(outcomes))
+    if limited:
+        names.append(queue_lock(queries.schema, queue))
+    plans: list[Plan[Any]] = [lock_plan(queries, names)] if names else []
+    if outcomes:
+        plans.append(ack_plan(queries, outcomes))
+    if limited:
+        plans.append(claim_limited_plan(queries, queue, limit, claimer, config))
+    elif limit > 0:
+        plans.append(claim_plan(queries, queue, limit, claimer))
+    return plans
 
 
 def ack_claim_plan(
@@ -74,6 +164,29 @@ def _claimed(rows: list[Row]) -> list[Job]:
     jobs = [Job.from_row(row) for row in rows]
     jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
     return jobs
+
+
+def rescue_plan(queries: JobQueries, alive: Sequence[str], grace: float, limit: int) -> Plan[list[Row]]:
+    """The lifeline's rescue: jobs executing under a claimer not in `alive` (for longer
+    than `grace` s) go back to available, or are discarded when out of attempts (ending
+    them for their workflows, whose locks are taken first). Rows: id, state, queue."""
+    orphans = yield queries.orphans, {"alive": list(alive), "grace": grace, "limit": limit}
+    if not orphans:
+        return []
+    names = workflow_locks(queries.schema, (row["workflow"] for row in orphans))
+    if names:
+        yield from lock_plan(queries, names)
+    ids = [row["id"] for row in orphans]
+    rows = yield queries.rescue, {"alive": list(alive), "grace": grace, "ids": ids}
+    return rows
+
+
+def lock_workflows_of(queries: JobQueries, ids: Sequence[int]) -> Plan[None]:
+    """Take the locks of the workflows of the jobs `ids` (before ending any of them)."""
+    rows = yield queries.workflows_of, {"ids": list(ids)}
+    names = workflow_locks(queries.schema, (row["workflow"] for row in rows))
+    if names:
+        yield from lock_plan(queries, names)
 
 
 def stage_plan(

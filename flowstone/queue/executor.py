@@ -87,10 +87,16 @@ class Executor:
     A sync job cannot be stopped: `in_thread(job_id)` tells whether its thread still
     runs after its caller stopped waiting, and `on_thread_end(job_id)` when it ends."""
 
-    def __init__(self, fs: FlowStone, on_thread_end: Callable[[int], None] = lambda job_id: None):
+    def __init__(
+        self,
+        fs: FlowStone,
+        on_thread_end: Callable[[int], None] = lambda job_id: None,
+        on_progress: Callable[[Job], None] | None = None,
+    ):
         self.fs = fs
         self.registry = fs.registry
         self.threads = DaemonThreads(on_thread_end)
+        self.on_progress = on_progress
 
     def in_thread(self, job_id: int) -> bool:
         """Whether a sync `perform` of this job is still running in its thread."""
@@ -102,6 +108,7 @@ class Executor:
         Whatever perform does (raise anything, return anything, hang in a hostile
         `__str__`), the result is an outcome the ack statement can store."""
         job._fs = self.fs
+        job._on_progress = self.on_progress
         token = _running.set(job)
         try:
             return await self._execute(job)
@@ -133,7 +140,8 @@ class Executor:
         worker: Worker | None = None
         try:
             worker = worker_cls()
-            outcome = from_result(job, await self._perform(worker, job))
+            record = worker_cls.result_limit if worker_cls.record_result else None
+            outcome = from_result(job, await self._perform(worker, job), record)
         except BaseException as error:  # a job's failure, whatever it raised, is the job's
             if _being_cancelled(error):
                 raise

@@ -24,7 +24,7 @@ from pydantic_settings import SettingsError
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import control, jsonb, manage, outcome_log, pool, telemetry
+from flowstone.queue import awaiting, control, inline, jsonb, manage, outcome_log, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
 from flowstone.queue.insert import insert_plan
@@ -37,6 +37,7 @@ from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.transactional import async_connection, sync_connection
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
+from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan, workflow_plan
 
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
@@ -74,6 +75,7 @@ class FlowStone:
         self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
         self.cron_entries: list[CronEntry] = []
         self._nodes: dict[Node, asyncio.Task[None]] = {}
+        self._inline: inline.InlineRunner | None = None
 
     def override(self, **settings: Any) -> None:
         """Change settings before the first connection (the CLI's --database-url, --node)."""
@@ -242,12 +244,23 @@ class FlowStone:
     def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Insert many jobs in one statement; results in the same order as `jobs`."""
         with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
+            if self.settings.testing == "inline":
+                return inline.call(lambda: self.inline_runner.arun_all(checked))
             return self.execute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
 
     async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Async twin of `insert_all`."""
         with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
+            if self.settings.testing == "inline":
+                return await self.inline_runner.arun_all(checked)
             return await self.aexecute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
+
+    @property
+    def inline_runner(self) -> inline.InlineRunner:
+        """What runs jobs at insert in the `inline` testing mode (and remembers them)."""
+        if self._inline is None:
+            self._inline = inline.InlineRunner(self)
+        return self._inline
 
     # -- managing ------------------------------------------------------------------------
 
@@ -312,6 +325,109 @@ class FlowStone:
     async def adelete_job(self, job_id: int) -> bool:
         """Async twin of `delete_job`."""
         return await self.aexecute(manage.delete_plan(self.queries, job_id))
+
+    # -- in bulk -----------------------------------------------------------------------------
+
+    def cancel_all_jobs(
+        self, *, reason: str | None = None, dry_run: bool = False, batch_size: int = 1000, **where: Any
+    ) -> int:
+        """Cancel every unfinished job matching `where` (`queue`, `state`, `worker`, `tag`,
+        `args` by containment) in transactions of `batch_size`; how many were (with
+        `dry_run`: would be) cancelled."""
+        return self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason))
+
+    async def acancel_all_jobs(
+        self, *, reason: str | None = None, dry_run: bool = False, batch_size: int = 1000, **where: Any
+    ) -> int:
+        """Async twin of `cancel_all_jobs`."""
+        return await self._abulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason))
+
+    def retry_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+        """Retry every scheduled, retryable or finished job matching `where` (see
+        `cancel_all_jobs`); how many were (with `dry_run`: would be) retried."""
+        return self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run))
+
+    async def aretry_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+        """Async twin of `retry_all_jobs`."""
+        return await self._abulk(manage.Bulk("retry", _filter(where), batch_size, dry_run))
+
+    def delete_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+        """Delete every job matching `where` that is not executing (see `cancel_all_jobs`);
+        how many were (with `dry_run`: would be) deleted."""
+        return self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run))
+
+    async def adelete_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+        """Async twin of `delete_all_jobs`."""
+        return await self._abulk(manage.Bulk("delete", _filter(where), batch_size, dry_run))
+
+    def _bulk(self, bulk: manage.Bulk) -> int:
+        if bulk.dry_run:
+            return self.execute(manage.bulk_count_plan(self.queries, bulk))
+        max_id, done, more = self.execute(manage.max_id_plan(self.queries)), 0, True
+        while more:
+            count, more = self.execute(manage.bulk_batch_plan(self.queries, self.node_queries, bulk, max_id))
+            done += count
+        return done
+
+    async def _abulk(self, bulk: manage.Bulk) -> int:
+        if bulk.dry_run:
+            return await self.aexecute(manage.bulk_count_plan(self.queries, bulk))
+        max_id, done, more = await self.aexecute(manage.max_id_plan(self.queries)), 0, True
+        while more:
+            plan = manage.bulk_batch_plan(self.queries, self.node_queries, bulk, max_id)
+            count, more = await self.aexecute(plan)
+            done += count
+        return done
+
+    # -- workflows, batches and results ---------------------------------------------------------
+
+    def insert_workflow(self, workflow: Workflow, *, conn: Any = None) -> dict[str, Job]:
+        """Insert a workflow's jobs in one transaction (in `conn`'s when given); the jobs
+        by name. Appending (`Workflow(id=...)`) names jobs already in it as dependencies."""
+        checked = _check_workflow(workflow)
+        if self.settings.testing == "inline":
+            return inline.call(lambda: self.inline_runner.arun_workflow(checked))
+        return self.execute(insert_workflow_plan(self.queries, self.node_queries, checked), conn)
+
+    async def ainsert_workflow(self, workflow: Workflow, *, conn: Any = None) -> dict[str, Job]:
+        """Async twin of `insert_workflow`."""
+        checked = _check_workflow(workflow)
+        if self.settings.testing == "inline":
+            return await self.inline_runner.arun_workflow(checked)
+        return await self.aexecute(insert_workflow_plan(self.queries, self.node_queries, checked), conn)
+
+    def insert_batch(self, batch: Batch, *, conn: Any = None) -> dict[str, Job]:
+        """Insert a batch's jobs (named "0", "1", …) and its callback ("callback") in one
+        transaction; the callback runs once they have all finished."""
+        return self.insert_workflow(_check_batch(batch).workflow(), conn=conn)
+
+    async def ainsert_batch(self, batch: Batch, *, conn: Any = None) -> dict[str, Job]:
+        """Async twin of `insert_batch`."""
+        return await self.ainsert_workflow(_check_batch(batch).workflow(), conn=conn)
+
+    def workflow(self, workflow_id: str) -> WorkflowState | None:
+        """A workflow's (or batch's) jobs and their states, or None when it has none."""
+        return self.execute(workflow_plan(self.queries, workflow_id))
+
+    async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
+        """Async twin of `workflow`."""
+        return await self.aexecute(workflow_plan(self.queries, workflow_id))
+
+    def await_job(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """Wait until the job finishes (woken by a notification) and return its recorded
+        result (None when its worker records none); raise `JobFailedError` when it was
+        discarded or cancelled, `AwaitTimeoutError` after `timeout` seconds."""
+        if self.settings.testing == "inline":
+            return self.inline_runner.settled(job_id)
+        with self.connect(autocommit=True) as conn:
+            return awaiting.await_on(conn, self.queries, job_id, timeout)
+
+    async def aawait_job(self, job_id: int, *, timeout: float | None = None) -> Any:
+        """Async twin of `await_job`."""
+        if self.settings.testing == "inline":
+            return self.inline_runner.settled(job_id)
+        async with await self.aconnect(autocommit=True) as conn:
+            return await awaiting.aawait_on(conn, self.queries, job_id, timeout)
 
     # -- steering --------------------------------------------------------------------------
 
@@ -441,6 +557,28 @@ def _settings(**values: Any) -> Settings:
 def _unique(jobs: Sequence[NewJob]) -> bool:
     """Whether inserting `jobs` takes several statements (which must commit together)."""
     return any(job.unique is not None for job in jobs)
+
+
+def _filter(where: dict[str, Any]) -> manage.JobFilter:
+    """The filter of a bulk operation: `queue`, `state`, `worker`, `tag`, `args`."""
+    unknown = sorted(set(where) - {"queue", "state", "worker", "tag", "args"})
+    if unknown:
+        raise ValidationTypeError(
+            f"unknown filter(s) {', '.join(unknown)}; filter by queue, state, worker, tag or args"
+        )
+    return manage.JobFilter(**where)
+
+
+def _check_workflow(workflow: object) -> Workflow:
+    if not isinstance(workflow, Workflow):
+        raise ValidationTypeError(f"expected a flowstone.Workflow; got {type(workflow).__name__}")
+    return workflow
+
+
+def _check_batch(batch: object) -> Batch:
+    if not isinstance(batch, Batch):
+        raise ValidationTypeError(f"expected a flowstone.Batch; got {type(batch).__name__}")
+    return batch
 
 
 def _check_new(job: object) -> NewJob:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowstone.errors import FlowStoneError
+from flowstone.errors import FlowStoneError, ValidationError, ValidationTypeError
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
@@ -38,7 +39,9 @@ FINAL_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
 @dataclass(slots=True)
 class Job:
     """One row of `flowstone.jobs`. `conflict` is True when a unique insert found this job;
-    `fs` is the instance running it (while it executes)."""
+    `fs` is the instance running it (while it executes). `result` is the value its worker
+    recorded (`Worker.record_result`), `progress_report` its last `progress(...)` report
+    as stored (`fraction`, `message`, `at`)."""
 
     id: int
     state: JobState
@@ -59,8 +62,11 @@ class Job:
     cancelled_at: datetime | None = None
     attempted_by: list[str] | None = None
     unique_key: str | None = None
+    result: Any = None
+    progress_report: dict[str, Any] | None = None
     conflict: bool = False
     _fs: FlowStone | None = field(default=None, repr=False, compare=False)
+    _on_progress: Callable[[Job], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fs(self) -> FlowStone:
@@ -74,9 +80,18 @@ class Job:
             )
         return self._fs
 
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far `perform` has come (0.0 to 1.0) and, optionally, what it is doing.
+
+        Cheap to call often: the node writes the latest report of each job at most once
+        per `progress_interval` (1 s), in one statement for all of its jobs."""
+        self.progress_report = progress_report(fraction, message)
+        if self._on_progress is not None:
+            self._on_progress(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The row's columns (and `conflict`) as a plain dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_fs"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
     @classmethod
     def from_row(cls, row: dict[str, Any], *, conflict: bool = False) -> Job:
@@ -87,7 +102,24 @@ class Job:
             values["meta"] = {}
         if values.get("errors") is None:
             values["errors"] = []
+        if "progress" in values:
+            values["progress_report"] = values.pop("progress")
         return cls(**values, conflict=conflict)
+
+
+MAX_PROGRESS_MESSAGE = 1000
+
+
+def progress_report(fraction: float, message: str | None) -> dict[str, Any]:
+    """A progress report as stored: `fraction` in [0, 1], `message` at most 1000 characters."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
+        raise ValidationError(f"progress fraction must be a number from 0.0 to 1.0; got {fraction!r}")
+    if message is not None and not isinstance(message, str):
+        raise ValidationTypeError(f"progress message must be a string or None; got {type(message).__name__}")
+    from flowstone.queue.outcomes import clean_text  # outcomes builds on jobs
+
+    text = None if message is None else clean_text(message, MAX_PROGRESS_MESSAGE)
+    return {"fraction": float(fraction), "message": text}
 
 
 _running: ContextVar[Job | None] = ContextVar("flowstone_running_job", default=None)

@@ -8,15 +8,18 @@ whose `__str__` raises, a `backoff()` that raises or returns nonsense) is itself
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from flowstone.errors import ValidationError
 from flowstone.queue import backoff as backoff_
-from flowstone.queue.job import Job, JobState
+from flowstone.queue.job import FINAL_STATES, Job, JobState
 from flowstone.queue.results import Cancel, Discard, Snooze
 from flowstone.queue.threads import BaseExceptionInThreadError
 
@@ -36,7 +39,8 @@ class Outcome:
     `delay` schedules the next run (retry backoff or snooze); `refund` gives the
     attempt back (a snooze, or a job handed back at shutdown); `snoozed` counts a snooze;
     `error` is appended to the job's errors (the database adds `at`); `exception` is
-    what `perform` raised, kept in memory only.
+    what `perform` raised, kept in memory only; `result` is the value recorded with the
+    job when `recorded` (its worker's `record_result`).
     """
 
     job: Job
@@ -46,6 +50,14 @@ class Outcome:
     snoozed: bool = False
     refund: bool = False
     exception: BaseException | None = None
+    result: Any = None
+    recorded: bool = False
+
+    @property
+    def rich(self) -> bool:
+        """Whether acknowledging it takes more than the plain ack: it records a result, or
+        it ends a job of a workflow (whose dependents must hear of it)."""
+        return self.recorded or (self.state in FINAL_STATES and "workflow" in self.job.meta)
 
     @property
     def kind(self) -> str:
@@ -63,6 +75,7 @@ class Outcome:
             "error": None if self.error is None else storable(self.error),
             "snoozed": self.snoozed,
             "refund": self.refund,
+            **({"result": self.result} if self.recorded else {}),
         }
 
 
@@ -140,9 +153,12 @@ def _delay(backoff: Any, job: Job) -> tuple[float, str | None]:
     return clamp_delay(seconds), None
 
 
-def from_result(job: Job, result: object) -> Outcome:
-    """What `perform` returned, as an outcome. Anything but None, Snooze, Discard or Cancel
-    completes the job with a warning: a returned error string is not mistaken for silence."""
+def from_result(job: Job, result: object, record: int | None = None) -> Outcome:
+    """What `perform` returned, as an outcome. With `record` (a size limit in bytes), any
+    other value completes the job and is recorded with it (it must be JSON of at most
+    that size: else this raises, failing the job). Without, anything but None, Snooze,
+    Discard or Cancel completes the job with a warning: a returned error string is not
+    mistaken for silence."""
     if isinstance(result, Snooze):
         return Outcome(job, JobState.SCHEDULED, delay=float(result.seconds), snoozed=True, refund=True)
     if isinstance(result, Discard):
@@ -153,6 +169,8 @@ def from_result(job: Job, result: object) -> Outcome:
         return Outcome(
             job, JobState.CANCELLED, error=error_entry(job, f"cancelled: {safe_str(result.reason)}")
         )
+    if record is not None:
+        return Outcome(job, JobState.COMPLETED, result=recordable(result, record), recorded=True)
     if result is not None:
         _log.warning(
             "perform returned a value that is not None, Snooze, Discard or Cancel; the job completed "
@@ -162,6 +180,27 @@ def from_result(job: Job, result: object) -> Outcome:
             returned=clean_text(safe_str(result), 200),
         )
     return Outcome(job, JobState.COMPLETED)
+
+
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""A NUL character's escape in JSON text (not an escaped backslash followed by `u0000`)."""
+
+
+def recordable(value: object, limit: int) -> Any:
+    """`value` as it is stored and read back: JSON Postgres accepts (no NUL, no lone
+    surrogate, finite numbers) of at most `limit` bytes; else a ValidationError saying why."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        size = len(text.encode("utf-8"))
+    except (TypeError, ValueError) as error:
+        raise ValidationError(f"perform's return value cannot be recorded as JSON: {error}") from None
+    if _NUL.search(text):
+        raise ValidationError("perform's return value cannot be recorded: it holds a NUL character")
+    if size > limit:
+        raise ValidationError(
+            f"perform's return value is {size} bytes of JSON, over the worker's result_limit of {limit}"
+        )
+    return json.loads(text)
 
 
 def safe_str(value: object) -> str:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
+import sniffio
+
 T = TypeVar("T")
 IDLE_SECONDS = 10.0  # an idle thread waits this long for more work before it ends
 
@@ -58,7 +60,7 @@ class _Thread(threading.Thread):
             result: Any = None
             error: Exception | None = None
             try:
-                result = context.run(function, *args)
+                result = context.run(_in_thread, function, args)
             except StopIteration as raised:  # a future cannot carry it
                 error = BaseExceptionInThreadError(raised)
             except Exception as raised:
@@ -68,6 +70,14 @@ class _Thread(threading.Thread):
             self.pool.idle(self)
             done(result, error)
             del result, error
+
+
+def _in_thread(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Call `function` as code running in a plain thread: the context copied from the loop
+    says "asyncio is running here" (sniffio's variable), which would make `anyio.run` (and
+    any library asking sniffio) refuse to start an event loop in a sync job."""
+    sniffio.current_async_library_cvar.set(None)
+    return function(*args)
 
 
 class DaemonThreads:

@@ -58,6 +58,8 @@ class Worker:
     Class attributes set the defaults of every job of this worker: `queue`,
     `max_attempts`, `priority`, `tags`, `unique`, an optional pydantic `args_model`
     validated at insert and at execution, and `cron` (an expression, run by the leader).
+    With `record_result = True`, what `perform` returns is stored with the job (JSON of
+    at most `result_limit` bytes) for `FlowStone.await_job` and the job's detail.
     A subclass registers itself in `default_registry` under `name`
     (`module.QualName` unless set; see `default_name` for a script run as `__main__`).
     `cron_timezone` is the time zone of `cron` (UTC unless set).
@@ -72,6 +74,8 @@ class Worker:
     args_model: ClassVar[type[pydantic.BaseModel] | None] = None
     cron: ClassVar[str | None] = None
     cron_timezone: ClassVar[str] = "UTC"
+    record_result: ClassVar[bool] = False
+    result_limit: ClassVar[int] = 64 * 1024
     register: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -82,6 +86,11 @@ class Worker:
         check_name(cls.queue, f"{cls.__qualname__}.queue")
         check_priority(cls.priority)
         check_max_attempts(cls.max_attempts)
+        limit = cls.result_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(
+                f"{cls.__qualname__}.result_limit must be a positive number of bytes; got {limit!r}"
+            )
         if cls.unique is not None and not isinstance(cls.unique, Unique):
             raise ValidationTypeError(f"{cls.__qualname__}.unique must be a Unique; got {cls.unique!r}")
         if cls.__dict__.get("register", True):

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
             "drain_queue",
             "perform_job",
             "refute_enqueued",
+            "with_testing_mode",
         )
     },
 }
@@ -37,6 +38,7 @@ __all__ = [
     "perform_job",
     "refute_enqueued",
     "with_chaos",
+    "with_testing_mode",
 ]
 
 

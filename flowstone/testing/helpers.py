@@ -6,19 +6,22 @@ import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 from psycopg.types.json import Jsonb
 
-from flowstone.queue.engine import MAX_ID, ack_plan, claim_plan, stage_plan
+from flowstone.errors import ValidationError
+from flowstone.queue.config import TestingMode
+from flowstone.queue.engine import MAX_ID, ack_plans, claim_plan, stage_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.instance import FlowStone, configured_default, get_default
 from flowstone.queue.job import Job, JobState, _running
 from flowstone.queue.outcomes import Outcome
-from flowstone.queue.plan import Plan, arun, single
+from flowstone.queue.plan import Plan, arun, arun_together, single
 from flowstone.queue.worker import Worker
+from flowstone.queue.workflow import HELD_AT
 
 DRAIN_NODE = "flowstone.testing.drain"
 DRAIN_BATCH = 100
@@ -198,7 +201,7 @@ async def adrain_queue(
     """
     instance = fs or get_default()
     executor = Executor(instance)
-    until = "infinity" if with_scheduled is True else (with_scheduled or None)
+    until = _LATEST if with_scheduled is True else (with_scheduled or None)
     result = DrainResult()
     conn = await instance.aconnect(autocommit=True)
     try:
@@ -213,7 +216,7 @@ async def adrain_queue(
             if not jobs:
                 return result
             outcomes = [await executor.execute(job) for job in jobs]
-            await arun(conn, ack_plan(instance.queries, outcomes))
+            await arun_together(conn, ack_plans(instance.queries, outcomes))
             result.add(outcomes)
             raised = next((o.exception for o in outcomes if o.exception is not None), None)
             if raised is not None and not with_safety:
@@ -223,6 +226,11 @@ async def adrain_queue(
         )
     finally:
         await conn.close()
+
+
+_LATEST = (HELD_AT - timedelta(days=1)).isoformat()
+"""How far `with_scheduled=True` stages: every scheduled job, but not the workflow jobs
+held until their dependencies finish."""
 
 
 def _until_text(until: str | datetime | None) -> str | None:
@@ -249,3 +257,19 @@ def drain_queue(
         )
 
     return anyio.run(drain)
+
+
+@contextmanager
+def with_testing_mode(mode: TestingMode, fs: FlowStone | None = None) -> Iterator[FlowStone]:
+    """Within the block, `fs` (default: the default instance) runs in testing `mode`:
+    `inline` (jobs run in the caller when inserted, no database), `manual` (inserted
+    only; nodes run no queues: drain them) or `disabled` (production behaviour)."""
+    if mode not in ("disabled", "inline", "manual"):
+        raise ValidationError(f"testing mode must be 'disabled', 'inline' or 'manual'; got {mode!r}")
+    instance = fs or get_default()
+    before = instance.settings
+    instance.settings = before.model_copy(update={"testing": mode})
+    try:
+        yield instance
+    finally:
+        instance.settings = before

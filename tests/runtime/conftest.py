@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import feature_workers
 import pytest
 import runtime_workers
 from support import MakeFs
@@ -26,8 +27,10 @@ FAST: dict[str, Any] = {
 @pytest.fixture(autouse=True)
 def _fresh_workers() -> Iterator[None]:
     runtime_workers.reset()
+    feature_workers.reset()
     yield
     runtime_workers.RELEASE.set()
+    feature_workers.GATE.set()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import anyio
 import pytest
 import runtime_workers as w
 import structlog.testing
@@ -131,3 +132,23 @@ async def test_a_node_whose_producer_stalls_stops_vouching_for_itself(make_fs: M
     assert node._stalled() == [w.QUEUE]
     await node._heartbeat()
     assert await rows(fs, "SELECT heartbeat_at FROM flowstone.nodes") == before, "no heartbeat was written"
+
+
+class RunsItsOwnLoop(w.Worker):
+    """A sync job that starts an event loop of its own (as a sync library might)."""
+
+    queue = w.QUEUE
+
+    def perform(self, job: Job) -> None:
+        async def inner() -> None:
+            return None
+
+        anyio.run(inner)
+
+
+async def test_a_sync_job_may_start_an_event_loop_of_its_own(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.start({w.QUEUE: 1})
+    job = await fs.ainsert(RunsItsOwnLoop.new())
+    done = await wait_for_job(fs, job.id, "completed", "retryable")
+    assert (done.state, done.errors) == ("completed", [])

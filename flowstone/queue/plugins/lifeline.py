@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from flowstone.queue import telemetry
+from flowstone.queue.engine import rescue_plan
 from flowstone.queue.plan import single
 from flowstone.queue.plugins.base import PluginRuntime
 
@@ -32,8 +33,7 @@ class Lifeline:
             return
         nodes = await runtime.execute(single(runtime.nodes.live_nodes, {"expiry": self.expiry}))
         alive = [key for row in nodes if row["alive"] for key in _keys(row["name"], row["incarnation"])]
-        params = {"alive": alive, "grace": self.expiry, "limit": self.limit}
-        rescued = await runtime.execute(single(runtime.jobs.rescue, params))
+        rescued = await runtime.execute(rescue_plan(runtime.jobs, alive, self.expiry, self.limit))
         await runtime.execute(single(runtime.nodes.expire_nodes, {"expiry": self.expiry * 6}))
         if rescued:
             _log.warning("rescued orphaned jobs", count=len(rescued))

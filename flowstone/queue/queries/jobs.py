@@ -14,6 +14,7 @@ from functools import lru_cache
 from psycopg import sql
 
 from flowstone.queue.queries import composer
+from flowstone.queue.queries.workflows import EFFECTS, INSERT_DEPS, LOCK, WORKFLOW_JOBS
 from flowstone.queue.validation import check_identifier
 
 JOB_COLUMNS = (
@@ -21,6 +22,17 @@ JOB_COLUMNS = (
     "inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, "
     "attempted_by, unique_key"
 )
+# What a job's detail shows besides: its recorded result and its last progress report
+# (not returned by claims: the worker writes them, it never reads them).
+DETAIL_COLUMNS = f"{JOB_COLUMNS}, result, progress"
+
+
+def _filled(template: str, slots: dict[str, str]) -> str:
+    """`template` with each slot replaced by its text (statements built of shared parts)."""
+    for slot, text in slots.items():
+        template = template.replace(slot, text)
+    return template
+
 
 # Missing keys of the document are NULL: defaults are not sent (smaller, faster to parse).
 _INSERT = """
@@ -99,7 +111,7 @@ UPDATE {jobs} AS j SET
     scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
                         WHEN a.snoozed AND j.meta ? 'wake_pending' THEN now()
                         ELSE now() + make_interval(secs => a.delay) END,
-    attempt = CASE WHEN a.refund THEN j.attempt - 1 ELSE j.attempt END,
+    attempt = CASE WHEN a.refund THEN j.attempt - 1 ELSE j.attempt END,{result_set}
     errors = CASE WHEN a.error IS NULL THEN j.errors
                   ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', now())) END,
     meta = CASE WHEN a.snoozed
@@ -108,13 +120,90 @@ UPDATE {jobs} AS j SET
                 ELSE j.meta - 'wake_pending' END
 FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
     id bigint, attempt smallint, attempted_at timestamptz, state text, delay float8,
-    error jsonb, snoozed boolean, refund boolean)
+    error jsonb, snoozed boolean, refund boolean{result_column})
 WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = a.id AND j.state::text = 'executing'
   AND j.attempt = a.attempt AND j.attempted_at = a.attempted_at
-RETURNING j.id
+RETURNING {acked}
 """
 
+# The plain acknowledgement, and the one for outcomes that record a result or end a
+# workflow's job: it stores the result and applies the end's effects (EFFECTS).
+_PLAIN_ACK = {"{result_set}": "", "{result_column}": "", "{acked}": "j.id"}
+_RICH_ACK = {
+    "{result_set}": "\n    result = coalesce(a.result, j.result),",
+    "{result_column}": ", result jsonb",
+    "{acked}": "j.id, j.state, j.meta",
+}
+
+
+_ACK_EFFECTS = _filled(
+    """
+WITH RECURSIVE acked AS (@ack@), ended AS (SELECT id, state, meta FROM acked), @effects@
+SELECT id FROM acked
+""",
+    {"@ack@": _filled(_ACK_UPDATE, _RICH_ACK), "@effects@": EFFECTS},
+)
+
 _CLAIM = "WITH " + _CLAIM_SELECT + _CLAIM_UPDATE
+
+# The partition of a job of a partitioned queue: the values of the partition's args keys
+# (an empty text for a queue without a partition).
+_PARTITION = "coalesce((SELECT jsonb_object_agg(k, args -> k) FROM unnest(%(keys)s::text[]) AS k)::text, '')"
+
+# The claim of a queue with a global limit and/or a rate limit, run after the queue's
+# advisory lock (LOCK) in the same transaction: claims of the queue take turns, so each
+# counts what is executing (and what started in the rate window) as it is. Up to
+# `lookahead` available jobs are ranked per partition; a job is claimed when its rank
+# fits what its partition has left. Starts are recorded in the rate ledger's bucket
+# of now(), the claim's `attempted_at`; a window counts every bucket that may hold one
+# of its starts (at most a bucket too many), and buckets older than two periods go.
+_CLAIM_LIMITED = """
+WITH running AS (
+    SELECT {partition} AS part, count(*) AS n FROM {jobs}
+    WHERE state = 'executing' AND queue = %(queue)s AND %(global_limit)s::integer IS NOT NULL
+    GROUP BY 1
+), started AS (
+    SELECT partition AS part, sum(count) AS n FROM {rates}
+    WHERE queue = %(queue)s AND %(allowed)s::integer IS NOT NULL
+      AND bucket > now() - make_interval(secs => %(period)s::float8 + %(bucket)s::float8)
+    GROUP BY 1
+), candidates AS (
+    SELECT id, priority, scheduled_at, {partition} AS part FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(lookahead)s
+), chosen AS (
+    SELECT ranked.id, ranked.part FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.part ORDER BY c.priority, c.scheduled_at, c.id) AS rank
+        FROM candidates AS c
+    ) AS ranked
+    LEFT JOIN running AS r ON r.part = ranked.part
+    LEFT JOIN started AS s ON s.part = ranked.part
+    WHERE ranked.rank <= coalesce(%(global_limit)s::integer - coalesce(r.n, 0), ranked.rank)
+      AND ranked.rank <= coalesce(%(allowed)s::integer - coalesce(s.n, 0), ranked.rank)
+    ORDER BY ranked.priority, ranked.scheduled_at, ranked.id
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE {jobs} AS j
+    SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
+        attempted_by = %(claimer)s::text[]
+    FROM chosen
+    WHERE j.id = chosen.id AND j.state = 'available'
+    RETURNING {claimed_columns}, chosen.part AS part
+), counted AS (
+    INSERT INTO {rates} AS l (queue, partition, count, bucket)
+    SELECT %(queue)s, part, count(*),
+           to_timestamp(floor(extract(epoch FROM now()) / %(bucket)s::float8) * %(bucket)s::float8)
+    FROM claimed WHERE %(allowed)s::integer IS NOT NULL
+    GROUP BY part
+    ON CONFLICT (queue, partition, bucket) DO UPDATE SET count = l.count + EXCLUDED.count
+), expired AS (
+    DELETE FROM {rates}
+    WHERE queue = %(queue)s
+      AND bucket < now() - make_interval(secs => 2 * %(period)s::float8 + %(bucket)s::float8)
+)
+SELECT {job_columns} FROM claimed
+"""
 
 # The runtime's one statement per cycle: acknowledge what finished and claim what fits,
 # committed together, so a job's slot is reused only once its outcome is durable.
@@ -150,44 +239,94 @@ SELECT queue, count(*) AS count FROM staged GROUP BY queue
 
 _GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
 
-# Jobs by filter, paged by id (keyset: `after` for oldest first, `before` for newest
-# first), so a page costs the same deep in a table of millions as on its first page.
-# `within` bounds the ids searched on the far side (filters no index serves scan at most
-# that many rows).
-_LIST = """
-SELECT {columns} FROM {jobs}
-WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+# Jobs by filter: every given field must match (`args` by containment, `tag` among the tags).
+_FILTER = """
+    (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s::{state})
   AND (%(worker)s::text IS NULL OR worker = %(worker)s)
   AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
   AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
-  AND (%(cursor)s::bigint IS NULL OR id {beyond} %(cursor)s)
+"""
+
+# Jobs by filter, paged by id (keyset: `after` for oldest first, `before` for newest
+# first), so a page costs the same deep in a table of millions as on its first page.
+# `within` bounds the ids searched on the far side (filters no index serves scan at most
+# that many rows).
+_LIST = _filled(
+    """
+SELECT {columns} FROM {jobs}
+WHERE @filter@  AND (%(cursor)s::bigint IS NULL OR id {beyond} %(cursor)s)
   AND (%(within)s::bigint IS NULL OR id {within} %(within)s)
 ORDER BY id {direction}
 LIMIT %(limit)s
+""",
+    {"@filter@": _FILTER},
+)
+
+# Bulk operations: the next batch of jobs matching a filter in the states the operation
+# applies to (no newer than the operation's start), with their workflows; and a count.
+_MATCHING = _filled(
+    """
+SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs}
+WHERE @filter@  AND state::text = ANY(%(states)s::text[]) AND id <= %(max_id)s
+ORDER BY id
+LIMIT %(limit)s
+""",
+    {"@filter@": _FILTER},
+)
+
+_COUNT_MATCHING = _filled(
+    """
+SELECT count(*) AS count FROM {jobs}
+WHERE @filter@  AND state::text = ANY(%(states)s::text[])
+""",
+    {"@filter@": _FILTER},
+)
+
+# Which of `ids` exist, with their workflows (whose locks are taken before acting on them).
+_WORKFLOWS_OF = """
+SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs} WHERE id = ANY(%(ids)s::bigint[])
 """
 
+# A job waiting on workflow dependencies runs when they finish: retrying it would not.
 _RETRY = """
 WITH retried AS (
-    UPDATE {jobs} SET
+    UPDATE {jobs} AS j SET
         state = 'available', scheduled_at = now(),
         max_attempts = GREATEST(max_attempts, attempt + 1),
         completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
-    WHERE id = %(id)s AND state NOT IN ('available', 'executing')
+    WHERE id = ANY(%(ids)s::bigint[]) AND state NOT IN ('available', 'executing')
+      AND NOT (state = 'scheduled' AND EXISTS (SELECT 1 FROM {deps} AS d WHERE d.job_id = j.id))
     RETURNING {columns}
 )
-SELECT * FROM retried
+SELECT * FROM retried ORDER BY id
 """
 
-_DELETE = "DELETE FROM {jobs} WHERE id = %(id)s AND state <> 'executing' RETURNING id"
+# A deleted job that had not finished ends as if cancelled for the jobs waiting on it.
+_DELETE = _filled(
+    """
+WITH RECURSIVE deleted AS (
+    DELETE FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND state <> 'executing'
+    RETURNING id, state, meta
+), ended AS (
+    SELECT id, CASE WHEN state IN ('completed', 'discarded', 'cancelled') THEN state
+                    ELSE 'cancelled' END AS state, meta
+    FROM deleted
+), @effects@
+SELECT id FROM deleted ORDER BY id
+""",
+    {"@effects@": EFFECTS},
+)
 
-# Cancel any job that has not finished, recording why and by whom (role, client, and
-# the state it was in); the node running it (if any) is told to stop it, and its late
+# Cancel jobs that have not finished, recording why and by whom (role, client, and the
+# state each was in); the node running one (if any) is told to stop it, and its late
 # acknowledgement matches nothing because the row is no longer executing.
-_CANCEL = """
-WITH target AS (
+_CANCEL = _filled(
+    """
+WITH RECURSIVE target AS (
     SELECT id, state AS previous_state FROM {jobs}
-    WHERE id = %(id)s AND state IN ('available', 'scheduled', 'retryable', 'executing')
+    WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('available', 'scheduled', 'retryable', 'executing')
+    ORDER BY id
     FOR UPDATE
 ), cancelled AS (
     UPDATE {jobs} AS j SET state = 'cancelled', cancelled_at = now(),
@@ -199,36 +338,54 @@ WITH target AS (
                      || target.previous_state || ')'))
     FROM target WHERE j.id = target.id
     RETURNING {j_columns}, target.previous_state
-)
+), ended AS (SELECT id, state, meta FROM cancelled), @effects@
 SELECT cancelled.*,
-       CASE WHEN previous_state = 'executing' THEN pg_notify(%(channel)s, %(signal)s) END AS notified
-FROM cancelled
-"""
+       CASE WHEN previous_state = 'executing'
+            THEN pg_notify(%(channel)s, json_build_object('action', 'cancel', 'job_id', id)::text) END
+       AS notified
+FROM cancelled ORDER BY id
+""",
+    {"@effects@": EFFECTS},
+)
 
 # The lifeline: jobs executing under a claimer (node name / incarnation) that stopped
 # heartbeating go back to available (or are discarded when out of attempts), with an
 # error entry that says so. `alive` holds "name/incarnation" of every live node and
 # "name/*" too, for rows claimed before incarnations existed (attempted_by[2] NULL).
-_RESCUE = """
-UPDATE {jobs} AS j SET
-    state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END::{state},
-    discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
-    scheduled_at = now(),
-    errors = j.errors || jsonb_build_array(jsonb_build_object(
-        'attempt', j.attempt, 'at', now(), 'traceback', NULL,
-        'error', 'rescued by the lifeline: node ' || coalesce(j.attempted_by[1], '?')
-                 || ' stopped heartbeating while executing this job'))
-WHERE j.id IN (
-    SELECT id FROM {jobs}
-    WHERE state = 'executing'
+_ORPHANED = """
+    state = 'executing'
       AND NOT (coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')
                = ANY(%(alive)s::text[]))
       AND attempted_at < now() - make_interval(secs => %(grace)s)
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS node
 """
+
+# Found first (with their workflows, whose locks are taken next), then rescued.
+_ORPHANS = _filled(
+    "SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs} WHERE @orphaned@ LIMIT %(limit)s",
+    {"@orphaned@": _ORPHANED},
+)
+
+_RESCUE = _filled(
+    """
+WITH RECURSIVE rescued AS (
+    UPDATE {jobs} AS j SET
+        state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END::{state},
+        discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
+        scheduled_at = now(),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', now(), 'traceback', NULL,
+            'error', 'rescued by the lifeline: node ' || coalesce(j.attempted_by[1], '?')
+                     || ' stopped heartbeating while executing this job'))
+    WHERE j.id IN (
+        SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND @orphaned@
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING j.id, j.state, j.queue, j.meta, j.worker, j.attempt, j.attempted_by[1] AS node
+), ended AS (SELECT id, state, meta FROM rescued), @effects@
+SELECT id, state, queue, worker, attempt, node FROM rescued
+""",
+    {"@orphaned@": _ORPHANED, "@effects@": EFFECTS},
+)
 
 # The pruner: finished jobs older than max_age through the partial indexes, up to `limit`
 # per terminal state; `fullest` tells whether a state had more (a batch came back full).
@@ -354,6 +511,28 @@ SELECT queue, count(*) AS count FROM woken GROUP BY queue
 """
 
 
+# `await_job` marks the job it waits on (a trigger then announces its end on
+# `<schema>.finished`) and reads it in the same statement: a job that ends meanwhile
+# is either seen ended here or announced.
+_AWAIT = """
+UPDATE {jobs} SET meta = meta || '{{"awaited": true}}' WHERE id = %(id)s
+RETURNING state::text AS state, result, errors
+"""
+
+_ENDING = "SELECT state::text AS state, result, errors FROM {jobs} WHERE id = %(id)s"
+
+_LISTEN_FINISHED = "LISTEN {finished}"
+
+# Progress reports of executing jobs, coalesced by the node: one statement per flush,
+# each report guarded by the attempt it belongs to.
+_PROGRESS = """
+UPDATE {jobs} AS j SET progress = p.progress || jsonb_build_object('at', now())
+FROM jsonb_to_recordset(%(reports)s::jsonb) AS p(id bigint, attempt smallint, progress jsonb)
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = p.id AND j.state::text = 'executing'
+  AND j.attempt = p.attempt
+"""
+
+
 # Claimed rows come back on the hot path: empty meta and errors (the usual case) are sent
 # as NULL, which costs the client no JSON parsing.
 _EMPTY = {"meta": "'{}'", "errors": "'[]'"}
@@ -400,6 +579,19 @@ class JobQueries:
     wake_head: str
     wake_scheduled: str
     wake_tail: str
+    ack_effects: str
+    claim_limited: str
+    lock: str
+    orphans: str
+    matching: str
+    count_matching: str
+    workflows_of: str
+    insert_deps: str
+    workflow_jobs: str
+    await_job: str
+    ending: str
+    listen_finished: str
+    progress: str
 
     def wake_with(self, candidates: str, before: str = "") -> str:
         """The wake-up statement (see _WAKE_SCHEDULED) around a caller's own query of
@@ -424,8 +616,12 @@ class JobQueries:
             "jobs": sql.Identifier(schema, "jobs"),
             "state": sql.Identifier(schema, "job_state"),
             "stats": sql.Identifier(schema, "queue_stats"),
-            "columns": sql.SQL(JOB_COLUMNS),
-            "j_columns": sql.SQL(", ".join(f"j.{c}" for c in JOB_COLUMNS.split(", "))),
+            "deps": sql.Identifier(schema, "job_deps"),
+            "rates": sql.Identifier(schema, "rate_limits"),
+            "finished": sql.Identifier(f"{schema}.finished"),
+            "columns": sql.SQL(DETAIL_COLUMNS),
+            "job_columns": sql.SQL(JOB_COLUMNS),
+            "j_columns": sql.SQL(", ".join(f"j.{c}" for c in DETAIL_COLUMNS.split(", "))),
             "claimed_columns": sql.SQL(", ".join(_claimed_column(c) for c in JOB_COLUMNS.split(", "))),
         }
 
@@ -439,8 +635,8 @@ class JobQueries:
             release_unheld_unique=compose(_RELEASE_UNHELD_UNIQUE),
             by_unique_keys=compose(_BY_UNIQUE_KEYS),
             claim=compose(_CLAIM),
-            ack=compose(_ACK_UPDATE),
-            ack_claim=compose(_ACK_CLAIM),
+            ack=compose(_filled(_ACK_UPDATE, _PLAIN_ACK)),
+            ack_claim=compose(_filled(_ACK_CLAIM, _PLAIN_ACK)),
             release_orphans=compose(_RELEASE_ORPHANS),
             stage=compose(_STAGE),
             get=compose(_GET),
@@ -463,6 +659,19 @@ class JobQueries:
             wake_head=compose(_WAKE_HEAD),
             wake_scheduled=compose(_WAKE_SCHEDULED),
             wake_tail=compose(_WAKE_TAIL),
+            ack_effects=compose(_ACK_EFFECTS),
+            claim_limited=compose(_CLAIM_LIMITED.replace("{partition}", _PARTITION)),
+            lock=compose(LOCK),
+            orphans=compose(_ORPHANS),
+            matching=compose(_MATCHING),
+            count_matching=compose(_COUNT_MATCHING),
+            workflows_of=compose(_WORKFLOWS_OF),
+            insert_deps=compose(INSERT_DEPS),
+            workflow_jobs=compose(WORKFLOW_JOBS),
+            await_job=compose(_AWAIT),
+            ending=compose(_ENDING),
+            listen_finished=compose(_LISTEN_FINISHED),
+            progress=compose(_PROGRESS),
         )
 
 

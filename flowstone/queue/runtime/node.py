@@ -28,6 +28,7 @@ from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.link import Link
 from flowstone.queue.runtime.listener import Listener
 from flowstone.queue.runtime.producer import Producer
+from flowstone.queue.runtime.progress import ProgressWriter
 from flowstone.queue.runtime.reconnect import TRANSIENT, until_done
 from flowstone.queue.worker import NewJob
 
@@ -50,14 +51,18 @@ class Node:
         plugins: Sequence[Plugin] = (),
     ) -> None:
         self.fs = fs
+        self.progress = ProgressWriter(fs)
         configs = queue_configs(queues) if queues is not None else fs.settings.queues
-        self.producers = {queue: Producer(self, queue, config) for queue, config in configs.items()}
+        manual = fs.settings.testing == "manual"  # jobs run only when a test drains them
+        self.producers = {
+            queue: Producer(self, queue, config) for queue, config in configs.items() if not manual
+        }
         self.incarnation = uuid.uuid4().hex[:12]
         self.link = Link(fs, "flowstone.node")
         self.is_leader = False
         self._connected_since: float | None = None
         entries = [*entries_from(fs.registry), *cron]
-        self.plugins: list[Plugin] = [*builtin_plugins(fs.settings, entries), *plugins]
+        self.plugins: list[Plugin] = [] if manual else [*builtin_plugins(fs.settings, entries), *plugins]
         self.started = anyio.Event()
         self.stopped = anyio.Event()
         self._stop = anyio.Event()
@@ -162,6 +167,7 @@ class Node:
             services.start_soon(listener.run)
             services.start_soon(self._heartbeat_loop)
             services.start_soon(self._controls_loop)
+            services.start_soon(self.progress.run)
             for plugin in self.plugins:
                 services.start_soon(self._plugin_loop, plugin)
             async with anyio.create_task_group() as jobs:
@@ -218,9 +224,16 @@ class Node:
     # -- periodic work ----------------------------------------------------------------------
 
     def _queue_limits(self) -> dict[str, Any]:
-        """What the heartbeat publishes of each queue."""
+        """What the heartbeat publishes of each queue (and its cluster-wide limits)."""
         return {
-            queue: {"limit": p.limit, "paused": p.paused, "running": len(p.running)}
+            queue: {
+                "limit": p.limit,
+                "paused": p.paused,
+                "running": len(p.running),
+                **p.config.model_dump(
+                    mode="json", include={"global_limit", "rate_limit", "partition"}, exclude_none=True
+                ),
+            }
             for queue, p in self.producers.items()
         }
 

@@ -28,11 +28,11 @@ import psycopg
 import structlog
 
 from flowstone.queue.config import QueueConfig
-from flowstone.queue.engine import ack_claim_plan, ack_plan, release_orphans_plan
+from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
-from flowstone.queue.plan import arun
+from flowstone.queue.plan import Plan, arun, arun_together
 from flowstone.queue.pool import GENERIC_PLANS
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
@@ -61,6 +61,7 @@ class Producer:
     def __init__(self, node: Node, queue: str, config: QueueConfig) -> None:
         self.node = node
         self.queue = queue
+        self.config = config
         self.limit = config.limit
         self.paused = config.paused
         self.running: dict[int, Running] = {}
@@ -68,7 +69,8 @@ class Producer:
         self.finished: list[Outcome] = []
         self.left_behind: list[int] = []
         self.turned_at = time.monotonic()
-        self.executor = Executor(node.fs, self._thread_ended)
+        self.executor = Executor(node.fs, self._thread_ended, node.progress.note)
+        self._held_back = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
@@ -132,7 +134,7 @@ class Producer:
                     await backoff.wait()
                     continue
                 if not self.finished:
-                    with anyio.move_on_after(self.node.settings.poll_interval):
+                    with anyio.move_on_after(self._poll_wait()):
                         await self._wake.wait()
         finally:
             self.left_behind = sorted(self.running)
@@ -157,6 +159,15 @@ class Producer:
             return False
         return not self.running or self._released
 
+    def _poll_wait(self) -> float:
+        """How long to wait for a wake-up before the next cycle. A rate-limited queue that
+        claimed less than it asked for looks again when its window has slid a bucket
+        on: nothing announces that room came back."""
+        rate = self.config.rate_limit
+        if self._held_back and rate is not None:
+            return min(self.node.settings.poll_interval, rate.bucket)
+        return self.node.settings.poll_interval
+
     def _deadline(self) -> float:
         """How long one cycle's statements may take before the connection is abandoned."""
         return self.node.settings.statement_timeout + 5.0
@@ -171,11 +182,13 @@ class Producer:
             conn = await self._connection()
             if sweep:
                 await self._release_orphans(conn, outcomes)
-            plan = ack_claim_plan(self.node.jobs, outcomes, self.queue, demand, self.node.claimer)
-            claimed = await arun(conn, plan)
+            plans = cycle_plans(self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config)
+            results = await _run_together(conn, plans)
         except BaseException:
             self.finished[:0] = outcomes  # written once the database is back
             raise
+        claimed: list[Job] = results[-1] if demand else []
+        self._held_back = len(claimed) < demand
         for job in claimed:
             if self._stopping:  # claimed while the stop began: nobody would stop it later
                 self.finished.append(interrupted(job, "shutdown"))
@@ -200,7 +213,7 @@ class Producer:
         attempt = outcome
         for fallback in (lambda why: _unwritable(outcome, why), lambda why: _bare(outcome), None):
             try:
-                await arun(conn, ack_plan(self.node.jobs, [attempt]))
+                await _run_together(conn, ack_plans(self.node.jobs, [attempt]))
                 return
             except TRANSIENT:
                 raise
@@ -296,6 +309,13 @@ class Producer:
     def force(self) -> None:
         """Skip what is left of the grace period (a second SIGTERM/SIGINT)."""
         self._drained.set()
+
+
+async def _run_together(conn: psycopg.AsyncConnection[Any], plans: list[Plan[Any]]) -> list[Any]:
+    """Run one-statement plans in one transaction and round trip; a single one as is."""
+    if len(plans) == 1:
+        return [await arun(conn, plans[0])]
+    return await arun_together(conn, plans)
 
 
 def _unwritable(outcome: Outcome, why: str) -> Outcome:

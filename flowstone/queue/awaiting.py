@@ -1,0 +1,90 @@
+"""Waiting for a job to finish: `FlowStone.await_job` / `aawait_job`.
+
+The waiter LISTENs on `<schema>.finished`, then marks the job awaited and reads it in one
+statement; a trigger announces the end of an awaited job, so the waiter sleeps until
+that notification (or its deadline) and never polls.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from flowstone.errors import AwaitTimeoutError, JobFailedError, ValidationError
+from flowstone.queue.job import FINAL_STATES, JobState
+from flowstone.queue.plan import Plan, Row, arun, run, single
+from flowstone.queue.queries.jobs import JobQueries
+
+_FINAL = {state.value for state in FINAL_STATES}
+
+
+def mark_plan(queries: JobQueries, job_id: int) -> Plan[Row | None]:
+    """Mark the job awaited and read its state, result and errors (None: no such job)."""
+    rows = yield from single(queries.await_job, {"id": job_id})
+    return rows[0] if rows else None
+
+
+def read_plan(queries: JobQueries, job_id: int) -> Plan[Row | None]:
+    """Read the awaited job's state, result and errors again."""
+    rows = yield from single(queries.ending, {"id": job_id})
+    return rows[0] if rows else None
+
+
+def settled(job_id: int, row: Row | None) -> Any:
+    """The recorded result of a completed job; raise for a job that failed or vanished."""
+    if row is None:
+        raise ValidationError(f"no job with id {job_id} (never inserted, or deleted)")
+    if row["state"] == JobState.COMPLETED:
+        return row["result"]
+    errors = row["errors"] or []
+    raise JobFailedError(job_id, row["state"], errors[-1].get("error") if errors else None)
+
+
+class Deadline:
+    """What is left of an optional timeout."""
+
+    def __init__(self, job_id: int, timeout: float | None) -> None:
+        if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0):
+            raise ValidationError(f"timeout must be a number of seconds >= 0 or None; got {timeout!r}")
+        self.job_id = job_id
+        self.timeout = timeout
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def left(self) -> float | None:
+        """Seconds left (None: no deadline); raises once it has passed."""
+        if self.at is None or self.timeout is None:
+            return None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise AwaitTimeoutError(self.job_id, self.timeout)
+        return left
+
+
+def await_on(conn: psycopg.Connection[Any], queries: JobQueries, job_id: int, timeout: float | None) -> Any:
+    """Wait on `conn` (autocommit, dedicated) for the job to finish; see the module."""
+    deadline = Deadline(job_id, timeout)
+    conn.execute(queries.listen_finished)
+    row = run(conn, mark_plan(queries, job_id))
+    while row is not None and row["state"] not in _FINAL:
+        for notify in conn.notifies(timeout=deadline.left()):
+            if notify.payload == str(job_id):
+                break
+        row = run(conn, read_plan(queries, job_id))
+    return settled(job_id, row)
+
+
+async def aawait_on(
+    conn: psycopg.AsyncConnection[Any], queries: JobQueries, job_id: int, timeout: float | None
+) -> Any:
+    """Async twin of `await_on`."""
+    deadline = Deadline(job_id, timeout)
+    await conn.execute(queries.listen_finished)
+    row = await arun(conn, mark_plan(queries, job_id))
+    while row is not None and row["state"] not in _FINAL:
+        async for notify in conn.notifies(timeout=deadline.left()):
+            if notify.payload == str(job_id):
+                break
+        row = await arun(conn, read_plan(queries, job_id))
+    return settled(job_id, row)
