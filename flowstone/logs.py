@@ -13,8 +13,9 @@ import sys
 import structlog
 
 
-def configure_logging(fmt: str = "console", level: str = "info") -> None:
-    """Set up structlog (and stdlib logging) once for a process such as `flowstone worker`."""
+def configure_logging(fmt: str = "console", level: str = "info", *, cache: bool = True) -> None:
+    """Set up structlog (and stdlib logging), on stderr, for a process such as `flowstone
+    worker` (`cache=False` keeps loggers reconfigurable, for a command run in-process)."""
     if fmt not in ("console", "json"):
         raise ValueError(f"log format must be 'console' or 'json'; got {fmt!r}")
     numeric = logging.getLevelName(level.upper())
@@ -37,11 +38,17 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=cache,
     )
 
 
 def colours() -> bool:
     """Whether console lines may carry colours: stderr is a terminal and NO_COLOR is unset."""
     return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    """A logger writing to whatever `sys.stderr` is when the logger is made (not when
+    logging was configured: a test harness or a daemonizer may have replaced it since)."""
+    return structlog.PrintLogger(sys.stderr)

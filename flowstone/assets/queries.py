@@ -7,11 +7,10 @@ so that the latest-per-(asset, partition) index serves every lookup).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from psycopg import sql
 
-from flowstone.queue.queries import composer
+from flowstone.queue.queries import SchemaStatements, composer
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.validation import check_identifier
 
@@ -235,7 +234,7 @@ _LISTEN = "LISTEN {channel}"
 
 
 @dataclass(frozen=True, slots=True)
-class MaterializationQueries:
+class MaterializationQueries(SchemaStatements):
     """The statements of the materializations tables for one schema."""
 
     schema: str
@@ -259,11 +258,6 @@ class MaterializationQueries:
     run_progress: str
     unlock: str
     listen: str
-
-    @classmethod
-    def for_schema(cls, schema: str) -> MaterializationQueries:
-        """The statements for `schema`, composed once per process and schema."""
-        return _for_schema(schema)
 
     @classmethod
     def compose(cls, schema: str) -> MaterializationQueries:
@@ -305,8 +299,3 @@ class MaterializationQueries:
             unlock=compose(_UNLOCK),
             listen=compose(_LISTEN),
         )
-
-
-@lru_cache(maxsize=64)
-def _for_schema(schema: str) -> MaterializationQueries:
-    return MaterializationQueries.compose(schema)

@@ -19,6 +19,7 @@ from flowstone import __version__
 from flowstone.cli import assets, embedded, queue, web
 from flowstone.cli.common import Commands, UsageError, common_options
 from flowstone.errors import FlowStoneError, one_line
+from flowstone.logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flowstone` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "worker":  # the worker sets up its own logging from its options
+        configure_logging("console", "warning", cache=False)  # stdout is the command's output
     try:
         return int(args.run(args))
     except KeyboardInterrupt:  # Ctrl-C: what it stopped is the command's to say

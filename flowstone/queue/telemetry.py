@@ -17,6 +17,7 @@ to the job to insert, after `insert.start` (so a span started there is current).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,7 +69,8 @@ def emit(event: str, measurements: Mapping[str, float], metadata: Mapping[str, A
         try:
             handler(event, measurements, metadata)
         except Exception:
-            _log.exception("telemetry handler failed", event=event, handler=repr(handler))
+            with contextlib.suppress(Exception):  # not even a broken log may reach the job
+                _log.exception("telemetry handler failed", telemetry_event=event, handler=repr(handler))
 
 
 def add_preparer(preparer: Preparer) -> Callable[[], None]:

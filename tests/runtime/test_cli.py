@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import runtime_workers as w
+import structlog
 from psycopg.rows import dict_row
 
 from flowstone import FlowStone
@@ -184,3 +185,19 @@ def test_the_installed_command_runs_in_a_process_of_its_own(flowstone_url: str, 
         timeout=60,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'0 25 * * *'" in bad.stderr
+
+
+def test_log_lines_go_to_stderr_never_into_the_output(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flowstone … --json | jq` must get JSON only, whatever the library logs meanwhile."""
+    from flowstone.insights import Insights
+
+    overview = Insights.overview
+
+    def noisy(self: Insights) -> Any:
+        structlog.get_logger("flowstone.test").warning("something worth a warning")
+        return overview(self)
+
+    monkeypatch.setattr(Insights, "overview", noisy)
+    code, out, err = cli("queues", "--json")
+    assert code == 0 and as_json(out) == []
+    assert "something worth a warning" in err

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def _unconfigured_structlog() -> Iterator[None]:
-    """capture_logs leaves structlog configured (printing debug lines) for later tests."""
+    """Each test starts from structlog's defaults (a CLI test run in this process may have
+    configured it for warnings only), and leaves them: capture_logs leaves structlog
+    configured (printing debug lines) for later tests."""
+    structlog.reset_defaults()
     yield
     structlog.reset_defaults()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Self
 
 from psycopg import sql
 
@@ -17,3 +18,25 @@ def composer(names: Mapping[str, sql.Composable]) -> Callable[[str], str]:
         return sql.SQL(template.strip()).format(**names).as_string(None)
 
     return compose
+
+
+class SchemaStatements:
+    """A set of statements for one schema: `compose` builds it, `for_schema` composes it
+    once per process and schema (composing is not free; the hot path asks often)."""
+
+    __slots__ = ()
+    _composed: ClassVar[dict[tuple[type, str], Any]] = {}
+
+    @classmethod
+    def for_schema(cls, schema: str) -> Self:
+        """The statements for `schema`, composed once."""
+        key = (cls, schema)
+        found: Self | None = cls._composed.get(key)
+        if found is None:  # two threads may compose at once; setdefault keeps one
+            found = cls._composed.setdefault(key, cls.compose(schema))
+        return found
+
+    @classmethod
+    def compose(cls, schema: str) -> Self:
+        """Compose every statement with the schema's quoted identifiers."""
+        raise NotImplementedError

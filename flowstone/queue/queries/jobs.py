@@ -9,11 +9,10 @@ with `jsonb_to_recordset`, which keeps each statement one round trip however lar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from psycopg import sql
 
-from flowstone.queue.queries import composer
+from flowstone.queue.queries import SchemaStatements, composer
 from flowstone.queue.queries.workflows import EFFECTS, INSERT_DEPS, LOCK, WORKFLOW_JOBS
 from flowstone.queue.validation import check_identifier
 
@@ -544,7 +543,7 @@ def _claimed_column(column: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class JobQueries:
+class JobQueries(SchemaStatements):
     """The statements of the jobs table for one schema."""
 
     schema: str
@@ -602,11 +601,6 @@ class JobQueries:
         same statement. Parameters: `worker`, `patterns`, and the caller's."""
         branches = f"{self.wake_scheduled}\nUNION ALL\n{candidates}"
         return f"WITH {before}\n{self.wake_head}\n{branches}\n{self.wake_tail}"
-
-    @classmethod
-    def for_schema(cls, schema: str) -> JobQueries:
-        """The statements for `schema`, composed once per process and schema."""
-        return _for_schema(schema)
 
     @classmethod
     def compose(cls, schema: str) -> JobQueries:
@@ -677,8 +671,3 @@ class JobQueries:
 
 def _list(beyond: str, within: str, direction: str) -> str:
     return _LIST.replace("{beyond}", beyond).replace("{within}", within).replace("{direction}", direction)
-
-
-@lru_cache(maxsize=64)
-def _for_schema(schema: str) -> JobQueries:
-    return JobQueries.compose(schema)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from psycopg import sql
 
-from flowstone.queue.queries import composer
+from flowstone.queue.queries import SchemaStatements, composer
 from flowstone.queue.validation import check_identifier
 
 # A node is its name and its incarnation (a start id): a process restarted under the
@@ -78,7 +77,7 @@ _SIGNAL = "SELECT pg_notify(%(channel)s, %(signal)s)"
 
 
 @dataclass(frozen=True, slots=True)
-class NodeQueries:
+class NodeQueries(SchemaStatements):
     """The runtime tables' statements for one schema."""
 
     control_channel: str
@@ -92,11 +91,6 @@ class NodeQueries:
     set_control: str
     controls_for: str
     signal: str
-
-    @classmethod
-    def for_schema(cls, schema: str) -> NodeQueries:
-        """The statements for `schema`, composed once per process and schema."""
-        return _for_schema(schema)
 
     @classmethod
     def compose(cls, schema: str) -> NodeQueries:
@@ -122,8 +116,3 @@ class NodeQueries:
             controls_for=compose(_CONTROLS_FOR),
             signal=compose(_SIGNAL),
         )
-
-
-@lru_cache(maxsize=64)
-def _for_schema(schema: str) -> NodeQueries:
-    return NodeQueries.compose(schema)
