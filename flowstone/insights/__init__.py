@@ -4,7 +4,7 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights = Insights(fs)
     insights.overview()                      # queues, states and nodes, the leader
     insights.jobs(state="discarded")         # a page, newest first; .next_cursor pages on
-    insights.assets()                        # per asset: status counts
+    insights.assets()                        # per asset: partitions fresh, stale, missing, …
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     for progress in insights.watch_run(run_id, timeout=60): ...
 """
@@ -21,15 +21,20 @@ import psycopg
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.insights.assets import (
+    FAILED,
+    FRESH,
     MISSING,
+    RUNNING,
+    STALE,
+    STATUSES,
     AssetOverview,
+    CheckRecord,
     Lineage,
     PartitionStatus,
     RunProgress,
     assets_plan,
     describe_partitions,
     lineage_of_plan,
-    partition_keys,
     partitions_plan,
     progress_plan,
 )
@@ -50,8 +55,14 @@ RECHECK_SECONDS = 5.0
 finishing its record (cancelled, deleted) notifies nothing, so it is re-counted this often."""
 
 __all__ = [
+    "FAILED",
+    "FRESH",
     "MISSING",
+    "RUNNING",
+    "STALE",
+    "STATUSES",
     "AssetOverview",
+    "CheckRecord",
     "ClusterOverview",
     "Insights",
     "JobFilter",
@@ -127,7 +138,8 @@ class Insights:
     # -- assets ------------------------------------------------------------------------------
 
     def assets(self) -> list[AssetOverview]:
-        """Every asset in dependency order with its partitions' status counts."""
+        """Every asset in dependency order with how many of its existing partitions are
+        fresh, stale, missing, failed or running."""
         return self.fs.execute(assets_plan(self.records, self.graph))
 
     async def aassets(self) -> list[AssetOverview]:
@@ -137,22 +149,23 @@ class Insights:
     def partitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
     ) -> list[PartitionStatus]:
-        """The status of each partition (given, or start..end): success, failed, running,
-        pending, skipped or missing."""
+        """The status of each partition (given, start..end, or every one that exists):
+        fresh, stale, missing, failed or running, with the reason."""
         target = self.graph.require(asset)
-        keys = partition_keys(target, partitions, start, end)
-        return self.fs.execute(partitions_plan(self.records, target, keys))
+        return self.fs.execute(partitions_plan(self.records, self.graph, target, partitions, start, end))
 
     async def apartitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
     ) -> list[PartitionStatus]:
         """Async twin of `partitions`."""
         target = self.graph.require(asset)
-        keys = partition_keys(target, partitions, start, end)
-        return await self.fs.aexecute(partitions_plan(self.records, target, keys))
+        return await self.fs.aexecute(
+            partitions_plan(self.records, self.graph, target, partitions, start, end)
+        )
 
     def lineage(self, asset: str, partition: Any = None) -> Lineage | None:
-        """The latest record of a partition, what it read and what read it."""
+        """The latest record of a partition, what it read and what read it (for a skip:
+        those of the success it stands for), and its checks' results."""
         target = self.graph.require(asset)
         return self.fs.execute(
             lineage_of_plan(self.records, target.name, target.serialize_partition(partition))

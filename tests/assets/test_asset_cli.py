@@ -12,11 +12,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from flowstone import FlowStone, backfill
+from flowstone import DailyPartitions, FlowStone, backfill
 from flowstone.cli import main
 from flowstone.queue.instance import set_default
 from flowstone.testing import drain_queue
@@ -152,10 +153,11 @@ def test_materialize_wait_timeout_exits_1(cli: Cli) -> None:
     assert "timeout: materialization of 'cli_orders'" in err and "the job runs on" in err
 
 
-def test_assets_ls_shows_the_graph_with_latest_statuses(cli: Cli, flowstone: FlowStone) -> None:
+def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: FlowStone) -> None:
     __import__("cli_assets_app").register()
     backfill("cli_flaky", start="2025-01-01", end="2025-01-05")
     drain_queue("assets", with_scheduled=True)
+    days = len(DailyPartitions("2025-01-01").all_keys(datetime.now(UTC)))  # closed by now
 
     code, out, _ = cli("assets", "ls", "--json")
     assert code == 0
@@ -166,15 +168,15 @@ def test_assets_ls_shows_the_graph_with_latest_statuses(cli: Cli, flowstone: Flo
         "depends_on": ["cli_orders"],
         "partitions": "daily(2025-01-01)",
         "io_manager": "postgres",
-        "latest": {},
+        "status": {"missing": days},
     }
-    assert rows["cli_flaky"]["latest"] == {"failed": 3, "success": 2}
+    assert rows["cli_flaky"]["status"] == {"fresh": 2, "missing": days - 5, "failed": 3}
 
     code, out, _ = cli("assets", "ls")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "LATEST"]
-    assert "failed=3 success=2" in lines[1] and "never materialized" in lines[3]
+    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "STATUS"]
+    assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[3]
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,11 @@ def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) ->
     assert perform_job(AssetWorker, args("derived")) == Snooze(30)
     record = Store().get("derived")
     assert record is not None and record.status == "pending"
-    assert (record.error_type, record.error_message) == ("dependency_not_ready", "waiting for source")
+    assert (record.error_type, record.error_message) == (
+        "dependency_not_ready",
+        "waiting for source (nothing is materializing it)",
+    )
+    assert record.waiting_since is not None, "the bounded wait has begun"
 
 
 def test_discards_a_non_retryable_error(flowstone: FlowStone) -> None:
@@ -216,12 +220,25 @@ def test_failing_upstream_leaves_downstream_not_run_and_says_why(flowstone: Flow
     assert "ValueError: bad input file" in (record.error_message or "")
 
 
-def test_upstream_success_wakes_its_snoozing_dependents_at_once(flowstone: FlowStone) -> None:
+def test_upstream_success_wakes_its_snoozing_dependents_at_once_whatever_their_run(
+    flowstone: FlowStone,
+) -> None:
     define_source_and_derived()
-    waiting = materialize("derived", run_id="run-1")
+    upstream = materialize("source", run_id="run-1")
+    with flowstone.session() as conn:  # the upstream is queued but not due yet
+        conn.execute(
+            "UPDATE flowstone.jobs SET state = 'scheduled', scheduled_at = now() + interval '1 hour'"
+            " WHERE id = %s",
+            (upstream.job_id,),
+        )
+    waiting = materialize("derived", run_id="run-2")
     assert drain_queue("assets").snoozed == 1
     assert flowstone.get_job(waiting.job_id).state == "scheduled"  # type: ignore[union-attr]
-    materialize("source", run_id="run-1")
+    record = Store().get("derived")
+    assert record is not None and record.error_message == "waiting for source"
+    assert record.waiting_since is None, "waiting for a queued upstream is not bounded"
+    with flowstone.session() as conn:
+        conn.execute("UPDATE flowstone.jobs SET state = 'available' WHERE id = %s", (upstream.job_id,))
     counts = drain_queue("assets")  # no with_scheduled: only the wake-up makes it runnable
     assert counts.completed == 2
     assert Store().get("derived").status == "success"  # type: ignore[union-attr]
@@ -243,12 +260,12 @@ def test_a_dependent_still_executing_when_its_upstream_finishes_is_spared_its_sn
             "UPDATE flowstone.jobs SET state = 'executing', attempt = 1, attempted_at = now() WHERE id = %s",
             (waiting.job_id,),
         )
-    where = {"partition": "2025-01-15"} if partitioned else {}
-    pattern = {"asset_name": "derived", "run_id": "run-1", **where}
-    other_run = {**pattern, "run_id": "run-2"}
+    partition = "2025-01-15" if partitioned else ""
     queries = MaterializationQueries.for_schema(flowstone.schema)
-    assert flowstone.execute(finish_and_wake_plan(queries, [], AssetWorker.name, [other_run])) == 0
-    assert flowstone.execute(finish_and_wake_plan(queries, [], AssetWorker.name, [pattern])) == 1
+    other = [("derived", "2025-01-16"), ("source", partition)]
+    assert flowstone.execute(finish_and_wake_plan(queries, [], other)) == 0
+    assert flowstone.execute(finish_and_wake_plan(queries, [], [("derived", partition)])) == 1
+    assert flowstone.execute(finish_and_wake_plan(queries, [], [("derived", None)])) == 1, "any partition"
     job = flowstone.get_job(waiting.job_id)
     assert job is not None and job.meta.get("wake_pending") is True
 

@@ -246,18 +246,11 @@ WHERE state IN ('available', 'scheduled')
 ORDER BY id
 """
 
-# Wake jobs waiting on something that just happened: scheduled jobs of one worker whose
-# args contain any of the given JSON objects become available now; the caller's own
-# candidates (`JobQueries.wake_with`) that are still executing are marked so that a
-# snooze they return is not sat out (the wake-up would otherwise be lost). Rows are
-# waited for, not skipped: a row locked by its snooze's ack is re-read once that commits
-# (then scheduled, so woken) instead of missing the wake-up.
-_WAKE_SCHEDULED = """
-    SELECT id FROM {jobs} WHERE state = 'scheduled' AND worker = %(worker)s
-      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
-                  WHERE args @> p.pattern)
-"""
-
+# Wake jobs waiting on something that just happened, found by the caller's own query of
+# candidate ids (`JobQueries.wake_with`): scheduled ones become available now, executing
+# ones are marked so that a snooze they return is not sat out (the wake-up would
+# otherwise be lost). Rows are waited for, not skipped: a row locked by its snooze's ack
+# is re-read once that commits (then scheduled, so woken) instead of missing the wake-up.
 # Candidates are collected into an array first: the UPDATE then re-checks only
 # `id = ANY(array)` and the state of the row's latest version (a snooze being
 # acknowledged meanwhile is waited for, then woken). Locking inside the candidate
@@ -318,18 +311,15 @@ class JobQueries:
     counts: str
     enqueued: str
     wake_head: str
-    wake_scheduled: str
     wake_tail: str
 
     def wake_with(self, candidates: str, before: str = "") -> str:
-        """The wake-up statement (see _WAKE_SCHEDULED) around a caller's own query of
-        candidate job ids, composed for this schema with its parameters bound: the caller
-        finds the executing jobs to spare faster than by their args, which the executing
-        jobs' partial index, full of dead entries between vacuums, makes slow. `before`:
-        the caller's own common table expressions (each followed by a comma), run in the
-        same statement. Parameters: `worker`, `patterns`, and the caller's."""
-        branches = f"{self.wake_scheduled}\nUNION ALL\n{candidates}"
-        return f"WITH {before}\n{self.wake_head}\n{branches}\n{self.wake_tail}"
+        """The wake-up statement (see _WAKE_HEAD) around a caller's own query of candidate
+        job ids, composed for this schema: the caller finds its waiting jobs faster than
+        a search by args, which the executing jobs' partial index, full of dead entries
+        between vacuums, makes slow. `before`: the caller's own common table expressions
+        (each followed by a comma), run in the same statement. Parameters: the caller's."""
+        return f"WITH {before}\n{self.wake_head}\n{candidates}\n{self.wake_tail}"
 
     @classmethod
     def for_schema(cls, schema: str) -> JobQueries:
@@ -375,7 +365,6 @@ class JobQueries:
             counts=compose(_COUNTS),
             enqueued=compose(_ENQUEUED),
             wake_head=compose(_WAKE_HEAD),
-            wake_scheduled=compose(_WAKE_SCHEDULED),
             wake_tail=compose(_WAKE_TAIL),
         )
 
