@@ -11,6 +11,7 @@ statement together with their pending records, in one transaction. `wait=True` l
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,6 @@ from typing import Any, Literal
 
 import anyio
 import psycopg
-import structlog
 
 from flowstone.assets.context import Context
 from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
@@ -48,7 +48,8 @@ DEFAULT_WAIT_TIMEOUT = 3600.0
 """How long `materialize(wait=True)` waits by default before a `timeout` error (the job
 runs on); `timeout=None` waits without limit."""
 
-_log = structlog.get_logger("flowstone.assets")
+_log = logging.getLogger("flowstone.assets")
+"""Where `wait=True` says what a materialization waits for (a warning: stderr by default)."""
 
 
 @dataclass(frozen=True)
@@ -264,8 +265,8 @@ def _timed_out(
 
 
 class _Reporter:
-    """Says once what a waited-for materialization is waiting on (a dependency), so that
-    a long `wait=True` is not silent."""
+    """Says (once per reason) what a waited-for materialization is waiting on, so that a
+    long `wait=True` is not silent."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -275,9 +276,8 @@ class _Reporter:
         if record is None or record.error_type != "dependency_not_ready" or record.error_message == self.said:
             return
         self.said = record.error_message
-        _log.info(
-            "materialization waiting", asset=self.target[0].name, partition=self.target[1], reason=self.said
-        )
+        where = "" if self.target[1] is None else f" partition {self.target[1]}"
+        _log.warning("materialization of %s%s is %s", self.target[0].name, where, self.said)
 
 
 # A job can end without finishing its record (discarded by the lifeline, cancelled,

@@ -114,9 +114,8 @@ def test_postgres_tables_follow_each_instances_schema_unless_one_is_given(flowst
         assert not default.exists(a) and default.exists(b)
         with tenants[0].connection() as conn:
             tables = conn.execute(
-                "SELECT schemaname || '.' || tablename FROM pg_tables"
-                " WHERE schemaname IN ('tenant_a_assets', 'tenant_b_assets', 'shared_lake', 'flowstone_assets')"
-                " ORDER BY 1"
+                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname IN"
+                " ('tenant_a_assets', 'tenant_b_assets', 'shared_lake', 'flowstone_assets') ORDER BY 1"
             ).fetchall()
         assert [t for (t,) in tables] == [
             "shared_lake.common",
