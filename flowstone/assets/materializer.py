@@ -170,6 +170,8 @@ class Materializer:
     def _state(self, dep: Asset, dep_ctx: Context, row: Mapping[str, Any]) -> str | FlowStoneError:
         """Ready, in progress, absent, or the dependency_failed error of one upstream partition."""
         status = row["status"]
+        if row["busy"]:
+            return _IN_PROGRESS
         if status is None:  # never materialized here: data provided from outside counts
             return _READY if self.io_manager(dep).exists(dep_ctx) else _ABSENT
         if status in (Status.SUCCESS, Status.SKIPPED):

@@ -148,13 +148,20 @@ WHERE asset = %(asset)s AND partition = %(partition)s
 ORDER BY id DESC LIMIT 1
 """
 
-# Per dependency: its latest record, the state of that record's job, and its latest
-# success (what a reader's lineage points at) with its data version, in the order asked;
-# `request` tells whose dependency it is when a batch asks for several materializations.
+# Per dependency: its latest record, the state of that record's job, its latest success
+# (what a reader's lineage points at) with its data version, and whether any of its
+# records is unfinished with a job still to run (`busy`: new data is on its way, though
+# not necessarily from the latest record — queued jobs finish in any order), in the
+# order asked; `request` tells whose dependency it is when a batch asks for several.
 _DEPENDENCIES = """
 SELECT d.request, d.asset, d.partition, latest.id, latest.status::text AS status, latest.job_id,
        latest.error_type, latest.error_message, j.state::text AS job_state,
-       success.id AS success_id, success.data_version AS success_version
+       success.id AS success_id, success.data_version AS success_version,
+       EXISTS (
+           SELECT 1 FROM {m} AS o JOIN {jobs} AS oj ON oj.id = o.job_id
+           WHERE o.asset = d.asset AND o.partition = d.partition AND o.status IN ('pending', 'running')
+             AND oj.state IN ('available', 'scheduled', 'executing', 'retryable')
+       ) AS busy
 FROM ROWS FROM (jsonb_to_recordset(%(deps)s::jsonb) AS (request int, asset text, partition text))
      WITH ORDINALITY AS d(request, asset, partition, n)
 LEFT JOIN LATERAL (
