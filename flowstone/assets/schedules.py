@@ -4,8 +4,10 @@ Each scheduled asset becomes a cron entry of the queue's cron plugin (one insert
 tick cluster-wide: the tick's job is unique forever). The entry's args are computed from
 the tick: a time-partitioned asset materializes the partition that just closed (a daily
 asset ticking at 01:00 in its time zone materializes yesterday there), an unpartitioned
-one materializes itself. The job is an ordinary `AssetWorker` job: fresh partitions are
-skipped, stale ones recomputed.
+one materializes itself. The job is an ordinary `AssetWorker` job: an asset with
+dependencies is recomputed only if stale or missing (fresh partitions are skipped); a
+source asset (no dependencies) is recomputed on every tick, since only running it tells
+whether the outside data changed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def tick_args(asset: Asset, tick: datetime) -> Mapping[str, Any] | None:
             return None
         partition = asset.partitions.to_text(key)
     run_id = f"schedule/{asset.name}/{tick.isoformat()}"
-    return {"asset_name": asset.name, "partition": partition, "run_id": run_id, "force": False}
+    return {"asset_name": asset.name, "partition": partition, "run_id": run_id, "force": not asset.depends_on}
 
 
 def schedule_entries(fs: FlowStone) -> list[CronEntry]:
