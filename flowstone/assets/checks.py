@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from flowstone.errors import FlowStoneError
+from flowstone.queue.validation import check_json
 
 if TYPE_CHECKING:
     from flowstone.assets.context import Context
@@ -56,18 +57,22 @@ class AssetCheck:
             raise FlowStoneError("validation_error", f"check {self.name!r}: check_fn must be callable")
 
     def run(self, ctx: Context, value: Any) -> CheckOutcome:
-        """Run the check; an exception or a result that is not a bool or CheckResult fails it."""
+        """Run the check; an exception, a result that is not a bool or CheckResult, or
+        metadata JSON cannot carry fails it (saying so)."""
         try:
             found = self.check_fn(ctx, value)
+            if isinstance(found, bool):
+                found = CheckResult(found)
+            if not isinstance(found, CheckResult):
+                return self._failed(f"returned {type(found).__name__}, not a bool or CheckResult")
+            metadata = check_json(dict(found.metadata), "metadata")
         except Exception as error:
-            return CheckOutcome(self, CheckResult(False, f"{type(error).__name__}: {error}"))
-        if isinstance(found, bool):
-            return CheckOutcome(self, CheckResult(found))
-        if isinstance(found, CheckResult):
-            return CheckOutcome(self, found)
-        return CheckOutcome(
-            self, CheckResult(False, f"returned {type(found).__name__}, not a bool or CheckResult")
-        )
+            return self._failed(f"{type(error).__name__}: {error}")
+        described = None if found.description is None else str(found.description)
+        return CheckOutcome(self, CheckResult(bool(found.passed), described, metadata))
+
+    def _failed(self, why: str) -> CheckOutcome:
+        return CheckOutcome(self, CheckResult(False, why))
 
 
 @dataclass(frozen=True)

@@ -156,12 +156,7 @@ ORDER BY id DESC LIMIT 1
 _DEPENDENCIES = """
 SELECT d.request, d.asset, d.partition, latest.id, latest.status::text AS status, latest.job_id,
        latest.error_type, latest.error_message, j.state::text AS job_state,
-       success.id AS success_id, success.data_version AS success_version,
-       EXISTS (
-           SELECT 1 FROM {m} AS o JOIN {jobs} AS oj ON oj.id = o.job_id
-           WHERE o.asset = d.asset AND o.partition = d.partition AND o.status IN ('pending', 'running')
-             AND oj.state IN ('available', 'scheduled', 'executing', 'retryable')
-       ) AS busy
+       success.id AS success_id, success.data_version AS success_version, busy.found IS NOT NULL AS busy
 FROM ROWS FROM (jsonb_to_recordset(%(deps)s::jsonb) AS (request int, asset text, partition text))
      WITH ORDINALITY AS d(request, asset, partition, n)
 LEFT JOIN LATERAL (
@@ -175,6 +170,12 @@ LEFT JOIN LATERAL (
     WHERE s.asset = d.asset AND s.partition = d.partition AND s.status = 'success'
     ORDER BY s.id DESC LIMIT 1
 ) AS success ON true
+LEFT JOIN LATERAL (  -- per row, not an EXISTS the planner may hash over every unfinished record
+    SELECT 1 AS found FROM {m} AS o JOIN {jobs} AS oj ON oj.id = o.job_id
+    WHERE o.asset = d.asset AND o.partition = d.partition AND o.status IN ('pending', 'running')
+      AND oj.state IN ('available', 'scheduled', 'executing', 'retryable')
+    LIMIT 1
+) AS busy ON true
 ORDER BY d.n
 """
 

@@ -105,6 +105,16 @@ def test_a_check_that_raises_fails_saying_why_and_checks_are_named_once(flowston
     drain_queue("assets")
     record = Store().get("numbers")
     assert record is not None and record.error_message == "blocking check failed: broken (KeyError: 'column')"
+
+    @asset_check(asset="numbers")
+    def odd_metadata(ctx: Context, value: int) -> CheckResult:
+        return CheckResult(True, metadata={"when": datetime(2025, 1, 1, tzinfo=UTC)})
+
+    materialize("numbers", force=True)
+    drain_queue("assets")
+    lineage = Insights(flowstone).lineage("numbers")
+    assert lineage is not None and lineage.checks[-1].check_name == "odd_metadata"
+    assert not lineage.checks[-1].passed and "metadata" in (lineage.checks[-1].description or "")
     with pytest.raises(FlowStoneError, match="already has a check named 'broken'"):
         asset_check(asset="numbers", name="broken")(lambda ctx, value: True)
     with pytest.raises(FlowStoneError, match="no asset named 'numbrs'"):
