@@ -179,6 +179,36 @@ def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: 
     assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[3]
 
 
+def test_assets_status_shows_each_partition_and_why_and_lineage_follows_a_skip(
+    cli: Cli, flowstone: FlowStone
+) -> None:
+    __import__("cli_assets_app").register()
+    backfill("cli_orders", start="2025-01-01", end="2025-01-02")
+    backfill("cli_revenue", start="2025-01-01", end="2025-01-02")
+    drain_queue("assets", with_scheduled=True)
+    backfill("cli_orders", ["2025-01-02"], force=True)  # new data for one day
+    drain_queue("assets")
+
+    code, out, _ = cli(
+        "assets", "status", "cli_revenue", "--from", "2025-01-01", "--to", "2025-01-03", "--json"
+    )
+    assert code == 0
+    rows = [(r["partition"], r["status"], r["reason"]) for r in json.loads(out)]
+    assert rows == [
+        ("2025-01-01", "fresh", None),
+        ("2025-01-02", "stale", "upstream cli_orders partition 2025-01-02 changed"),
+        ("2025-01-03", "missing", None),
+    ]
+    code, out, _ = cli("assets", "status", "cli_revenue", "--from", "2025-01-01", "--to", "2025-01-03")
+    assert code == 0 and out.splitlines()[-1] == "fresh=1 stale=1 missing=1"
+
+    backfill("cli_orders", ["2025-01-01"])  # fresh: skipped
+    drain_queue("assets")
+    code, out, _ = cli("lineage", "cli_orders", "--partition", "2025-01-01")
+    assert code == 0 and "skipped (fresh): stands for materialization" in out
+    assert out.split("downstream (what read it):")[1].count("cli_revenue") == 1
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
