@@ -287,3 +287,33 @@ def test_dynamic_partitions_are_added_at_run_time_and_read_whole_downstream(flow
     assert Insights(flowstone).partitions("ledger")[0].status == "fresh"
     with pytest.raises(FlowStoneError, match="list of strings"):
         add_partitions("customers", "acme")  # type: ignore[arg-type]
+
+
+TIME_DEFINITIONS = [
+    DailyPartitions("2025-01-01"),
+    WeeklyPartitions("2025-01-06"),
+    MonthlyPartitions("2025-01-01"),
+    HourlyPartitions("2025-01-01T00:00:00+00:00"),
+]
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.sampled_from(TIME_DEFINITIONS),
+    st.sampled_from(TIME_DEFINITIONS),
+    st.sampled_from([RollUp(), Window(1), Window(3), Window(8)]),
+    st.integers(min_value=0, max_value=40),
+)
+def test_wake_ups_follow_the_mapping_both_ways(down: Any, up: Any, mapping: Any, offset: int) -> None:
+    """Every upstream partition a dependent partition reads wakes it when it succeeds
+    (`downstream_keys` covers `upstream_keys`); a roll-up wakes nothing else."""
+    key = down.shift(down.start, offset)
+    everything = lambda definition: definition.all_keys(datetime(2026, 1, 1, tzinfo=UTC))  # noqa: E731
+    for read in mapping.upstream_keys(down, key, up, everything):
+        assert key in mapping.downstream_keys(up, read, down)
+    near = up.within_bounds(
+        up.shift(up.containing(down.window(key)[0]), -10), up.containing(down.window(key)[1])
+    )
+    for other in near:
+        if key in mapping.downstream_keys(up, other, down) and isinstance(mapping, RollUp):
+            assert other in mapping.upstream_keys(down, key, up, everything)
