@@ -156,7 +156,7 @@ class Materializer:
         for (up, key, text), row in zip(located, rows, strict=True):
             if row["success_id"] is not None:
                 lineage.append(row["success_id"])
-            state = self._state(up.asset, ctx.for_upstream(up.asset, key), row)
+            state = self._state(up.asset, ctx, key, row)
             named = up.asset.name if text is None or text == ctx.partition_key else f"{up.asset.name} {text}"
             if isinstance(state, FlowStoneError):
                 failed = failed or state
@@ -167,15 +167,17 @@ class Materializer:
                 inputs[up.asset.name, column(text)] = row["success_version"]
         return Readiness(tuple(waiting), tuple(absent), failed, tuple(lineage), inputs)
 
-    def _state(self, dep: Asset, dep_ctx: Context, row: Mapping[str, Any]) -> str | FlowStoneError:
-        """Ready, in progress, absent, or the dependency_failed error of one upstream partition."""
+    def _state(self, dep: Asset, ctx: Context, key: Any, row: Mapping[str, Any]) -> str | FlowStoneError:
+        """Ready, in progress, absent, or the dependency_failed error of upstream partition
+        `key` of `dep` (read by `ctx`'s materialization)."""
         status = row["status"]
         if row["busy"]:
             return _IN_PROGRESS
-        if status is None:  # never materialized here: data provided from outside counts
-            return _READY if self.io_manager(dep).exists(dep_ctx) else _ABSENT
         if status in (Status.SUCCESS, Status.SKIPPED):
             return _READY
+        dep_ctx = ctx.for_upstream(dep, key)
+        if status is None:  # never materialized here: data provided from outside counts
+            return _READY if self.io_manager(dep).exists(dep_ctx) else _ABSENT
         if status == Status.FAILED:
             reason = f"{row['error_type']}: {row['error_message']}"
         elif row["job_id"] is None or row["job_state"] in _INCOMPLETE:

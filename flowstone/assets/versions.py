@@ -44,9 +44,8 @@ class Output:
 
 def derived_version(code_version: str | None, record_id: int, inputs: Mapping[InputKey, str | None]) -> str:
     """The data version of a materialization whose function named none."""
-    basis = [code_version if code_version is not None else f"#{record_id}", sorted(map(list, inputs.items()))]
-    encoded = json.dumps(basis, separators=(",", ":"), sort_keys=True, default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()[:16]
+    basis = [code_version if code_version is not None else f"#{record_id}", sorted(inputs.items())]
+    return hashlib.blake2b(json.dumps(basis).encode(), digest_size=8).hexdigest()
 
 
 def inputs_of(rows: Iterable[Any]) -> dict[InputKey, str | None]:
