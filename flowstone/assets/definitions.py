@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from flowstone.assets.io import IOManagerRegistry, default_io_managers
 from flowstone.assets.mappings import Dep, PartitionMapping, default_mapping
-from flowstone.assets.partitions import KeySpace, PartitionsDefinition, TimeWindowPartitions, dynamic_names
+from flowstone.assets.partitions import (
+    DynamicPartitions,
+    KeySpace,
+    PartitionsDefinition,
+    TimeWindowPartitions,
+    dynamic_names,
+)
 from flowstone.errors import FlowStoneError, ValidationTypeError
 from flowstone.queue.plugins.cron import check_schedule
 from flowstone.queue.validation import check_max_attempts
@@ -153,6 +159,8 @@ class AssetRegistry:
         self._assets: dict[str, Asset] = {}
         self._mappings: dict[tuple[str, str], PartitionMapping] = {}
         self._checks: dict[str, list[AssetCheck]] = {}
+        self._dependents: dict[str, list[str]] = {}
+        self._dynamic = False
         self._lock = threading.Lock()
 
     def register(self, asset: Asset) -> Asset:
@@ -173,6 +181,7 @@ class AssetRegistry:
                 mappings.update(self._check(asset, graph))
             _check_acyclic([asset.name for asset in assets], graph)
             self._assets, self._mappings = graph, mappings
+            self._index()
 
     def _check(self, asset: Asset, graph: dict[str, Asset]) -> dict[tuple[str, str], PartitionMapping]:
         """Check `asset` against `graph`; its dependencies' resolved mappings."""
@@ -242,11 +251,22 @@ class AssetRegistry:
             self._assets.pop(name, None)
             self._mappings = {key: m for key, m in self._mappings.items() if key[0] != name}
             self._checks.pop(name, None)
+            self._index()
 
     def clear(self) -> None:
         """Remove every asset (tests start from an empty graph)."""
         with self._lock:
             self._assets, self._mappings, self._checks = {}, {}, {}
+            self._index()
+
+    def _index(self) -> None:
+        """Each asset's direct dependents, for the lookups every materialization makes."""
+        dependents: dict[str, list[str]] = {}
+        for asset in sorted(self._assets.values(), key=lambda a: a.name):
+            for dep in asset.depends_on:
+                dependents.setdefault(dep, []).append(asset.name)
+        self._dependents = dependents
+        self._dynamic = any(isinstance(a.partitions, DynamicPartitions) for a in self._assets.values())
 
     def names(self) -> list[str]:
         """Registered asset names, sorted."""
@@ -265,7 +285,7 @@ class AssetRegistry:
 
     def dependents(self, name: str) -> list[str]:
         """Assets that depend directly on `name`, sorted."""
-        return sorted(a.name for a in self._assets.values() if name in a.depends_on)
+        return list(self._dependents.get(name, ()))
 
     def upstream_partitions(self, asset: Asset, key: Any, space: KeySpace) -> list[tuple[Asset, list[Any]]]:
         """Per dependency of `asset`, in order, the upstream keys its partition `key` reads."""
@@ -289,6 +309,8 @@ class AssetRegistry:
 
     def dynamic_sets(self, asset: Asset) -> list[str]:
         """The dynamic partition sets `asset` and its dependencies are defined by."""
+        if not self._dynamic:  # the usual graph: none at all
+            return []
         return dynamic_names([asset.partitions, *(self.require(n).partitions for n in asset.depends_on)])
 
     def scheduled(self) -> list[Asset]:
