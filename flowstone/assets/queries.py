@@ -309,6 +309,16 @@ SELECT {m_columns} FROM {lineage} AS l JOIN {m} AS m ON m.id = l.materialization
 WHERE l.upstream_id = %(id)s ORDER BY m.id
 """
 
+# Per asset, how many partitions' latest record is in each status (`flowstone assets ls`).
+_STATUS_COUNTS = """
+SELECT asset, status::text AS status, count(*) AS count
+FROM (
+    SELECT DISTINCT ON (asset, partition) asset, status FROM {m}
+    ORDER BY asset, partition, id DESC
+) AS latest
+GROUP BY asset, status ORDER BY asset, status
+"""
+
 # A run's records by outcome: finished ones by status; an unfinished one whose job ended
 # (cancelled, discarded or deleted before it finished the record) counts as failed.
 _RUN_PROGRESS = """
@@ -367,6 +377,7 @@ class MaterializationQueries:
     history: str
     upstream: str
     downstream: str
+    status_counts: str
     run_progress: str
     unlock: str
     relock: str
@@ -422,6 +433,7 @@ class MaterializationQueries:
             history=compose(_HISTORY),
             upstream=compose(_UPSTREAM),
             downstream=compose(_DOWNSTREAM),
+            status_counts=compose(_STATUS_COUNTS),
             run_progress=compose(_RUN_PROGRESS),
             unlock=compose(_UNLOCK),
             relock=compose(_RELOCK),

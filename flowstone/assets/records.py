@@ -436,6 +436,15 @@ def lineage_plan(q: MaterializationQueries, record_id: int, direction: str) -> P
     return [Materialization.from_row(row) for row in rows]
 
 
+def status_counts_plan(q: MaterializationQueries) -> Plan[dict[str, dict[str, int]]]:
+    """Per asset, how many partitions' latest record is in each status."""
+    rows = yield q.status_counts, {}
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["asset"], {})[row["status"]] = row["count"]
+    return counts
+
+
 def run_progress_plan(q: MaterializationQueries, run_id: str) -> Plan[dict[str, int]]:
     """How many records of run `run_id` are pending, running, success, skipped or failed
     (an unfinished record whose job ended counts as failed)."""

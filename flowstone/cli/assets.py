@@ -88,12 +88,13 @@ def _loaded(args: argparse.Namespace) -> tuple[FlowStone, AssetRegistry]:
 def cmd_assets_ls(args: argparse.Namespace) -> int:
     """Every asset in dependency order, with how many of its partitions are in each status."""
     app, graph = _loaded(args)
-    emit([_asset_row(overview, args.json) for overview in Insights(app, graph).assets()], args.json)
+    overviews = Insights(app, graph).assets(statuses=True)
+    emit([_asset_row(overview, args.json) for overview in overviews], args.json)
     return 0
 
 
 def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
-    asset, counts = overview.asset, overview.counts
+    asset, counts = overview.asset, overview.statuses or {}
     if as_json:
         return {
             "asset": asset.name,
@@ -101,6 +102,7 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
             "partitions": overview.partitions,
             "io_manager": asset.io_manager,
             "status": counts,
+            "latest": overview.counts,
         }
     return {
         "asset": asset.name,

@@ -137,14 +137,15 @@ class Insights:
 
     # -- assets ------------------------------------------------------------------------------
 
-    def assets(self) -> list[AssetOverview]:
-        """Every asset in dependency order with how many of its existing partitions are
-        fresh, stale, missing, failed or running."""
-        return self.fs.execute(assets_plan(self.records, self.graph))
+    def assets(self, *, statuses: bool = False) -> list[AssetOverview]:
+        """Every asset in dependency order with how many partitions' latest record is in
+        each status; with `statuses`, also how many of its existing partitions are fresh,
+        stale, missing, failed or running (a read of every recorded partition)."""
+        return self.fs.execute(assets_plan(self.records, self.graph, statuses))
 
-    async def aassets(self) -> list[AssetOverview]:
+    async def aassets(self, *, statuses: bool = False) -> list[AssetOverview]:
         """Async twin of `assets`."""
-        return await self.fs.aexecute(assets_plan(self.records, self.graph))
+        return await self.fs.aexecute(assets_plan(self.records, self.graph, statuses))
 
     def partitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None

@@ -14,6 +14,7 @@ A partition is **fresh**, **stale**, **missing**, **failed** or **running**:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
@@ -34,7 +35,9 @@ from flowstone.assets.records import (
     lineage_plan,
     partition_states_plan,
     record_plan,
+    recorded_partitions_plan,
     run_progress_plan,
+    status_counts_plan,
 )
 from flowstone.assets.versions import stale_reason
 from flowstone.errors import FlowStoneError
@@ -62,10 +65,13 @@ class PartitionStatus:
 
 @dataclass(frozen=True)
 class AssetOverview:
-    """An asset as defined, with how many of its partitions are in each status."""
+    """An asset as defined, with how many partitions' latest record is in each status
+    (`counts`: success, failed, running, …, cheap) and, when asked for, how many of its
+    existing partitions are fresh, stale, missing, failed or running (`statuses`)."""
 
     asset: Asset
     counts: dict[str, int]
+    statuses: dict[str, int] | None = None
 
     @property
     def partitions(self) -> str | None:
@@ -166,20 +172,34 @@ def _judge(
     return status(STALE if reason else FRESH, reason)
 
 
-def assets_plan(q: MaterializationQueries, graph: AssetRegistry) -> Plan[list[AssetOverview]]:
-    """Every asset of `graph` in dependency order, with how many of its existing
-    partitions are fresh, stale, missing, failed or running."""
-    space = yield from space_plan(q, graph)
-    memo: Memo = {}
-    overviews = []
-    for name in graph.topological_order():
-        asset = graph.require(name)
-        found = yield from statuses_plan(
-            q, graph, asset, partition_keys(asset, None, None, None, space), space, memo
-        )
-        counts = {s: n for s in STATUSES if (n := sum(1 for p in found if p.status == s))}
-        overviews.append(AssetOverview(asset, counts))
-    return overviews
+def assets_plan(
+    q: MaterializationQueries, graph: AssetRegistry, statuses: bool = False
+) -> Plan[list[AssetOverview]]:
+    """Every asset of `graph` in dependency order, with its latest records' status counts
+    and (`statuses`) its partitions' status counts."""
+    counts = yield from status_counts_plan(q)
+    ordered = [graph.require(name) for name in graph.topological_order()]
+    judged: dict[str, dict[str, int]] = {}
+    if statuses:
+        space = yield from space_plan(q, graph)
+        memo: Memo = {}
+        for asset in ordered:
+            judged[asset.name] = yield from _status_counts_plan(q, graph, asset, space, memo)
+    return [AssetOverview(asset, counts.get(asset.name, {}), judged.get(asset.name)) for asset in ordered]
+
+
+def _status_counts_plan(
+    q: MaterializationQueries, graph: AssetRegistry, asset: Asset, space: KeySpace, memo: Memo
+) -> Plan[dict[str, int]]:
+    """How many of `asset`'s existing partitions are in each status: those with records
+    judged one by one, the others counted as missing."""
+    existing = partition_keys(asset, None, None, None, space)
+    recorded = set((yield from recorded_partitions_plan(q, asset.name)))
+    keys = [key for key in existing if key in recorded]
+    found = yield from statuses_plan(q, graph, asset, keys, space, memo)
+    tally = Counter(p.status for p in found)
+    tally[MISSING] += len(existing) - len(keys)
+    return {status: tally[status] for status in STATUSES if tally[status]}
 
 
 def partitions_plan(

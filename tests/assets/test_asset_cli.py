@@ -169,8 +169,10 @@ def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: 
         "partitions": "daily(2025-01-01)",
         "io_manager": "postgres",
         "status": {"missing": days},
+        "latest": {},
     }
     assert rows["cli_flaky"]["status"] == {"fresh": 2, "missing": days - 5, "failed": 3}
+    assert rows["cli_flaky"]["latest"] == {"failed": 3, "success": 2}
 
     code, out, _ = cli("assets", "ls")
     assert code == 0
