@@ -218,21 +218,28 @@ LIMIT 1
 
 # The jobs that may be waiting on a finished materialization, whatever their run, found
 # through their records (pending: enqueued or snoozed; running: may be about to snooze):
-# the dependent partitions that read it (any partition when `partition` is NULL) and
-# duplicates of the partition. The unfinished records' partial index serves this; the
+# the dependent partitions that read it (any partition when `partition` is NULL) and, for
+# a pattern naming the finished record (`after`), the next duplicate of its partition
+# only — duplicates take the partition's lock one at a time, so waking them all would
+# have all but one snooze again. The unfinished records' partial index serves this; the
 # executing jobs' partial index, full of dead entries between vacuums, made a search by
 # args grow with the table. Feeds `JobQueries.wake_with`.
 _WAITING_JOBS = """
 SELECT w.job_id AS id
-FROM jsonb_to_recordset(%(waiting)s::jsonb) AS p(asset text, partition text)
+FROM jsonb_to_recordset(%(waiting)s::jsonb) AS p(asset text, partition text, after bigint)
 CROSS JOIN LATERAL (
     SELECT m.job_id FROM {m} AS m
-    WHERE p.partition IS NOT NULL AND m.asset = p.asset AND m.partition = p.partition
+    WHERE p.partition IS NOT NULL AND p.after IS NULL AND m.asset = p.asset AND m.partition = p.partition
       AND m.status IN ('pending', 'running') AND m.job_id IS NOT NULL
     UNION ALL
     SELECT m.job_id FROM {m} AS m
     WHERE p.partition IS NULL AND m.asset = p.asset
       AND m.status IN ('pending', 'running') AND m.job_id IS NOT NULL
+    UNION ALL
+    (SELECT m.job_id FROM {m} AS m
+     WHERE p.after IS NOT NULL AND m.asset = p.asset AND m.partition = p.partition AND m.id <> p.after
+       AND m.status IN ('pending', 'running') AND m.job_id IS NOT NULL
+     ORDER BY m.id LIMIT 1)
 ) AS w
 """
 

@@ -262,8 +262,9 @@ def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[N
     yield q.finish, _finish_params(finishes)
 
 
-Waiting = tuple[str, str | None]
-"""Jobs waiting on a finish: (asset, partition column), the partition None for any."""
+Waiting = tuple[str, str | None] | tuple[str, str, int]
+"""Jobs waiting on a finish: (asset, partition column), the partition None for any; or
+(asset, partition column, finished record id): the next duplicate of that partition."""
 
 
 def finish_and_wake_plan(
@@ -271,9 +272,9 @@ def finish_and_wake_plan(
 ) -> Plan[int]:
     """Finish records as `finish_plan` does and, in the same statement, wake the jobs
     waiting on them, whatever their run, found through their unfinished records of the
-    `waiting` (asset, partition): scheduled ones become available, executing ones are
-    spared their next snooze. Returns the number of jobs woken or marked."""
-    patterns = [{"asset": asset, "partition": partition} for asset, partition in waiting]
+    `waiting` patterns: scheduled ones become available, executing ones are spared their
+    next snooze. Returns the number of jobs woken or marked."""
+    patterns = [{"asset": w[0], "partition": w[1], "after": w[2] if len(w) > 2 else None} for w in waiting]
     rows = yield q.finish_and_wake, {**_finish_params(finishes), "waiting": Jsonb(patterns)}
     return sum(row["count"] for row in rows)
 

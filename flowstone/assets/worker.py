@@ -213,7 +213,7 @@ class _Run:
             end.pending = decision.wait
             return Snooze(decision.snooze)
         assert decision.finish is not None
-        end.finish, end.eager, end.waiting = decision.finish, decision.eager, self._waiting()
+        end.finish, end.eager, end.waiting = decision.finish, decision.eager, self._waiting(record)
         if decision.finish.error is not None:
             return Discard(str(decision.finish.error))
         return None
@@ -301,15 +301,15 @@ class _Run:
         if error.retryable and self.job.attempt < self.job.max_attempts:
             end.pending = Pending(record.id, error)
             raise error
-        end.finish, end.waiting = Finish(record.id, Status.FAILED, error=error), self._waiting()
+        end.finish, end.waiting = Finish(record.id, Status.FAILED, error=error), self._waiting(record)
         if error.retryable:
             raise error  # out of attempts: the queue discards it, keeping the traceback
         return Discard(str(error))
 
-    def _waiting(self) -> list[Waiting]:
-        """The (asset, partition) of the jobs that may be waiting on this one, whatever
-        their run: the dependent partitions that read this partition (through their
-        mappings; None: any partition) and duplicates of this partition."""
+    def _waiting(self, record: Materialization) -> list[Waiting]:
+        """The jobs that may be waiting on this one, whatever their run: the dependent
+        partitions that read this partition (through their mappings; None: any partition)
+        and the next duplicate of this partition (after `record`)."""
         found: list[Waiting] = []
         for name in self.m.assets.dependents(self.asset.name):
             dependent = self.m.assets.require(name)
@@ -318,7 +318,7 @@ class _Run:
                 found.append((name, None))
             else:
                 found.extend((name, column(dependent.text_of(key))) for key in keys)
-        return [*found, (self.asset.name, column(self.ctx.partition_key))]
+        return [*found, (self.asset.name, column(self.ctx.partition_key), record.id)]
 
     def _eager_candidates(self) -> list[Candidate]:
         """The jobs of the eager dependent partitions that read this partition, each with

@@ -296,3 +296,23 @@ def test_same_partition_materialized_twice_concurrently_runs_once(flowstone: Flo
     assert calls == [first.run_id]
     statuses = {m.job_id: m.status for m in Store().history("slow", "2025-01-15")}
     assert statuses == {first.job_id: "success", second.job_id: "skipped"}
+
+
+def test_a_finish_wakes_the_next_duplicate_of_its_partition_only(flowstone: FlowStone) -> None:
+    """Duplicates take the partition's lock one at a time: waking them all would have all
+    but one snooze again."""
+
+    @asset(partitions=DAYS)
+    def busy(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    jobs = [materialize("busy", "2025-01-15", force=True).job_id for _ in range(4)]
+    with flowstone.session() as conn:
+        conn.execute(
+            "UPDATE flowstone.jobs SET state = 'scheduled', scheduled_at = now() + interval '30 seconds'"
+        )
+    finished = Store().history("busy", "2025-01-15")[-1]  # the first one's record
+    queries = MaterializationQueries.for_schema(flowstone.schema)
+    woken = flowstone.execute(finish_and_wake_plan(queries, [], [("busy", "2025-01-15", finished.id)]))
+    states = [flowstone.get_job(job).state for job in jobs]  # type: ignore[union-attr]
+    assert woken == 1 and states == ["scheduled", "available", "scheduled", "scheduled"]

@@ -260,13 +260,18 @@ candidates AS (
     SELECT coalesce(array_agg(id), '{{}}') AS ids FROM ("""
 
 _WAKE_TAIL = """) AS c
+), locked AS (  -- in id order: two wake-ups of overlapping jobs queue instead of deadlocking
+    SELECT id FROM {jobs}
+    WHERE id = ANY((SELECT ids FROM candidates)::bigint[]) AND state IN ('scheduled', 'executing')
+    ORDER BY id
+    FOR UPDATE
 ), woken AS (
     UPDATE {jobs} AS j SET
         state = CASE WHEN j.state = 'scheduled' THEN 'available' ELSE j.state END,
         scheduled_at = CASE WHEN j.state = 'scheduled' THEN now() ELSE j.scheduled_at END,
         meta = CASE WHEN j.state = 'executing' THEN j.meta || '{{"wake_pending": true}}'
                     ELSE j.meta END
-    WHERE j.id = ANY((SELECT ids FROM candidates)::bigint[]) AND j.state IN ('scheduled', 'executing')
+    FROM locked WHERE j.id = locked.id
     RETURNING j.queue
 )
 SELECT queue, count(*) AS count FROM woken GROUP BY queue
