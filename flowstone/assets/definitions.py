@@ -307,6 +307,11 @@ class AssetRegistry:
         mapping = self.mapping(dependent.name, asset.name)
         return mapping.downstream_keys(asset.partitions, key, dependent.partitions)
 
+    @property
+    def has_dynamic(self) -> bool:
+        """Whether some asset of the graph has dynamic partitions."""
+        return self._dynamic
+
     def dynamic_sets(self, asset: Asset) -> list[str]:
         """The dynamic partition sets `asset` and its dependencies are defined by."""
         if not self._dynamic:  # the usual graph: none at all

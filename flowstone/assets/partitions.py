@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from flowstone.errors import FlowStoneError
 
@@ -161,6 +161,7 @@ class _DatePartitions(TimeWindowPartitions):
 
     start: date
     end: date | None
+    label: ClassVar[str] = "a partition"
 
     def __init__(self, start: date | str, end: date | str | None = None) -> None:
         object.__setattr__(self, "start", self._aligned(_day(start, "start"), "start"))
@@ -173,7 +174,7 @@ class _DatePartitions(TimeWindowPartitions):
         return day
 
     def parse(self, key: Any) -> date:
-        day = _day(key, f"a {type(self).__name__.removesuffix('Partitions').lower()} partition")
+        day = _day(key, self.label)
         return _check_bounds(self._aligned(day, "the key"), self.start, self.end)
 
     def to_text(self, key: date) -> str:
@@ -186,6 +187,8 @@ class _DatePartitions(TimeWindowPartitions):
 @dataclass(frozen=True, init=False)
 class DailyPartitions(_DatePartitions):
     """One partition per calendar day from `start` (to `end`, when given)."""
+
+    label = "a daily partition"
 
     start: date
     end: date | None = None
@@ -200,6 +203,8 @@ class DailyPartitions(_DatePartitions):
 @dataclass(frozen=True)
 class WeeklyPartitions(_DatePartitions):
     """One partition per week, named by its first day; weeks start on `start`'s weekday."""
+
+    label = "a weekly partition"
 
     start: date
     end: date | None = None
@@ -224,6 +229,8 @@ class WeeklyPartitions(_DatePartitions):
 @dataclass(frozen=True, init=False)
 class MonthlyPartitions(_DatePartitions):
     """One partition per calendar month, named by its first day (`"2025-01-01"`)."""
+
+    label = "a monthly partition"
 
     start: date
     end: date | None = None

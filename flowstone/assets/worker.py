@@ -123,6 +123,8 @@ def asset_job(
 
 async def _key_space(m: Materializer, asset: Asset) -> KeySpace:
     """The partitions that exist now, with the dynamic sets this run may read (or queue)."""
+    if not m.assets.has_dynamic:
+        return KeySpace.at_present()
     dependents = (m.assets.require(name) for name in m.assets.dependents(asset.name))
     eager = [dependent for dependent in dependents if dependent.automation == "eager"]
     sets = sorted({name for a in [asset, *eager] for name in m.assets.dynamic_sets(a)})
