@@ -15,11 +15,13 @@ from flowstone.queue.queries import composer
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.validation import check_identifier
 
-COLUMNS = (
+START_COLUMNS = (
     "id, asset, partition, run_id, status, inserted_at, started_at, finished_at, duration, "
-    "error_type, error_message, metadata, job_id, attempt, code_version, data_version, stands_for, "
-    "waiting_since"
+    "error_type, error_message, metadata, job_id, attempt, waiting_since"
 )
+"""The columns of a record that starts (its versions come with its finish)."""
+
+COLUMNS = START_COLUMNS + ", code_version, data_version, stands_for"
 
 # Records created with their jobs, in the same transaction (a unique job that already
 # existed keeps its record).
@@ -41,7 +43,7 @@ ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE SET
     status = 'running', attempt = EXCLUDED.attempt, started_at = now(), finished_at = NULL,
     error_type = NULL, error_message = NULL
 WHERE m.status NOT IN ('success', 'skipped') AND EXCLUDED.status = 'running'
-RETURNING {columns}
+RETURNING {start_columns}
 """
 
 _START = (
@@ -407,6 +409,7 @@ class MaterializationQueries:
             "dynamic": sql.Identifier(schema, "dynamic_partitions"),
             "status": sql.Identifier(schema, "materialization_status"),
             "columns": sql.SQL(COLUMNS),
+            "start_columns": sql.SQL(START_COLUMNS),
             "m_columns": sql.SQL(", ".join(f"m.{c}" for c in COLUMNS.split(", "))),
             "channel": sql.Identifier(f"{schema}.materializations"),
         }

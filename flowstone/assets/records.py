@@ -280,21 +280,26 @@ def finish_and_wake_plan(
 
 
 def _finish_params(finishes: Sequence[Finish]) -> dict[str, Any]:
+    """The statement's parameters; empty fields are left out of the document (NULL)."""
     records = [
-        {
-            "id": f.record_id,
-            "status": f.status.value,
-            "metadata": f.metadata,
-            "upstream": list(f.upstream),
-            "code_version": f.code_version,
-            "data_version": f.data_version,
-            "stands_for": f.stands_for,
+        _present(
+            id=f.record_id,
+            status=f.status.value,
+            metadata=f.metadata,
+            upstream=list(f.upstream),
+            code_version=f.code_version,
+            data_version=f.data_version,
+            stands_for=f.stands_for,
             **_error_params(f.error),
-        }
+        )
         for f in finishes
     ]
     checks = [{**check, "id": f.record_id} for f in finishes for check in f.checks]
     return {"records": Jsonb(records), "ids": [f.record_id for f in finishes], "checks": Jsonb(checks)}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value not in (None, [], {})}
 
 
 def started_since_plan(q: MaterializationQueries, record_id: int) -> Plan[bool]:
