@@ -16,22 +16,40 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         [
+            "AllPartitions",
             "Asset",
             "AssetRegistry",
             "AssetWorker",
+            "CheckResult",
             "Context",
             "DailyPartitions",
+            "Dep",
+            "DynamicPartitions",
             "HourlyPartitions",
             "IOManager",
+            "Identity",
+            "LatestPartition",
             "MaterializationRecords",
             "Materializer",
+            "MonthlyPartitions",
+            "Output",
+            "RollUp",
             "StaticPartitions",
             "Store",
+            "WeeklyPartitions",
+            "Window",
+            "aadd_partitions",
             "abackfill",
+            "add_partitions",
+            "adelete_partitions",
+            "alist_partitions",
             "amaterialize",
             "amaterialize_all",
             "asset",
+            "asset_check",
             "backfill",
+            "delete_partitions",
+            "list_partitions",
             "materialize",
             "materialize_all",
             "register_io_manager",
@@ -39,7 +57,13 @@ _EXPORTS: dict[str, str] = {
         "flowstone.assets",
     ),
     **dict.fromkeys(
-        ["AwaitTimeoutError", "FlowStoneError", "JobFailedError", "ValidationError"], "flowstone.errors"
+        [
+            "AwaitTimeoutError",
+            "FlowStoneError",
+            "JobFailedError",
+            "ValidationError",
+        ],
+        "flowstone.errors",
     ),
     **dict.fromkeys(
         [
@@ -75,110 +99,70 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from flowstone.assets import (
+        AllPartitions as AllPartitions,
         Asset as Asset,
-    )
-    from flowstone.assets import (
         AssetRegistry as AssetRegistry,
-    )
-    from flowstone.assets import (
         AssetWorker as AssetWorker,
-    )
-    from flowstone.assets import (
+        CheckResult as CheckResult,
         Context as Context,
-    )
-    from flowstone.assets import (
         DailyPartitions as DailyPartitions,
-    )
-    from flowstone.assets import (
+        Dep as Dep,
+        DynamicPartitions as DynamicPartitions,
         HourlyPartitions as HourlyPartitions,
-    )
-    from flowstone.assets import (
+        Identity as Identity,
         IOManager as IOManager,
-    )
-    from flowstone.assets import (
+        LatestPartition as LatestPartition,
         MaterializationRecords as MaterializationRecords,
-    )
-    from flowstone.assets import (
         Materializer as Materializer,
-    )
-    from flowstone.assets import (
+        MonthlyPartitions as MonthlyPartitions,
+        Output as Output,
+        RollUp as RollUp,
         StaticPartitions as StaticPartitions,
-    )
-    from flowstone.assets import (
         Store as Store,
-    )
-    from flowstone.assets import (
+        WeeklyPartitions as WeeklyPartitions,
+        Window as Window,
+        aadd_partitions as aadd_partitions,
         abackfill as abackfill,
-    )
-    from flowstone.assets import (
+        add_partitions as add_partitions,
+        adelete_partitions as adelete_partitions,
+        alist_partitions as alist_partitions,
         amaterialize as amaterialize,
-    )
-    from flowstone.assets import (
         amaterialize_all as amaterialize_all,
-    )
-    from flowstone.assets import (
         asset as asset,
-    )
-    from flowstone.assets import (
+        asset_check as asset_check,
         backfill as backfill,
-    )
-    from flowstone.assets import (
+        delete_partitions as delete_partitions,
+        list_partitions as list_partitions,
         materialize as materialize,
-    )
-    from flowstone.assets import (
         materialize_all as materialize_all,
-    )
-    from flowstone.assets import (
         register_io_manager as register_io_manager,
     )
-    from flowstone.errors import AwaitTimeoutError as AwaitTimeoutError
-    from flowstone.errors import FlowStoneError as FlowStoneError
-    from flowstone.errors import JobFailedError as JobFailedError
-    from flowstone.errors import ValidationError as ValidationError
-    from flowstone.queue import Batch as Batch
+    from flowstone.errors import (
+        AwaitTimeoutError as AwaitTimeoutError,
+        FlowStoneError as FlowStoneError,
+        JobFailedError as JobFailedError,
+        ValidationError as ValidationError,
+    )
     from flowstone.queue import (
+        Batch as Batch,
         Cancel as Cancel,
-    )
-    from flowstone.queue import (
         Discard as Discard,
-    )
-    from flowstone.queue import (
         FlowStone as FlowStone,
-    )
-    from flowstone.queue import (
         Job as Job,
-    )
-    from flowstone.queue import (
         JobState as JobState,
-    )
-    from flowstone.queue import (
         NewJob as NewJob,
-    )
-    from flowstone.queue import (
         QueueConfig as QueueConfig,
-    )
-    from flowstone.queue import (
         Snooze as Snooze,
-    )
-    from flowstone.queue import (
         Unique as Unique,
-    )
-    from flowstone.queue import (
         Worker as Worker,
-    )
-    from flowstone.queue import (
         WorkerRegistry as WorkerRegistry,
-    )
-    from flowstone.queue import Workflow as Workflow
-    from flowstone.queue import WorkflowState as WorkflowState
-    from flowstone.queue import (
+        Workflow as Workflow,
+        WorkflowState as WorkflowState,
         configure as configure,
-    )
-    from flowstone.queue import (
         default_registry as default_registry,
-    )
-    from flowstone.queue import (
         get_default as get_default,
     )
-    from flowstone.queue.telemetry import attach as attach
-    from flowstone.queue.telemetry import detach as detach
+    from flowstone.queue.telemetry import (
+        attach as attach,
+        detach as detach,
+    )

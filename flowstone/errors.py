@@ -19,6 +19,7 @@ ErrorType = Literal[
     "execution_error",
     "dependency_failed",
     "dependency_not_ready",
+    "check_failed",
     "asset_not_found",
     "io_error",
     "timeout",

@@ -36,6 +36,8 @@ class Tables:
     materialization_lineage: sa.Table
     job_deps: sa.Table
     rate_limits: sa.Table
+    asset_check_results: sa.Table
+    dynamic_partitions: sa.Table
 
 
 def _jobs(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -122,6 +124,10 @@ def _materializations(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.
         sa.Column("metadata", pg.JSONB, nullable=False),
         sa.Column("job_id", sa.BigInteger),
         sa.Column("attempt", sa.SmallInteger, nullable=False),
+        sa.Column("code_version", sa.Text),
+        sa.Column("data_version", sa.Text),
+        sa.Column("stands_for", sa.BigInteger),
+        sa.Column("waiting_since", _TIMESTAMP),
         schema=schema,
     )
     lineage = sa.Table(
@@ -154,6 +160,34 @@ def _queue_features(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.Ta
     return job_deps, rate_limits
 
 
+def _asset_extras(metadata: sa.MetaData, schema: str, records: sa.Table) -> tuple[sa.Table, sa.Table]:
+    checks = sa.Table(
+        "asset_check_results",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("materialization_id", sa.BigInteger, sa.ForeignKey(records.c.id), nullable=False),
+        sa.Column("asset", sa.Text, nullable=False),
+        sa.Column("partition", sa.Text, nullable=False),
+        sa.Column("check_name", sa.Text, nullable=False),
+        sa.Column("passed", sa.Boolean, nullable=False),
+        sa.Column("blocking", sa.Boolean, nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("metadata", pg.JSONB, nullable=False),
+        sa.Column("checked_at", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+    dynamic = sa.Table(
+        "dynamic_partitions",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(always=True), nullable=False),
+        sa.Column("definition", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("added_at", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+    return checks, dynamic
+
+
 @lru_cache(maxsize=64)
 def tables(schema: str = "flowstone") -> Tables:
     """The tables of FlowStone's `schema`."""
@@ -163,6 +197,7 @@ def tables(schema: str = "flowstone") -> Tables:
     nodes_table, leader_table, controls = _runtime(metadata, schema)
     records, lineage = _materializations(metadata, schema)
     job_deps_table, rate_limits_table = _queue_features(metadata, schema)
+    checks, dynamic = _asset_extras(metadata, schema, records)
     return Tables(
         metadata,
         jobs_table,
@@ -173,6 +208,8 @@ def tables(schema: str = "flowstone") -> Tables:
         lineage,
         job_deps_table,
         rate_limits_table,
+        checks,
+        dynamic,
     )
 
 
@@ -186,10 +223,14 @@ materializations = _default.materializations
 materialization_lineage = _default.materialization_lineage
 job_deps = _default.job_deps
 rate_limits = _default.rate_limits
+asset_check_results = _default.asset_check_results
+dynamic_partitions = _default.dynamic_partitions
 
 __all__ = [
     "MATERIALIZATION_STATUSES",
     "Tables",
+    "asset_check_results",
+    "dynamic_partitions",
     "job_deps",
     "jobs",
     "leader",

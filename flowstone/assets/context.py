@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
 
 
+SAME: Any = object()
+"""`Context.for_upstream`'s default: the same partition as the context's own."""
+
+
 @dataclass(frozen=True)
 class Context:
     """What an asset function (and an IO manager) knows about the materialization.
@@ -28,8 +32,12 @@ class Context:
     fs: FlowStone | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def for_upstream(self, upstream: Asset) -> Context:
-        """The context locating `upstream`'s data for this partition."""
+    def for_upstream(self, upstream: Asset, partition: Any = SAME) -> Context:
+        """The context locating `upstream`'s data at `partition` (a canonical key of the
+        upstream's; default: this context's own partition)."""
         if upstream.partitions is None:
             return replace(self, asset=upstream.name, partition=None, partition_key=None, metadata={})
-        return replace(self, asset=upstream.name, metadata={})
+        if partition is SAME:
+            return replace(self, asset=upstream.name, metadata={})
+        text = upstream.partitions.to_text(partition)
+        return replace(self, asset=upstream.name, partition=partition, partition_key=text, metadata={})

@@ -1,7 +1,8 @@
 """Asset definitions, the `@asset` decorator and the registry that holds the asset graph.
 
 Everything that can be checked when an asset is defined is checked then: names, unknown
-dependencies, cycles (named), duplicates, IO manager names and partition compatibility.
+dependencies, cycles (named), duplicates, IO manager names, partition mappings (each
+dependency's, named or the default), schedules and automation policies.
 """
 
 from __future__ import annotations
@@ -11,19 +12,34 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from flowstone.assets.io import IOManagerRegistry, default_io_managers
-from flowstone.assets.partitions import PartitionsDefinition
+from flowstone.assets.mappings import Dep, PartitionMapping, default_mapping
+from flowstone.assets.partitions import (
+    DynamicPartitions,
+    KeySpace,
+    PartitionsDefinition,
+    TimeWindowPartitions,
+    dynamic_names,
+)
 from flowstone.errors import FlowStoneError, ValidationTypeError
+from flowstone.queue.plugins.cron import check_schedule
 from flowstone.queue.validation import check_max_attempts
 
 if TYPE_CHECKING:
+    from flowstone.assets.checks import AssetCheck
     from flowstone.assets.context import Context
     from flowstone.queue.instance import FlowStone
 
 ExecuteFn = Callable[["Context", dict[str, Any]], Any]
+DependsOn = Iterable["str | Asset | Dep"]
+Automation = Literal["eager"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+DEFAULT_DEPENDENCY_TIMEOUT = 600.0
+"""Seconds a materialization waits for a dependency that nothing is materializing (never
+materialized and not queued) before it fails with dependency_not_ready."""
 
 
 def _invalid(message: str, **context: Any) -> FlowStoneError:
@@ -42,19 +58,57 @@ class Asset:
     max_attempts: int = 3
     tags: tuple[str, ...] = ()
     description: str | None = None
+    code_version: str | None = None
+    schedule: str | None = None
+    schedule_timezone: str = "UTC"
+    automation: Automation | None = None
+    dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT
+    mappings: tuple[tuple[str, PartitionMapping], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise _invalid(
                 f"asset name must be letters, digits and '_' (not starting with a digit); got {self.name!r}"
             )
-        object.__setattr__(self, "depends_on", _dependency_names(self.name, self.depends_on))
+        names, mappings = _dependencies(self.name, self.depends_on)
+        object.__setattr__(self, "depends_on", names)
+        object.__setattr__(self, "mappings", (*self.mappings, *mappings))
         object.__setattr__(self, "tags", tuple(self.tags))
         if not callable(self.execute_fn):
             raise _invalid(f"asset {self.name!r}: execute_fn must be callable", asset=self.name)
         if self.partitions is not None and not isinstance(self.partitions, PartitionsDefinition):
             raise _invalid(f"asset {self.name!r}: partitions must be a partitions definition")
         check_max_attempts(self.max_attempts)
+        self._check_versions_and_automation()
+
+    def _check_versions_and_automation(self) -> None:
+        if self.code_version is not None and (
+            not isinstance(self.code_version, str) or not self.code_version
+        ):
+            raise _invalid(f"asset {self.name!r}: code_version must be a non-empty string or None")
+        if self.automation not in (None, "eager"):
+            raise _invalid(
+                f"asset {self.name!r}: automation must be 'eager' or None; got {self.automation!r}"
+            )
+        timeout = self.dependency_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < float("inf")
+        ):
+            raise _invalid(f"asset {self.name!r}: dependency_timeout must be a positive number of seconds")
+        if self.schedule is None:
+            return
+        check_schedule(self.schedule, self.schedule_timezone, f"asset {self.name!r}")
+        if self.partitions is not None and not isinstance(self.partitions, TimeWindowPartitions):
+            raise _invalid(
+                f"asset {self.name!r}: a schedule materializes the partition that just closed, so it "
+                f"needs time-based partitions or none; got {self.partitions!r}"
+            )
+
+    def mapping_named(self, dependency: str) -> PartitionMapping | None:
+        """The mapping given for `dependency` (None: the default one)."""
+        return next((mapping for name, mapping in self.mappings if name == dependency), None)
 
     def partition_key(self, partition: Any) -> Any:
         """The canonical key of `partition` for this asset (None when unpartitioned)."""
@@ -66,19 +120,35 @@ class Asset:
             raise _invalid(f"asset {self.name!r} is partitioned by {self.partitions!r}; give a partition")
         return self.partitions.validate(partition)
 
+    def text_of(self, key: Any) -> str | None:
+        """The string form of a canonical key (None when unpartitioned), unvalidated."""
+        return None if self.partitions is None else self.partitions.to_text(key)
+
     def serialize_partition(self, partition: Any) -> str | None:
         """The string form of `partition` for this asset (None when unpartitioned)."""
         key = self.partition_key(partition)
         return None if self.partitions is None else self.partitions.to_text(key)
 
 
-def _dependency_names(name: str, depends_on: Iterable[str | Asset]) -> tuple[str, ...]:
+def _dependencies(
+    name: str, depends_on: DependsOn
+) -> tuple[tuple[str, ...], tuple[tuple[str, PartitionMapping], ...]]:
+    """The dependencies' names and the mappings given with `Dep`."""
     if isinstance(depends_on, str):
         raise _invalid(f"asset {name!r}: depends_on must be a list of names; got {depends_on!r}")
-    names = tuple(dep.name if isinstance(dep, Asset) else dep for dep in depends_on)
+    names: list[str] = []
+    mappings: list[tuple[str, PartitionMapping]] = []
+    for dep in depends_on:
+        if isinstance(dep, Dep):
+            if dep.mapping is not None and not isinstance(dep.mapping, PartitionMapping):
+                raise _invalid(f"asset {name!r}: the mapping of {dep.name!r} must be a PartitionMapping")
+            names.append(dep.name)
+            mappings.extend([(dep.name, dep.mapping)] if dep.mapping is not None else [])
+        else:
+            names.append(dep.name if isinstance(dep, Asset) else dep)
     if len(set(names)) != len(names):
-        raise _invalid(f"asset {name!r} lists a dependency twice: {list(names)!r}")
-    return names
+        raise _invalid(f"asset {name!r} lists a dependency twice: {names!r}")
+    return tuple(names), tuple(mappings)
 
 
 class AssetRegistry:
@@ -87,6 +157,10 @@ class AssetRegistry:
     def __init__(self, io_managers: IOManagerRegistry | None = None) -> None:
         self.io_managers = io_managers if io_managers is not None else default_io_managers
         self._assets: dict[str, Asset] = {}
+        self._mappings: dict[tuple[str, str], PartitionMapping] = {}
+        self._checks: dict[str, list[AssetCheck]] = {}
+        self._dependents: dict[str, list[str]] = {}
+        self._dynamic = False
         self._lock = threading.Lock()
 
     def register(self, asset: Asset) -> Asset:
@@ -102,12 +176,16 @@ class AssetRegistry:
                 if asset.name in graph:
                     raise _invalid(f"asset {asset.name!r} is already defined", asset=asset.name)
                 graph[asset.name] = asset
+            mappings = dict(self._mappings)
             for asset in assets:
-                self._check(asset, graph)
+                mappings.update(self._check(asset, graph))
             _check_acyclic([asset.name for asset in assets], graph)
-            self._assets = graph
+            self._assets, self._mappings = graph, mappings
+            self._index()
 
-    def _check(self, asset: Asset, graph: dict[str, Asset]) -> None:
+    def _check(self, asset: Asset, graph: dict[str, Asset]) -> dict[tuple[str, str], PartitionMapping]:
+        """Check `asset` against `graph`; its dependencies' resolved mappings."""
+        mappings = {}
         for dep in asset.depends_on:
             upstream = graph.get(dep)
             if upstream is None:
@@ -116,12 +194,10 @@ class AssetRegistry:
                     asset=asset.name,
                     dependency=dep,
                 )
-            if upstream.partitions is not None and upstream.partitions != asset.partitions:
-                raise _invalid(
-                    f"asset {asset.name!r} ({asset.partitions!r}) cannot depend on {dep!r} "
-                    f"partitioned by {upstream.partitions!r}: partitions must match",
-                    asset=asset.name,
-                )
+            mappings[asset.name, dep] = _resolve_mapping(asset, upstream)
+        unknown = {name for name, _ in asset.mappings} - set(asset.depends_on)
+        if unknown:
+            raise _invalid(f"asset {asset.name!r} maps {sorted(unknown)} but does not depend on them")
         if asset.io_manager not in self.io_managers:
             raise _invalid(
                 f"asset {asset.name!r} uses IO manager {asset.io_manager!r}, which is not registered "
@@ -129,6 +205,25 @@ class AssetRegistry:
                 asset=asset.name,
             )
         self.io_managers.get(asset.io_manager).check_asset(asset.name)
+        return mappings
+
+    def mapping(self, asset: str, dependency: str) -> PartitionMapping:
+        """How `asset`'s partitions map onto `dependency`'s (named, or the default)."""
+        return self._mappings[asset, dependency]
+
+    def register_check(self, check: AssetCheck) -> AssetCheck:
+        """Add a check to a registered asset's materializations."""
+        with self._lock:
+            target = self.require(check.asset)
+            existing = self._checks.get(target.name, [])
+            if any(c.name == check.name for c in existing):
+                raise _invalid(f"asset {target.name!r} already has a check named {check.name!r}")
+            self._checks = {**self._checks, target.name: [*existing, check]}
+        return check
+
+    def checks(self, asset: str) -> list[AssetCheck]:
+        """The checks run after each materialization of `asset`, in definition order."""
+        return self._checks.get(asset, [])
 
     def get(self, name: str) -> Asset | None:
         """The asset called `name`, if any."""
@@ -154,11 +249,24 @@ class AssetRegistry:
             if dependents:
                 raise _invalid(f"cannot remove asset {name!r}: {dependents} depend on it")
             self._assets.pop(name, None)
+            self._mappings = {key: m for key, m in self._mappings.items() if key[0] != name}
+            self._checks.pop(name, None)
+            self._index()
 
     def clear(self) -> None:
         """Remove every asset (tests start from an empty graph)."""
         with self._lock:
-            self._assets = {}
+            self._assets, self._mappings, self._checks = {}, {}, {}
+            self._index()
+
+    def _index(self) -> None:
+        """Each asset's direct dependents, for the lookups every materialization makes."""
+        dependents: dict[str, list[str]] = {}
+        for asset in sorted(self._assets.values(), key=lambda a: a.name):
+            for dep in asset.depends_on:
+                dependents.setdefault(dep, []).append(asset.name)
+        self._dependents = dependents
+        self._dynamic = any(isinstance(a.partitions, DynamicPartitions) for a in self._assets.values())
 
     def names(self) -> list[str]:
         """Registered asset names, sorted."""
@@ -177,7 +285,42 @@ class AssetRegistry:
 
     def dependents(self, name: str) -> list[str]:
         """Assets that depend directly on `name`, sorted."""
-        return sorted(a.name for a in self._assets.values() if name in a.depends_on)
+        return list(self._dependents.get(name, ()))
+
+    def upstream_partitions(self, asset: Asset, key: Any, space: KeySpace) -> list[tuple[Asset, list[Any]]]:
+        """Per dependency of `asset`, in order, the upstream keys its partition `key` reads."""
+        found = []
+        for name in asset.depends_on:
+            up = self.require(name)
+            mapping = self.mapping(asset.name, name)
+            found.append((up, mapping.upstream_keys(asset.partitions, key, up.partitions, space.all_keys)))
+        return found
+
+    def reads(self, asset: Asset, partition: str | None, space: KeySpace) -> list[tuple[Asset, str | None]]:
+        """The upstream (asset, serialized partition) pairs the serialized `partition` of
+        `asset` reads, in order."""
+        key = None if asset.partitions is None else asset.partition_key(partition)
+        return [(up, up.text_of(k)) for up, keys in self.upstream_partitions(asset, key, space) for k in keys]
+
+    def downstream_partitions(self, asset: Asset, key: Any, dependent: Asset) -> list[Any] | None:
+        """The partitions of `dependent` that read partition `key` of `asset` (None: any)."""
+        mapping = self.mapping(dependent.name, asset.name)
+        return mapping.downstream_keys(asset.partitions, key, dependent.partitions)
+
+    @property
+    def has_dynamic(self) -> bool:
+        """Whether some asset of the graph has dynamic partitions."""
+        return self._dynamic
+
+    def dynamic_sets(self, asset: Asset) -> list[str]:
+        """The dynamic partition sets `asset` and its dependencies are defined by."""
+        if not self._dynamic:  # the usual graph: none at all
+            return []
+        return dynamic_names([asset.partitions, *(self.require(n).partitions for n in asset.depends_on)])
+
+    def scheduled(self) -> list[Asset]:
+        """Assets with a schedule, by name."""
+        return [self._assets[name] for name in sorted(self._assets) if self._assets[name].schedule]
 
     def upstream(self, name: str) -> set[str]:
         """Every asset `name` depends on, directly or not (itself excluded)."""
@@ -201,6 +344,24 @@ class AssetRegistry:
             order.extend(ready)
             done.update(ready)
         return [name for name in order if name in wanted]
+
+
+def _resolve_mapping(asset: Asset, upstream: Asset) -> PartitionMapping:
+    """The mapping of `asset` onto `upstream`: the one named, else the default; checked."""
+    named = asset.mapping_named(upstream.name)
+    mapping = named or default_mapping(asset.partitions, upstream.partitions)
+    if mapping is None:
+        raise _invalid(
+            f"asset {asset.name!r} ({asset.partitions!r}) cannot depend on {upstream.name!r} partitioned by "
+            f"{upstream.partitions!r} without a partition mapping: name one, e.g. "
+            f"Dep({upstream.name!r}, mapping=AllPartitions()) or LatestPartition()",
+            asset=asset.name,
+        )
+    try:
+        mapping.check(asset.partitions, upstream.partitions)
+    except ValueError as error:
+        raise _invalid(f"asset {asset.name!r} on {upstream.name!r}: {error}", asset=asset.name) from error
+    return mapping
 
 
 def _closure(start: str, edges: Callable[[str], Iterable[str]]) -> set[str]:
@@ -264,12 +425,17 @@ def asset(
     /,
     *,
     name: str | None = None,
-    depends_on: Sequence[str | Asset] = (),
+    depends_on: Sequence[str | Asset | Dep] = (),
     io_manager: str = "memory",
     partitions: PartitionsDefinition | None = None,
     max_attempts: int = 3,
     tags: Sequence[str] = (),
     description: str | None = None,
+    code_version: str | None = None,
+    schedule: str | None = None,
+    schedule_timezone: str = "UTC",
+    automation: Automation | None = None,
+    dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT,
     registry: AssetRegistry | None = None,
 ) -> Callable[[ExecuteFn], Asset]: ...
 
@@ -279,26 +445,42 @@ def asset(
     /,
     *,
     name: str | None = None,
-    depends_on: Sequence[str | Asset] = (),
+    depends_on: Sequence[str | Asset | Dep] = (),
     io_manager: str = "memory",
     partitions: PartitionsDefinition | None = None,
     max_attempts: int = 3,
     tags: Sequence[str] = (),
     description: str | None = None,
+    code_version: str | None = None,
+    schedule: str | None = None,
+    schedule_timezone: str = "UTC",
+    automation: Automation | None = None,
+    dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT,
     registry: AssetRegistry | None = None,
 ) -> Asset | Callable[[ExecuteFn], Asset]:
-    """Define and register an asset from `fn(ctx, deps)`; its name defaults to the function's."""
+    """Define and register an asset from `fn(ctx, deps)`; its name defaults to the function's.
+
+    `code_version`: change it when the function's logic changes (its partitions become
+    stale). `schedule` (5-field cron, in `schedule_timezone`): materialize the partition
+    that just closed on each tick. `automation="eager"`: queue this asset's stale
+    partitions when an upstream partition gets new data. `dependency_timeout`: seconds to
+    wait for a dependency that nothing is materializing before failing."""
 
     def define(function: ExecuteFn) -> Asset:
         defined = Asset(
             name=name or function.__name__,
-            depends_on=_dependency_names(name or function.__name__, depends_on),
+            depends_on=tuple(depends_on),  # type: ignore[arg-type]  # Asset splits out each Dep
             io_manager=io_manager,
             execute_fn=function,
             partitions=partitions,
             max_attempts=max_attempts,
             tags=tuple(tags),
             description=description if description is not None else (function.__doc__ or None),
+            code_version=code_version,
+            schedule=schedule,
+            schedule_timezone=schedule_timezone,
+            automation=automation,
+            dependency_timeout=dependency_timeout,
         )
         return (registry if registry is not None else default_assets).register(defined)
 

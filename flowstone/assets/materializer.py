@@ -1,8 +1,9 @@
 """`Materializer`: the steps of materializing one asset partition.
 
-Check that upstream data is ready, load it, run the asset function, store the result.
+Find the upstream partitions it reads (through each dependency's partition mapping),
+judge whether they are ready, load them, run the asset function, store the result.
 Each step reports failure as a `FlowStoneError`; the `AssetWorker` strings the steps
-together with the records, the lock and the job's outcome.
+together with the records, the lock, staleness and the job's outcome.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flowstone.assets.context import Context
 from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
 from flowstone.assets.io import IOManager, io_error
+from flowstone.assets.partitions import KeySpace
 from flowstone.assets.queries import MaterializationQueries
-from flowstone.assets.records import Status, dependencies_plan
+from flowstone.assets.records import Status, column, dependencies_plan
+from flowstone.assets.versions import InputKey
 from flowstone.errors import FlowStoneError
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import INCOMPLETE_STATES
@@ -25,20 +28,45 @@ from flowstone.queue.plan import Plan, Row
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """One dependency of a materialization: the asset, the partitions it reads (canonical
+    keys, [None] when unpartitioned) and whether the function gets them as a dict."""
+
+    asset: Asset
+    keys: list[Any]
+    many: bool
+
+    def texts(self) -> list[str | None]:
+        """The partitions' string forms."""
+        return [self.asset.text_of(key) for key in self.keys]
+
+
+@dataclass(frozen=True)
 class Readiness:
-    """Whether every dependency has data: `waiting` names those that do not yet;
-    `upstream_ids` are the materializations that will be read (lineage)."""
+    """Whether every upstream partition has data. `waiting` names those that do not yet
+    (being materialized, or `absent`: nothing is materializing them); `failed`, a
+    dependency that failed for good; `upstream_ids`, the successes that will be read
+    (lineage); `inputs`, the data version of each upstream partition now."""
 
     waiting: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    failed: FlowStoneError | None = None
     upstream_ids: tuple[int, ...] = ()
+    inputs: Mapping[InputKey, str | None] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        """True when nothing is waited for."""
-        return not self.waiting
+        """True when nothing is waited for and nothing failed."""
+        return not self.waiting and self.failed is None
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether some upstream partition is being materialized right now."""
+        return len(self.waiting) > len(self.absent)
 
 
 _INCOMPLETE = {state.value for state in INCOMPLETE_STATES}
+_READY, _IN_PROGRESS, _ABSENT = "ready", "in progress", "absent"
 
 
 class Materializer:
@@ -77,68 +105,114 @@ class Materializer:
             fs=self.fs,
         )
 
-    def check_dependencies_ready(self, asset: Asset, ctx: Context, conn: Any = None) -> Readiness:
-        """Which dependencies are still being materialized; dependency_failed when one failed
-        for good (its last record failed, or its job ended without finishing the record)."""
-        return self.readiness(asset, ctx, self.fs.execute(self.upstream_records_plan(asset, ctx), conn))
+    def upstream(self, asset: Asset, ctx: Context, space: KeySpace | None = None) -> list[Upstream]:
+        """Each dependency of `asset` with the partitions `ctx`'s partition reads from it
+        (`space`: which partitions exist; default: now, without dynamic sets)."""
+        found = self.assets.upstream_partitions(asset, ctx.partition, space or KeySpace.at_present())
+        return [
+            Upstream(up, keys, self.assets.mapping(asset.name, up.name).reads_many(up.partitions))
+            for up, keys in found
+        ]
 
-    def upstream_locations(self, asset: Asset, ctx: Context) -> list[tuple[str, str | None]]:
-        """(asset, serialized partition) of each dependency, in `depends_on` order."""
-        located = [ctx.for_upstream(self.assets.require(name)) for name in asset.depends_on]
-        return [(c.asset, c.partition_key) for c in located]
+    def upstream_locations(
+        self, asset: Asset, ctx: Context, upstream: Sequence[Upstream] | None = None
+    ) -> list[tuple[str, str | None]]:
+        """(asset, serialized partition) of every upstream partition read, in order."""
+        found = self.upstream(asset, ctx) if upstream is None else upstream
+        return [(up.asset.name, text) for up in found for text in up.texts()]
 
     def upstream_records_plan(self, asset: Asset, ctx: Context) -> Plan[list[Row]]:
-        """One statement reading each dependency's latest record, for `readiness` to judge."""
+        """One statement reading each upstream partition's latest record, for `readiness`."""
         return dependencies_plan(self.queries, [(0, *where) for where in self.upstream_locations(asset, ctx)])
 
-    def readiness(self, asset: Asset, ctx: Context, rows: Sequence[Mapping[str, Any]]) -> Readiness:
-        """Judge the rows of `upstream_records_plan` (see `check_dependencies_ready`)."""
-        waiting: list[str] = []
-        lineage: list[int] = []
-        for name, row in zip(asset.depends_on, rows, strict=True):
-            dep = self.assets.require(name)
-            if self._dependency_waiting(dep, ctx.for_upstream(dep), row):
-                waiting.append(dep.name)
-            elif row["success_id"] is not None:
-                lineage.append(row["success_id"])
-        return Readiness(tuple(waiting), tuple(lineage))
+    def check_dependencies_ready(self, asset: Asset, ctx: Context, conn: Any = None) -> Readiness:
+        """Which dependencies are still being materialized (or materialized by nobody);
+        dependency_failed when one failed for good (its last record failed, or its job
+        ended without finishing the record)."""
+        readiness = self.readiness(asset, ctx, self.fs.execute(self.upstream_records_plan(asset, ctx), conn))
+        if readiness.failed is not None:
+            raise readiness.failed
+        return readiness
 
-    def _dependency_waiting(self, dep: Asset, dep_ctx: Context, row: Mapping[str, Any]) -> bool:
+    def readiness(
+        self,
+        asset: Asset,
+        ctx: Context,
+        rows: Sequence[Mapping[str, Any]],
+        upstream: Sequence[Upstream] | None = None,
+    ) -> Readiness:
+        """Judge the rows of `upstream_records_plan` (one per upstream partition, in order)."""
+        found = self.upstream(asset, ctx) if upstream is None else upstream
+        waiting: list[str] = []
+        absent: list[str] = []
+        failed: FlowStoneError | None = None
+        lineage: list[int] = []
+        inputs: dict[InputKey, str | None] = {}
+        for up in found:
+            if not up.keys and not up.many:  # e.g. the latest partition of a set still empty
+                waiting.append(f"{up.asset.name} (no partition yet)")
+                absent.append(waiting[-1])
+        located = ((up, key, text) for up in found for key, text in zip(up.keys, up.texts(), strict=True))
+        for (up, key, text), row in zip(located, rows, strict=True):
+            if row["success_id"] is not None:
+                lineage.append(row["success_id"])
+            state = self._state(up.asset, ctx, key, row)
+            named = up.asset.name if text is None or text == ctx.partition_key else f"{up.asset.name} {text}"
+            if isinstance(state, FlowStoneError):
+                failed = failed or state
+            elif state != _READY:
+                waiting.append(named)
+                absent.extend([named] if state == _ABSENT else [])
+            if row["success_id"] is not None or state == _READY:
+                inputs[up.asset.name, column(text)] = row["success_version"]
+        return Readiness(tuple(waiting), tuple(absent), failed, tuple(lineage), inputs)
+
+    def _state(self, dep: Asset, ctx: Context, key: Any, row: Mapping[str, Any]) -> str | FlowStoneError:
+        """Ready, in progress, absent, or the dependency_failed error of upstream partition
+        `key` of `dep` (read by `ctx`'s materialization)."""
         status = row["status"]
-        if status is None:  # never materialized here: data provided from outside counts
-            return not self.io_manager(dep).exists(dep_ctx)
+        if row["busy"]:
+            return _IN_PROGRESS
         if status in (Status.SUCCESS, Status.SKIPPED):
-            return False
+            return _READY
+        dep_ctx = ctx.for_upstream(dep, key)
+        if status is None:  # never materialized here: data provided from outside counts
+            return _READY if self.io_manager(dep).exists(dep_ctx) else _ABSENT
         if status == Status.FAILED:
             reason = f"{row['error_type']}: {row['error_message']}"
         elif row["job_id"] is None or row["job_state"] in _INCOMPLETE:
-            return True
+            return _IN_PROGRESS
         else:
             reason = f"its job ended {row['job_state'] or 'deleted'} without a result"
-        raise FlowStoneError(
+        return FlowStoneError(
             "dependency_failed",
             f"upstream {dep.name!r} (partition {dep_ctx.partition_key!r}) failed: {reason}",
             retryable=False,
             context={"asset": dep_ctx.asset, "partition": dep_ctx.partition_key, "upstream": dep.name},
         )
 
-    def load_dependencies(self, asset: Asset, ctx: Context) -> dict[str, Any]:
-        """Upstream data by asset name; dependency_failed when one has nothing stored."""
+    def load_dependencies(
+        self, asset: Asset, ctx: Context, upstream: Sequence[Upstream] | None = None
+    ) -> dict[str, Any]:
+        """Upstream data by asset name (a dict by partition when the mapping reads several);
+        dependency_failed when one has nothing stored."""
         loaded: dict[str, Any] = {}
-        for name in asset.depends_on:
-            dep = self.assets.require(name)
-            dep_ctx = ctx.for_upstream(dep)
-            manager = self.io_manager(dep)
-            if not manager.exists(dep_ctx):
-                raise FlowStoneError(
-                    "dependency_failed",
-                    f"upstream {name!r} has no data for partition {dep_ctx.partition_key!r}",
-                    retryable=False,
-                    context={"asset": asset.name, "upstream": name, "partition": dep_ctx.partition_key},
-                )
-            with _as_io_error(dep_ctx):
-                loaded[name] = manager.load(dep_ctx)
+        for up in self.upstream(asset, ctx) if upstream is None else upstream:
+            values = [self._load(asset, up.asset, ctx.for_upstream(up.asset, key)) for key in up.keys]
+            loaded[up.asset.name] = dict(zip(up.texts(), values, strict=True)) if up.many else values[0]
         return loaded
+
+    def _load(self, asset: Asset, dep: Asset, dep_ctx: Context) -> Any:
+        manager = self.io_manager(dep)
+        if not manager.exists(dep_ctx):
+            raise FlowStoneError(
+                "dependency_failed",
+                f"upstream {dep.name!r} has no data for partition {dep_ctx.partition_key!r}",
+                retryable=False,
+                context={"asset": asset.name, "upstream": dep.name, "partition": dep_ctx.partition_key},
+            )
+        with _as_io_error(dep_ctx):
+            return manager.load(dep_ctx)
 
     def execute(self, asset: Asset, ctx: Context, deps: Mapping[str, Any]) -> Any:
         """Run the asset function; an exception becomes a (retryable) execution_error."""

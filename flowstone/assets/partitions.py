@@ -1,28 +1,39 @@
 """Partition definitions: which keys an asset has, and their lossless string form.
 
 A key travels as a string (job args, materialization records, IO manager keys) and comes
-back as the same value: `DailyPartitions` keys are `date`s (`"2025-01-15"`),
+back as the same value: `DailyPartitions`, `WeeklyPartitions` and `MonthlyPartitions`
+keys are `date`s (`"2025-01-15"`; a week or a month is named by its first day),
 `HourlyPartitions` keys are UTC datetimes on the hour (`"2025-01-15T13:00:00+00:00"`),
-`StaticPartitions` keys are the strings themselves. Ranges are inclusive at both ends.
+`StaticPartitions` and `DynamicPartitions` keys are the strings themselves. Ranges are
+inclusive at both ends.
+
+Time-based definitions are consecutive windows of time (`TimeWindowPartitions`): a
+partition exists once its window has closed, and partition mappings (roll-ups, windows)
+relate two of them through their windows. A `DynamicPartitions` set grows at run time
+(`flowstone.add_partitions`); the keys it holds are read from the database, so until a
+`snapshot` of them is taken it only checks a key's form.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, ClassVar, TypeVar
 
 from flowstone.errors import FlowStoneError
 
 K = TypeVar("K", date, datetime)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DYNAMIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+MAX_DYNAMIC_KEY = 255
 
 
 class PartitionsDefinition(ABC):
-    """The keys of a partitioned asset. Subclasses define `parse`, `to_text` and `keys`."""
+    """The keys of a partitioned asset. Subclasses define `parse`, `to_text`, `keys` and
+    `all_keys`."""
 
     @abstractmethod
     def parse(self, key: Any) -> Any:
@@ -35,6 +46,10 @@ class PartitionsDefinition(ABC):
     @abstractmethod
     def keys(self, start: Any, end: Any) -> list[Any]:
         """Canonical keys from `start` to `end` (both included, both already canonical)."""
+
+    @abstractmethod
+    def all_keys(self, now: datetime) -> list[Any]:
+        """Every partition that exists at `now`, in order."""
 
     def validate(self, key: Any) -> Any:
         """The canonical key, or a validation_error naming the key that does not fit."""
@@ -76,6 +91,57 @@ def _check_bounds(key: K, start: K, end: K | None) -> K:
     return key
 
 
+class TimeWindowPartitions(PartitionsDefinition):
+    """Consecutive windows of time from `start` (to `end`, when given): a key is the start
+    of its window. Subclasses define `window`, `containing` and `shift`."""
+
+    start: Any
+    end: Any
+
+    @abstractmethod
+    def window(self, key: Any) -> tuple[datetime, datetime]:
+        """The UTC instants where the partition's window starts and ends (excluded)."""
+
+    @abstractmethod
+    def containing(self, moment: datetime) -> Any:
+        """The key whose window holds `moment` (date-based keys use the moment's own
+        calendar date: pass it in the time zone you mean); not checked against the bounds."""
+
+    @abstractmethod
+    def shift(self, key: Any, periods: int) -> Any:
+        """The key `periods` windows after `key` (before, when negative)."""
+
+    def keys(self, start: Any, end: Any) -> list[Any]:
+        found = []
+        key = start
+        while key <= end:
+            found.append(key)
+            key = self.shift(key, 1)
+        return found
+
+    def within_bounds(self, first: Any, last: Any) -> list[Any]:
+        """Keys from `first` to `last`, clipped to this definition's start and end."""
+        first = max(first, self.start)
+        last = last if self.end is None else min(last, self.end)
+        return self.keys(first, last) if first <= last else []
+
+    def overlapping(self, begin: datetime, finish: datetime) -> list[Any]:
+        """Keys whose window overlaps the UTC interval [begin, finish)."""
+        last = self.containing((finish - timedelta(microseconds=1)).astimezone(UTC))
+        return self.within_bounds(self.containing(begin.astimezone(UTC)), last)
+
+    def last_closed(self, now: datetime) -> Any | None:
+        """The latest partition whose window has closed at `now` (None before the first)."""
+        key = self.shift(self.containing(now), -1)
+        if self.end is not None and key > self.end:
+            key = self.end
+        return None if key < self.start else key
+
+    def all_keys(self, now: datetime) -> list[Any]:
+        last = self.last_closed(now.astimezone(UTC))
+        return [] if last is None else self.keys(self.start, last)
+
+
 def _day(value: date | str, what: str) -> date:
     if isinstance(value, str):
         if not _DATE.match(value):
@@ -86,27 +152,100 @@ def _day(value: date | str, what: str) -> date:
     return value
 
 
-@dataclass(frozen=True)
-class DailyPartitions(PartitionsDefinition):
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+class _DatePartitions(TimeWindowPartitions):
+    """Windows of whole days (UTC), named by their first day."""
+
+    start: date
+    end: date | None
+    label: ClassVar[str] = "a partition"
+
+    def __init__(self, start: date | str, end: date | str | None = None) -> None:
+        object.__setattr__(self, "start", self._aligned(_day(start, "start"), "start"))
+        object.__setattr__(self, "end", None if end is None else self._aligned(_day(end, "end"), "end"))
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+
+    def _aligned(self, day: date, what: str) -> date:
+        """`day` if it starts a window; a ValueError saying which day would otherwise."""
+        return day
+
+    def parse(self, key: Any) -> date:
+        day = _day(key, self.label)
+        return _check_bounds(self._aligned(day, "the key"), self.start, self.end)
+
+    def to_text(self, key: date) -> str:
+        return key.isoformat()
+
+    def window(self, key: date) -> tuple[datetime, datetime]:
+        return _midnight(key), _midnight(self.shift(key, 1))
+
+
+@dataclass(frozen=True, init=False)
+class DailyPartitions(_DatePartitions):
     """One partition per calendar day from `start` (to `end`, when given)."""
+
+    label = "a daily partition"
+
+    start: date
+    end: date | None = None
+
+    def containing(self, moment: datetime) -> date:
+        return moment.date()
+
+    def shift(self, key: date, periods: int) -> date:
+        return key + timedelta(days=periods)
+
+
+@dataclass(frozen=True)
+class WeeklyPartitions(_DatePartitions):
+    """One partition per week, named by its first day; weeks start on `start`'s weekday."""
+
+    label = "a weekly partition"
 
     start: date
     end: date | None = None
 
     def __init__(self, start: date | str, end: date | str | None = None) -> None:
         object.__setattr__(self, "start", _day(start, "start"))
-        object.__setattr__(self, "end", None if end is None else _day(end, "end"))
-        if self.end is not None and self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
+        _DatePartitions.__init__(self, start, end)
 
-    def parse(self, key: Any) -> date:
-        return _check_bounds(_day(key, "a daily partition"), self.start, self.end)
+    def _aligned(self, day: date, what: str) -> date:
+        if (day - self.start).days % 7:
+            raise ValueError(f"{what} {day} does not start a week (weeks start on {self.start:%A}s)")
+        return day
 
-    def to_text(self, key: date) -> str:
-        return key.isoformat()
+    def containing(self, moment: datetime) -> date:
+        day = moment.date()
+        return day - timedelta(days=(day - self.start).days % 7)
 
-    def keys(self, start: date, end: date) -> list[date]:
-        return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    def shift(self, key: date, periods: int) -> date:
+        return key + timedelta(days=7 * periods)
+
+
+@dataclass(frozen=True, init=False)
+class MonthlyPartitions(_DatePartitions):
+    """One partition per calendar month, named by its first day (`"2025-01-01"`)."""
+
+    label = "a monthly partition"
+
+    start: date
+    end: date | None = None
+
+    def _aligned(self, day: date, what: str) -> date:
+        if day.day != 1:
+            raise ValueError(f"{what} {day} is not the first day of a month")
+        return day
+
+    def containing(self, moment: datetime) -> date:
+        return moment.date().replace(day=1)
+
+    def shift(self, key: date, periods: int) -> date:
+        months = key.year * 12 + key.month - 1 + periods
+        return date(months // 12, months % 12 + 1, 1)
 
 
 def _hour(value: datetime | str, what: str) -> datetime:
@@ -123,7 +262,7 @@ def _hour(value: datetime | str, what: str) -> datetime:
 
 
 @dataclass(frozen=True)
-class HourlyPartitions(PartitionsDefinition):
+class HourlyPartitions(TimeWindowPartitions):
     """One partition per hour (UTC-aware datetimes) from `start` (to `end`, when given)."""
 
     start: datetime
@@ -141,9 +280,14 @@ class HourlyPartitions(PartitionsDefinition):
     def to_text(self, key: datetime) -> str:
         return key.isoformat()
 
-    def keys(self, start: datetime, end: datetime) -> list[datetime]:
-        hours = int((end - start) / timedelta(hours=1))
-        return [start + timedelta(hours=n) for n in range(hours + 1)]
+    def window(self, key: datetime) -> tuple[datetime, datetime]:
+        return key, key + timedelta(hours=1)
+
+    def containing(self, moment: datetime) -> datetime:
+        return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+    def shift(self, key: datetime, periods: int) -> datetime:
+        return key + timedelta(hours=periods)
 
 
 @dataclass(frozen=True)
@@ -174,3 +318,85 @@ class StaticPartitions(PartitionsDefinition):
 
     def keys(self, start: str, end: str) -> list[str]:
         return list(self.values[self.values.index(start) : self.values.index(end) + 1])
+
+    def all_keys(self, now: datetime) -> list[str]:
+        return list(self.values)
+
+
+@dataclass(frozen=True)
+class DynamicPartitions(PartitionsDefinition):
+    """A set of string keys added at run time (`flowstone.add_partitions(name, keys)`),
+    ordered as they were added. Definitions with the same `name` share one set."""
+
+    name: str
+    current: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _DYNAMIC_NAME.match(self.name):
+            raise ValueError(
+                f"a dynamic partitions name is letters, digits, '_', '.' or '-' (not starting with "
+                f"a digit, at most 128); got {self.name!r}"
+            )
+
+    def snapshot(self, keys: Sequence[str]) -> DynamicPartitions:
+        """This definition holding `keys` (as read from the database), so that ranges and
+        membership can be checked."""
+        return DynamicPartitions(self.name, tuple(keys))
+
+    def parse(self, key: Any) -> str:
+        if not isinstance(key, str):
+            raise TypeError(f"a dynamic partition is a string; got {type(key).__name__}")
+        if not key or len(key) > MAX_DYNAMIC_KEY:
+            raise ValueError(f"a dynamic partition key is 1 to {MAX_DYNAMIC_KEY} characters")
+        if self.current is not None and key not in self.current:
+            raise ValueError(
+                f"no such partition in {self.name!r}; add it first with flowstone.add_partitions"
+                f"({self.name!r}, [{key!r}])"
+            )
+        return key
+
+    def to_text(self, key: str) -> str:
+        return key
+
+    def _known(self) -> tuple[str, ...]:
+        if self.current is None:
+            raise FlowStoneError(
+                "validation_error", f"the keys of dynamic partitions {self.name!r} were not read yet"
+            )
+        return self.current
+
+    def keys(self, start: str, end: str) -> list[str]:
+        known = self._known()
+        return list(known[known.index(start) : known.index(end) + 1])
+
+    def all_keys(self, now: datetime) -> list[str]:
+        return list(self._known())
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """The partitions that exist at one moment: time windows closed by `now`, dynamic sets
+    as read from the database (`dynamic`: keys by set name)."""
+
+    now: datetime
+    dynamic: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @classmethod
+    def at_present(cls, dynamic: Mapping[str, Sequence[str]] | None = None) -> KeySpace:
+        """The space as of now."""
+        return cls(datetime.now(UTC), dynamic or {})
+
+    def resolve(self, definition: PartitionsDefinition) -> PartitionsDefinition:
+        """`definition`, holding its keys when it is dynamic (membership, ranges)."""
+        if isinstance(definition, DynamicPartitions):
+            return definition.snapshot(self.dynamic.get(definition.name, ()))
+        return definition
+
+    def all_keys(self, definition: PartitionsDefinition) -> list[Any]:
+        """Every partition of `definition` that exists in this space."""
+        return self.resolve(definition).all_keys(self.now)
+
+
+def dynamic_names(definitions: Sequence[PartitionsDefinition | None]) -> list[str]:
+    """The names of the dynamic sets among `definitions` (whose keys must be read)."""
+    return sorted({d.name for d in definitions if isinstance(d, DynamicPartitions)})

@@ -18,9 +18,14 @@ from psycopg.types.json import Jsonb
 
 from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.versions import LastSuccess, inputs_of
 from flowstone.errors import FlowStoneError
+from flowstone.queue.insert import insert_plan
 from flowstone.queue.instance import FlowStone, get_default
+from flowstone.queue.job import Job
 from flowstone.queue.plan import Plan, Row
+from flowstone.queue.queries.jobs import JobQueries
+from flowstone.queue.worker import NewJob
 
 
 class Status(enum.StrEnum):
@@ -54,6 +59,10 @@ class Materialization:
     metadata: dict[str, Any] = field(default_factory=dict)
     job_id: int | None = None
     attempt: int = 0
+    code_version: str | None = None
+    data_version: str | None = None
+    stands_for: int | None = None
+    waiting_since: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Materialization:
@@ -132,12 +141,34 @@ def lock_key(schema: str, asset: str, partition: str | None) -> str:
     return f"{schema}.materialize/{asset}/{column(partition)}"
 
 
+@dataclass(frozen=True)
+class LastFinished:
+    """A partition's last success or failure: its status and, for a success, what it was."""
+
+    status: Status
+    success: LastSuccess | None = None
+
+
+def _last_finished(row: Row) -> LastFinished | None:
+    if row["last_id"] is None:
+        return None
+    if row["last_status"] != Status.SUCCESS:
+        return LastFinished(Status(row["last_status"]))
+    success = LastSuccess(
+        row["last_id"], row["last_code_version"], row["last_data_version"], inputs_of(row["last_inputs"])
+    )
+    return LastFinished(Status.SUCCESS, success)
+
+
+_LAST = ("n", "locked", "last_id", "last_status", "last_code_version", "last_data_version", "last_inputs")
+
+
 def locked_start_plan(
     q: MaterializationQueries, requests: Sequence[Mapping[str, Any]]
-) -> Plan[list[tuple[bool, Materialization | None, str | None]]]:
+) -> Plan[list[tuple[bool, Materialization | None, LastFinished | None]]]:
     """Per request (`asset`, `partition`, `run_id`, `job_id`, `attempt`; distinct
     partitions), in order: take the partition's session lock and, if taken, mark the
-    job's record running; with the status of the partition's last success or failure.
+    job's record running; with the partition's last success or failure.
     (False, None, _): another session holds the lock; (True, None, _): the job already
     finished its record."""
     payload = [
@@ -150,9 +181,7 @@ def locked_start_plan(
         for n, r in enumerate(requests)
     ]
     rows = yield q.locked_start, {"requests": Jsonb(payload)}
-    return [
-        (bool(row["locked"]), _record(row, "n", "locked", "last_status"), row["last_status"]) for row in rows
-    ]
+    return [(bool(row["locked"]), _record(row, *_LAST), _last_finished(row)) for row in rows]
 
 
 def unlock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
@@ -160,21 +189,72 @@ def unlock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
     yield q.unlock, {"keys": list(keys)}
 
 
-def set_pending_plan(q: MaterializationQueries, records: Sequence[tuple[int, FlowStoneError]]) -> Plan[None]:
+def relock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[set[str]]:
+    """Take partition locks again (after a reconnect); the keys taken."""
+    rows = yield q.relock, {"keys": list(keys)}
+    return {row["key"] for row in rows if row["locked"]}
+
+
+def enqueue_plan(jobs: JobQueries, q: MaterializationQueries, new: Sequence[NewJob]) -> Plan[list[Job]]:
+    """Insert asset jobs (one statement) and their pending records (a unique job that
+    already existed keeps its own)."""
+    inserted = yield from insert_plan(jobs, new)
+    records = [
+        {
+            "asset": j.args["asset_name"],
+            "partition": j.args["partition"],
+            "run_id": j.args["run_id"],
+            "job_id": job.id,
+        }
+        for j, job in zip(new, inserted, strict=True)
+    ]
+    yield from pending_plan(q, records)
+    return inserted
+
+
+def eager_plan(
+    jobs: JobQueries,
+    q: MaterializationQueries,
+    candidates: Sequence[tuple[NewJob, Sequence[tuple[str, str | None]]]],
+) -> Plan[list[Job]]:
+    """Enqueue the candidates (a job and the upstream partitions it reads) whose every
+    upstream partition has a success."""
+    ready = yield from ready_candidates_plan(q, [needs for _, needs in candidates])
+    if not ready:
+        return []
+    return (yield from enqueue_plan(jobs, q, [candidates[n][0] for n in ready]))
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record going back to pending, and why; `absent`: waiting for a dependency that
+    nothing materializes (the time that wait began is kept)."""
+
+    record_id: int
+    error: FlowStoneError
+    absent: bool = False
+
+
+def set_pending_plan(q: MaterializationQueries, records: Sequence[Pending]) -> Plan[None]:
     """Back to pending (waiting or retrying), keeping each reason."""
-    payload = [{"id": id_, **_error_params(error)} for id_, error in records]
-    yield q.set_pending, {"records": Jsonb(payload), "ids": [id_ for id_, _ in records]}
+    payload = [{"id": p.record_id, "absent": p.absent, **_error_params(p.error)} for p in records]
+    yield q.set_pending, {"records": Jsonb(payload), "ids": [p.record_id for p in records]}
 
 
 @dataclass(frozen=True)
 class Finish:
-    """How one record finishes: its status, error, metadata and lineage."""
+    """How one record finishes: its status, error, metadata, lineage, versions (a skip:
+    the success it stands for) and check results (rows of `CheckOutcome.row`)."""
 
     record_id: int
     status: Status
     error: FlowStoneError | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     upstream: Sequence[int] = ()
+    code_version: str | None = None
+    data_version: str | None = None
+    stands_for: int | None = None
+    checks: Sequence[Mapping[str, Any]] = ()
 
 
 def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[None]:
@@ -182,42 +262,50 @@ def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[N
     yield q.finish, _finish_params(finishes)
 
 
+Waiting = tuple[str, str | None] | tuple[str, str, int]
+"""Jobs waiting on a finish: (asset, partition column), the partition None for any; or
+(asset, partition column, finished record id): the next duplicate of that partition."""
+
+
 def finish_and_wake_plan(
-    q: MaterializationQueries,
-    finishes: Sequence[Finish],
-    worker: str,
-    patterns: Sequence[Mapping[str, Any]],
+    q: MaterializationQueries, finishes: Sequence[Finish], waiting: Sequence[Waiting]
 ) -> Plan[int]:
-    """Finish records as `finish_plan` does and, in the same statement, wake the jobs of
-    `worker` waiting on them: scheduled ones whose args contain a pattern (`asset_name`,
-    `run_id`, `partition`; no `partition` key: any) become available, and those found
-    through their records while still executing are spared their next snooze. Returns
-    the number of jobs woken or marked."""
-    waiting = [
-        {
-            "asset": p["asset_name"],
-            "partition": column(p["partition"]) if "partition" in p else None,
-            "run_id": p.get("run_id"),
-        }
-        for p in patterns
-    ]
-    params = {"worker": worker, "patterns": Jsonb([dict(p) for p in patterns]), "waiting": Jsonb(waiting)}
-    rows = yield q.finish_and_wake, {**_finish_params(finishes), **params}
+    """Finish records as `finish_plan` does and, in the same statement, wake the jobs
+    waiting on them, whatever their run, found through their unfinished records of the
+    `waiting` patterns: scheduled ones become available, executing ones are spared their
+    next snooze. Returns the number of jobs woken or marked."""
+    patterns = [{"asset": w[0], "partition": w[1], "after": w[2] if len(w) > 2 else None} for w in waiting]
+    rows = yield q.finish_and_wake, {**_finish_params(finishes), "waiting": Jsonb(patterns)}
     return sum(row["count"] for row in rows)
 
 
 def _finish_params(finishes: Sequence[Finish]) -> dict[str, Any]:
+    """The statement's parameters; empty fields are left out of the document (NULL)."""
     records = [
-        {
-            "id": f.record_id,
-            "status": f.status.value,
-            "metadata": f.metadata,
-            "upstream": list(f.upstream),
+        _present(
+            id=f.record_id,
+            status=f.status.value,
+            metadata=f.metadata,
+            upstream=list(f.upstream),
+            code_version=f.code_version,
+            data_version=f.data_version,
+            stands_for=f.stands_for,
             **_error_params(f.error),
-        }
+        )
         for f in finishes
     ]
-    return {"records": Jsonb(records), "ids": [f.record_id for f in finishes]}
+    checks = [{**check, "id": f.record_id} for f in finishes for check in f.checks]
+    return {"records": Jsonb(records), "ids": [f.record_id for f in finishes], "checks": Jsonb(checks)}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value not in (None, [], {})}
+
+
+def started_since_plan(q: MaterializationQueries, record_id: int) -> Plan[bool]:
+    """Whether another run of the record's partition started since the record did."""
+    rows = yield q.started_since, {"id": record_id}
+    return bool(rows)
 
 
 # -- read plans ------------------------------------------------------------------------
@@ -229,22 +317,107 @@ def latest_plan(q: MaterializationQueries, asset: str, partition: str | None) ->
     return _one(rows)
 
 
-def partitions_latest_plan(
-    q: MaterializationQueries, asset: str, partitions: Sequence[str | None]
-) -> Plan[list[Materialization | None]]:
-    """The latest record of each partition of `asset`, in order (None where there is none)."""
-    rows = yield q.partitions_latest, {"asset": asset, "partitions": [column(p) for p in partitions]}
-    return [_record(row, "n") for row in rows]
+def record_plan(q: MaterializationQueries, record_id: int) -> Plan[Materialization | None]:
+    """One record by id."""
+    rows = yield q.by_id, {"id": record_id}
+    return _one(rows)
 
 
 def dependencies_plan(
     q: MaterializationQueries, deps: Sequence[tuple[int, str, str | None]]
 ) -> Plan[list[Row]]:
     """Per (request, asset, partition), in order: latest record status, its job's state,
-    latest success id."""
+    latest success id and data version."""
     payload = [{"request": n, "asset": asset, "partition": column(p)} for n, asset, p in deps]
     rows = yield q.dependencies, {"deps": Jsonb(payload)}
     return rows
+
+
+def unavailable_plan(
+    q: MaterializationQueries, deps: Sequence[tuple[str, str | None]]
+) -> Plan[list[tuple[str, str | None]]]:
+    """The (asset, partition) pairs with no success and nothing queued or running."""
+    payload = [{"asset": asset, "partition": column(p)} for asset, p in dict.fromkeys(deps)]
+    rows = yield q.unavailable, {"deps": Jsonb(payload)}
+    return [(row["asset"], row["partition"] or None) for row in rows]
+
+
+def ready_candidates_plan(
+    q: MaterializationQueries, needs: Sequence[Sequence[tuple[str, str | None]]]
+) -> Plan[list[int]]:
+    """The indexes of the candidates (each a list of upstream (asset, partition) pairs it
+    reads) whose every upstream partition has a success."""
+    payload = [
+        {"n": n, "needs": [{"asset": a, "partition": column(p)} for a, p in pairs]}
+        for n, pairs in enumerate(needs)
+    ]
+    rows = yield q.ready_candidates, {"candidates": Jsonb(payload)}
+    return [row["n"] for row in rows]
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """A partition's latest record (with its job's state) and its latest success."""
+
+    partition: str | None
+    latest: Materialization | None
+    job_state: str | None
+    success: LastSuccess | None
+
+
+_STATE_EXTRAS = ("n", "job_state", "success_id", "success_code_version", "success_version", "success_inputs")
+
+
+def partition_states_plan(
+    q: MaterializationQueries, asset: str, partitions: Sequence[str | None]
+) -> Plan[list[PartitionState]]:
+    """The state of each partition of `asset`, in order."""
+    rows = yield q.partition_states, {"asset": asset, "partitions": [column(p) for p in partitions]}
+    states = []
+    for partition, row in zip(partitions, rows, strict=True):
+        success = None
+        if row["success_id"] is not None:
+            inputs = inputs_of(row["success_inputs"])
+            success = LastSuccess(
+                row["success_id"], row["success_code_version"], row["success_version"], inputs
+            )
+        states.append(PartitionState(partition, _record(row, *_STATE_EXTRAS), row["job_state"], success))
+    return states
+
+
+def recorded_partitions_plan(q: MaterializationQueries, asset: str) -> Plan[list[str | None]]:
+    """The partitions of `asset` that have records."""
+    rows = yield q.recorded_partitions, {"asset": asset}
+    return [row["partition"] or None for row in rows]
+
+
+def check_results_plan(q: MaterializationQueries, record_ids: Sequence[int]) -> Plan[list[Row]]:
+    """The check results recorded with these materializations, in order."""
+    rows = yield q.check_results, {"ids": list(record_ids)}
+    return rows
+
+
+def add_partitions_plan(q: MaterializationQueries, definition: str, keys: Sequence[str]) -> Plan[list[str]]:
+    """Add keys to a dynamic partition set; the ones that were new."""
+    rows = yield q.add_partitions, {"definition": definition, "keys": list(keys)}
+    return [row["key"] for row in rows]
+
+
+def delete_partitions_plan(
+    q: MaterializationQueries, definition: str, keys: Sequence[str]
+) -> Plan[list[str]]:
+    """Remove keys from a dynamic partition set; the ones that were there."""
+    rows = yield q.delete_partitions, {"definition": definition, "keys": list(keys)}
+    return [row["key"] for row in rows]
+
+
+def dynamic_keys_plan(q: MaterializationQueries, definitions: Sequence[str]) -> Plan[dict[str, list[str]]]:
+    """The keys of each dynamic partition set, in the order they were added."""
+    rows = yield q.dynamic_keys, {"definitions": list(definitions)}
+    found: dict[str, list[str]] = {name: [] for name in definitions}
+    for row in rows:
+        found[row["definition"]].append(row["key"])
+    return found
 
 
 def by_job_plan(q: MaterializationQueries, job_id: int) -> Plan[tuple[Materialization | None, str | None]]:

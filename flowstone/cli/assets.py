@@ -1,4 +1,4 @@
-"""The asset commands: `assets ls`, `materialize`, `backfill` and `lineage`.
+"""The asset commands: `assets ls`, `assets status`, `materialize`, `backfill` and `lineage`.
 
 Asset definitions live in the user's module, so these commands load `--app module:attr`
 (importing it defines its assets). An unknown asset or a partition that does not fit is
@@ -21,7 +21,7 @@ from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.records import Materialization
 from flowstone.cli.common import Commands, UsageError, app_of, emit
 from flowstone.errors import FlowStoneError
-from flowstone.insights import AssetOverview, Insights, RunProgress
+from flowstone.insights import AssetOverview, Insights, PartitionStatus, RunProgress
 from flowstone.queue.instance import FlowStone
 
 DEFAULT_TIMEOUT = 3600.0
@@ -35,8 +35,20 @@ def add_commands(commands: Commands) -> None:
     """Add the asset commands to `flowstone`'s command tree."""
     group = commands.group("assets", "inspect the asset graph")
     commands.add(
-        "ls", "every asset: dependencies, partitions, IO manager, latest statuses", cmd_assets_ls, group
+        "ls",
+        "every asset: dependencies, partitions, IO manager, how many partitions are fresh, stale…",
+        cmd_assets_ls,
+        group,
     )
+    status = commands.add(
+        "status",
+        "each partition of an asset: fresh, stale, missing, failed or running, and why",
+        cmd_status,
+        group,
+    )
+    status.add_argument("asset")
+    status.add_argument("--from", dest="start", help="first partition key (default: every partition)")
+    status.add_argument("--to", dest="end", help="last partition key (included)")
 
     mat = commands.add("materialize", "queue the materialization of an asset partition", cmd_materialize)
     mat.add_argument("asset")
@@ -79,29 +91,60 @@ def _loaded(args: argparse.Namespace) -> tuple[FlowStone, AssetRegistry]:
 
 
 def cmd_assets_ls(args: argparse.Namespace) -> int:
-    """Every asset in dependency order, with how many partitions' latest record is in each status."""
+    """Every asset in dependency order, with how many of its partitions are in each status."""
     app, graph = _loaded(args)
-    emit([_asset_row(overview, args.json) for overview in Insights(app, graph).assets()], args.json)
+    overviews = Insights(app, graph).assets(statuses=True)
+    emit([_asset_row(overview, args.json) for overview in overviews], args.json)
     return 0
 
 
 def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
-    asset, latest = overview.asset, overview.counts
+    asset, counts = overview.asset, overview.statuses or {}
     if as_json:
         return {
             "asset": asset.name,
             "depends_on": list(asset.depends_on),
             "partitions": overview.partitions,
             "io_manager": asset.io_manager,
-            "latest": latest,
+            "status": counts,
+            "latest": overview.counts,
         }
     return {
         "asset": asset.name,
         "depends_on": ", ".join(asset.depends_on) or "-",
         "partitions": overview.partitions or "-",
         "io_manager": asset.io_manager,
-        "latest": " ".join(f"{status}={n}" for status, n in latest.items()) or "never materialized",
+        "status": " ".join(f"{status}={n}" for status, n in counts.items()) or "no partition yet",
     }
+
+
+# -- assets status ---------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Each partition of an asset (--from..--to, or every one) with its status and why,
+    then the totals."""
+    app, graph = _loaded(args)
+    found = Insights(app, graph).partitions(args.asset, start=args.start, end=args.end)
+    emit([_status_row(status, args.json) for status in found], args.json)
+    if not args.json:
+        counts = {s: sum(1 for p in found if p.status == s) for s in dict.fromkeys(p.status for p in found)}
+        print("\n" + (" ".join(f"{status}={n}" for status, n in counts.items()) or "no partition"))
+    return 0
+
+
+def _status_row(status: PartitionStatus, as_json: bool) -> dict[str, Any]:
+    record = status.record
+    row: dict[str, Any] = {
+        "partition": status.partition,
+        "status": status.status,
+        "reason": status.reason,
+        "finished_at": None if record is None else record.finished_at,
+        "data_version": status.data_version,
+    }
+    if as_json:
+        row["materialization_id"] = None if record is None else record.id
+    return row
 
 
 # -- materialize and backfill ----------------------------------------------------------
@@ -212,16 +255,21 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         where = "" if args.partition is None else f" at partition {args.partition}"
         raise UsageError(f"asset {graph.require(args.asset).name!r} has no materialization{where}")
     if args.json:
-        document = {"materialization": asdict(found.record), "upstream": [asdict(r) for r in found.upstream]}
-        emit([{**document, "downstream": [asdict(r) for r in found.downstream]}], True)
+        document = asdict(found)
+        emit([{"materialization": document.pop("record"), **document}], True)
         return 0
     emit([_record_row(found.record)], False, vertical=True)
+    if found.source is not None:
+        print(f"\nskipped (fresh): stands for materialization {found.source.id} of run {found.source.run_id}")
     for title, records in (
         ("upstream (what it read)", found.upstream),
         ("downstream (what read it)", found.downstream),
     ):
         print(f"\n{title}:")
         emit([_record_row(r) for r in records], False)
+    if found.checks:
+        print("\nchecks:")
+        emit([{k: v for k, v in asdict(c).items() if k != "metadata"} for c in found.checks], False)
     return 0
 
 
@@ -231,6 +279,7 @@ def _record_row(record: Materialization) -> dict[str, Any]:
         "asset": record.asset,
         "partition": record.partition,
         "status": record.status.value,
+        "data_version": record.data_version,
         "run_id": record.run_id,
         "finished_at": record.finished_at,
         "duration": record.duration,

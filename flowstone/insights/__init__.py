@@ -9,7 +9,7 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights.job(42).progress_report         # a job in full: errors, recorded result, progress
     insights.workflow(workflow_id)           # a workflow's jobs, dependencies, states
     insights.batch(batch_id)                 # a batch's counts per state and its callback
-    insights.assets()                        # per asset: status counts
+    insights.assets(statuses=True)           # per asset: partitions fresh, stale, missing, …
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     insights.history("daily", "2025-01-15")  # a partition's records, newest first
     for progress in insights.watch_run(run_id, timeout=60): ...
@@ -33,15 +33,20 @@ from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import Materialization, history_plan
 from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
+    FAILED,
+    FRESH,
     MISSING,
+    RUNNING,
+    STALE,
+    STATUSES,
     AssetOverview,
+    CheckRecord,
     Lineage,
     PartitionStatus,
     RunProgress,
     assets_plan,
     describe_partitions,
     lineage_of_plan,
-    partition_keys,
     partitions_plan,
     progress_plan,
     record_lineage_plan,
@@ -63,7 +68,7 @@ from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, get_plan
 from flowstone.queue.plan import Plan
-from flowstone.queue.plugins.cron import CronEntry, entries_from
+from flowstone.queue.plugins.cron import CronEntry, entries_from, sourced_entries
 from flowstone.queue.workflow import BatchState, WorkflowJob, WorkflowState, workflow_plan
 
 RECHECK_SECONDS = 5.0
@@ -71,10 +76,16 @@ RECHECK_SECONDS = 5.0
 finishing its record (cancelled, deleted) notifies nothing, so it is re-counted this often."""
 
 __all__ = [
+    "FAILED",
+    "FRESH",
     "MISSING",
+    "RUNNING",
     "SAMPLE_CAP",
+    "STALE",
+    "STATUSES",
     "AssetOverview",
     "BatchState",
+    "CheckRecord",
     "ClusterOverview",
     "CronStatus",
     "Insights",
@@ -124,8 +135,9 @@ class Insights:
         return await self.fs.aexecute(throughput_plan(self.fs.queries, minutes), atomic=False)
 
     def cron_entries(self) -> list[CronEntry]:
-        """The cron entries a node of this instance runs: workers' `cron` and `fs.schedule`."""
-        return [*entries_from(self.fs.registry), *self.fs.cron_entries]
+        """The cron entries a node of this instance runs: workers' `cron`, `fs.schedule` and
+        the entries of higher layers (asset schedules)."""
+        return [*entries_from(self.fs.registry), *self.fs.cron_entries, *sourced_entries(self.fs)]
 
     def cron(self) -> list[CronStatus]:
         """Every cron entry with its next tick and its last firing (the job it inserted)."""
@@ -194,33 +206,36 @@ class Insights:
 
     # -- assets ------------------------------------------------------------------------------
 
-    def assets(self) -> list[AssetOverview]:
-        """Every asset in dependency order with its partitions' status counts."""
-        return self.fs.execute(assets_plan(self.records, self.graph))
+    def assets(self, *, statuses: bool = False) -> list[AssetOverview]:
+        """Every asset in dependency order with how many partitions' latest record is in
+        each status; with `statuses`, also how many of its existing partitions are fresh,
+        stale, missing, failed or running (a read of every recorded partition)."""
+        return self.fs.execute(assets_plan(self.records, self.graph, statuses))
 
-    async def aassets(self) -> list[AssetOverview]:
+    async def aassets(self, *, statuses: bool = False) -> list[AssetOverview]:
         """Async twin of `assets`."""
-        return await self.fs.aexecute(assets_plan(self.records, self.graph))
+        return await self.fs.aexecute(assets_plan(self.records, self.graph, statuses))
 
     def partitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
     ) -> list[PartitionStatus]:
-        """The status of each partition (given, or start..end): success, failed, running,
-        pending, skipped or missing."""
+        """The status of each partition (given, start..end, or every one that exists):
+        fresh, stale, missing, failed or running, with the reason."""
         target = self.graph.require(asset)
-        keys = partition_keys(target, partitions, start, end)
-        return self.fs.execute(partitions_plan(self.records, target, keys))
+        return self.fs.execute(partitions_plan(self.records, self.graph, target, partitions, start, end))
 
     async def apartitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
     ) -> list[PartitionStatus]:
         """Async twin of `partitions`."""
         target = self.graph.require(asset)
-        keys = partition_keys(target, partitions, start, end)
-        return await self.fs.aexecute(partitions_plan(self.records, target, keys))
+        return await self.fs.aexecute(
+            partitions_plan(self.records, self.graph, target, partitions, start, end)
+        )
 
     def lineage(self, asset: str, partition: Any = None) -> Lineage | None:
-        """The latest record of a partition, what it read and what read it."""
+        """The latest record of a partition, what it read and what read it (for a skip:
+        those of the success it stands for), and its checks' results."""
         target = self.graph.require(asset)
         return self.fs.execute(
             lineage_of_plan(self.records, target.name, target.serialize_partition(partition))

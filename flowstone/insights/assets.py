@@ -1,37 +1,77 @@
-"""Reads of the asset side for front ends: per-asset status, partition strips, run progress
-and lineage, all on one instance's asset graph."""
+"""Reads of the asset side for front ends: per-asset and per-partition status, run
+progress, lineage and check results, all on one instance's asset graph.
+
+A partition is **fresh**, **stale**, **missing**, **failed** or **running**:
+- running: its latest record is unfinished and its job is still queued, waiting or
+  executing (the reason says what it waits for);
+- failed: its latest record failed, or its job ended without finishing the record;
+- missing: never materialized;
+- stale: its latest success was computed with another code version, or from upstream
+  data versions that are no longer the latest there, or an upstream partition it reads
+  is stale itself (staleness flows downstream);
+- fresh: otherwise.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime
 from typing import Any
 
 from flowstone.assets.definitions import Asset, AssetRegistry
-from flowstone.assets.partitions import PartitionsDefinition
+from flowstone.assets.partitions import KeySpace, PartitionsDefinition, dynamic_names
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import (
     FINISHED,
     Materialization,
+    PartitionState,
+    Status,
+    check_results_plan,
+    column,
+    dynamic_keys_plan,
     latest_plan,
     lineage_plan,
-    partitions_latest_plan,
+    partition_states_plan,
+    record_plan,
+    recorded_partitions_plan,
     run_progress_plan,
     status_counts_plan,
 )
+from flowstone.assets.versions import stale_reason
 from flowstone.errors import FlowStoneError
+from flowstone.queue.job import INCOMPLETE_STATES
 from flowstone.queue.plan import Plan
 
-MISSING = "missing"
-"""The status of a partition that was never materialized."""
+FRESH, STALE, MISSING, FAILED, RUNNING = "fresh", "stale", "missing", "failed", "running"
+STATUSES = (FRESH, STALE, MISSING, FAILED, RUNNING)
+"""A partition's status, as `flowstone assets status` shows it."""
+
+_LIVE = {state.value for state in INCOMPLETE_STATES}
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    """One partition of an asset: its status, why (stale, failed, running), its latest
+    record and the data version of its latest success."""
+
+    partition: str | None
+    status: str
+    record: Materialization | None
+    reason: str | None = None
+    data_version: str | None = None
 
 
 @dataclass(frozen=True)
 class AssetOverview:
-    """An asset as defined, with how many partitions' latest record is in each status."""
+    """An asset as defined, with how many partitions' latest record is in each status
+    (`counts`: success, failed, running, …, cheap) and, when asked for, how many of its
+    existing partitions are fresh, stale, missing, failed or running (`statuses`)."""
 
     asset: Asset
     counts: dict[str, int]
+    statuses: dict[str, int] | None = None
 
     @property
     def partitions(self) -> str | None:
@@ -46,47 +86,134 @@ def describe_partitions(definition: PartitionsDefinition | None) -> str | None:
     kind = type(definition).__name__.removesuffix("Partitions").lower()
     if not is_dataclass(definition):
         return kind
-    values = [getattr(definition, f.name) for f in fields(definition)]
+    values = [getattr(definition, f.name) for f in fields(definition) if f.compare]
     shown = [" ".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in values if v is not None]
     return f"{kind}({', '.join(shown)})"
 
 
-def assets_plan(q: MaterializationQueries, graph: AssetRegistry) -> Plan[list[AssetOverview]]:
-    """Every asset of `graph` in dependency order, with its status counts."""
-    counts = yield from status_counts_plan(q)
-    ordered = [graph.require(name) for name in graph.topological_order()]
-    return [AssetOverview(asset, counts.get(asset.name, {})) for asset in ordered]
+def space_plan(
+    q: MaterializationQueries, graph: AssetRegistry, now: datetime | None = None
+) -> Plan[KeySpace]:
+    """The partitions that exist now (reading the graph's dynamic sets, if it has any)."""
+    sets = dynamic_names([asset.partitions for asset in graph])
+    dynamic = (yield from dynamic_keys_plan(q, sets)) if sets else {}
+    return KeySpace.at_present(dynamic) if now is None else KeySpace(now, dynamic)
 
 
-@dataclass(frozen=True)
-class PartitionStatus:
-    """One partition of an asset: its latest record's status, or `missing`."""
-
-    partition: str | None
-    status: str
-    record: Materialization | None
-
-
-def partition_keys(asset: Asset, partitions: Sequence[Any] | None, start: Any, end: Any) -> list[str | None]:
-    """The serialized partitions asked for: a list, a range, or (unpartitioned) the one."""
+def partition_keys(
+    asset: Asset, partitions: Sequence[Any] | None, start: Any, end: Any, space: KeySpace
+) -> list[str | None]:
+    """The serialized partitions asked for: a list, a range (start..end), every one that
+    exists (neither), or (unpartitioned) the one."""
     if asset.partitions is None:
         return [None]
+    definition = space.resolve(asset.partitions)
     if partitions is not None:
-        return [asset.serialize_partition(p) for p in partitions]
-    if start is None or end is None:
-        raise FlowStoneError("validation_error", f"give partitions=[...] or start and end for {asset.name!r}")
-    return [asset.partitions.to_text(key) for key in asset.partitions.range(start, end)]
+        return [definition.serialize(p) for p in partitions]
+    if (start is None) != (end is None):
+        raise FlowStoneError("validation_error", f"give both start and end for {asset.name!r}, or neither")
+    keys = space.all_keys(definition) if start is None else definition.range(start, end)
+    return [definition.to_text(key) for key in keys]
+
+
+Memo = dict[tuple[str, str | None], PartitionStatus]
+
+
+def statuses_plan(
+    q: MaterializationQueries,
+    graph: AssetRegistry,
+    asset: Asset,
+    keys: Sequence[str | None],
+    space: KeySpace,
+    memo: Memo | None = None,
+) -> Plan[list[PartitionStatus]]:
+    """The status of each partition of `asset` in `keys`, in order: one statement for
+    them, and (to tell stale from fresh) the statuses of the upstream partitions they
+    read, recursively; `memo` keeps what was judged for reuse across assets."""
+    memo = {} if memo is None else memo
+    wanted = list(dict.fromkeys(key for key in keys if (asset.name, key) not in memo))
+    if wanted:
+        states = yield from partition_states_plan(q, asset.name, wanted)
+        reads = {key: graph.reads(asset, key, space) for key in wanted}
+        upstream: dict[str, dict[str | None, None]] = {}
+        for up, read in (pair for pairs in reads.values() for pair in pairs):
+            upstream.setdefault(up.name, {})[read] = None
+        for name, read_keys in upstream.items():
+            yield from statuses_plan(q, graph, graph.require(name), list(read_keys), space, memo)
+        for state in states:
+            memo[asset.name, state.partition] = _judge(asset, state, reads[state.partition], memo)
+    return [memo[asset.name, key] for key in keys]
+
+
+def _judge(
+    asset: Asset, state: PartitionState, reads: list[tuple[Asset, str | None]], memo: Memo
+) -> PartitionStatus:
+    """The status of one partition from its state and its upstream partitions' statuses."""
+    latest, version = state.latest, None if state.success is None else state.success.data_version
+
+    def status(name: str, reason: str | None = None) -> PartitionStatus:
+        return PartitionStatus(state.partition, name, latest, reason, version)
+
+    if latest is None:
+        return status(MISSING)
+    if latest.status in (Status.PENDING, Status.RUNNING):
+        if latest.job_id is None or state.job_state in _LIVE:
+            return status(RUNNING, latest.error_message)
+        return status(FAILED, f"its job ended {state.job_state or 'deleted'} without a result")
+    if latest.status == Status.FAILED or state.success is None:
+        return status(FAILED, f"{latest.error_type}: {latest.error_message}")
+    current = {(up.name, column(read)): memo[up.name, read].data_version for up, read in reads}
+    reason = stale_reason(asset.code_version, state.success, current)
+    if reason is None:
+        stale_upstream = next(((up, read) for up, read in reads if memo[up.name, read].status == STALE), None)
+        if stale_upstream is not None:
+            up, read = stale_upstream
+            reason = f"upstream {up.name}{f' partition {read}' if read else ''} is stale"
+    return status(STALE if reason else FRESH, reason)
+
+
+def assets_plan(
+    q: MaterializationQueries, graph: AssetRegistry, statuses: bool = False
+) -> Plan[list[AssetOverview]]:
+    """Every asset of `graph` in dependency order, with its latest records' status counts
+    and (`statuses`) its partitions' status counts."""
+    counts = yield from status_counts_plan(q)
+    ordered = [graph.require(name) for name in graph.topological_order()]
+    judged: dict[str, dict[str, int]] = {}
+    if statuses:
+        space = yield from space_plan(q, graph)
+        memo: Memo = {}
+        for asset in ordered:
+            judged[asset.name] = yield from _status_counts_plan(q, graph, asset, space, memo)
+    return [AssetOverview(asset, counts.get(asset.name, {}), judged.get(asset.name)) for asset in ordered]
+
+
+def _status_counts_plan(
+    q: MaterializationQueries, graph: AssetRegistry, asset: Asset, space: KeySpace, memo: Memo
+) -> Plan[dict[str, int]]:
+    """How many of `asset`'s existing partitions are in each status: those with records
+    judged one by one, the others counted as missing."""
+    existing = partition_keys(asset, None, None, None, space)
+    recorded = set((yield from recorded_partitions_plan(q, asset.name)))
+    keys = [key for key in existing if key in recorded]
+    found = yield from statuses_plan(q, graph, asset, keys, space, memo)
+    tally = Counter(p.status for p in found)
+    tally[MISSING] += len(existing) - len(keys)
+    return {status: tally[status] for status in STATUSES if tally[status]}
 
 
 def partitions_plan(
-    q: MaterializationQueries, asset: Asset, keys: Sequence[str | None]
+    q: MaterializationQueries,
+    graph: AssetRegistry,
+    asset: Asset,
+    partitions: Sequence[Any] | None,
+    start: Any,
+    end: Any,
 ) -> Plan[list[PartitionStatus]]:
-    """The status of each partition in `keys`, in order."""
-    records = yield from partitions_latest_plan(q, asset.name, keys)
-    return [
-        PartitionStatus(key, MISSING if record is None else record.status.value, record)
-        for key, record in zip(keys, records, strict=True)
-    ]
+    """The status of each partition asked for (see `partition_keys`), in order."""
+    space = yield from space_plan(q, graph)
+    keys = partition_keys(asset, partitions, start, end, space)
+    return (yield from statuses_plan(q, graph, asset, keys, space))
 
 
 @dataclass(frozen=True)
@@ -124,12 +251,28 @@ def progress_plan(q: MaterializationQueries, run_id: str) -> Plan[RunProgress]:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    """One asset check's result for one materialization."""
+
+    check_name: str
+    passed: bool
+    blocking: bool
+    description: str | None
+    metadata: dict[str, Any]
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
 class Lineage:
-    """A partition's latest record, the records it read and the records that read it."""
+    """A partition's latest record, the records it read and the records that read it.
+    When the latest record is a skip, `source` is the success it stands for, and the
+    lineage shown is that success's."""
 
     record: Materialization
     upstream: list[Materialization]
     downstream: list[Materialization]
+    source: Materialization | None = None
+    checks: list[CheckRecord] = field(default_factory=list)
 
 
 def lineage_of_plan(q: MaterializationQueries, asset: str, partition: str | None) -> Plan[Lineage | None]:
@@ -147,6 +290,12 @@ def record_lineage_plan(q: MaterializationQueries, record_id: int) -> Plan[Linea
 def _lineage_around(q: MaterializationQueries, record: Materialization | None) -> Plan[Lineage | None]:
     if record is None:
         return None
-    upstream = yield from lineage_plan(q, record.id, "upstream")
-    downstream = yield from lineage_plan(q, record.id, "downstream")
-    return Lineage(record, upstream, downstream)
+    source = None
+    if record.status == Status.SKIPPED and record.stands_for is not None:
+        source = yield from record_plan(q, record.stands_for)
+    shown = record if source is None else source
+    upstream = yield from lineage_plan(q, shown.id, "upstream")
+    downstream = yield from lineage_plan(q, shown.id, "downstream")
+    rows = yield from check_results_plan(q, [shown.id])
+    checks = [CheckRecord(**{k: v for k, v in row.items() if k != "materialization_id"}) for row in rows]
+    return Lineage(record, upstream, downstream, source, checks)

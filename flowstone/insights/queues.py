@@ -234,7 +234,8 @@ def _ticks(entry: CronEntry, now: datetime) -> tuple[datetime, list[tuple[dateti
     ahead = croniter(entry.expression, local).get_next(datetime).astimezone(UTC)
     behind = croniter(entry.expression, local)
     past = [behind.get_prev(datetime).astimezone(UTC) for _ in range(CRON_LOOKBACK)]
-    return ahead, [(tick, entry.job(tick).unique_key) for tick in past]
+    jobs = [(tick, entry.job(tick)) for tick in past]  # an entry may insert no job on a tick
+    return ahead, [(tick, None if job is None else job.unique_key) for tick, job in jobs]
 
 
 def cron_plan(jobs: JobQueries, entries: Sequence[CronEntry], now: datetime) -> Plan[list[CronStatus]]:

@@ -48,25 +48,12 @@ if TYPE_CHECKING:
     from flowstone.queue.executor import chaos as with_chaos
     from flowstone.testing.helpers import (
         DrainResult as DrainResult,
-    )
-    from flowstone.testing.helpers import (
         adrain_queue as adrain_queue,
-    )
-    from flowstone.testing.helpers import (
         all_enqueued as all_enqueued,
-    )
-    from flowstone.testing.helpers import (
         aperform_job as aperform_job,
-    )
-    from flowstone.testing.helpers import (
         assert_enqueued as assert_enqueued,
-    )
-    from flowstone.testing.helpers import (
         drain_queue as drain_queue,
-    )
-    from flowstone.testing.helpers import (
         perform_job as perform_job,
-    )
-    from flowstone.testing.helpers import (
         refute_enqueued as refute_enqueued,
+        with_testing_mode as with_testing_mode,
     )

@@ -216,7 +216,7 @@ def _cron(status: CronStatus) -> dict[str, Any]:
         "queue": entry.worker.queue,
         "expression": entry.expression,
         "timezone": entry.timezone,
-        "args": dict(entry.args),
+        "args": entry.args(status.next_at) if callable(entry.args) else dict(entry.args),
         "next_at": status.next_at,
         "last_at": status.last_at,
         "last_job": None if status.last_job is None else _summary(status.last_job),

@@ -189,7 +189,7 @@ async def test_async_twins(flowstone: FlowStone, drain_on_insert: Callable[[], t
     assert (await adrain_queue("assets", with_scheduled=True)).completed == 7
     drain_on_insert()
     waited = await package.amaterialize("source", "2025-01-15", wait=True, timeout=10)
-    assert waited.status == "completed"  # already there: skipped, which counts as completed
+    assert waited.status == "skipped"  # already there and fresh: nothing computed
     record = await Store().aget("final", "2025-01-16")
     assert record is not None and record.status == "success"
     assert [m.asset for m in await Store().aupstream(record.id)] == ["derived"]

@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from support import wait_until
 
-from flowstone import FlowStone, backfill
+from flowstone import DailyPartitions, FlowStone, backfill
 from flowstone.cli import main
 from flowstone.queue.instance import set_default
 from flowstone.testing import drain_queue
@@ -154,10 +155,11 @@ def test_materialize_wait_timeout_exits_1(cli: Cli) -> None:
     assert "timeout: materialization of 'cli_orders'" in err and "the job runs on" in err
 
 
-def test_assets_ls_shows_the_graph_with_latest_statuses(cli: Cli, flowstone: FlowStone) -> None:
+def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: FlowStone) -> None:
     __import__("cli_assets_app").register()
     backfill("cli_flaky", start="2025-01-01", end="2025-01-05")
     drain_queue("assets", with_scheduled=True)
+    days = len(DailyPartitions("2025-01-01").all_keys(datetime.now(UTC)))  # closed by now
 
     code, out, _ = cli("assets", "ls", "--json")
     assert code == 0
@@ -168,15 +170,47 @@ def test_assets_ls_shows_the_graph_with_latest_statuses(cli: Cli, flowstone: Flo
         "depends_on": ["cli_orders"],
         "partitions": "daily(2025-01-01)",
         "io_manager": "postgres",
+        "status": {"missing": days},
         "latest": {},
     }
+    assert rows["cli_flaky"]["status"] == {"fresh": 2, "missing": days - 5, "failed": 3}
     assert rows["cli_flaky"]["latest"] == {"failed": 3, "success": 2}
 
     code, out, _ = cli("assets", "ls")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "LATEST"]
-    assert "failed=3 success=2" in lines[1] and "never materialized" in lines[3]
+    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "STATUS"]
+    assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[3]
+
+
+def test_assets_status_shows_each_partition_and_why_and_lineage_follows_a_skip(
+    cli: Cli, flowstone: FlowStone
+) -> None:
+    __import__("cli_assets_app").register()
+    backfill("cli_orders", start="2025-01-01", end="2025-01-02")
+    backfill("cli_revenue", start="2025-01-01", end="2025-01-02")
+    drain_queue("assets", with_scheduled=True)
+    backfill("cli_orders", ["2025-01-02"], force=True)  # new data for one day
+    drain_queue("assets")
+
+    code, out, _ = cli(
+        "assets", "status", "cli_revenue", "--from", "2025-01-01", "--to", "2025-01-03", "--json"
+    )
+    assert code == 0
+    rows = [(r["partition"], r["status"], r["reason"]) for r in json.loads(out)]
+    assert rows == [
+        ("2025-01-01", "fresh", None),
+        ("2025-01-02", "stale", "upstream cli_orders partition 2025-01-02 changed"),
+        ("2025-01-03", "missing", None),
+    ]
+    code, out, _ = cli("assets", "status", "cli_revenue", "--from", "2025-01-01", "--to", "2025-01-03")
+    assert code == 0 and out.splitlines()[-1] == "fresh=1 stale=1 missing=1"
+
+    backfill("cli_orders", ["2025-01-01"])  # fresh: skipped
+    drain_queue("assets")
+    code, out, _ = cli("lineage", "cli_orders", "--partition", "2025-01-01")
+    assert code == 0 and "skipped (fresh): stands for materialization" in out
+    assert out.split("downstream (what read it):")[1].count("cli_revenue") == 1
 
 
 @pytest.mark.parametrize(

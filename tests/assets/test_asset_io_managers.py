@@ -100,6 +100,36 @@ def test_postgres_table_per_asset_keyed_by_partition(flowstone: FlowStone) -> No
     assert total == [("", 3)]
 
 
+def test_postgres_tables_follow_each_instances_schema_unless_one_is_given(flowstone_url: str) -> None:
+    tenants = [FlowStone(flowstone_url, schema=name) for name in ("tenant_a", "tenant_b")]
+    try:
+        default, shared = PostgresIOManager(), PostgresIOManager(schema="shared_lake")
+        for n, fs in enumerate(tenants):
+            default.store(ctx_for(fs), {"tenant": n})
+            assert default.store(ctx_for(fs, "totals"), n) == {"table": f"{fs.schema}_assets.totals"}
+            shared.store(ctx_for(fs, "common", f"2025-01-1{n}"), n)
+        a, b = (ctx_for(fs) for fs in tenants)
+        assert (default.load(a), default.load(b)) == ({"tenant": 0}, {"tenant": 1}), "not shared"
+        default.delete(a)
+        assert not default.exists(a) and default.exists(b)
+        with tenants[0].connection() as conn:
+            tables = conn.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname IN"
+                " ('tenant_a_assets', 'tenant_b_assets', 'shared_lake', 'flowstone_assets') ORDER BY 1"
+            ).fetchall()
+        assert [t for (t,) in tables] == [
+            "shared_lake.common",
+            "tenant_a_assets.orders",
+            "tenant_a_assets.totals",
+            "tenant_b_assets.orders",
+            "tenant_b_assets.totals",
+        ]
+        assert shared.load(ctx_for(tenants[0], "common", "2025-01-11")) == 1, "shared when configured"
+    finally:
+        for fs in tenants:
+            fs.close()
+
+
 def test_postgres_identifiers_are_validated() -> None:
     with pytest.raises(ValueError, match="schema"):
         PostgresIOManager(schema='x"; DROP TABLE y; --')

@@ -84,7 +84,11 @@ def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) ->
     assert perform_job(AssetWorker, args("derived")) == Snooze(30)
     record = Store().get("derived")
     assert record is not None and record.status == "pending"
-    assert (record.error_type, record.error_message) == ("dependency_not_ready", "waiting for source")
+    assert (record.error_type, record.error_message) == (
+        "dependency_not_ready",
+        "waiting for source (nothing is materializing it)",
+    )
+    assert record.waiting_since is not None, "the bounded wait has begun"
 
 
 def test_discards_a_non_retryable_error(flowstone: FlowStone) -> None:
@@ -216,12 +220,25 @@ def test_failing_upstream_leaves_downstream_not_run_and_says_why(flowstone: Flow
     assert "ValueError: bad input file" in (record.error_message or "")
 
 
-def test_upstream_success_wakes_its_snoozing_dependents_at_once(flowstone: FlowStone) -> None:
+def test_upstream_success_wakes_its_snoozing_dependents_at_once_whatever_their_run(
+    flowstone: FlowStone,
+) -> None:
     define_source_and_derived()
-    waiting = materialize("derived", run_id="run-1")
+    upstream = materialize("source", run_id="run-1")
+    with flowstone.session() as conn:  # the upstream is queued but not due yet
+        conn.execute(
+            "UPDATE flowstone.jobs SET state = 'scheduled', scheduled_at = now() + interval '1 hour'"
+            " WHERE id = %s",
+            (upstream.job_id,),
+        )
+    waiting = materialize("derived", run_id="run-2")
     assert drain_queue("assets").snoozed == 1
     assert flowstone.get_job(waiting.job_id).state == "scheduled"  # type: ignore[union-attr]
-    materialize("source", run_id="run-1")
+    record = Store().get("derived")
+    assert record is not None and record.error_message == "waiting for source"
+    assert record.waiting_since is None, "waiting for a queued upstream is not bounded"
+    with flowstone.session() as conn:
+        conn.execute("UPDATE flowstone.jobs SET state = 'available' WHERE id = %s", (upstream.job_id,))
     counts = drain_queue("assets")  # no with_scheduled: only the wake-up makes it runnable
     assert counts.completed == 2
     assert Store().get("derived").status == "success"  # type: ignore[union-attr]
@@ -243,12 +260,12 @@ def test_a_dependent_still_executing_when_its_upstream_finishes_is_spared_its_sn
             "UPDATE flowstone.jobs SET state = 'executing', attempt = 1, attempted_at = now() WHERE id = %s",
             (waiting.job_id,),
         )
-    where = {"partition": "2025-01-15"} if partitioned else {}
-    pattern = {"asset_name": "derived", "run_id": "run-1", **where}
-    other_run = {**pattern, "run_id": "run-2"}
+    partition = "2025-01-15" if partitioned else ""
     queries = MaterializationQueries.for_schema(flowstone.schema)
-    assert flowstone.execute(finish_and_wake_plan(queries, [], AssetWorker.name, [other_run])) == 0
-    assert flowstone.execute(finish_and_wake_plan(queries, [], AssetWorker.name, [pattern])) == 1
+    other = [("derived", "2025-01-16"), ("source", partition)]
+    assert flowstone.execute(finish_and_wake_plan(queries, [], other)) == 0
+    assert flowstone.execute(finish_and_wake_plan(queries, [], [("derived", partition)])) == 1
+    assert flowstone.execute(finish_and_wake_plan(queries, [], [("derived", None)])) == 1, "any partition"
     job = flowstone.get_job(waiting.job_id)
     assert job is not None and job.meta.get("wake_pending") is True
 
@@ -279,3 +296,23 @@ def test_same_partition_materialized_twice_concurrently_runs_once(flowstone: Flo
     assert calls == [first.run_id]
     statuses = {m.job_id: m.status for m in Store().history("slow", "2025-01-15")}
     assert statuses == {first.job_id: "success", second.job_id: "skipped"}
+
+
+def test_a_finish_wakes_the_next_duplicate_of_its_partition_only(flowstone: FlowStone) -> None:
+    """Duplicates take the partition's lock one at a time: waking them all would have all
+    but one snooze again."""
+
+    @asset(partitions=DAYS)
+    def busy(ctx: Context, deps: dict[str, Any]) -> int:
+        return 1
+
+    jobs = [materialize("busy", "2025-01-15", force=True).job_id for _ in range(4)]
+    with flowstone.session() as conn:
+        conn.execute(
+            "UPDATE flowstone.jobs SET state = 'scheduled', scheduled_at = now() + interval '30 seconds'"
+        )
+    finished = Store().history("busy", "2025-01-15")[-1]  # the first one's record
+    queries = MaterializationQueries.for_schema(flowstone.schema)
+    woken = flowstone.execute(finish_and_wake_plan(queries, [], [("busy", "2025-01-15", finished.id)]))
+    states = [flowstone.get_job(job).state for job in jobs]  # type: ignore[union-attr]
+    assert woken == 1 and states == ["scheduled", "available", "scheduled", "scheduled"]

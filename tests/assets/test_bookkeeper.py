@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowstone import AssetWorker, FlowStone
+from flowstone import FlowStone
 from flowstone.assets.bookkeeper import Begin, Begun, End, bookkeeper
 from flowstone.assets.records import Finish, Status, lock_key
 
@@ -35,7 +35,7 @@ def advisory_locks(fs: FlowStone) -> int:
 
 
 async def test_a_partition_locked_by_another_session_is_busy_until_released(flowstone: FlowStone) -> None:
-    book = bookkeeper(flowstone, AssetWorker.name)
+    book = bookkeeper(flowstone)
     key = lock_key(flowstone.schema, "daily", DAY)
     with flowstone.session() as other:
         other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
@@ -50,7 +50,7 @@ async def test_a_partition_locked_by_another_session_is_busy_until_released(flow
 async def test_one_process_runs_a_partition_once_at_a_time(flowstone: FlowStone) -> None:
     """Postgres advisory locks are re-entrant within a session: the bookkeeper, which holds
     every lock of its process on one session, must turn a second taker away itself."""
-    book = bookkeeper(flowstone, AssetWorker.name)
+    book = bookkeeper(flowstone)
     answers: list[Begun] = []
 
     async def take() -> None:
@@ -66,7 +66,7 @@ async def test_one_process_runs_a_partition_once_at_a_time(flowstone: FlowStone)
 
 
 async def test_concurrent_requests_are_all_answered_and_every_lock_released(flowstone: FlowStone) -> None:
-    book = bookkeeper(flowstone, AssetWorker.name)
+    book = bookkeeper(flowstone)
     days = [f"2025-02-{day:02d}" for day in range(1, 21)]
     begun: dict[str, Begun] = {}
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import proc_assets
 import psycopg
 import pytest
-from process_support import WorkerProcess
+from process_support import StartWorkers, WorkerProcess
+
+from flowstone import FlowStone
 
 
 @pytest.fixture
@@ -24,3 +27,27 @@ def workers(flowstone_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def asset_workers(
+    flowstone: FlowStone, flowstone_url: str, workers: Callable[..., WorkerProcess]
+) -> StartWorkers:
+    """Start `count` worker nodes running proc_assets (its environment options), once the
+    run log table exists; returns them started."""
+    proc_assets.register()
+    with psycopg.connect(flowstone_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.asset_runs (asset text NOT NULL, partition text NOT NULL,"
+            " started_at timestamptz NOT NULL, finished_at timestamptz NOT NULL)"
+        )
+
+    def start(count: int, **env: str) -> list[WorkerProcess]:
+        nodes = [
+            workers(f"assets{i}", queues="assets=10", app="proc_assets:app", **env) for i in range(count)
+        ]
+        for node in nodes:
+            node.wait_started()
+        return nodes
+
+    return start

@@ -1,11 +1,15 @@
 """The assets that process-level tests materialize in real `flowstone worker` processes
 (`--app proc_assets:app`; the app is proc_app's, configured from the environment).
 
-proc_a → proc_b → proc_c, daily, stored by the postgres IO manager so the test process
-reads what the workers wrote. Every run of an asset function is recorded in
-`public.asset_runs` (asset, partition, started, finished); with PROC_HOLD=1 a run keeps its
-partition busy until every job of that partition has been tried (so that they meet on
-its lock). proc_a fails for good on the partitions listed in PROC_FAIL (comma-separated).
+proc_a → proc_b → proc_c, daily, and proc_week (a weekly roll-up of proc_a), stored by
+the postgres IO manager so the test process reads what the workers wrote. Every run of an
+asset function is recorded in `public.asset_runs` (asset, partition, started, finished);
+with PROC_HOLD=1 a run keeps its partition busy until every job of that partition has
+been tried (so that they meet on its lock). proc_a fails for good on the partitions
+listed in PROC_FAIL (comma-separated), takes PROC_SLOW seconds, and a blocking check
+fails it on the partitions listed in PROC_BAD_DATA. PROC_DEP_TIMEOUT bounds proc_b's wait
+for a dependency nothing materializes. In the workers only: PROC_EAGER=1 adds proc_eager
+(eager on proc_a), PROC_SCHEDULE=1 adds proc_clock (unpartitioned, every minute).
 """
 
 import os
@@ -15,8 +19,8 @@ from typing import Any
 
 from proc_app import app
 
-from flowstone import Asset, Context, DailyPartitions, FlowStoneError
-from flowstone.assets import default_assets
+from flowstone import Asset, Context, DailyPartitions, FlowStoneError, WeeklyPartitions
+from flowstone.assets import AssetCheck, CheckResult, default_assets
 
 __all__ = ["ASSETS", "app", "register"]
 
@@ -51,7 +55,7 @@ def _ran(ctx: Context, value: dict[str, int]) -> dict[str, int]:
     with app.connection() as conn:
         conn.execute(
             "INSERT INTO public.asset_runs VALUES (%s, %s, %s, %s)",
-            (ctx.asset, ctx.partition_key, started, datetime.now(UTC)),
+            (ctx.asset, ctx.partition_key or "", started, datetime.now(UTC)),
         )
     return value
 
@@ -62,7 +66,14 @@ def proc_a(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
         raise FlowStoneError(
             "execution_error", f"source data of {ctx.partition_key} is corrupt", retryable=False
         )
+    time.sleep(float(os.environ.get("PROC_SLOW", "0")))  # the source's slow work
     return _ran(ctx, {"rows": ctx.partition.day})
+
+
+def rows_are_plausible(ctx: Context, value: dict[str, int]) -> CheckResult:
+    """Fails on the partitions listed in PROC_BAD_DATA."""
+    bad = ctx.partition_key in os.environ.get("PROC_BAD_DATA", "").split(",")
+    return CheckResult(not bad, "implausible row count" if bad else None)
 
 
 def proc_b(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
@@ -75,19 +86,74 @@ def proc_c(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
     return _ran(ctx, {"rows": deps["proc_b"]["rows"] + 1})
 
 
-ASSETS = [
-    Asset(name="proc_a", execute_fn=proc_a, io_manager="postgres", partitions=DAYS),
-    Asset(name="proc_b", depends_on=("proc_a",), execute_fn=proc_b, io_manager="postgres", partitions=DAYS),
-    Asset(name="proc_c", depends_on=("proc_b",), execute_fn=proc_c, io_manager="postgres", partitions=DAYS),
-]
+def proc_week(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
+    """The week's proc_a rows."""
+    return _ran(ctx, {"rows": sum(day["rows"] for day in deps["proc_a"].values())})
+
+
+def proc_eager(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
+    """proc_a again, kept up to date by eager automation."""
+    return _ran(ctx, dict(deps["proc_a"]))
+
+
+def proc_clock(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
+    """A scheduled source."""
+    return _ran(ctx, {"rows": 1})
+
+
+def _assets() -> list[Asset]:
+    dep_timeout = float(os.environ.get("PROC_DEP_TIMEOUT", "600"))
+    defined = [
+        Asset(name="proc_a", execute_fn=proc_a, io_manager="postgres", partitions=DAYS),
+        Asset(
+            name="proc_b",
+            depends_on=("proc_a",),
+            execute_fn=proc_b,
+            io_manager="postgres",
+            partitions=DAYS,
+            dependency_timeout=dep_timeout,
+        ),
+        Asset(
+            name="proc_c", depends_on=("proc_b",), execute_fn=proc_c, io_manager="postgres", partitions=DAYS
+        ),
+        Asset(
+            name="proc_week",
+            depends_on=("proc_a",),
+            execute_fn=proc_week,
+            io_manager="postgres",
+            partitions=WeeklyPartitions("2025-01-06"),
+        ),
+    ]
+    if os.environ.get("PROC_EAGER") == "1":
+        defined.append(
+            Asset(
+                name="proc_eager",
+                depends_on=("proc_a",),
+                execute_fn=proc_eager,
+                io_manager="postgres",
+                partitions=DAYS,
+                automation="eager",
+            )
+        )
+    if os.environ.get("PROC_SCHEDULE") == "1":
+        defined.append(
+            Asset(name="proc_clock", execute_fn=proc_clock, io_manager="postgres", schedule="* * * * *")
+        )
+    return defined
+
+
+ASSETS = _assets()
+CHECK = AssetCheck(name="rows_are_plausible", asset="proc_a", check_fn=rows_are_plausible, blocking=True)
 
 
 def register() -> None:
     """Register the assets missing from the default registry (the asset tests clear it
-    between tests while this module stays imported)."""
+    between tests while this module stays imported), and proc_a's check."""
     missing = [a for a in ASSETS if a.name not in default_assets]
     if missing:
         default_assets.register_all(missing)
+    if not default_assets.checks("proc_a"):
+        default_assets.register_check(CHECK)
 
 
 register()

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 HERE = Path(__file__).parent
+JOB_STATES = "SELECT state::text, count(*) FROM flowstone.jobs GROUP BY 1"
 
 
 class WorkerProcess:
@@ -80,3 +82,19 @@ def scalar(url: str, query: str, params: tuple[Any, ...] = ()) -> Any:
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(query, params).fetchone()
         return None if row is None else row[0]
+
+
+def rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every row of one query, from a fresh connection."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def settled(url: str, jobs: int) -> bool:
+    """Every one of the `jobs` jobs reached a final state."""
+    states = dict(rows(url, JOB_STATES))
+    return sum(states.get(s, 0) for s in ("completed", "discarded", "cancelled")) == jobs
+
+
+StartWorkers = Callable[..., list[WorkerProcess]]
+"""The `asset_workers` fixture: start `count` asset nodes with an environment."""

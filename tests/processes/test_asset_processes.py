@@ -5,20 +5,16 @@ time cluster-wide, and a failed upstream stops its downstream with the reason re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import date, timedelta
 
-import proc_assets
-import psycopg
 import pytest
-from process_support import WorkerProcess, scalar
+from process_support import JOB_STATES, StartWorkers, rows, scalar, settled
 from support import wait_until
 
 from flowstone import FlowStone, materialize, materialize_all
 
 pytestmark = pytest.mark.process
 
-JOB_STATES = "SELECT state::text, count(*) FROM flowstone.jobs GROUP BY 1"
 RECORDS = "SELECT asset, partition, status::text, error_type, error_message FROM flowstone.materializations"
 EDGES = """
 SELECT m.asset, m.partition, u.asset, u.partition
@@ -31,42 +27,6 @@ SELECT count(*) FROM public.asset_runs AS x JOIN public.asset_runs AS y
     ON x.ctid < y.ctid AND (x.asset, x.partition) = (y.asset, y.partition)
    AND x.started_at < y.finished_at AND y.started_at < x.finished_at
 """
-StartWorkers = Callable[..., list[WorkerProcess]]
-
-
-@pytest.fixture
-def asset_workers(
-    flowstone: FlowStone, flowstone_url: str, workers: Callable[..., WorkerProcess]
-) -> StartWorkers:
-    """Start `count` worker nodes running the asset chain (env: PROC_HOLD, PROC_FAIL), once
-    the run log table exists; returns them started."""
-    proc_assets.register()
-    with psycopg.connect(flowstone_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE public.asset_runs (asset text NOT NULL, partition text NOT NULL,"
-            " started_at timestamptz NOT NULL, finished_at timestamptz NOT NULL)"
-        )
-
-    def start(count: int, **env: str) -> list[WorkerProcess]:
-        nodes = [
-            workers(f"assets{i}", queues="assets=10", app="proc_assets:app", **env) for i in range(count)
-        ]
-        for node in nodes:
-            node.wait_started()
-        return nodes
-
-    return start
-
-
-def rows(url: str, query: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchall()
-
-
-def settled(url: str, jobs: int) -> bool:
-    """Every one of the `jobs` jobs reached a final state."""
-    states = dict(rows(url, JOB_STATES))
-    return sum(states.get(s, 0) for s in ("completed", "discarded", "cancelled")) == jobs
 
 
 def test_chain_of_3_assets_by_30_days_runs_at_queue_speed_with_lineage(

@@ -13,8 +13,7 @@ import runtime_workers as w
 import structlog
 from psycopg.rows import dict_row
 
-from flowstone import FlowStone
-from flowstone import __version__ as flowstone_version
+from flowstone import FlowStone, __version__ as flowstone_version
 from flowstone.cli import main
 
 Run = Any

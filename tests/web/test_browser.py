@@ -113,7 +113,7 @@ def test_every_page_loads_and_goes_live(driver: WebDriver, site: str, app_fs: Fl
     assert [cell.get_attribute("data-status") for cell in cells] == [
         "missing",
         "missing",
-        "success",
+        "fresh",
         "failed",
         "missing",
     ]

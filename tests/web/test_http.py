@@ -72,10 +72,10 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     )
     assert [(p["partition"], p["status"]) for p in strip.json()["partitions"]] == [
         ("2025-01-11", "missing"),
-        ("2025-01-12", "success"),
+        ("2025-01-12", "fresh"),
         ("2025-01-13", "missing"),
     ]
-    assert 'data-status="success"' in (await client.get("/assets/clean?start=2025-01-11&end=2025-01-13")).text
+    assert 'data-status="fresh"' in (await client.get("/assets/clean?start=2025-01-11&end=2025-01-13")).text
     history = (await client.get("/api/assets/clean/history", params={"partition": "2025-01-12"})).json()
     assert [r["asset"] for r in history["lineage"]["upstream"]] == ["raw"]
     assert [r["asset"] for r in history["lineage"]["downstream"]] == ["report"]

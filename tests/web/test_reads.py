@@ -10,8 +10,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from flowstone import AssetRegistry, DailyPartitions, FlowStone, Worker, asset, materialize_all
-from flowstone.insights import Insights
-from flowstone.insights import queues as reads
+from flowstone.insights import Insights, queues as reads
 from flowstone.queue.job import JobState
 from flowstone.queue.plugins.cron import floor_minute
 from flowstone.queue.queries.jobs import _SAMPLE_ORDER

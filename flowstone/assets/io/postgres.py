@@ -16,16 +16,30 @@ if TYPE_CHECKING:
     from flowstone.assets.context import Context
 
 
+SUFFIX = "_assets"
+"""The default schema of asset tables is the instance's schema plus this (`flowstone_assets`)."""
+
+
 class PostgresIOManager(IOManager):
     """A table per asset (`<schema>.<asset>`: partition text primary key, value jsonb).
 
-    The partition of an unpartitioned asset is the empty string. Asset names must be
-    lower-case SQL identifiers; identifiers are quoted and values always bound. A table
-    is created on the first store that finds it missing.
+    `schema` defaults to the running instance's schema + `_assets` (`flowstone_assets`,
+    `tenant_a_assets`): two instances on two schemas keep their data apart unless given
+    one schema on purpose. The partition of an unpartitioned asset is the empty string.
+    Asset names must be lower-case SQL identifiers; identifiers are quoted and values
+    always bound. A table is created on the first store that finds it missing.
     """
 
-    def __init__(self, schema: str = "flowstone_assets") -> None:
-        self.schema = check_identifier(schema, "postgres IO manager schema")
+    def __init__(self, schema: str | None = None) -> None:
+        self.schema = None if schema is None else check_identifier(schema, "postgres IO manager schema")
+
+    def schema_for(self, ctx: Context) -> str:
+        """The schema holding `ctx`'s asset table."""
+        if self.schema is not None:
+            return self.schema
+        if ctx.fs is None:
+            raise io_error(ctx, "the postgres IO manager needs a FlowStone instance in the context")
+        return check_identifier(ctx.fs.schema + SUFFIX, "postgres IO manager schema")
 
     def check_asset(self, name: str) -> None:
         try:
@@ -36,7 +50,7 @@ class PostgresIOManager(IOManager):
             ) from error
 
     def _table(self, ctx: Context) -> sql.Identifier:
-        return sql.Identifier(self.schema, check_identifier(ctx.asset, "asset name"))
+        return sql.Identifier(self.schema_for(ctx), check_identifier(ctx.asset, "asset name"))
 
     def _run(
         self, ctx: Context, query: sql.Composed, params: Mapping[str, Any] | None = None
@@ -71,8 +85,8 @@ class PostgresIOManager(IOManager):
             "CREATE TABLE IF NOT EXISTS {table} (partition text PRIMARY KEY, value jsonb NOT NULL, "
             "stored_at timestamptz NOT NULL DEFAULT now())"
         ).format(
-            lock=sql.Literal(f"flowstone.io.{self.schema}"),
-            schema=sql.Identifier(self.schema),
+            lock=sql.Literal(f"flowstone.io.{self.schema_for(ctx)}"),
+            schema=sql.Identifier(self.schema_for(ctx)),
             table=self._table(ctx),
         )
         self._run(ctx, ddl)
@@ -80,7 +94,7 @@ class PostgresIOManager(IOManager):
     def load(self, ctx: Context) -> Any:
         rows = self._query(ctx, "SELECT value FROM {table} WHERE partition = %(p)s")
         if not rows:
-            raise io_error(ctx, f"no row in {self.schema}.{ctx.asset}", retryable=False)
+            raise io_error(ctx, f"no row in {self.schema_for(ctx)}.{ctx.asset}", retryable=False)
         return rows[0][0]
 
     def store(self, ctx: Context, value: Any) -> Mapping[str, Any]:
@@ -94,7 +108,7 @@ class PostgresIOManager(IOManager):
         except psycopg.errors.UndefinedTable:
             self._create_table(ctx)
             self._run(ctx, upsert, params)
-        return {"table": f"{self.schema}.{ctx.asset}"}
+        return {"table": f"{self.schema_for(ctx)}.{ctx.asset}"}
 
     def exists(self, ctx: Context) -> bool:
         return bool(self._query(ctx, "SELECT 1 FROM {table} WHERE partition = %(p)s"))

@@ -1,7 +1,9 @@
 """Cron: insert a worker's job on each tick of a 5-field expression, once cluster-wide.
 
 Each tick's job carries the tick in its meta and is unique forever on (worker, queue,
-args, meta), so two nodes that both believe they lead still insert it once.
+args, meta), so two nodes that both believe they lead still insert it once. An entry's
+args may be a function of the tick (e.g. the partition that just closed); a higher layer
+adds entries of its own through `cron_sources` (the asset layer: asset schedules).
 
 Expressions are read in the entry's time zone (`cron_timezone` on a Worker, `timezone=`
 of `fs.schedule`; UTC by default), where each local minute fires at most once across
@@ -13,7 +15,7 @@ the night) are best written in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from flowstone.queue.unique import Unique
 from flowstone.queue.worker import NewJob, Worker, WorkerRegistry
 
 if TYPE_CHECKING:
+    from flowstone.queue.instance import FlowStone
     from flowstone.queue.plugins.base import PluginRuntime
 
 _log = structlog.get_logger("flowstone.cron")
@@ -35,25 +38,35 @@ TICK_UNIQUE = Unique(period=None, fields=("worker", "queue", "args", "meta"), st
 MINUTE = timedelta(minutes=1)
 
 
+TickArgs = Callable[[datetime], Mapping[str, Any] | None]
+"""Args computed from a tick (its minute, UTC); None: no job on that tick."""
+
+
+def check_schedule(expression: str, timezone: str, owner: str) -> None:
+    """A ValidationError naming `owner` unless `expression` is a 5-field cron expression
+    and `timezone` a known time zone."""
+    if not isinstance(expression, str) or len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValidationError(
+            f"cron expression {expression!r} for {owner} is not a valid "
+            "5-field expression (minute hour day month weekday)"
+        )
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValidationError(f"cron timezone {timezone!r} is not a known time zone") from error
+
+
 @dataclass(frozen=True)
 class CronEntry:
-    """`worker` with `args`, every time `expression` matches (in `timezone`)."""
+    """`worker` with `args` (or `args(tick)`), every time `expression` matches (in `timezone`)."""
 
     expression: str
     worker: type[Worker]
-    args: Mapping[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] | TickArgs = field(default_factory=dict)
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        if len(self.expression.split()) != 5 or not croniter.is_valid(self.expression):
-            raise ValidationError(
-                f"cron expression {self.expression!r} for {self.worker.name} is not a valid "
-                "5-field expression (minute hour day month weekday)"
-            )
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValidationError(f"cron timezone {self.timezone!r} is not a known time zone") from error
+        check_schedule(self.expression, self.timezone, self.worker.name)
 
     def matches(self, minute: datetime) -> bool:
         """Whether the tick at `minute` (UTC) fires this entry: its local minute matches
@@ -72,10 +85,24 @@ class CronEntry:
             for gap in range(1, int(skipped / MINUTE) + 1)
         )
 
-    def job(self, minute: datetime) -> NewJob:
-        """This tick's job, unique per tick."""
+    def job(self, minute: datetime) -> NewJob | None:
+        """This tick's job, unique per tick (None when args computed from the tick say so)."""
+        args = self.args(minute) if callable(self.args) else self.args
+        if args is None:
+            return None
         meta = {"cron": self.expression, "cron_tick": minute.isoformat()}
-        return self.worker.new(dict(self.args), meta=meta, unique=TICK_UNIQUE)
+        return self.worker.new(dict(args), meta=meta, unique=TICK_UNIQUE)
+
+
+CronSource = Callable[["FlowStone"], Iterable[CronEntry]]
+cron_sources: list[CronSource] = []
+"""Functions adding entries for an instance when it builds a node: how a higher layer
+(the assets' schedules) schedules work without the queue importing it."""
+
+
+def sourced_entries(fs: FlowStone) -> list[CronEntry]:
+    """The entries every registered source gives for `fs`."""
+    return [entry for source in cron_sources for entry in source(fs)]
 
 
 def entries_from(registry: WorkerRegistry) -> list[CronEntry]:
@@ -110,7 +137,8 @@ class Cron:
         minute = floor_minute(now)
         if minute == self.last_minute:
             return None
-        return minute, [entry.job(minute) for entry in self.entries if entry.matches(minute)]
+        jobs = [entry.job(minute) for entry in self.entries if entry.matches(minute)]
+        return minute, [job for job in jobs if job is not None]
 
     async def tick(self, runtime: PluginRuntime) -> None:
         """Insert this minute's jobs once."""

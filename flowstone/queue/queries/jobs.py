@@ -476,18 +476,11 @@ WHERE state IN ('available', 'scheduled')
 ORDER BY id
 """
 
-# Wake jobs waiting on something that just happened: scheduled jobs of one worker whose
-# args contain any of the given JSON objects become available now; the caller's own
-# candidates (`JobQueries.wake_with`) that are still executing are marked so that a
-# snooze they return is not sat out (the wake-up would otherwise be lost). Rows are
-# waited for, not skipped: a row locked by its snooze's ack is re-read once that commits
-# (then scheduled, so woken) instead of missing the wake-up.
-_WAKE_SCHEDULED = """
-    SELECT id FROM {jobs} WHERE state = 'scheduled' AND worker = %(worker)s
-      AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(patterns)s::jsonb) AS p(pattern)
-                  WHERE args @> p.pattern)
-"""
-
+# Wake jobs waiting on something that just happened, found by the caller's own query of
+# candidate ids (`JobQueries.wake_with`): scheduled ones become available now, executing
+# ones are marked so that a snooze they return is not sat out (the wake-up would
+# otherwise be lost). Rows are waited for, not skipped: a row locked by its snooze's ack
+# is re-read once that commits (then scheduled, so woken) instead of missing the wake-up.
 # Candidates are collected into an array first: the UPDATE then re-checks only
 # `id = ANY(array)` and the state of the row's latest version (a snooze being
 # acknowledged meanwhile is waited for, then woken). Locking inside the candidate
@@ -497,13 +490,18 @@ candidates AS (
     SELECT coalesce(array_agg(id), '{{}}') AS ids FROM ("""
 
 _WAKE_TAIL = """) AS c
+), locked AS (  -- in id order: two wake-ups of overlapping jobs queue instead of deadlocking
+    SELECT id FROM {jobs}
+    WHERE id = ANY((SELECT ids FROM candidates)::bigint[]) AND state IN ('scheduled', 'executing')
+    ORDER BY id
+    FOR UPDATE
 ), woken AS (
     UPDATE {jobs} AS j SET
         state = CASE WHEN j.state = 'scheduled' THEN 'available' ELSE j.state END,
         scheduled_at = CASE WHEN j.state = 'scheduled' THEN now() ELSE j.scheduled_at END,
         meta = CASE WHEN j.state = 'executing' THEN j.meta || '{{"wake_pending": true}}'
                     ELSE j.meta END
-    WHERE j.id = ANY((SELECT ids FROM candidates)::bigint[]) AND j.state IN ('scheduled', 'executing')
+    FROM locked WHERE j.id = locked.id
     RETURNING j.queue
 )
 SELECT queue, count(*) AS count FROM woken GROUP BY queue
@@ -576,7 +574,6 @@ class JobQueries(SchemaStatements):
     estimate_discarded: str
     enqueued: str
     wake_head: str
-    wake_scheduled: str
     wake_tail: str
     ack_effects: str
     claim_limited: str
@@ -593,14 +590,12 @@ class JobQueries(SchemaStatements):
     progress: str
 
     def wake_with(self, candidates: str, before: str = "") -> str:
-        """The wake-up statement (see _WAKE_SCHEDULED) around a caller's own query of
-        candidate job ids, composed for this schema with its parameters bound: the caller
-        finds the executing jobs to spare faster than by their args, which the executing
-        jobs' partial index, full of dead entries between vacuums, makes slow. `before`:
-        the caller's own common table expressions (each followed by a comma), run in the
-        same statement. Parameters: `worker`, `patterns`, and the caller's."""
-        branches = f"{self.wake_scheduled}\nUNION ALL\n{candidates}"
-        return f"WITH {before}\n{self.wake_head}\n{branches}\n{self.wake_tail}"
+        """The wake-up statement (see _WAKE_HEAD) around a caller's own query of candidate
+        job ids, composed for this schema: the caller finds its waiting jobs faster than
+        a search by args, which the executing jobs' partial index, full of dead entries
+        between vacuums, makes slow. `before`: the caller's own common table expressions
+        (each followed by a comma), run in the same statement. Parameters: the caller's."""
+        return f"WITH {before}\n{self.wake_head}\n{candidates}\n{self.wake_tail}"
 
     @classmethod
     def compose(cls, schema: str) -> JobQueries:
@@ -651,7 +646,6 @@ class JobQueries(SchemaStatements):
             estimate_discarded=compose(_ESTIMATE_FINISHED.replace("<outcome>", "discarded")),
             enqueued=compose(_ENQUEUED),
             wake_head=compose(_WAKE_HEAD),
-            wake_scheduled=compose(_WAKE_SCHEDULED),
             wake_tail=compose(_WAKE_TAIL),
             ack_effects=compose(_ACK_EFFECTS),
             claim_limited=compose(_CLAIM_LIMITED.replace("{partition}", _PARTITION)),
