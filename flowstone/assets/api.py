@@ -189,6 +189,7 @@ def _check_provided(
             unprovided.append(name if text is None else f"{name} {text}")
     if not unprovided:
         return
+    unprovided.sort()  # partitions in their order, not the order a set gave them
     shown = ", ".join(unprovided[:5]) + (f" and {len(unprovided) - 5} more" if len(unprovided) > 5 else "")
     asset = targets[0][0].name
     raise FlowStoneError(

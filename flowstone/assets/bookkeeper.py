@@ -134,6 +134,7 @@ class Bookkeeper:
         self.suspect: set[str] = set()  # runs whose lock was taken again after a reconnect
         self._queue: list[tuple[Begin | End, asyncio.Future[Any]]] = []
         self._ready = asyncio.Event()
+        self._tries: dict[int, int] = {}
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._used = 0.0
         loop = asyncio.get_running_loop()
@@ -206,9 +207,13 @@ class Bookkeeper:
             begun = await self._execute(conn, [end for end, _ in ends], [begin for begin, _ in asked], kept)
         except Exception as error:
             await self._recover(keys)
+            if self._again([*ends, *asked], error):
+                return
             for _, future in [*ends, *asked]:
                 _fail(future, error)
             return
+        for _, future in [*ends, *asked]:
+            self._tries.pop(id(future), None)
         self._forget([end.key for end, _ in ends])
         for (_, future), still in zip(ends, kept, strict=True):
             _answer(future, still)
@@ -216,6 +221,24 @@ class Bookkeeper:
             if not answer.locked:
                 self.held.discard(request.key(self.fs.schema))
             _answer(future, answer)
+
+    def _again(self, requests: list[tuple[Any, asyncio.Future[Any]]], error: Exception) -> bool:
+        """Queue a batch again that lost a deadlock (or a serialization conflict) with
+        another transaction: it was rolled back whole and its locks released, so it can
+        simply run again (a few times at most)."""
+        if not isinstance(error, RETRYABLE_CONFLICTS):
+            return False
+        tries = [self._tries.get(id(future), 0) + 1 for _, future in requests]
+        if max(tries, default=0) > MAX_CONFLICT_RETRIES:
+            for _, future in requests:
+                self._tries.pop(id(future), None)
+            return False
+        for (_, future), count in zip(requests, tries, strict=True):
+            self._tries[id(future)] = count
+        _log.info("asset bookkeeping batch lost a deadlock; running it again", error=str(error))
+        self._queue[:0] = requests
+        self._ready.set()
+        return True
 
     async def _fence(self, conn: psycopg.AsyncConnection[Any], ends: list[End]) -> list[bool]:
         """Per end, whether its run kept its lock throughout; a run that did not has its
@@ -318,6 +341,10 @@ class Bookkeeper:
         self.lost |= lost
         self.suspect |= taken
         self.held = taken
+
+
+RETRYABLE_CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+MAX_CONFLICT_RETRIES = 3
 
 
 def _distinct(candidates: list[Candidate]) -> list[Candidate]:

@@ -7,7 +7,7 @@ import time
 from flowstone import Discard, FlowStone, Job, Worker
 
 app = FlowStone(
-    os.environ["FLOWSTONE_DATABASE_URL"],
+    os.environ.get("FLOWSTONE_DATABASE_URL"),  # set for the worker processes; tests import it too
     queues={"limited": {"limit": 10, "global_limit": 3}},
     poll_interval=0.5,
     stage_interval=0.2,
