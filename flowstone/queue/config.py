@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     prune_limit: int = Field(default=10_000, ge=1)
     prune_budget: float = Field(default=10.0, gt=0)
     log_jobs: bool = True
+    async_commit: bool = False
+    """Producers' claims and acknowledgements commit without waiting for the WAL flush
+    (`synchronous_commit = off` on their connections). Faster; a *server* crash may then
+    lose the last ~0.6 s of them, and those jobs run again (at-least-once still holds)."""
     progress_interval: float = Field(default=1.0, gt=0)
     testing: TestingMode = "disabled"
 
