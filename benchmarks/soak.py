@@ -182,7 +182,7 @@ class Load:
     def result(self) -> dict[str, Any]:
         """First against last stretch, size at half time against the end, RSS."""
         first, last = self.samples[: self.edge], self.samples[-self.edge :]
-        half = self.samples[len(self.samples) // 2]
+        half = self.samples[max(0, len(self.samples) // 2 - 1)]  # sample i ends at (i + 1) * every
         head, tail = stretch(first, self.first_lat), stretch(last, list(self.last_lat))
         return {
             "samples": len(self.samples),
