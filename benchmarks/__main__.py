@@ -4,7 +4,10 @@ Workloads mirror the side-by-side peer harness that docs/benchmarks.md describes
 N, concurrency, batch, polling and counting), so their numbers sit beside the peers':
 enqueue+drain (`throughput`), `latency`,
 `backlog` (drain with 1,000,000 rows already in the table), `memory` (worker RSS after
-10k and 200k jobs), and the asset workloads `assets` (backfill) and `chain`.
+10k and 200k jobs), and the asset workloads `assets` (backfill) and `chain`. Beyond the
+harness: `realistic` (jobs of 5 ms of I/O at concurrency 100), `scaleout` (1, 2 and 4
+worker processes) and `soak` (a steady load for `--minutes` on a server of its own with
+autovacuum on).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import psycopg
 
 import flowstone
-from benchmarks import workloads
+from benchmarks import scaling, soak, workloads
 
 WORKLOADS = {
     "throughput": workloads.throughput,
@@ -28,6 +31,9 @@ WORKLOADS = {
     "memory": workloads.memory,
     "assets": workloads.assets_backfill,
     "chain": workloads.asset_chain,
+    "realistic": scaling.realistic,
+    "scaleout": scaling.scaleout,
+    "soak": soak.soak,
 }
 
 
@@ -37,8 +43,8 @@ def main() -> None:
     parser.add_argument("workloads", nargs="*", default=["throughput", "latency"], choices=list(WORKLOADS))
     parser.add_argument("--dsn", default=workloads.DEFAULT_DSN, help="server (its database runs DROP/CREATE)")
     parser.add_argument("--db", default="bench_flowstone")
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--jobs", type=int, help="N (default 20,000; scaleout: 50,000)")
+    parser.add_argument("--concurrency", type=int, help="per worker (default 10; realistic: 100)")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--latency-jobs", type=int, default=500)
     parser.add_argument("--latency-rate", type=float, default=50.0)
@@ -49,6 +55,14 @@ def main() -> None:
         default="{}",
         help="JSON of the queue's cluster-wide options, e.g. '{\"global_limit\": 50}' (default none)",
     )
+    parser.add_argument("--processes", default="1,2,4", help="scaleout: worker process counts")
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long it runs")
+    parser.add_argument("--rate", type=float, help="soak: max rate (jobs/s); it inserts at half")
+    parser.add_argument("--prune-max-age", type=float, default=60.0, help="soak: the pruner's horizon (s)")
+    parser.add_argument("--sample-every", type=float, default=30.0, help="soak: seconds between samples")
+    parser.add_argument(
+        "--samples-out", help="soak: the samples' JSON lines (default /tmp/flowstone-soak-*.jsonl)"
+    )
     parser.add_argument("--append", help="also append each JSON line to this file")
     args = parser.parse_args()
     rows = []
@@ -58,7 +72,7 @@ def main() -> None:
             "peer": "flowstone",
             "version": flowstone.__version__,
             "workload": name,
-            "concurrency": args.concurrency,
+            "concurrency": workloads.concurrency(args),
             "python": platform.python_version(),
             "loop": args.loop,
             "rate": args.latency_rate,
@@ -85,6 +99,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "materializations_per_s",
         "chain_ms",
         "rss_ratio",
+        "fraction_of_ideal",
+        "jobs_per_s_by_processes",
         "count_ok",
     ]
     print("| " + " | ".join(keys) + " |", file=sys.stderr)

@@ -1,7 +1,9 @@
 """The worker process of a benchmark: one node, queue `default` at concurrency C.
 
 Prints a JSON `ready` line once it runs; on SIGTERM it writes its counters (and RSS
-samples) to `--stats-out` and stops through the normal graceful path.
+samples) to `--stats-out` and stops through the normal graceful path. On SIGUSR1 it
+prints a `report` line: executions so far, the insert-to-start latencies (ms) since the
+last report, and RSS (the soak workload samples it so).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def rss_bytes() -> int:
 def dump(path: str, extra: dict[str, Any]) -> None:
     """Write the counters atomically."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    data = {**noop.STATS, "cpu_s": usage.ru_utime + usage.ru_stime, **extra}
+    data = {**noop.STATS, "cpu_s": usage.ru_utime + usage.ru_stime, "ids": noop.IDS, **extra}
     with open(path + ".tmp", "w") as out:
         json.dump(data, out)
     os.replace(path + ".tmp", path)
@@ -44,8 +46,20 @@ async def sample_rss(marks: dict[int, int]) -> None:
         marks[mark] = rss_bytes()
 
 
+async def report_on_signal() -> None:
+    """Print one report line per SIGUSR1; the latencies reported are dropped."""
+    with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            lat = [round(x * 1000, 3) for x in noop.STATS["lat"]]
+            noop.STATS["lat"] = []
+            line = {"report": time.time(), "count": noop.STATS["count"], "lat_ms": lat, "rss": rss_bytes()}
+            print(json.dumps(line), flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
-    fs = noop.app(args.url)
+    if args.record_ids:
+        noop.IDS = []
+    fs = noop.app(args.url, **json.loads(args.settings))
     node = fs.node({noop.QUEUE: {"limit": args.concurrency, **json.loads(args.queue_options)}})
     marks: dict[int, int] = {}
     stopped_at: list[float] = []
@@ -66,6 +80,7 @@ async def main(args: argparse.Namespace) -> None:
         group.start_soon(stop_on_signal)
         group.start_soon(announce)
         group.start_soon(sample_rss, marks)
+        group.start_soon(report_on_signal)
         await node.run()
         group.cancel_scope.cancel()
     await fs.aclose()
@@ -80,5 +95,7 @@ if __name__ == "__main__":
     parser.add_argument("--stats-out", required=True)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--queue-options", default="{}", help="JSON: the queue's other options")
+    parser.add_argument("--settings", default="{}", help="JSON: FlowStone settings, e.g. prune_max_age")
+    parser.add_argument("--record-ids", action="store_true", help="keep the ids of the jobs run")
     options = parser.parse_args()
     anyio.run(main, options, backend_options={"use_uvloop": options.loop == "uvloop"})

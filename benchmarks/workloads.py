@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from benchmarks import noop
+from flowstone import Worker
 from flowstone.queue.migrate import migrate
 
 DEFAULT_DSN = os.environ.get("PEERBENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -28,7 +30,13 @@ REMAINING = "SELECT count(*) FROM flowstone.jobs WHERE state NOT IN ('completed'
 COMPLETED = "SELECT count(*) FROM flowstone.jobs WHERE state = 'completed'"
 XACTS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 POLL = 0.2
+REMAINING_BY_INDEX = (
+    "SELECT (SELECT count(*) FROM flowstone.jobs WHERE state = 'available')"
+    " + (SELECT count(*) FROM flowstone.jobs WHERE state = 'executing')"
+)
 BACKLOG_ROWS = 1_000_000
+DEFAULT_CONCURRENCY = 10
+DEFAULT_JOBS = 20_000
 
 
 def r(value: float | None, digits: int = 3) -> float | None:
@@ -62,32 +70,28 @@ def scalar(url: str, query: str) -> Any:
         return None if row is None else row[0]
 
 
-class WorkerProcess:
-    """`python -m benchmarks.worker`: spawn, wait for ready, stop with SIGTERM."""
+def rows(url: str, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    """Every row of `query` on a fresh autocommit connection."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
 
-    def __init__(self, url: str, args: argparse.Namespace) -> None:
+
+class WorkerProcess:
+    """A worker subprocess: `command --stats-out FILE`; spawn, wait for its ready line,
+    stop with SIGTERM and read the counters it wrote. Its other JSON lines (the soak's
+    reports) wait in `lines`."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.stats_path = tempfile.mktemp(prefix="flowstone-bench-", suffix=".json")
         self.log = open(self.stats_path + ".log", "w")  # noqa: SIM115 - closed in stop()
         self.spawned = time.time()
         self.ready_at: float | None = None
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._ready = threading.Event()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.worker",
-                "--url",
-                url,
-                "--concurrency",
-                str(args.concurrency),
-                "--stats-out",
-                self.stats_path,
-                "--loop",
-                args.loop,
-                "--queue-options",
-                args.queue_options,
-            ],
+            [*command, "--stats-out", self.stats_path],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -97,9 +101,14 @@ class WorkerProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            if '"ready"' in line:
-                self.ready_at = json.loads(line)["ready"]
+            if not line.startswith("{"):
+                continue
+            message = json.loads(line)
+            if "ready" in message:
+                self.ready_at = message["ready"]
                 self._ready.set()
+            else:
+                self.lines.put(message)
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Block until the node runs."""
@@ -115,12 +124,48 @@ class WorkerProcess:
             self.process.kill()
             code = self.process.wait()
         self.log.close()
+        if not os.path.exists(self.stats_path):
+            raise RuntimeError(f"worker exited ({code}) without its counters; see {self.log.name}")
         with open(self.stats_path) as stats:
             return {**json.load(stats), "returncode": code}
 
 
-def enqueue(url: str, args: argparse.Namespace, jobs: int) -> float:
-    """Bulk-insert `jobs` no-op jobs in calls of `batch`; return the seconds the calls took."""
+def flowstone_worker(
+    url: str, args: argparse.Namespace, concurrency: int, *extra: str, paused: bool = False
+) -> WorkerProcess:
+    """`python -m benchmarks.worker` on `url`, queue `default` at `concurrency` (paused
+    until resumed, if so asked)."""
+    options = {**json.loads(args.queue_options), **({"paused": True} if paused else {})}
+    return WorkerProcess(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.worker",
+            "--url",
+            url,
+            "--concurrency",
+            str(concurrency),
+            "--loop",
+            args.loop,
+            "--queue-options",
+            json.dumps(options),
+            *extra,
+        ]
+    )
+
+
+def concurrency(args: argparse.Namespace, default: int = DEFAULT_CONCURRENCY) -> int:
+    """The worker's concurrency: `--concurrency`, else the workload's own default."""
+    return int(args.concurrency or default)
+
+
+def job_count(args: argparse.Namespace, default: int = DEFAULT_JOBS) -> int:
+    """N: `--jobs`, else the workload's own default."""
+    return int(args.jobs or default)
+
+
+def enqueue(url: str, args: argparse.Namespace, jobs: int, kind: type[Worker] = noop.Noop) -> float:
+    """Bulk-insert `jobs` jobs of `kind` in calls of `batch`; return the seconds the calls took."""
     fs = noop.app(url)
 
     async def run() -> float:
@@ -129,7 +174,7 @@ def enqueue(url: str, args: argparse.Namespace, jobs: int) -> float:
         began = time.perf_counter()
         for start in range(0, jobs, args.batch):
             count = min(args.batch, jobs - start)
-            await fs.ainsert_all([noop.Noop.new({"i": start + i}) for i in range(count)])
+            await fs.ainsert_all([kind.new({"i": start + i}) for i in range(count)])
         elapsed = time.perf_counter() - began
         await fs.aclose()
         return elapsed
@@ -137,47 +182,92 @@ def enqueue(url: str, args: argparse.Namespace, jobs: int) -> float:
     return anyio.run(run)
 
 
-def drain(url: str, args: argparse.Namespace, jobs: int) -> dict[str, Any]:
-    """One worker drains the table; the clock runs from its first execution to zero remaining."""
+def wait_drained(
+    url: str, workers: list[WorkerProcess], remaining: str, timeout: float | None = None
+) -> tuple[float, int]:
+    """Poll `remaining` until it reads zero; return that time and the number of polls."""
+    polls, began = 0, time.time()
+    while (left := scalar(url, remaining)) != 0:
+        polls += 1
+        if any(worker.process.poll() is not None for worker in workers):
+            raise RuntimeError("worker exited early")
+        if timeout is not None and time.time() - began > timeout:
+            raise RuntimeError(f"{left} jobs left after {timeout} s")
+        time.sleep(POLL)  # the harness's 0.2 s poll: the drain's end is read at this resolution
+    return time.time(), polls
+
+
+def drain(
+    url: str,
+    args: argparse.Namespace,
+    jobs: int,
+    *extra: str,
+    processes: int = 1,
+    remaining: str = REMAINING,
+    limit: int | None = None,
+    together: bool = False,
+) -> dict[str, Any]:
+    """`processes` workers drain the table; the clock runs from the first execution to zero
+    remaining. `together`: they start paused and the queue resumes once all of them run,
+    so none has a head start. `per_process` holds each worker's own counters."""
     scalar(url, "CHECKPOINT")
     commits = scalar(url, XACTS)
-    worker = WorkerProcess(url, args)
-    polls = 0
-    while scalar(url, REMAINING) != 0:
-        polls += 1
-        if worker.process.poll() is not None:
-            raise RuntimeError("worker exited early")
-        time.sleep(POLL)  # the harness's 0.2 s poll: the drain's end is read at this resolution
-    done = time.time()
-    stats = worker.stop()
+    size = limit or concurrency(args)
+    workers = [flowstone_worker(url, args, size, *extra, paused=together) for _ in range(processes)]
+    if together:
+        for worker in workers:
+            worker.wait_ready()
+        resume(url)
+    try:
+        done, polls = wait_drained(url, workers, remaining)
+    finally:
+        stats = [worker.stop() for worker in workers]
     time.sleep(0.5)  # backends flush their counters on exit
-    commits = scalar(url, XACTS) - commits - polls - 3
-    seconds = done - stats["first"]
+    commits = scalar(url, XACTS) - commits - polls - 3 - int(together)
+    first = min(s["first"] for s in stats if s["first"] is not None)
+    last = max(s["last"] for s in stats if s["last"] is not None)
+    executed = sum(s["count"] for s in stats)
+    seconds = done - first
     return {
         "processed_jobs_per_s": r(jobs / seconds, 1),
         "drain_s": r(seconds),
-        "wall_jobs_per_s": r(jobs / (done - worker.spawned), 1),
-        "executed_count": stats["count"],
+        # the span of the executions' starts: the drain without the poll's 0.2 s resolution
+        "exec_span_s": r(last - first),
+        "wall_jobs_per_s": r(jobs / (done - min(worker.spawned for worker in workers)), 1),
+        "executed_count": executed,
         # N executions and N completed rows: every job ran exactly once.
-        "count_ok": stats["count"] == jobs and scalar(url, COMPLETED) >= jobs,
+        "count_ok": executed == jobs and scalar(url, COMPLETED) >= jobs,
         "db_completed": scalar(url, COMPLETED),
         "db_commits_per_job": r(commits / jobs),
-        "worker_cpu_s": r(stats["cpu_s"], 2),
-        "shutdown_s": r(stats.get("shutdown_s")),
-        "rss": stats.get("rss"),
+        "worker_cpu_s": r(sum(s["cpu_s"] for s in stats), 2),
+        "shutdown_s": r(max(s.get("shutdown_s") or 0 for s in stats)),
+        "rss": stats[0].get("rss"),
+        "per_process": stats,
     }
+
+
+def resume(url: str) -> None:
+    """Resume the benchmark's queue on every node."""
+    fs = noop.app(url)
+    fs.resume_queue(noop.QUEUE)
+    fs.close()
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """A drain's result without its per-process counters (for the one-worker workloads)."""
+    return {key: value for key, value in result.items() if key != "per_process"}
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """(a) bulk enqueue of N jobs and (b) their drain by one worker at concurrency C."""
-    url = fresh_database(args)
-    seconds = enqueue(url, args, args.jobs)
-    return {"jobs": args.jobs, "enqueue_jobs_per_s": r(args.jobs / seconds, 1), **drain(url, args, args.jobs)}
+    url, jobs = fresh_database(args), job_count(args)
+    seconds = enqueue(url, args, jobs)
+    return {"jobs": jobs, "enqueue_jobs_per_s": r(jobs / seconds, 1), **summary(drain(url, args, jobs))}
 
 
 def backlog(args: argparse.Namespace) -> dict[str, Any]:
     """(d) the same drain with 1,000,000 completed and scheduled rows already in the table."""
-    url = fresh_database(args)
+    url, jobs = fresh_database(args), job_count(args)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO flowstone.jobs (state, worker, queue, args, completed_at, scheduled_at) "
@@ -189,38 +279,24 @@ def backlog(args: argparse.Namespace) -> dict[str, Any]:
             (BACKLOG_ROWS,),
         )
         conn.execute("VACUUM ANALYZE flowstone.jobs")
-    seconds = enqueue(url, args, args.jobs)
-    result = drain_backlog(url, args)
+    seconds = enqueue(url, args, jobs)
+    # Counted through the partial indexes: a scan of the 1,000,000 rows every poll cost
+    # the server more CPU than the drain itself; the scheduled backlog stays scheduled.
+    # A no-op job is never retried, and every run still checks that N jobs executed.
+    result = summary(drain(url, args, jobs, remaining=REMAINING_BY_INDEX))
     return {
-        "jobs": args.jobs,
+        "jobs": jobs,
         "backlog_rows": BACKLOG_ROWS,
-        "enqueue_jobs_per_s": r(args.jobs / seconds, 1),
+        "enqueue_jobs_per_s": r(jobs / seconds, 1),
         **result,
     }
-
-
-def drain_backlog(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Drain while the scheduled backlog stays scheduled (it counts as remaining otherwise)."""
-    global REMAINING
-    saved = REMAINING
-    # Counted through the partial indexes: a scan of the 1,000,000 rows every poll cost
-    # the server more CPU than the drain itself. A no-op job is never retried, and every
-    # run still checks that exactly N jobs executed.
-    REMAINING = (
-        "SELECT (SELECT count(*) FROM flowstone.jobs WHERE state = 'available')"
-        " + (SELECT count(*) FROM flowstone.jobs WHERE state = 'executing')"
-    )
-    try:
-        return drain(url, args, args.jobs)
-    finally:
-        REMAINING = saved
 
 
 def latency(args: argparse.Namespace) -> dict[str, Any]:
     """(c) jobs inserted one at a time at a steady rate into an idle worker: insert→start."""
     url = fresh_database(args)
     scalar(url, "CHECKPOINT")
-    worker = WorkerProcess(url, args)
+    worker = flowstone_worker(url, args, concurrency(args))
     worker.wait_ready()
     time.sleep(2)  # the harness's settle time: start-up work (leader election) finishes
     calls = anyio.run(send_steadily, url, args)
@@ -266,7 +342,7 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
     jobs = 200_000
     url = fresh_database(args)
     enqueue(url, args, jobs)
-    result = drain(url, args, jobs)
+    result = summary(drain(url, args, jobs))
     rss = result.pop("rss") or {}
     small, large = rss.get("10000"), rss.get("200000")
     return {
