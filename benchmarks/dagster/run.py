@@ -336,7 +336,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("variants", nargs="*", choices=list(VARIANTS), help="default: all")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--db", default="bench_dagster", help="dropped and created for each Postgres variant")
     parser.add_argument("--days-ephemeral", type=int, default=500)
@@ -347,7 +347,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="s to wait for a daemon's backfill or run")
     parser.add_argument("--append", help="also append each JSON line to this file")
     args = parser.parse_args()
-    for name in args.variants:
+    for name in args.variants or VARIANTS:
         variant = VARIANTS[name]
         result = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
