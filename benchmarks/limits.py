@@ -28,7 +28,7 @@ import psycopg
 from benchmarks.noop import QUEUE, Noop, app
 from benchmarks.workloads import DEFAULT_DSN, fresh_database
 from flowstone.queue.config import QueueConfig
-from flowstone.queue.engine import ack_plan, ack_plans, claim_plan, claim_plans
+from flowstone.queue.engine import ack_plan, claim_plan, cycle_plans
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome
 from flowstone.queue.plan import Plan, Row, arun_together
@@ -95,10 +95,7 @@ async def client(strategy: str, url: str, node: str, args: argparse.Namespace, r
             if strategy == "row":
                 plans = counting_row_plans(fs, outcomes, args.demand, args.global_limit, claimer)
             else:
-                plans = [
-                    *ack_plans(fs.queries, outcomes),
-                    *claim_plans(fs.queries, QUEUE, args.demand, claimer, limited),
-                ]
+                plans = cycle_plans(fs.queries, outcomes, QUEUE, args.demand, claimer, limited)
             claimed = (await arun_together(conn, plans))[-1]
             remaining[0] -= len(claimed)
             if remaining[0] <= 0 and not claimed:

@@ -1,9 +1,9 @@
 """The claim/ack engine: the batched statements a producer (or a drain) runs.
 
-A producer claims (`claim_plans`) and acknowledges (`ack_plans`) in statements of their
-own, on two connections, so that neither waits for the other's commit. A claim under a
-global or rate limit runs after the queue's advisory lock, and an acknowledgement that
-ends jobs of workflows after the workflows' locks, each in one transaction.
+A plain queue's cycle is one statement (`ack_claim_plan`). A cycle that must do more —
+claim under a global or rate limit, record results, end jobs of workflows — is a few
+one-statement plans run together in one transaction (`cycle_plans`): the advisory locks
+first (the queue's, the workflows'), then the acknowledgement, then the claim.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def claim_limited_plan(
     queries: JobQueries, queue: str, limit: int, claimer: Sequence[str], config: QueueConfig
 ) -> Plan[list[Job]]:
     """Claim up to `limit` jobs of a queue with a global and/or rate limit (partitioned or
-    not); run it after the queue's lock (`claim_plans`)."""
+    not); run it after the queue's lock (`cycle_plans`)."""
     rate = config.rate_limit
     keys = list(config.partition.args) if config.partition is not None else []
     params = {
@@ -98,17 +98,46 @@ def claim_limited_plan(
     return _claimed(rows)
 
 
-def claim_plans(
-    queries: JobQueries, queue: str, limit: int, claimer: Sequence[str], config: QueueConfig
+def cycle_plans(
+    queries: JobQueries,
+    outcomes: Sequence[Outcome],
+    queue: str,
+    limit: int,
+    claimer: Sequence[str],
+    config: QueueConfig,
 ) -> list[Plan[Any]]:
-    """A producer's claim as plans to run together in one transaction; the last one's
-    result is the claimed jobs. A limited queue's claim runs after the queue's lock."""
-    if not config.limited:
-        return [claim_plan(queries, queue, limit, claimer)]
-    return [
-        lock_plan(queries, [queue_lock(queries.schema, queue)]),
-        claim_limited_plan(queries, queue, limit, claimer, config),
-    ]
+    """One producer cycle as plans to run together in one transaction; when `limit` > 0,
+    the last one's result is the claimed jobs. A plain cycle is the one statement of
+    `ack_claim_plan`."""
+    limited = config.limited and limit > 0
+    if not limited and not any(outcome.rich for outcome in outcomes):
+        return [ack_claim_plan(queries, outcomes, queue, limit, claimer)]
+    names = workflow_locks(queries.schema, _ending_workflows(outcomes))
+    if limited:
+        names.append(queue_lock(queries.schema, queue))
+    plans: list[Plan[Any]] = [lock_plan(queries, names)] if names else []
+    if outcomes:
+        plans.append(ack_plan(queries, outcomes))
+    if limited:
+        plans.append(claim_limited_plan(queries, queue, limit, claimer, config))
+    elif limit > 0:
+        plans.append(claim_plan(queries, queue, limit, claimer))
+    return plans
+
+
+def ack_claim_plan(
+    queries: JobQueries, outcomes: Sequence[Outcome], queue: str, limit: int, claimer: str | Sequence[str]
+) -> Plan[list[Job]]:
+    """Acknowledge `outcomes` and claim up to `limit` jobs of `queue` in one statement."""
+    params = {
+        **_acks(outcomes),
+        "queue": queue,
+        "limit": limit,
+        "claimer": _claimer(claimer),
+        "max_id": MAX_ID,
+    }
+    rows = yield queries.ack_claim, params
+    return _claimed(rows)
 
 
 def release_orphans_plan(

@@ -49,16 +49,30 @@ def generic_plan(url: str, statement: str, params: dict[str, Any]) -> dict[str, 
     return plan[0]["Plan"]  # type: ignore[no-any-return]
 
 
+CLAIM = {"queue": QUEUE, "limit": 10, "claimer": ["n", "1"], "max_id": 2**63 - 1}
+
+
+def acks(ids: range) -> dict[str, Any]:
+    """The parameters of acknowledging the jobs `ids` as completed."""
+    at = "2026-01-01T00:00:00Z"
+    outcomes = [{"id": i, "attempt": 1, "attempted_at": at, "state": "completed"} for i in ids]
+    return {"acks": Jsonb(outcomes), "ids": list(ids)}
+
+
 def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [plan, *(node for child in plan.get("Plans", []) for node in nodes(child))]
 
 
-def test_the_claim_finds_and_updates_its_rows_through_indexes(analyzed: str) -> None:
-    params = {"queue": QUEUE, "limit": 10, "claimer": ["n", "1"], "max_id": 2**63 - 1}
-    plan = generic_plan(analyzed, JobQueries.for_schema("flowstone").claim, params)
-    scans = [node for node in nodes(plan)[1:] if node.get("Relation Name") == "jobs"]
+@pytest.mark.parametrize("statement", ["claim", "ack_claim"])
+def test_the_claim_finds_and_updates_its_rows_through_indexes(analyzed: str, statement: str) -> None:
+    params = {**CLAIM, **acks(range(2 * WAITING - 9, 2 * WAITING + 1))}
+    plan = generic_plan(analyzed, getattr(JobQueries.for_schema("flowstone"), statement), params)
+    scans = [
+        node
+        for node in nodes(plan)
+        if node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"
+    ]
     assert scans and all(node["Node Type"] == "Index Scan" for node in scans), scans
-    assert all(node["Node Type"] not in ("Merge Join", "Hash Join") for node in nodes(plan))
     assert plan["Plan Rows"] <= 100, "the update expects a claim's few rows, not a tenth of the table"
 
 
@@ -68,5 +82,9 @@ def test_the_ack_finds_its_rows_through_the_primary_key(analyzed: str) -> None:
         {"id": i, "attempt": 1, "attempted_at": "2026-01-01T00:00:00Z", "state": "completed"} for i in ids
     ]
     plan = generic_plan(analyzed, JobQueries.for_schema("flowstone").ack, {"acks": Jsonb(acks), "ids": ids})
-    scans = [node for node in nodes(plan)[1:] if node.get("Relation Name") == "jobs"]
+    scans = [
+        node
+        for node in nodes(plan)
+        if node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"
+    ]
     assert [node["Index Name"] for node in scans] == ["jobs_pkey"], scans

@@ -128,7 +128,7 @@ async def test_a_node_whose_producer_stalls_stops_vouching_for_itself(make_fs: M
     node = await fs.start({w.QUEUE: 1})
     await wait_for(lambda: node.connected_for > 0, message="a first heartbeat")
     before = await rows(fs, "SELECT heartbeat_at FROM flowstone.nodes")
-    node.producers[w.QUEUE].acks.turned_at -= 3600  # as if its ack lane had not turned for an hour
+    node.producers[w.QUEUE].turned_at -= 3600  # as if its loop had not turned for an hour
     assert node._stalled() == [w.QUEUE]
     await node._heartbeat()
     assert await rows(fs, "SELECT heartbeat_at FROM flowstone.nodes") == before, "no heartbeat was written"
@@ -162,8 +162,7 @@ async def test_async_commit_is_opt_in_for_the_producers_connections(
     node = await fs.start({w.QUEUE: 2})
     job = await fs.ainsert(w.Echo.new())
     await wait_for_job(fs, job.id, "completed")
-    producer = node.producers[w.QUEUE]
-    for lane in (producer.claims, producer.acks):
-        assert lane.conn is not None
-        cursor = await lane.conn.execute("SHOW synchronous_commit")
-        assert await cursor.fetchone() == (expected,), lane.name
+    conn = node.producers[w.QUEUE]._conn
+    assert conn is not None
+    cursor = await conn.execute("SHOW synchronous_commit")
+    assert await cursor.fetchone() == (expected,)

@@ -148,7 +148,7 @@ async def claim_waiting(url: str) -> bool:
         cursor = await conn.execute(
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name LIKE 'flowstone%' AND wait_event_type = 'Lock'"
-            " AND query LIKE '%FOR UPDATE SKIP LOCKED%'"
+            " AND (query LIKE 'WITH claimed AS%' OR query LIKE 'WITH acked AS%')"
         )
         return await cursor.fetchone() is not None
 

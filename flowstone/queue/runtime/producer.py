@@ -1,14 +1,10 @@
-"""A queue's producer: two loops (lanes), each on a connection of its own. The claim lane
-claims up to `limit - running` jobs and starts them; the ack lane writes the outcomes of
-the jobs that finished, many per statement.
+"""A queue's producer: one statement per cycle acknowledges what finished and claims up
+to `limit - running` jobs, on a dedicated connection.
 
-A job's slot frees when it finishes, so the next claim does not wait for its outcome's
-commit: claims and acknowledgements overlap at the server. Outcomes not yet written are
-bounded: beyond `limit` of them, each holds a slot until it is written, so a node that
-dies can have lost the outcomes of at most `2 * limit` jobs of the queue (they run
-again; the lifeline rescues them). A lane runs when a job finishes, when woken (an
-insert or staging NOTIFY, a control signal) or when the poll interval passes — polling
-is only the fallback.
+A slot is reused only in the transaction that writes its job's outcome, so a node that
+dies can have lost the outcomes of at most `limit` jobs of the queue. A cycle runs when
+a job finishes, when woken (an insert or staging NOTIFY, a control signal) or when the
+poll interval passes — polling is only the fallback.
 
 Each job runs in an asyncio task of its own: spawning one costs ~3 µs against ~31 µs
 through an anyio task group, a quarter of the worker's CPU per job. The producer keeps
@@ -24,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +28,7 @@ import psycopg
 import structlog
 
 from flowstone.queue.config import QueueConfig
-from flowstone.queue.engine import ack_plans, claim_plans, release_orphans_plan
+from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
@@ -60,16 +55,6 @@ class Running:
     interrupted_by: str | None = None
 
 
-@dataclass
-class Lane:
-    """One of a producer's loops: its connection, its wake-up and when it last turned."""
-
-    name: str
-    conn: psycopg.AsyncConnection[Any] | None = None
-    woken: anyio.Event = field(default_factory=anyio.Event)
-    turned_at: float = field(default_factory=time.monotonic)
-
-
 class Producer:
     """Claims and executes the jobs of one queue on one node."""
 
@@ -83,29 +68,22 @@ class Producer:
         self.lingering: set[int] = set()
         self.finished: list[Outcome] = []
         self.left_behind: list[int] = []
+        self.turned_at = time.monotonic()
         self.executor = Executor(node.fs, self._thread_ended, node.progress.note)
-        self.claims = Lane("claim")
-        self.acks = Lane("ack")
-        self._writing: list[Outcome] = []
-        self._claims_over = False
         self._held_back = False
+        self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
+        self._wake = anyio.Event()
         self._stopping = False
         self._released = False
         self._drained = anyio.Event()
         self._ended = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def turned_at(self) -> float:
-        """When the laggard of the two lanes last turned (the node's stall check)."""
-        return min(self.claims.turned_at, self.acks.turned_at)
-
     def wake(self) -> None:
-        """Run both lanes as soon as possible."""
-        self.claims.woken.set()
-        self.acks.woken.set()
+        """Run a cycle as soon as possible."""
+        self._wake.set()
 
     def scale(self, limit: int) -> None:
         """Change how many jobs may run at once."""
@@ -137,67 +115,52 @@ class Producer:
         """Slots taken: running jobs and the threads of interrupted sync jobs."""
         return len(self.running) + len(self.lingering)
 
-    # -- the lanes ---------------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run both lanes until stopped and every outcome is written."""
+        """Cycle until stopped and every outcome is written."""
+        backoff = Backoff()
         try:
-            async with anyio.create_task_group() as lanes:
-                lanes.start_soon(self._claim_loop)
-                lanes.start_soon(self._loop, self.acks, self._ack, self._acks_done)
+            while not self._done():
+                self._wake = anyio.Event()
+                self.turned_at = time.monotonic()
+                try:
+                    with anyio.fail_after(self._deadline()):
+                        await self._turn()
+                    backoff.reset()
+                except (*TRANSIENT, TimeoutError) as error:
+                    _log.warning("ack/claim failed; retrying", queue=self.queue, error=describe(error))
+                    await self._lose_connection()
+                    await backoff.wait()
+                    continue
+                if not self.finished:
+                    with anyio.move_on_after(self._poll_wait()):
+                        await self._wake.wait()
         finally:
             self.left_behind = sorted(self.running)
             for task in self._tasks:  # only jobs left behind, or when the node is torn down
                 task.cancel()
-            await self._disconnect(self.claims)
-            await self._disconnect(self.acks)
+            await self._disconnect()
 
-    async def _claim_loop(self) -> None:
-        """The claim lane, until the producer is done; then the ack lane's last turn."""
-        await self._loop(self.claims, self._claim, self._done)
-        self._claims_over = True
-        self.acks.woken.set()
-
-    def _acks_done(self) -> bool:
-        """The ack lane stops after the claim lane: a claim in flight at the stop hands
-        its jobs back through it."""
-        return self._claims_over and self._done()
-
-    async def _loop(
-        self, lane: Lane, turn: Callable[[Lane], Awaitable[None]], done: Callable[[], bool]
-    ) -> None:
-        """Turn `lane` whenever woken (or polled) until `done`; a lost connection is
-        replaced after a backoff."""
-        backoff = Backoff()
-        while not done():
-            lane.woken = anyio.Event()
-            lane.turned_at = time.monotonic()
-            try:
-                with anyio.fail_after(self._deadline()):
-                    await turn(lane)
-                backoff.reset()
-            except (*TRANSIENT, TimeoutError) as error:
-                _log.warning(f"{lane.name} failed; retrying", queue=self.queue, error=describe(error))
-                self._lost_connection = True
-                await self._disconnect(lane)
-                await backoff.wait()
-                continue
-            except Exception as error:  # a claim the database refuses (e.g. a dropped schema)
-                _log.error(f"{lane.name} refused; retrying", queue=self.queue, error=describe(error))
-                self._lost_connection = True  # it may have committed before the error
-                await backoff.wait()
-                continue
-            with anyio.move_on_after(self._poll_wait()):
-                await lane.woken.wait()
+    async def _turn(self) -> None:
+        """One cycle; if the database refuses its statement, the outcomes one by one."""
+        try:
+            await self._cycle()
+        except (*TRANSIENT, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as error:  # refused by the database, or not encodable
+            _log.error("ack/claim refused; acknowledging one by one", queue=self.queue, error=describe(error))
+            self._lost_connection = True  # the claim may have committed before the error
+            await self._isolate()
 
     def _done(self) -> bool:
         """Stopped, every outcome written, and nothing running but what is left behind."""
-        if not self._stopping or self.finished or self._writing:
+        if not self._stopping or self.finished:
             return False
         return not self.running or self._released
 
     def _poll_wait(self) -> float:
-        """How long to wait for a wake-up before the next turn. A rate-limited queue that
+        """How long to wait for a wake-up before the next cycle. A rate-limited queue that
         claimed less than it asked for looks again when its window has slid a bucket
         on: nothing announces that room came back."""
         rate = self.config.rate_limit
@@ -206,65 +169,45 @@ class Producer:
         return self.node.settings.poll_interval
 
     def _deadline(self) -> float:
-        """How long one turn's statements may take before the connection is abandoned."""
+        """How long one cycle's statements may take before the connection is abandoned."""
         return self.node.settings.statement_timeout + 5.0
 
-    def _demand(self) -> int:
-        """Free slots: the limit less the running jobs, and less the unwritten outcomes
-        beyond `limit` (so at most 2 * limit outcomes are ever at risk)."""
-        if self.paused or self._stopping:
-            return 0
-        unwritten = len(self.finished) + len(self._writing)
-        return max(0, self.limit - self.busy - max(0, unwritten - self.limit))
-
-    async def _claim(self, lane: Lane) -> None:
-        """Claim what fits and start it (after handing back orphans when due)."""
-        demand = self._demand()
+    async def _cycle(self) -> None:
+        demand = 0 if self.paused or self._stopping else max(0, self.limit - self.busy)
+        outcomes, self.finished = self.finished, []
         sweep = self._lost_connection or time.monotonic() >= self._next_sweep
-        if not demand and not sweep:
+        if not outcomes and not demand and not sweep:
             return
-        conn = await self._connection(lane)
-        if sweep:
-            await self._release_orphans(conn)
-        if not demand:
-            return
-        plans = claim_plans(self.node.jobs, self.queue, demand, self.node.claimer, self.config)
-        claimed: list[Job] = (await _run_together(conn, plans))[-1]
+        try:
+            conn = await self._connection()
+            if sweep:
+                await self._release_orphans(conn, outcomes)
+            plans = cycle_plans(self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config)
+            results = await _run_together(conn, plans)
+        except BaseException:
+            self.finished[:0] = outcomes  # written once the database is back
+            raise
+        claimed: list[Job] = results[-1] if demand else []
         self._held_back = len(claimed) < demand
         for job in claimed:
             if self._stopping:  # claimed while the stop began: nobody would stop it later
-                self._finish(interrupted(job, "shutdown"))
+                self.finished.append(interrupted(job, "shutdown"))
                 continue
             self._start(job)
 
-    async def _ack(self, lane: Lane) -> None:
-        """Write every pending outcome in one transaction; if the database refuses it,
-        one by one."""
-        if not self.finished:
-            return
-        self._writing, self.finished = self.finished, []
+    async def _isolate(self) -> None:
+        """Write the pending outcomes one statement each; one the database still refuses is
+        replaced by a failure naming why (and, failing that, a bare discard)."""
+        outcomes, self.finished = self.finished, []
+        written = 0
         try:
-            conn = await self._connection(lane)
-            try:
-                await _run_together(conn, ack_plans(self.node.jobs, self._writing))
-            except (*TRANSIENT, anyio.get_cancelled_exc_class()):
-                raise
-            except Exception as error:  # refused by the database, or not encodable
-                _log.error("ack refused; acknowledging one by one", queue=self.queue, error=describe(error))
-                await self._isolate(conn)
+            conn = await self._connection()
+            for outcome in outcomes:
+                await self._ack_alone(conn, outcome)
+                written += 1
         except BaseException:
-            self.finished[:0] = self._writing  # written once the database is back
+            self.finished[:0] = outcomes[written:]
             raise
-        finally:
-            self._writing = []
-        self.claims.woken.set()  # slots held by unwritten outcomes are free again
-
-    async def _isolate(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Write the outcomes being written one statement each; one the database still
-        refuses is replaced by a failure naming why (and, failing that, a bare discard)."""
-        while self._writing:
-            await self._ack_alone(conn, self._writing[0])
-            del self._writing[0]
 
     async def _ack_alone(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
         attempt = outcome
@@ -283,12 +226,11 @@ class Producer:
                     return
                 attempt = fallback(describe(error))
 
-    async def _release_orphans(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
         """A claim may have committed with its answer lost (or run late on a connection we
         gave up on): hand back the jobs executing under this producer's claimer that it is
-        neither running nor writing the outcome of. Done after every lost connection and
-        once per node expiry."""
-        keep = [*self.running, *self.lingering, *(o.job.id for o in (*self.finished, *self._writing))]
+        not running. Done after every lost connection and once per node expiry."""
+        keep = [*self.running, *self.lingering, *(outcome.job.id for outcome in outcomes)]
         plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep)
         released = await arun(conn, plan)
         self._lost_connection = False
@@ -296,18 +238,22 @@ class Producer:
         if released:
             _log.warning("handed back jobs claimed before the connection was lost", count=released)
 
-    async def _connection(self, lane: Lane) -> psycopg.AsyncConnection[Any]:
-        if lane.conn is None or lane.conn.closed:
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
             timeout = int(self.node.settings.statement_timeout * 1000)
             options = f"{GENERIC_PLANS} -c statement_timeout={timeout}"
             if self.node.settings.async_commit:  # see Settings.async_commit
                 options += " -c synchronous_commit=off"
-            name = f"flowstone.{lane.name}.{self.queue}"[:63]  # visible in pg_stat_activity
-            lane.conn = await self.node.fs.aconnect(autocommit=True, options=options, application_name=name)
-        return lane.conn
+            name = f"flowstone.producer.{self.queue}"[:63]  # visible in pg_stat_activity
+            self._conn = await self.node.fs.aconnect(autocommit=True, options=options, application_name=name)
+        return self._conn
 
-    async def _disconnect(self, lane: Lane) -> None:
-        conn, lane.conn = lane.conn, None
+    async def _lose_connection(self) -> None:
+        self._lost_connection = True
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await conn.close()
@@ -335,15 +281,11 @@ class Producer:
             outcome = interrupted(job, running.interrupted_by or "shutdown")
             if self.executor.in_thread(job.id):
                 self.lingering.add(job.id)
-        self._finish(outcome)
+        self.finished.append(outcome)
+        self.wake()
         self._ended.set()
         if self._stopping and not self.running:
             self._drained.set()
-
-    def _finish(self, outcome: Outcome) -> None:
-        """Queue an outcome for the ack lane; its slot is free for the claim lane."""
-        self.finished.append(outcome)
-        self.wake()
 
     # -- stopping -------------------------------------------------------------------------
 
