@@ -65,7 +65,12 @@ def scalar(url: str, query: str) -> Any:
 class WorkerProcess:
     """`python -m benchmarks.worker`: spawn, wait for ready, stop with SIGTERM."""
 
-    def __init__(self, url: str, args: argparse.Namespace) -> None:
+    def __init__(self, url: str, args: argparse.Namespace, settings: dict[str, str] | None = None) -> None:
+        """`settings`: FlowStone settings for the worker, passed as FLOWSTONE_* variables."""
+        env = {
+            **os.environ,
+            **{f"FLOWSTONE_{name.upper()}": value for name, value in (settings or {}).items()},
+        }
         self.stats_path = tempfile.mktemp(prefix="flowstone-bench-", suffix=".json")
         self.log = open(self.stats_path + ".log", "w")  # noqa: SIM115 - closed in stop()
         self.spawned = time.time()
@@ -88,6 +93,7 @@ class WorkerProcess:
                 args.queue_options,
             ],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -119,9 +125,9 @@ class WorkerProcess:
             return {**json.load(stats), "returncode": code}
 
 
-def enqueue(url: str, args: argparse.Namespace, jobs: int) -> float:
+def enqueue(url: str, args: argparse.Namespace, jobs: int, settings: dict[str, str] | None = None) -> float:
     """Bulk-insert `jobs` no-op jobs in calls of `batch`; return the seconds the calls took."""
-    fs = noop.app(url)
+    fs = noop.app(url, **(settings or {}))
 
     async def run() -> float:
         async with fs.aconnection():
@@ -137,11 +143,15 @@ def enqueue(url: str, args: argparse.Namespace, jobs: int) -> float:
     return anyio.run(run)
 
 
-def drain(url: str, args: argparse.Namespace, jobs: int) -> dict[str, Any]:
-    """One worker drains the table; the clock runs from its first execution to zero remaining."""
+def drain(
+    url: str, args: argparse.Namespace, jobs: int, through: tuple[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """One worker drains the table; the clock runs from its first execution to zero remaining.
+    `through`: the URL and settings the worker uses instead of `url` (a pooler's)."""
     scalar(url, "CHECKPOINT")
     commits = scalar(url, XACTS)
-    worker = WorkerProcess(url, args)
+    worker_url, settings = through or (url, None)
+    worker = WorkerProcess(worker_url, args, settings)
     polls = 0
     while scalar(url, REMAINING) != 0:
         polls += 1
@@ -173,6 +183,43 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     url = fresh_database(args)
     seconds = enqueue(url, args, args.jobs)
     return {"jobs": args.jobs, "enqueue_jobs_per_s": r(args.jobs / seconds, 1), **drain(url, args, args.jobs)}
+
+
+def pgbouncer(args: argparse.Namespace) -> dict[str, Any]:
+    """(h) `throughput` through a PgBouncer in transaction mode that it starts in front of
+    the server, LISTENing on `direct_url` and then polling without it, beside `throughput`
+    direct. Headline figures: through PgBouncer with `direct_url`."""
+    from flowstone.testing.pgbouncer import PgBouncer, version
+
+    direct = throughput(args)
+    with PgBouncer.start(args.dsn) as bouncer:
+        bounced = {
+            name: _bounced(args, bouncer.url_for(args.db), name == "listen") for name in ("listen", "polling")
+        }
+    figures = ("enqueue_jobs_per_s", "processed_jobs_per_s", "count_ok")
+    return {
+        "pgbouncer": version(),
+        "pool_mode": "transaction",
+        **bounced["listen"],
+        **{
+            f"{mode}_{key}": result[key]
+            for mode, result in (("direct", direct), ("polling", bounced["polling"]))
+            for key in figures
+        },
+    }
+
+
+def _bounced(args: argparse.Namespace, through: str, listen: bool) -> dict[str, Any]:
+    """`throughput` on a fresh database through the pooler at `through` (with `direct_url`
+    for LISTEN when `listen`)."""
+    url = fresh_database(args)
+    settings = {"pooler": "transaction", **({"direct_url": url} if listen else {})}
+    seconds = enqueue(through, args, args.jobs, settings)
+    return {
+        "jobs": args.jobs,
+        "enqueue_jobs_per_s": r(args.jobs / seconds, 1),
+        **drain(url, args, args.jobs, (through, settings)),
+    }
 
 
 def backlog(args: argparse.Namespace) -> dict[str, Any]:
