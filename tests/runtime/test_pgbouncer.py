@@ -4,49 +4,33 @@ through `direct_url` or poll without it, and the leader's plugins run through it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 import runtime_workers as w
 from psycopg.conninfo import conninfo_to_dict
-from support import rows, wait_for, wait_for_job
+from support import MakeFs, rows, wait_for, wait_for_job
 from test_runtime_plugins import CRON_REGISTRY, PARKED, Tick, orphan
 
 from flowstone import FlowStone, Unique
 from flowstone.queue.runtime import Node
 from flowstone.testing.pgbouncer import PgBouncer
 
-FAST: dict[str, Any] = {
-    "stage_interval": 0.05,
-    "heartbeat_interval": 0.1,
-    "node_expiry": 1.0,
-    "leader_lease": 1.0,
-    "lifeline_interval": 0.1,
-    "shutdown_grace": 2.0,
-}
-MORE_THAN_PREPARED = 8  # psycopg prepares a statement on its 5th execution
+MORE_THAN_PREPARED = 8  # psycopg prepares a statement once it ran 5 times
 
 
 @pytest.fixture
-async def behind(bouncer: PgBouncer, flowstone_url: str) -> AsyncIterator[Any]:
-    """Build FlowStone instances on this test's database through the PgBouncer (`direct`:
-    with `direct_url` set to the server itself); stopped and closed afterwards."""
-    made: list[FlowStone] = []
-    dbname = str(conninfo_to_dict(flowstone_url)["dbname"])
+def behind(make_fs: MakeFs, bouncer: PgBouncer, flowstone_url: str) -> MakeFs:
+    """Build FlowStone instances (`make_fs`) on this test's database through the PgBouncer
+    (`direct`: with `direct_url` set to the server itself)."""
+    through = bouncer.url_for(str(conninfo_to_dict(flowstone_url)["dbname"]))
 
     def make(*, direct: bool, **settings: Any) -> FlowStone:
         given = {"direct_url": flowstone_url} if direct else {}
-        fs = FlowStone(bouncer.url_for(dbname), node="n1", pooler="transaction", **given, **FAST, **settings)
-        made.append(fs)
-        return fs
+        return make_fs(url=through, pooler="transaction", **given, **settings)
 
-    yield make
-    for fs in made:
-        with anyio.fail_after(15):
-            await fs.stop()
-        await fs.aclose()
+    return make
 
 
 async def started(fs: FlowStone, limit: int) -> Node:
@@ -63,7 +47,7 @@ async def inserted_one_by_one(fs: FlowStone, count: int) -> list[int]:
 
 @pytest.mark.anyio
 async def test_jobs_flow_through_pgbouncer_and_a_direct_listener_wakes_the_node(
-    behind: Any, bouncer: PgBouncer, flowstone_url: str
+    behind: MakeFs, bouncer: PgBouncer, flowstone_url: str
 ) -> None:
     """The poll interval is a minute: jobs inserted into the idle node start only because
     the LISTEN on `direct_url` wakes it."""
@@ -82,7 +66,7 @@ async def test_jobs_flow_through_pgbouncer_and_a_direct_listener_wakes_the_node(
 
 @pytest.mark.anyio
 async def test_without_a_direct_url_the_node_polls_and_still_obeys_controls_and_cancels(
-    behind: Any, bouncer: PgBouncer
+    behind: MakeFs, bouncer: PgBouncer
 ) -> None:
     fs = behind(direct=False, poll_interval=0.2)
     assert not fs.sessions
@@ -103,7 +87,7 @@ async def test_without_a_direct_url_the_node_polls_and_still_obeys_controls_and_
 
 
 @pytest.mark.anyio
-async def test_unique_inserts_conflict_through_pgbouncer(behind: Any) -> None:
+async def test_unique_inserts_conflict_through_pgbouncer(behind: MakeFs) -> None:
     """Two instances of one connection each take turns: their statements share the
     pooler's server connections, where a statement one of them had prepared would
     collide with the other's."""
@@ -118,7 +102,7 @@ async def test_unique_inserts_conflict_through_pgbouncer(behind: Any) -> None:
 
 
 @pytest.mark.anyio
-async def test_the_leaders_plugins_run_through_pgbouncer(behind: Any) -> None:
+async def test_the_leaders_plugins_run_through_pgbouncer(behind: MakeFs) -> None:
     """Leadership, the lifeline, the stager, cron and the pruner, none with a session."""
     fs = behind(
         direct=False, poll_interval=0.2, registry=CRON_REGISTRY, prune_interval=0.05, prune_max_age=60
