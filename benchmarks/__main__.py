@@ -4,9 +4,10 @@ Workloads mirror the side-by-side peer harness that docs/benchmarks.md describes
 N, concurrency, batch, polling and counting), so their numbers sit beside the peers':
 enqueue+drain (`throughput`), `latency`,
 `backlog` (drain with 1,000,000 rows already in the table), `memory` (worker RSS after
-10k and 200k jobs), and the asset workloads `assets` (backfill) and `chain`. Beyond the
-harness: `realistic` (jobs of 5 ms of I/O at concurrency 100), `scaleout` (1, 2 and 4
-worker processes) and `soak` (a steady load for `--minutes` on a server of its own with
+10k and 200k jobs), `pgbouncer` (throughput through a PgBouncer in transaction mode, beside
+direct), and the asset workloads `assets` (backfill) and `chain`. Beyond the harness:
+`realistic` (jobs of 5 ms of I/O at concurrency 100), `scaleout` (1, 2 and 4 worker
+processes) and `soak` (a steady load for `--minutes` on a server of its own with
 autovacuum on).
 """
 
@@ -29,6 +30,7 @@ WORKLOADS = {
     "latency": workloads.latency,
     "backlog": workloads.backlog,
     "memory": workloads.memory,
+    "pgbouncer": workloads.pgbouncer,
     "assets": workloads.assets_backfill,
     "chain": workloads.asset_chain,
     "realistic": scaling.realistic,
@@ -94,6 +96,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "workload",
         "enqueue_jobs_per_s",
         "processed_jobs_per_s",
+        "direct_processed_jobs_per_s",
         "p50_ms",
         "p99_ms",
         "materializations_per_s",

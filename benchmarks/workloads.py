@@ -131,11 +131,17 @@ class WorkerProcess:
 
 
 def flowstone_worker(
-    url: str, args: argparse.Namespace, concurrency: int, *extra: str, paused: bool = False
+    url: str,
+    args: argparse.Namespace,
+    concurrency: int,
+    *extra: str,
+    paused: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> WorkerProcess:
     """`python -m benchmarks.worker` on `url`, queue `default` at `concurrency` (paused
-    until resumed, if so asked)."""
+    until resumed, if so asked), with `settings` as its FLOWSTONE_* variables."""
     options = {**json.loads(args.queue_options), **({"paused": True} if paused else {})}
+    env = {**os.environ, **{f"FLOWSTONE_{name.upper()}": value for name, value in (settings or {}).items()}}
     return WorkerProcess(
         [
             sys.executable,
@@ -150,7 +156,8 @@ def flowstone_worker(
             "--queue-options",
             json.dumps(options),
             *extra,
-        ]
+        ],
+        env,
     )
 
 
@@ -164,9 +171,15 @@ def job_count(args: argparse.Namespace, default: int = DEFAULT_JOBS) -> int:
     return int(args.jobs or default)
 
 
-def enqueue(url: str, args: argparse.Namespace, jobs: int, kind: type[Worker] = noop.Noop) -> float:
+def enqueue(
+    url: str,
+    args: argparse.Namespace,
+    jobs: int,
+    kind: type[Worker] = noop.Noop,
+    settings: dict[str, str] | None = None,
+) -> float:
     """Bulk-insert `jobs` jobs of `kind` in calls of `batch`; return the seconds the calls took."""
-    fs = noop.app(url)
+    fs = noop.app(url, **(settings or {}))
 
     async def run() -> float:
         async with fs.aconnection():
@@ -206,14 +219,20 @@ def drain(
     remaining: str = REMAINING,
     limit: int | None = None,
     together: bool = False,
+    through: tuple[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """`processes` workers drain the table; the clock runs from the first execution to zero
     remaining. `together`: they start paused and the queue resumes once all of them run,
-    so none has a head start. `per_process` holds each worker's own counters."""
+    so none has a head start. `through`: the URL and settings the workers use instead of
+    `url` (a pooler's). `per_process` holds each worker's own counters."""
     scalar(url, "CHECKPOINT")
     commits = scalar(url, XACTS)
     size = limit or concurrency(args)
-    workers = [flowstone_worker(url, args, size, *extra, paused=together) for _ in range(processes)]
+    worker_url, settings = through or (url, None)
+    workers = [
+        flowstone_worker(worker_url, args, size, *extra, paused=together, settings=settings)
+        for _ in range(processes)
+    ]
     if together:
         for worker in workers:
             worker.wait_ready()
@@ -263,6 +282,43 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     url, jobs = fresh_database(args), job_count(args)
     seconds = enqueue(url, args, jobs)
     return {"jobs": jobs, "enqueue_jobs_per_s": r(jobs / seconds, 1), **summary(drain(url, args, jobs))}
+
+
+def pgbouncer(args: argparse.Namespace) -> dict[str, Any]:
+    """(h) `throughput` through a PgBouncer in transaction mode that it starts in front of
+    the server, LISTENing on `direct_url` and then polling without it, beside `throughput`
+    direct. Headline figures: through PgBouncer with `direct_url`."""
+    from flowstone.testing.pgbouncer import PgBouncer, version
+
+    direct = throughput(args)
+    with PgBouncer.start(args.dsn) as bouncer:
+        bounced = {
+            name: _bounced(args, bouncer.url_for(args.db), name == "listen") for name in ("listen", "polling")
+        }
+    figures = ("enqueue_jobs_per_s", "processed_jobs_per_s", "count_ok")
+    return {
+        "pgbouncer": version(),
+        "pool_mode": "transaction",
+        **bounced["listen"],
+        **{
+            f"{mode}_{key}": result[key]
+            for mode, result in (("direct", direct), ("polling", bounced["polling"]))
+            for key in figures
+        },
+    }
+
+
+def _bounced(args: argparse.Namespace, through: str, listen: bool) -> dict[str, Any]:
+    """`throughput` on a fresh database through the pooler at `through` (with `direct_url`
+    for LISTEN when `listen`)."""
+    url, jobs = fresh_database(args), job_count(args)
+    settings = {"pooler": "transaction", **({"direct_url": url} if listen else {})}
+    seconds = enqueue(through, args, jobs, settings=settings)
+    return {
+        "jobs": jobs,
+        "enqueue_jobs_per_s": r(jobs / seconds, 1),
+        **summary(drain(url, args, jobs, through=(through, settings))),
+    }
 
 
 def backlog(args: argparse.Namespace) -> dict[str, Any]:

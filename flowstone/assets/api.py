@@ -286,11 +286,13 @@ class _Reporter:
 RECHECK_SECONDS = 5.0
 
 
-def _remaining(deadline: float | None) -> float:
-    """How long to wait for the next notification before checking again."""
+def _remaining(fs: FlowStone, deadline: float | None) -> float:
+    """How long to wait for the next notification before checking again (at most the
+    poll interval where no notification can come: `fs.poll_notices`)."""
+    recheck = min(RECHECK_SECONDS, fs.poll_notices or RECHECK_SECONDS)
     if deadline is None:
-        return RECHECK_SECONDS
-    return min(RECHECK_SECONDS, max(0.0, deadline - time.monotonic()))
+        return recheck
+    return min(recheck, max(0.0, deadline - time.monotonic()))
 
 
 def _wait(
@@ -310,7 +312,7 @@ def _wait(
         reporter.see(record)
         if deadline is not None and time.monotonic() >= deadline:
             raise _timed_out(target, run_id, job, timeout, record)
-        for notify in conn.notifies(timeout=_remaining(deadline)):
+        for notify in conn.notifies(timeout=_remaining(fs, deadline)):
             if _concerns(notify.payload, job.id):
                 break
 
@@ -335,7 +337,7 @@ async def _await(
         reporter.see(record)
         if deadline is not None and time.monotonic() >= deadline:
             raise _timed_out(target, run_id, job, timeout, record)
-        async for notify in conn.notifies(timeout=_remaining(deadline)):
+        async for notify in conn.notifies(timeout=_remaining(fs, deadline)):
             if _concerns(notify.payload, job.id):
                 break
 
@@ -367,8 +369,9 @@ def materialize(
     if not wait:
         job = instance.execute(plan)[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
-    with instance.connect(autocommit=True) as conn:
-        conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
+    with instance.connect(direct=True, autocommit=True) as conn:
+        if instance.sessions:
+            conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
         with conn.transaction():
             job = instance.execute(plan, conn)[0]
         return _wait(instance, conn, target, run, job, timeout)
@@ -394,8 +397,9 @@ async def amaterialize(
     if not wait:
         job = (await instance.aexecute(plan))[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
-    async with await instance.aconnect(autocommit=True) as conn:
-        await conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
+    async with await instance.aconnect(direct=True, autocommit=True) as conn:
+        if instance.sessions:
+            await conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
         async with conn.transaction():
             job = (await instance.aexecute(plan, conn))[0]
         return await _await(instance, conn, target, run, job, timeout)

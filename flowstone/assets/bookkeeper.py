@@ -323,11 +323,16 @@ class Bookkeeper:
                 await conn.execute("")
         if conn is None or conn.closed or conn.broken:
             self._conn = None
-            conn = await self.fs.aconnect(autocommit=True, options=GENERIC_PLANS)
+            conn = await self._connect()
             await self._retake(conn)
             self._conn = conn
         self._used = time.monotonic()
         return conn
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        """A connection that holds session locks: never one through a transaction pooler
+        (`check_sessions` refused the runs before they got here)."""
+        return await self.fs.aconnect(direct=True, autocommit=True, options=GENERIC_PLANS)
 
     async def _retake(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Take the held locks again on a new connection; those another session took
@@ -341,6 +346,18 @@ class Bookkeeper:
         self.lost |= lost
         self.suspect |= taken
         self.held = taken
+
+
+def check_sessions(fs: FlowStone) -> None:
+    """Raise unless `fs` can hold the partition locks: they live on a session, which a
+    transaction pooler does not keep, so there they need `direct_url`."""
+    if not fs.sessions:
+        raise FlowStoneError(
+            "connection_error",
+            "asset materializations hold partition locks on a session, which a transaction "
+            "pooler does not keep: give FlowStone direct_url (the server, bypassing the pooler)",
+            retryable=False,
+        )
 
 
 RETRYABLE_CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)

@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import pydantic
 
-from flowstone.assets.bookkeeper import Begin, Begun, Candidate, End, bookkeeper
+from flowstone.assets.bookkeeper import Begin, Begun, Candidate, End, bookkeeper, check_sessions
 from flowstone.assets.checks import blocking_failure
 from flowstone.assets.context import Context
 from flowstone.assets.definitions import Asset
@@ -95,6 +95,7 @@ class AssetWorker(Worker):
         fs = job.fs
         materializer = Materializer(fs)
         try:
+            check_sessions(fs)
             asset = materializer.assets.require(args.asset_name)
             ctx = materializer.build_context(
                 asset,

@@ -17,7 +17,7 @@ from flowstone.logs import configure_logging
 from flowstone.queue import config
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
-from flowstone.queue.migrate import current_revision, migrate
+from flowstone.queue.migrate import current_revision
 
 
 def add_commands(commands: Commands) -> None:
@@ -137,7 +137,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the schema up to date."""
     app = app_of(args)
     previous = current_revision(app.database_url, app.schema)
-    migrate(app.database_url, app.schema)
+    app.migrate()  # through direct_url when given
     revision = current_revision(app.database_url, app.schema)
     if args.json:
         emit([{"schema": app.schema, "previous": previous, "revision": revision}], True)

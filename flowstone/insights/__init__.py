@@ -111,6 +111,12 @@ class Insights:
         self.graph = assets if assets is not None else registry_of(fs)
         self.records = MaterializationQueries.for_schema(fs.schema)
 
+    @property
+    def _recheck(self) -> float:
+        """Longest wait on notifications while watching a run (the poll interval where
+        none can come: `FlowStone.poll_notices`)."""
+        return min(RECHECK_SECONDS, self.fs.poll_notices or RECHECK_SECONDS)
+
     # -- queues and jobs -------------------------------------------------------------------
 
     def overview(self) -> ClusterOverview:
@@ -291,28 +297,30 @@ class Insights:
         """The run's progress now and after each of its records finishes, until it is done
         or `timeout` seconds passed (woken by notifications, not polling)."""
         deadline = time.monotonic() + timeout
-        with self.fs.connect(autocommit=True) as conn:
-            conn.execute(self.records.listen)
+        with self.fs.connect(direct=True, autocommit=True) as conn:
+            if self.fs.sessions:
+                conn.execute(self.records.listen)
             while True:
                 progress = self.fs.execute(progress_plan(self.records, run_id), conn)
                 yield progress
                 remaining = deadline - time.monotonic()
                 if progress.done or remaining <= 0:
                     return
-                _next_notice(conn, run_id, min(remaining, RECHECK_SECONDS))
+                _next_notice(conn, run_id, min(remaining, self._recheck))
 
     async def awatch_run(self, run_id: str, timeout: float) -> AsyncIterator[RunProgress]:
         """Async twin of `watch_run`."""
         deadline = time.monotonic() + timeout
-        async with await self.fs.aconnect(autocommit=True) as conn:
-            await conn.execute(self.records.listen)
+        async with await self.fs.aconnect(direct=True, autocommit=True) as conn:
+            if self.fs.sessions:
+                await conn.execute(self.records.listen)
             while True:
                 progress = await self.fs.aexecute(progress_plan(self.records, run_id), conn)
                 yield progress
                 remaining = deadline - time.monotonic()
                 if progress.done or remaining <= 0:
                     return
-                await _anext_notice(conn, run_id, min(remaining, RECHECK_SECONDS))
+                await _anext_notice(conn, run_id, min(remaining, self._recheck))
 
 
 def _about(payload: str, run_id: str) -> bool:

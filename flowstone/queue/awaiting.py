@@ -2,7 +2,9 @@
 
 The waiter LISTENs on `<schema>.finished`, then marks the job awaited and reads it in one
 statement; a trigger announces the end of an awaited job, so the waiter sleeps until
-that notification (or its deadline) and never polls.
+that notification (or its deadline) and never polls — unless no connection can keep a
+LISTEN (behind a transaction pooler without `direct_url`): then it re-reads every `poll`
+seconds.
 """
 
 from __future__ import annotations
@@ -61,14 +63,25 @@ class Deadline:
             raise AwaitTimeoutError(self.job_id, self.timeout)
         return left
 
+    def next_read(self, poll: float | None) -> float | None:
+        """How long to wait for a notification before reading again: what is left, or
+        at most `poll` seconds when polling."""
+        left = self.left()
+        if poll is None:
+            return left
+        return poll if left is None else min(left, poll)
 
-def await_on(conn: psycopg.Connection[Any], queries: JobQueries, job_id: int, timeout: float | None) -> Any:
+
+def await_on(
+    conn: psycopg.Connection[Any], queries: JobQueries, job_id: int, timeout: float | None, poll: float | None
+) -> Any:
     """Wait on `conn` (autocommit, dedicated) for the job to finish; see the module."""
     deadline = Deadline(job_id, timeout)
-    conn.execute(queries.listen_finished)
+    if poll is None:
+        conn.execute(queries.listen_finished)
     row = run(conn, mark_plan(queries, job_id))
     while row is not None and row["state"] not in _FINAL:
-        for notify in conn.notifies(timeout=deadline.left()):
+        for notify in conn.notifies(timeout=deadline.next_read(poll)):
             if notify.payload == str(job_id):
                 break
         row = run(conn, read_plan(queries, job_id))
@@ -76,14 +89,19 @@ def await_on(conn: psycopg.Connection[Any], queries: JobQueries, job_id: int, ti
 
 
 async def aawait_on(
-    conn: psycopg.AsyncConnection[Any], queries: JobQueries, job_id: int, timeout: float | None
+    conn: psycopg.AsyncConnection[Any],
+    queries: JobQueries,
+    job_id: int,
+    timeout: float | None,
+    poll: float | None,
 ) -> Any:
     """Async twin of `await_on`."""
     deadline = Deadline(job_id, timeout)
-    await conn.execute(queries.listen_finished)
+    if poll is None:
+        await conn.execute(queries.listen_finished)
     row = await arun(conn, mark_plan(queries, job_id))
     while row is not None and row["state"] not in _FINAL:
-        async for notify in conn.notifies(timeout=deadline.left()):
+        async for notify in conn.notifies(timeout=deadline.next_read(poll)):
             if notify.payload == str(job_id):
                 break
         row = await arun(conn, read_plan(queries, job_id))

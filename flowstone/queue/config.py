@@ -111,6 +111,11 @@ class QueueConfig(BaseModel):
         return cls(limit=value)
 
 
+Pooler = Literal["none", "transaction"]
+"""What stands between FlowStone and the server at `database_url`: nothing (or a pooler in
+session mode), or a pooler in transaction mode (PgBouncer's `pool_mode=transaction`), where
+consecutive transactions of one connection may run on different server connections."""
+
 TestingMode = Literal["disabled", "inline", "manual"]
 """How jobs run (`flowstone.testing.with_testing_mode` switches it per test): `inline`
 runs each job in the caller when it is inserted, touching no database; `manual` inserts
@@ -144,13 +149,20 @@ class Settings(BaseSettings):
 
     Each setting not given to `FlowStone(...)` is read from the environment variable
     FLOWSTONE_<NAME> (FLOWSTONE_SCHEMA for `schema_name`; FLOWSTONE_QUEUES as
-    `mail=10,default=5` or JSON), then falls back to its default."""
+    `mail=10,default=5` or JSON), then falls back to its default.
+
+    Behind a transaction pooler set `pooler="transaction"`: no server-side prepared
+    statements, no session settings. `direct_url` (the server itself, bypassing the
+    pooler) then serves what needs a session — LISTEN, the asset partition locks,
+    migrations; without it nodes and waiters poll every `poll_interval`."""
 
     model_config = SettingsConfigDict(
         frozen=True, extra="forbid", env_prefix="FLOWSTONE_", populate_by_name=True
     )
 
     database_url: str | None = None
+    pooler: Pooler = "none"
+    direct_url: str | None = None
     schema_name: str = Field(default="flowstone", validation_alias=AliasChoices("flowstone_schema"))
     data_dir: Path | None = None
     queues: Annotated[dict[str, QueueConfig], NoDecode] = Field(default_factory=dict)
@@ -179,7 +191,7 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=1.0, gt=0)
     testing: TestingMode = "disabled"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "direct_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)

@@ -108,29 +108,57 @@ class FlowStone:
             self._url = check_url(url)
         return self._url
 
+    @property
+    def pooled(self) -> bool:
+        """Whether `database_url` leads to a transaction pooler (`pooler="transaction"`)."""
+        return self.settings.pooler == "transaction"
+
+    @property
+    def sessions(self) -> bool:
+        """Whether `connect(direct=True)` gives a connection that keeps session state
+        (LISTEN, session advisory locks): yes, unless `database_url` leads to a transaction
+        pooler and no `direct_url` is given — then nodes and waiters poll instead."""
+        return not self.pooled or self.settings.direct_url is not None
+
+    @property
+    def poll_notices(self) -> float | None:
+        """None where waiters LISTEN; where no connection keeps a LISTEN (see `sessions`),
+        how often they re-read what they wait for instead: `poll_interval`."""
+        return None if self.sessions else self.settings.poll_interval
+
     def migrate(self) -> None:
-        """Bring the schema up to date (idempotent; safe from many processes at once)."""
-        migrate(self.database_url, self.schema)
+        """Bring the schema up to date (idempotent; safe from many processes at once);
+        through `direct_url` when given."""
+        migrate(self.settings.direct_url or self.database_url, self.schema)
 
     # -- connections -------------------------------------------------------------------
 
-    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A new dedicated connection (e.g. for LISTEN), outside the pool."""
-        conn = psycopg.connect(self.database_url, **pool.connection_kwargs(**self._bounded(kwargs)))
+    def connect(self, *, direct: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new dedicated connection outside the pool; `direct=True` for session state
+        (LISTEN, session locks): to `direct_url` when given (see `sessions`)."""
+        url, pooled = self._target(direct)
+        conn = psycopg.connect(url, **pool.connection_kwargs(pooled=pooled, **self._bounded(url, kwargs)))
         jsonb.prepare(conn)
         return conn
 
-    async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    async def aconnect(self, *, direct: bool = False, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         """Async twin of `connect`."""
+        url, pooled = self._target(direct)
         conn = await psycopg.AsyncConnection.connect(
-            self.database_url, **pool.connection_kwargs(**self._bounded(kwargs))
+            url, **pool.connection_kwargs(pooled=pooled, **self._bounded(url, kwargs))
         )
         jsonb.prepare(conn)
         return conn
 
-    def _bounded(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _target(self, direct: bool) -> tuple[str, bool]:
+        """The URL of a dedicated connection and whether it leads to a transaction pooler."""
+        if direct and self.settings.direct_url is not None:
+            return self.settings.direct_url, False
+        return self.database_url, self.pooled
+
+    def _bounded(self, url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         """`kwargs` with a connect timeout (`connect_timeout`) unless the URL or they set one."""
-        return {**connect_kwargs(self.database_url, self.settings.connect_timeout), **kwargs}
+        return {**connect_kwargs(url, self.settings.connect_timeout), **kwargs}
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -149,13 +177,17 @@ class FlowStone:
     def session(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in autocommit mode: each statement commits on its own.
 
-        For work that holds session state briefly (an advisory lock), or runs single
-        statements; return it as you found it (no open transaction, no lock held)."""
+        For single statements, or work that opens its own transactions; return it as you
+        found it (no open transaction). Behind a transaction pooler (`pooled`) it keeps no
+        session state from one transaction to the next."""
         with self._lock:
             if self._pool is None:
                 probe(self.database_url, self.settings.connect_timeout)
                 self._pool = pool.sync_pool(
-                    self.database_url, self.settings.pool_size, connect_timeout=self.settings.connect_timeout
+                    self.database_url,
+                    self.settings.pool_size,
+                    self.settings.connect_timeout,
+                    pooled=self.pooled,
                 )
         with self._pool.connection() as conn:
             yield conn
@@ -168,7 +200,7 @@ class FlowStone:
         if loop not in self._apools:
             await aprobe(self.database_url, self.settings.connect_timeout)
             self._apools[loop] = await pool.async_pool(
-                self.database_url, self.settings.pool_size, connect_timeout=self.settings.connect_timeout
+                self.database_url, self.settings.pool_size, self.settings.connect_timeout, pooled=self.pooled
             )
         async with self._apools[loop].connection() as conn:
             yield conn
@@ -420,15 +452,15 @@ class FlowStone:
         discarded or cancelled, `AwaitTimeoutError` after `timeout` seconds."""
         if self.settings.testing == "inline":
             return self.inline_runner.settled(job_id)
-        with self.connect(autocommit=True) as conn:
-            return awaiting.await_on(conn, self.queries, job_id, timeout)
+        with self.connect(direct=True, autocommit=True) as conn:
+            return awaiting.await_on(conn, self.queries, job_id, timeout, self.poll_notices)
 
     async def aawait_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Async twin of `await_job`."""
         if self.settings.testing == "inline":
             return self.inline_runner.settled(job_id)
-        async with await self.aconnect(autocommit=True) as conn:
-            return await awaiting.aawait_on(conn, self.queries, job_id, timeout)
+        async with await self.aconnect(direct=True, autocommit=True) as conn:
+            return await awaiting.aawait_on(conn, self.queries, job_id, timeout, self.poll_notices)
 
     # -- steering --------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from alembic.config import Config
 from psycopg import sql
 
 from flowstone.queue.connecting import DEFAULT_CONNECT_TIMEOUT, connect_kwargs, probe
+from flowstone.queue.pool import UNPREPARED
 from flowstone.queue.validation import check_identifier
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -42,9 +43,11 @@ def execute_ddl(template: str) -> None:
 
 def engine(database_url: str) -> sa.Engine:
     """A SQLAlchemy engine on psycopg 3 for any libpq URL or conninfo string, after one
-    bounded connect that names what is wrong when the server cannot be used."""
+    bounded connect that names what is wrong when the server cannot be used. Its
+    statements are never prepared on the server (each runs about once), so it works
+    through a transaction pooler too."""
     probe(database_url)
-    options = connect_kwargs(database_url, DEFAULT_CONNECT_TIMEOUT)
+    options = {**connect_kwargs(database_url, DEFAULT_CONNECT_TIMEOUT), **UNPREPARED}
     return sa.create_engine(
         "postgresql+psycopg://",
         creator=lambda: psycopg.connect(database_url, **options),

@@ -16,6 +16,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from flowstone.queue import jsonb
 from flowstone.queue.connecting import DEFAULT_CONNECT_TIMEOUT, connect_kwargs
+from flowstone.queue.plan import Plan, single
+from flowstone.queue.queries import LOCAL_TIMEOUT
 
 IDLE_PING_AFTER = 1.0  # seconds a connection may rest before it is checked on checkout
 
@@ -35,9 +37,38 @@ KEEPALIVES: dict[str, Any] = {
 connection, a dead host) is noticed within about 30 s instead of Linux's 15 minutes."""
 
 
-def connection_kwargs(**kwargs: Any) -> dict[str, Any]:
-    """Keyword arguments of every FlowStone connection (`kwargs` override them)."""
-    return {"application_name": "flowstone", **KEEPALIVES, **kwargs}
+UNPREPARED: dict[str, Any] = {"prepare_threshold": None}
+"""psycopg options of a connection through a transaction pooler: never prepare a statement
+on the server (the next transaction may run on a server connection that lacks it, or
+already has one of that name). Statements go unnamed, planned at every execution."""
+
+
+def connection_kwargs(*, pooled: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Keyword arguments of every FlowStone connection (`kwargs` override them); `pooled`:
+    the connection leads to a transaction pooler."""
+    return {"application_name": "flowstone", **KEEPALIVES, **(UNPREPARED if pooled else {}), **kwargs}
+
+
+def bounded_options(
+    timeout: float, *, pooled: bool, generic: bool = False, asynchronous: bool = False
+) -> dict[str, Any]:
+    """Connect options of a dedicated connection whose statements may take at most
+    `timeout` s (and, `generic`, are planned once: GENERIC_PLANS; `asynchronous`, commit
+    without waiting for the WAL flush): libpq `options` on a direct connection; none
+    behind a transaction pooler, which refuses them and would not keep them (its
+    transactions begin with `local_timeout` instead)."""
+    if pooled:
+        return {}
+    settings = [GENERIC_PLANS] if generic else []
+    if asynchronous:
+        settings.append("-c synchronous_commit=off")
+    return {"options": " ".join([*settings, f"-c statement_timeout={round(timeout * 1000)}"])}
+
+
+def local_timeout(timeout: float, *, pooled: bool) -> list[Plan[Any]]:
+    """What a transaction on a dedicated connection begins with: behind a transaction
+    pooler, `timeout` set for that transaction alone; nothing on a direct connection."""
+    return [single(LOCAL_TIMEOUT, {"ms": str(round(timeout * 1000))})] if pooled else []
 
 
 _last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -70,30 +101,31 @@ async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("")
 
 
-def _options(url: str, size: int, min_size: int, connect_timeout: float) -> dict[str, Any]:
+def _options(url: str, size: int, connect_timeout: float, pooled: bool) -> dict[str, Any]:
     return {
         "conninfo": url,
-        "min_size": min_size,
+        "min_size": 1,
         "max_size": size,
-        "kwargs": connection_kwargs(autocommit=True, **connect_kwargs(url, connect_timeout)),
+        "kwargs": connection_kwargs(pooled=pooled, autocommit=True, **connect_kwargs(url, connect_timeout)),
     }
 
 
 def sync_pool(
-    url: str, size: int, min_size: int = 1, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    url: str, size: int, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, *, pooled: bool = False
 ) -> ConnectionPool:
-    """An open pool of up to `size` autocommit connections, each connect bounded in time."""
+    """An open pool of up to `size` autocommit connections, each connect bounded in time
+    (`pooled`: they lead to a transaction pooler)."""
     return ConnectionPool(
-        **_options(url, size, min_size, connect_timeout), check=_check, configure=_configure, open=True
+        **_options(url, size, connect_timeout, pooled), check=_check, configure=_configure, open=True
     )
 
 
 async def async_pool(
-    url: str, size: int, min_size: int = 1, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    url: str, size: int, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, *, pooled: bool = False
 ) -> AsyncConnectionPool:
     """Async twin of `sync_pool` (bound to the running event loop)."""
     pool = AsyncConnectionPool(
-        **_options(url, size, min_size, connect_timeout), check=_acheck, configure=_aconfigure, open=False
+        **_options(url, size, connect_timeout, pooled), check=_acheck, configure=_aconfigure, open=False
     )
     await pool.open()
     return pool

@@ -7,6 +7,8 @@ materializations channels (a job became available, a queue was steered, a record
 finished) and, because a job finishing notifies nobody, it also compares a cheap
 fingerprint of the cluster (counts, running jobs, this minute's throughput) once per
 `interval` seconds. Either way subscribers get a `change` event and refresh what they show.
+Where no connection can keep a LISTEN (behind a transaction pooler without `direct_url`),
+the fingerprint alone does.
 """
 
 from __future__ import annotations
@@ -121,8 +123,9 @@ class LiveHub:
         """Listen until no one subscribed for `LINGER` seconds; reconnect after errors."""
         while self._subscribers or not await self._idle():
             try:
-                async with await self.insights.fs.aconnect(autocommit=True) as conn:
-                    for channel in self.channels:
+                fs = self.insights.fs
+                async with await fs.aconnect(direct=True, autocommit=True) as conn:
+                    for channel in self.channels if fs.sessions else ():  # else: fingerprints only
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     await self._check_fingerprint()
                     self._listening, self._epoch = True, self._epoch + 1

@@ -36,11 +36,12 @@ def _fresh_workers() -> Iterator[None]:
 @pytest.fixture
 async def make_fs(flowstone_url: str) -> AsyncIterator[MakeFs]:
     """Build FlowStone instances on the test database (fast settings; node "n1" unless
-    given); their nodes are stopped and their pools closed afterwards."""
+    given; `url`: another way to it, e.g. through a pooler); their nodes are stopped and
+    their pools closed afterwards."""
     made: list[FlowStone] = []
 
-    def make(node: str = "n1", **settings: Any) -> FlowStone:
-        fs = FlowStone(flowstone_url, node=node, **{**FAST, **settings})
+    def make(node: str = "n1", *, url: str | None = None, **settings: Any) -> FlowStone:
+        fs = FlowStone(url or flowstone_url, node=node, **{**FAST, **settings})
         made.append(fs)
         return fs
 

@@ -7,6 +7,10 @@ from typing import Any, ClassVar, Self
 
 from psycopg import sql
 
+LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %(ms)s, true)"
+"""Bound the statements of the current transaction to `ms` milliseconds (a transaction
+pooler keeps no session setting, so this is set per transaction there)."""
+
 
 def composer(names: Mapping[str, sql.Composable]) -> Callable[[str], str]:
     """A function that fills a statement template's `{name}` slots with quoted identifiers.

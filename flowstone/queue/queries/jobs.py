@@ -522,6 +522,9 @@ _ENDING = "SELECT state::text AS state, result, errors FROM {jobs} WHERE id = %(
 
 _LISTEN_FINISHED = "LISTEN {finished}"
 
+# Polling in place of the control channel: which of a node's running jobs were cancelled.
+_CANCELLED_AMONG = "SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND state = 'cancelled'"
+
 # Progress reports of executing jobs, coalesced by the node: one statement per flush,
 # each report guarded by the attempt it belongs to.
 _PROGRESS = """
@@ -589,6 +592,7 @@ class JobQueries(SchemaStatements):
     await_job: str
     ending: str
     listen_finished: str
+    cancelled_among: str
     progress: str
 
     def wake_with(self, candidates: str, before: str = "") -> str:
@@ -661,6 +665,7 @@ class JobQueries(SchemaStatements):
             await_job=compose(_AWAIT),
             ending=compose(_ENDING),
             listen_finished=compose(_LISTEN_FINISHED),
+            cancelled_among=compose(_CANCELLED_AMONG),
             progress=compose(_PROGRESS),
         )
 

@@ -10,6 +10,7 @@ import anyio
 import psycopg
 
 from flowstone.queue.plan import Plan, arun
+from flowstone.queue.pool import bounded_options, local_timeout
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
@@ -30,12 +31,15 @@ class Link:
     async def execute(self, plan: Plan[T]) -> T:
         """Run `plan` in a transaction of its own within the statement timeout; on any
         failure the connection is dropped (the next call opens a new one)."""
-        deadline = self.fs.settings.statement_timeout + 5
+        timeout = self.fs.settings.statement_timeout
+        deadline = timeout + 5
         async with self._lock:
             try:
                 with anyio.fail_after(deadline):
                     conn = await self._connection()
                     async with conn.transaction():
+                        for bound in local_timeout(timeout, pooled=self.fs.pooled):
+                            await arun(conn, bound)
                         return await arun(conn, plan)
             except TimeoutError as error:
                 await self.close()
@@ -46,12 +50,11 @@ class Link:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            timeout = int(self.fs.settings.statement_timeout * 1000)
             self._conn = await self.fs.aconnect(
                 autocommit=True,
                 application_name=self.name[:63],
                 connect_timeout=CONNECT_TIMEOUT,
-                options=f"-c statement_timeout={timeout}",
+                **bounded_options(self.fs.settings.statement_timeout, pooled=self.fs.pooled),
             )
         return self._conn
 

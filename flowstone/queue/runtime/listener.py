@@ -1,8 +1,10 @@
-"""One dedicated LISTEN connection per node; reconnects with backoff and says so."""
+"""One dedicated LISTEN connection per node; reconnects with backoff and says so. Where
+no connection can keep a LISTEN (behind a transaction pooler without `direct_url`), a
+`Poller` stands in for it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -46,7 +48,7 @@ class Listener:
             await backoff.wait()
 
     async def _listen(self, backoff: Backoff) -> None:
-        conn = await self.fs.aconnect(autocommit=True)
+        conn = await self.fs.aconnect(direct=True, autocommit=True)
         async with conn:
             for channel in self.handlers:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
@@ -57,3 +59,23 @@ class Listener:
                 handler = self.handlers.get(notify.channel)
                 if handler is not None:
                     handler(notify.payload)
+
+
+class Poller:
+    """In place of a `Listener`: every `interval` seconds `tick` reads what notifications
+    would have said (queue controls, cancelled jobs). Producers poll on their own."""
+
+    def __init__(self, interval: float, tick: Callable[[], Awaitable[None]]) -> None:
+        self.interval = interval
+        self.tick = tick
+        self.connected = anyio.Event()
+
+    async def run(self) -> None:
+        """Tick forever (until cancelled); a failed tick is logged and the next one tried."""
+        self.connected.set()
+        while True:
+            await anyio.sleep(self.interval)
+            try:
+                await self.tick()
+            except TRANSIENT as error:
+                _log.warning("polling for controls failed", error=str(error))

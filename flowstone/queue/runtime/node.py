@@ -26,7 +26,7 @@ from flowstone.queue.plugins.cron import entries_from
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.link import Link
-from flowstone.queue.runtime.listener import Listener
+from flowstone.queue.runtime.listener import Listener, Poller
 from flowstone.queue.runtime.producer import Producer
 from flowstone.queue.runtime.progress import ProgressWriter
 from flowstone.queue.runtime.reconnect import TRANSIENT, until_done
@@ -151,6 +151,25 @@ class Node:
             producer.wake()
         self._reload_controls.set()
 
+    def _listener(self) -> Listener | Poller:
+        """What tells the node of inserts, controls and cancels: a LISTEN where a
+        connection keeps one (see `FlowStone.sessions`), else polling."""
+        if not self.fs.sessions:
+            return Poller(self.settings.poll_interval, self._poll)
+        handlers = {self.jobs.channel: self.wake, self.nodes.control_channel: self._on_control}
+        return Listener(self.fs, handlers, self._on_connect)
+
+    async def _poll(self) -> None:
+        """What notifications would have said: the stored controls, and which running jobs
+        were cancelled (they are interrupted as a cancel signal would)."""
+        self._reload_controls.set()
+        running = [job_id for producer in self.producers.values() for job_id in producer.running]
+        if not running:
+            return
+        for row in await self.link.execute(single(self.jobs.cancelled_among, {"ids": running})):
+            for producer in self.producers.values():
+                producer.cancel_job(row["id"], "cancel")
+
     # -- life cycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -158,11 +177,7 @@ class Node:
         self._reload_controls = anyio.Event()
         await until_done(self._heartbeat, "register node")
         await self._load_controls()
-        listener = Listener(
-            self.fs,
-            {self.jobs.channel: self.wake, self.nodes.control_channel: self._on_control},
-            self._on_connect,
-        )
+        listener = self._listener()
         async with anyio.create_task_group() as services:
             services.start_soon(listener.run)
             services.start_soon(self._heartbeat_loop)

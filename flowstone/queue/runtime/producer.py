@@ -33,7 +33,7 @@ from flowstone.queue.executor import Executor
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
-from flowstone.queue.pool import GENERIC_PLANS
+from flowstone.queue.pool import bounded_options, local_timeout
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
@@ -86,14 +86,16 @@ class Producer:
         self._wake.set()
 
     def scale(self, limit: int) -> None:
-        """Change how many jobs may run at once."""
-        self.limit = limit
-        self.wake()
+        """Change how many jobs may run at once (a cycle follows a change)."""
+        if limit != self.limit:
+            self.limit = limit
+            self.wake()
 
     def pause(self, paused: bool) -> None:
-        """Stop or resume claiming; running jobs are not affected."""
-        self.paused = paused
-        self.wake()
+        """Stop or resume claiming (a cycle follows a change); running jobs are not affected."""
+        if paused != self.paused:
+            self.paused = paused
+            self.wake()
 
     def cancel_job(self, job_id: int, reason: str) -> bool:
         """Interrupt a running job (`reason` is "cancel" or "shutdown"). A sync job's thread
@@ -183,7 +185,7 @@ class Producer:
             if sweep:
                 await self._release_orphans(conn, outcomes)
             plans = cycle_plans(self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config)
-            results = await _run_together(conn, plans)
+            results = await self._together(conn, plans)
         except BaseException:
             self.finished[:0] = outcomes  # written once the database is back
             raise
@@ -213,7 +215,7 @@ class Producer:
         attempt = outcome
         for fallback in (lambda why: _unwritable(outcome, why), lambda why: _bare(outcome), None):
             try:
-                await _run_together(conn, ack_plans(self.node.jobs, [attempt]))
+                await self._together(conn, ack_plans(self.node.jobs, [attempt]))
                 return
             except TRANSIENT:
                 raise
@@ -232,7 +234,7 @@ class Producer:
         not running. Done after every lost connection and once per node expiry."""
         keep = [*self.running, *self.lingering, *(outcome.job.id for outcome in outcomes)]
         plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep)
-        released = await arun(conn, plan)
+        [released] = await self._together(conn, [plan])
         self._lost_connection = False
         self._next_sweep = time.monotonic() + self.node.settings.node_expiry
         if released:
@@ -240,13 +242,21 @@ class Producer:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            timeout = int(self.node.settings.statement_timeout * 1000)
-            options = f"{GENERIC_PLANS} -c statement_timeout={timeout}"
-            if self.node.settings.async_commit:  # see Settings.async_commit
-                options += " -c synchronous_commit=off"
+            settings = self.node.settings
+            options = bounded_options(
+                settings.statement_timeout, pooled=self.node.fs.pooled, generic=True, asynchronous=settings.async_commit
+            )
             name = f"flowstone.producer.{self.queue}"[:63]  # visible in pg_stat_activity
-            self._conn = await self.node.fs.aconnect(autocommit=True, options=options, application_name=name)
+            self._conn = await self.node.fs.aconnect(autocommit=True, application_name=name, **options)
         return self._conn
+
+    async def _together(self, conn: psycopg.AsyncConnection[Any], plans: list[Plan[Any]]) -> list[Any]:
+        """Run one-statement plans in one transaction and round trip (a single one as is),
+        behind a transaction pooler after the statement that bounds the transaction."""
+        prelude = local_timeout(self.node.settings.statement_timeout, pooled=self.node.fs.pooled)
+        if not prelude and len(plans) == 1:
+            return [await arun(conn, plans[0])]
+        return (await arun_together(conn, [*prelude, *plans]))[len(prelude) :]
 
     async def _lose_connection(self) -> None:
         self._lost_connection = True
@@ -311,13 +321,6 @@ class Producer:
     def force(self) -> None:
         """Skip what is left of the grace period (a second SIGTERM/SIGINT)."""
         self._drained.set()
-
-
-async def _run_together(conn: psycopg.AsyncConnection[Any], plans: list[Plan[Any]]) -> list[Any]:
-    """Run one-statement plans in one transaction and round trip; a single one as is."""
-    if len(plans) == 1:
-        return [await arun(conn, plans[0])]
-    return await arun_together(conn, plans)
 
 
 def _unwritable(outcome: Outcome, why: str) -> Outcome:
