@@ -244,7 +244,10 @@ class Producer:
         if self._conn is None or self._conn.closed:
             settings = self.node.settings
             options = bounded_options(
-                settings.statement_timeout, pooled=self.node.fs.pooled, generic=True, asynchronous=settings.async_commit
+                settings.statement_timeout,
+                pooled=self.node.fs.pooled,
+                generic=True,
+                asynchronous=settings.async_commit,
             )
             name = f"flowstone.producer.{self.queue}"[:63]  # visible in pg_stat_activity
             self._conn = await self.node.fs.aconnect(autocommit=True, application_name=name, **options)
