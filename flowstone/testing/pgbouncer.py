@@ -69,11 +69,17 @@ def config(server_url: str, port: int, pool_mode: str, pool_size: int, auth_file
         "logfile =",
     ]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root: it drops to the server's system user
-        lines.append(f"user = {_system_user()}")
+        lines.append(f"user = {_system_user(str(info.get('host') or ''))}")
     return "\n".join(lines) + "\n"
 
 
-def _system_user() -> str:
+def _system_user(host: str) -> str:
+    """Whom PgBouncer runs as under root: the owner of the server's socket directory (an
+    embedded server's is private to it), else postgres, else nobody."""
+    if host.startswith("/") and os.path.isdir(host):
+        owner = pwd.getpwuid(os.stat(host).st_uid).pw_name
+        if owner != "root":
+            return owner
     for name in ("postgres", "nobody"):
         try:
             pwd.getpwnam(name)

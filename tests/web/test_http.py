@@ -198,9 +198,11 @@ async def test_queue_actions_store_and_signal_the_control(client: Client, app_fs
 
 
 async def test_materialize_and_backfill_lead_to_their_run(client: Client, app_fs: FlowStone) -> None:
-    one = await client.submit("/assets/clean/materialize", {"partition": "2025-01-05"})
+    one = await client.submit("/assets/raw/materialize", {"partition": "2025-01-05"})
     assert one.status_code == 303 and one.headers["location"].startswith("/runs/")
     assert (await client.get("/api" + one.headers["location"])).json()["total"] == 1
+    orphan = await client.submit("/assets/clean/materialize", {"partition": "2025-01-06"})
+    assert orphan.status_code == 400 and "raw 2025-01-06, which has never been materialized" in orphan.text
     closure = await client.submit(
         "/assets/report/materialize", {"partition": "2025-01-05", "upstream": "yes"}
     )
