@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from flowstone.queue.job import Job, JobState
+from flowstone.queue.job import STATES, Job
 from flowstone.queue.plan import Plan, Row
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.worker import NewJob
@@ -47,7 +47,7 @@ def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
 def _inserted(job: NewJob, row: Row) -> Job:
     return Job(
         id=row["id"],
-        state=JobState(row["state"]),
+        state=STATES[row["state"]],
         queue=job.queue,
         worker=job.worker,
         args=job.args,
