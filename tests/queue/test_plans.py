@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -13,6 +14,7 @@ from psycopg.types.json import Jsonb
 from test_manage import QUEUE, Ok
 
 from flowstone import FlowStone
+from flowstone.queue.pool import GENERIC_PLANS
 from flowstone.queue.queries.jobs import JobQueries
 
 WAITING = 20_000
@@ -31,8 +33,9 @@ def analyzed(flowstone: FlowStone, flowstone_url: str) -> str:
     return flowstone_url
 
 
-def generic_plan(url: str, statement: str, params: dict[str, Any]) -> dict[str, Any]:
-    """EXPLAIN the generic plan of a prepared `statement` (psycopg's `%(name)s` style)."""
+def explainer(conn: psycopg.Connection[Any], statement: str, params: dict[str, Any]) -> Callable[[], Any]:
+    """Prepare `statement` (psycopg's `%(name)s` style) on `conn`; return what EXPLAINs
+    its plan for `params` (the generic one, on the producer's connection options)."""
     names: list[str] = []
 
     def number(match: re.Match[str]) -> str:
@@ -40,13 +43,27 @@ def generic_plan(url: str, statement: str, params: dict[str, Any]) -> dict[str, 
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    prepared = re.sub(r"%\((\w+)\)s", number, statement)
-    with psycopg.connect(url, options="-c plan_cache_mode=force_generic_plan") as conn:
-        conn.execute(f"PREPARE hot AS {prepared}")  # the statement is FlowStone's own text
-        values = pgsql.SQL(", ").join(pgsql.Literal(params[name]) for name in names)
-        explain = pgsql.SQL("EXPLAIN (FORMAT JSON) EXECUTE hot({})").format(values)
-        [[plan]] = conn.execute(explain).fetchall()
-    return plan[0]["Plan"]  # type: ignore[no-any-return]
+    numbered = re.sub(r"%\((\w+)\)s", number, statement)
+    conn.execute(f"PREPARE hot AS {numbered}")  # FlowStone's own text
+    values = pgsql.SQL(", ").join(pgsql.Literal(params[name]) for name in names)
+    explain = pgsql.SQL("EXPLAIN (FORMAT JSON) EXECUTE hot({})").format(values)
+    return lambda: conn.execute(explain).fetchall()[0][0][0]["Plan"]
+
+
+def generic_plan(url: str, statement: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The generic plan of `statement` on a producer's connection."""
+    with psycopg.connect(url, options=GENERIC_PLANS) as conn:
+        return explainer(conn, statement, params)()  # type: ignore[no-any-return]
+
+
+def index_scans_only(plan: dict[str, Any]) -> bool:
+    """Every scan of the jobs table in `plan` (below its updates) goes through an index."""
+    scans = [
+        node
+        for node in nodes(plan)
+        if node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"
+    ]
+    return bool(scans) and all(node["Node Type"] == "Index Scan" for node in scans)
 
 
 CLAIM = {"queue": QUEUE, "limit": 10, "claimer": ["n", "1"], "max_id": 2**63 - 1}
@@ -88,3 +105,19 @@ def test_the_ack_finds_its_rows_through_the_primary_key(analyzed: str) -> None:
         if node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"
     ]
     assert [node["Index Name"] for node in scans] == ["jobs_pkey"], scans
+
+
+def test_a_plan_made_while_the_table_was_empty_still_uses_the_indexes(flowstone_url: str) -> None:
+    """A new database: the producer's first cycle plans on an empty table, and the plan is
+    kept until autovacuum's first ANALYZE, however large the table grows meanwhile."""
+    with psycopg.connect(flowstone_url, options=GENERIC_PLANS, autocommit=True) as conn:
+        explain = explainer(
+            conn, JobQueries.for_schema("flowstone").ack_claim, {**CLAIM, **acks(range(1, 11))}
+        )
+        assert index_scans_only(explain())
+        conn.execute(
+            "INSERT INTO flowstone.jobs (state, queue, worker, args)"
+            " SELECT 'available', %s, 'w', '{}' FROM generate_series(1, %s)",
+            [QUEUE, WAITING],
+        )
+        assert index_scans_only(explain()), "the plan made on the empty table is kept"
