@@ -46,6 +46,10 @@ DRAIN_TIMEOUT_S = 120.0  # after the load: what is left must drain within this
 TICK = 0.05  # the inserter's period: each tick inserts the jobs due since the last
 EDGE_S = 300.0  # the first and last stretches compared
 SETTINGS = ("server_version", "autovacuum", "autovacuum_naptime", "shared_buffers", "synchronous_commit")
+# What is left in the table at the end, by state (finished jobs younger than the pruner's
+# horizon, and any job that did not finish).
+STATES = "SELECT state::text, count(*) FROM flowstone.jobs GROUP BY 1"
+
 SIZES = """
 SELECT pg_relation_size(s.relid), pg_indexes_size(s.relid), pg_total_relation_size(s.relid),
        (SELECT count(*) FROM flowstone.jobs),
@@ -67,6 +71,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         log(f"max rate {max_rate:.0f} jobs/s; inserting at {max_rate / 2:.0f} for {args.minutes} min")
         load = Load(fresh_database(local), local, max_rate / 2, out)
         load.run()
+        census = dict(rows(load.url, STATES))
     return {
         "minutes": args.minutes,
         "concurrency": concurrency(args),
@@ -76,6 +81,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "server": server,
         "samples_out": out,
         **load.result(),
+        "states_at_end": census,
     }
 
 
