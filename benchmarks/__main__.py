@@ -81,11 +81,7 @@ def main() -> None:
             "settings": {"driver": f"psycopg {psycopg.__version__}", "queue": json.loads(args.queue_options)},
             **WORKLOADS[name](args),
         }
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.append:
-            with open(args.append, "a") as out:
-                out.write(line + "\n")
+        workloads.emit(result, args.append)
         rows.append(result)
     print_table(rows)
 

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import functools
 import importlib
-import json
 import os
 import platform
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.workloads import DEFAULT_DSN, ROOT, WorkerProcess, r, scalar, wait_drained
+from benchmarks.workloads import DEFAULT_DSN, ROOT, WorkerProcess, emit, r, scalar, wait_drained
 
 BENCH = Path(os.environ.get("PEERBENCH_DIR", ROOT.parent / "shared" / "bench"))
 PEERS = "oban,procrastinate,pgqueuer,pgqueuer-asyncpg,chancy,flowstone"
@@ -183,11 +182,7 @@ def main() -> None:
             body = measure(args, peer)
         except Exception as error:  # report, do not hide; go on with the next peer
             body = {"error": f"{type(error).__name__}: {error}"}
-        line = json.dumps({**head, **body})
-        print(line, flush=True)
-        if args.append:
-            with open(args.append, "a") as out:
-                out.write(line + "\n")
+        emit({**head, **body}, args.append)
 
 
 if __name__ == "__main__":

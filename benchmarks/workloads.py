@@ -62,6 +62,15 @@ def fresh_database(args: argparse.Namespace) -> str:
     return url
 
 
+def emit(result: dict[str, Any], append: str | None) -> None:
+    """Print one result as a JSON line (and append it to `append`, when given)."""
+    line = json.dumps(result)
+    print(line, flush=True)
+    if append:
+        with open(append, "a") as out:
+            out.write(line + "\n")
+
+
 def scalar(url: str, query: str) -> Any:
     """One value on a fresh autocommit connection."""
     with psycopg.connect(url, autocommit=True) as conn:

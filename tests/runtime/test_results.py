@@ -7,8 +7,9 @@ import time
 
 import anyio
 import feature_workers as fw
+import psycopg
 import pytest
-from support import MakeFs, rows, wait_for, wait_for_job
+from support import MakeFs, rows, wait_for, wait_for_job, wait_until
 
 from flowstone import AwaitTimeoutError, Job, JobFailedError, JobState
 from flowstone.insights import Insights
@@ -41,9 +42,21 @@ async def test_await_job_is_woken_by_the_end_not_by_polling(make_fs: MakeFs) -> 
     with pytest.raises(AwaitTimeoutError):
         await fs.aawait_job(job.id, timeout=0.2)
     opened: list[float] = []
+    with psycopg.connect(fs.database_url) as conn:
+        [(since,)] = conn.execute("SELECT clock_timestamp()").fetchall()
+
+    def waiting() -> bool:
+        """The waiter marked the job awaited and sits idle on its LISTEN connection."""
+        with psycopg.connect(fs.database_url) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle'"
+                " AND query LIKE '%%\"awaited\": true%%' AND state_change > %s",
+                [since],
+            ).fetchone()
+        return found is not None
 
     def open_gate() -> None:
-        time.sleep(0.3)  # the waiter is asleep by then: only the notification can wake it
+        wait_until(waiting, 10, "the waiter to wait")  # from then, only the notification can wake it
         opened.append(time.monotonic())
         fw.GATE.set()
 
