@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 from psycopg.rows import dict_row
 
-from flowstone import FlowStone, Job, NewJob
-from flowstone.queue.config import Settings
-from flowstone.queue.plan import Plan
-from flowstone.queue.queries.jobs import JobQueries
-from flowstone.queue.queries.nodes import NodeQueries
+from flowstone import FlowStone, Job
+from flowstone.queue.plugins.base import InstanceRuntime
 
 T = TypeVar("T")
 MakeFs = Callable[..., FlowStone]  # the runtime suite's `make_fs` fixture
@@ -66,7 +63,7 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-class TickRuntime:
+class TickRuntime(InstanceRuntime):
     """A plugin's view of a node (`PluginRuntime`) with no node around it: a test runs a
     plugin's ticks itself, one at a time, on the test's database; `connected_for` is what
     the test says; the queues the plugin wakes are recorded in `woken`."""
@@ -74,24 +71,6 @@ class TickRuntime:
     def __init__(self, fs: FlowStone, *, name: str = "leader", connected_for: float = 3600.0) -> None:
         self.fs, self.name, self.connected_for = fs, name, connected_for
         self.woken: list[str] = []
-
-    @property
-    def settings(self) -> Settings:
-        return self.fs.settings
-
-    @property
-    def jobs(self) -> JobQueries:
-        return self.fs.queries
-
-    @property
-    def nodes(self) -> NodeQueries:
-        return self.fs.node_queries
-
-    async def execute(self, plan: Plan[T]) -> T:
-        return await self.fs.aexecute(plan)
-
-    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
-        return await self.fs.ainsert_all(jobs)
 
     def wake(self, queue: str) -> None:
         self.woken.append(queue)
