@@ -52,9 +52,11 @@ def _joiner(conn: object) -> Joiner:
     )
 
 
-def register(joiner: Joiner) -> None:
-    """Teach `conn=` another kind of object; tried before the built-in kinds."""
+def register(joiner: Joiner) -> Callable[[], None]:
+    """Teach `conn=` another kind of object (tried before the built-in kinds); returns
+    the function that forgets it again."""
     _JOINERS.insert(0, joiner)
+    return lambda: _JOINERS.remove(joiner)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from flowstone import Batch, FlowStone, Worker, Workflow
+from flowstone.queue.transactional import Joiner, register
 
 SELECT_ONE = "SELECT 1"
 
@@ -293,3 +294,25 @@ def test_a_sqlalchemy_connection_on_another_driver_is_refused(flowstone):
     with engine.connect() as conn, pytest.raises(TypeError, match=r"postgresql\+psycopg://"):
         flowstone.insert(Plain.new({}), conn=conn)
     engine.dispose()
+
+
+@dataclass
+class Wrapped:
+    """Another library's connection object (as Django's wraps a psycopg connection)."""
+
+    raw: psycopg.Connection[Any]
+
+
+def test_another_kind_of_connection_joins_through_a_registered_joiner(flowstone, flowstone_url):
+    forget = register(Joiner(lambda conn: isinstance(conn, Wrapped), join=lambda conn: conn.raw))
+    try:
+        for commit in (True, False):
+            with psycopg.connect(flowstone_url) as raw:
+                job = flowstone.insert(Plain.new({}), conn=Wrapped(raw))
+                assert stored(flowstone, [job.id]) == []
+                raw.commit() if commit else raw.rollback()
+            assert stored(flowstone, [job.id]) == ([job.id] if commit else [])
+    finally:
+        forget()
+    with pytest.raises(TypeError, match="got Wrapped"):
+        flowstone.insert(Plain.new({}), conn=Wrapped(raw))

@@ -8,11 +8,10 @@ from typing import Any
 
 import psycopg
 import pytest
-import runtime_workers as w
 from psycopg.rows import dict_row
 from support import TickRuntime, rows
 
-from flowstone import FlowStone
+from flowstone import FlowStone, Job, Worker
 from flowstone.queue.engine import rescue_plan
 from flowstone.queue.plugins import Lifeline
 
@@ -23,11 +22,18 @@ PARKED = "parked"  # a queue no node runs: rescued jobs stay where the lifeline 
 LONG_AGO = 3 * EXPIRY
 
 
+class Parked(Worker):
+    queue = PARKED
+
+    async def perform(self, job: Job) -> None:
+        return None
+
+
 async def claimed(
     fs: FlowStone, by: list[str], ago: float, *, state: str = "executing", attempt: int = 1
 ) -> int:
     """A job in `state` claimed `ago` seconds ago by `by` (name[, incarnation])."""
-    job = await fs.ainsert(w.Echo.new(queue=PARKED, max_attempts=3))
+    job = await fs.ainsert(Parked.new(max_attempts=3))
     await rows(
         fs,
         "UPDATE flowstone.jobs SET state = %(state)s::flowstone.job_state, attempt = %(attempt)s,"
