@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from typing import Any
 
 from benchmarks import noop
@@ -80,10 +79,10 @@ def scaleout_run(args: argparse.Namespace, jobs: int, processes: int) -> dict[st
     enqueue(url, args, jobs)
     result = drain(url, args, jobs, "--record-ids", processes=processes, together=True)
     per_process = result.pop("per_process")
-    runs = Counter(job_id for stats in per_process for job_id in stats["ids"])
+    runs = noop.Runs.union(noop.Runs.from_json(stats["runs"]) for stats in per_process)
     per_node = dict(rows(url, PER_NODE))
     shares = [count / jobs for count in per_node.values()]
-    twice = sum(1 for count in runs.values() if count > 1)
+    twice = len(set(runs.twice))
     not_first = scalar(url, NOT_FIRST_ATTEMPT)
     result.pop("rss")
     return {

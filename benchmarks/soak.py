@@ -99,13 +99,14 @@ class Load:
     def __init__(self, url: str, args: argparse.Namespace, rate: float, out: str) -> None:
         self.url, self.args, self.rate, self.out = url, args, rate, out
         self.inserted = 0
+        self.inserted_ids = noop.Runs()
         self.samples: list[dict[str, Any]] = []
         edge = max(1, round(min(EDGE_S, args.minutes * 30) / args.sample_every))
         self.first_lat: list[list[float]] = []
         self.last_lat: deque[list[float]] = deque(maxlen=edge)
         self.edge = edge
         settings = json.dumps({"prune_max_age": args.prune_max_age})
-        self.worker = flowstone_worker(url, args, concurrency(args), "--settings", settings)
+        self.worker = flowstone_worker(url, args, concurrency(args), "--settings", settings, "--record-ids")
         self.stats: dict[str, Any] = {}
         self.drained = False
 
@@ -149,7 +150,9 @@ class Load:
             due = int((now - began) * self.rate) - self.inserted
             if due > 0:
                 sent = time.time()
-                await fs.ainsert_all([noop.Noop.new({"t": sent}) for _ in range(due)])
+                jobs = await fs.ainsert_all([noop.Noop.new({"t": sent}) for _ in range(due)])
+                for job in jobs:
+                    self.inserted_ids.add(job.id)
                 self.inserted += due
             await anyio.sleep(TICK)
         await fs.aclose()
@@ -190,12 +193,16 @@ class Load:
         first, last = self.samples[: self.edge], self.samples[-self.edge :]
         half = self.samples[max(0, len(self.samples) // 2 - 1)]  # sample i ends at (i + 1) * every
         head, tail = stretch(first, self.first_lat), stretch(last, list(self.last_lat))
+        runs = noop.Runs.from_json(self.stats["runs"])
         return {
             "samples": len(self.samples),
             "inserted": self.inserted,
             "executed_count": self.stats["count"],
+            "distinct_jobs_run": len(runs),
+            "jobs_run_twice": len(set(runs.twice)),
             "drained": self.drained,
-            "count_ok": self.drained and self.stats["count"] == self.inserted,
+            # every job once, by ids: the jobs run are the jobs inserted, none twice
+            "count_ok": self.drained and runs.number() == self.inserted_ids.number() and not runs.twice,
             "pending_max": max(sample["pending"] for sample in self.samples),
             "pending_last": self.samples[-1]["pending"],
             "edge_minutes": r(self.edge * self.args.sample_every / 60, 1),

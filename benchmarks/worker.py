@@ -32,7 +32,12 @@ def rss_bytes() -> int:
 def dump(path: str, extra: dict[str, Any]) -> None:
     """Write the counters atomically."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    data = {**noop.STATS, "cpu_s": usage.ru_utime + usage.ru_stime, "ids": noop.IDS, **extra}
+    data = {
+        **noop.STATS,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "runs": noop.RUNS and noop.RUNS.to_json(),
+        **extra,
+    }
     with open(path + ".tmp", "w") as out:
         json.dump(data, out)
     os.replace(path + ".tmp", path)
@@ -58,7 +63,7 @@ async def report_on_signal() -> None:
 
 async def main(args: argparse.Namespace) -> None:
     if args.record_ids:
-        noop.IDS = []
+        noop.RUNS = noop.Runs()
     fs = noop.app(args.url, **json.loads(args.settings))
     node = fs.node({noop.QUEUE: {"limit": args.concurrency, **json.loads(args.queue_options)}})
     marks: dict[int, int] = {}

@@ -235,6 +235,7 @@ def drain(
     so none has a head start. `through`: the URL and settings the workers use instead of
     `url` (a pooler's). `per_process` holds each worker's own counters."""
     scalar(url, "CHECKPOINT")
+    completed = scalar(url, COMPLETED)  # before the drain: a backlog's completed rows
     commits = scalar(url, XACTS)
     size = limit or concurrency(args)
     worker_url, settings = through or (url, None)
@@ -252,6 +253,7 @@ def drain(
         stats = [worker.stop() for worker in workers]
     time.sleep(0.5)  # backends flush their counters on exit
     commits = scalar(url, XACTS) - commits - polls - 3 - int(together)
+    completed = scalar(url, COMPLETED) - completed
     first = min(s["first"] for s in stats if s["first"] is not None)
     last = max(s["last"] for s in stats if s["last"] is not None)
     executed = sum(s["count"] for s in stats)
@@ -263,9 +265,9 @@ def drain(
         "exec_span_s": r(last - first),
         "wall_jobs_per_s": r(jobs / (done - min(worker.spawned for worker in workers)), 1),
         "executed_count": executed,
-        # N executions and N completed rows: every job ran exactly once.
-        "count_ok": executed == jobs and scalar(url, COMPLETED) >= jobs,
-        "db_completed": scalar(url, COMPLETED),
+        # N executions, and N rows completed by this drain: every job ran exactly once.
+        "count_ok": executed == jobs and completed == jobs,
+        "db_completed": completed,
         "db_commits_per_job": r(commits / jobs),
         "worker_cpu_s": r(sum(s["cpu_s"] for s in stats), 2),
         "shutdown_s": r(max(s.get("shutdown_s") or 0 for s in stats)),

@@ -11,6 +11,7 @@ import anyio
 from psycopg.rows import dict_row
 
 from flowstone import FlowStone, Job
+from flowstone.queue.plugins.base import InstanceRuntime
 
 T = TypeVar("T")
 MakeFs = Callable[..., FlowStone]  # the runtime suite's `make_fs` fixture
@@ -60,3 +61,16 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
             return value
         time.sleep(POLL)  # polling interval of the wait, not a wait for the condition itself
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class TickRuntime(InstanceRuntime):
+    """A plugin's view of a node (`PluginRuntime`) with no node around it: a test runs a
+    plugin's ticks itself, one at a time, on the test's database; `connected_for` is what
+    the test says; the queues the plugin wakes are recorded in `woken`."""
+
+    def __init__(self, fs: FlowStone, *, name: str = "leader", connected_for: float = 3600.0) -> None:
+        self.fs, self.name, self.connected_for = fs, name, connected_for
+        self.woken: list[str] = []
+
+    def wake(self, queue: str) -> None:
+        self.woken.append(queue)

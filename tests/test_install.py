@@ -88,6 +88,7 @@ def test_the_wheel_declares_what_a_library_should(wheel: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a virtualenv and a pip install: its steps have their own deadlines
 def test_a_clean_virtualenv_runs_an_unrelated_test_with_no_server(
     wheel: Path, tmp_path: Path, flowstone_server_url: str
 ) -> None:

@@ -189,6 +189,7 @@ def stop_group(group: int, timeout: float = 30) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs the shell blocks with bash")
+@pytest.mark.timeout(900)  # every block, a worker and a dashboard: about a minute, three under load
 def test_the_readme_code_runs_as_written(tmp_path: Path, flowstone_url: str) -> None:
     project = Project(tmp_path, flowstone_url)
     for index, block in enumerate(BLOCKS[2:], start=2):

@@ -36,7 +36,7 @@ from flowstone.queue.plugins.cron import sourced_entries
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.node import Node
-from flowstone.queue.transactional import async_connection, sync_connection
+from flowstone.queue.transactional import ajoined, joined
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
 from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan, workflow_plan
 
@@ -207,11 +207,12 @@ class FlowStone:
             pool.mark_used(conn)
 
     def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
-        """Run a plan on `conn` (the caller's transaction) or on a pooled connection, in a
-        transaction of its own unless `atomic=False` (a single statement needs none)."""
+        """Run a plan in `conn`'s transaction (see `transactional`), or on a pooled connection
+        in a transaction of its own unless `atomic=False` (a single statement needs none)."""
         with self._diagnosed():
             if conn is not None:
-                return run(sync_connection(conn), plan)
+                with joined(conn, atomic=atomic) as raw:
+                    return run(raw, plan)
             if atomic:
                 with self.connection() as pooled:
                     return run(pooled, plan)
@@ -222,7 +223,8 @@ class FlowStone:
         """Async twin of `execute`."""
         with self._diagnosed():
             if conn is not None:
-                return await arun(await async_connection(conn), plan)
+                async with ajoined(conn, atomic=atomic) as raw:
+                    return await arun(raw, plan)
             if atomic:
                 async with self.aconnection() as pooled:
                     return await arun(pooled, plan)

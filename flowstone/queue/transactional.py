@@ -1,61 +1,173 @@
-"""Use the caller's connection, so that a job is inserted in the caller's transaction.
+"""Joining the caller's transaction: a call given `conn=X` writes through X's own
+transaction, so X's commit keeps its jobs and X's rollback drops them.
 
-Accepted: a psycopg connection, or a SQLAlchemy connection or session whose driver is
-psycopg 3 (`postgresql+psycopg://`). A rollback of that transaction leaves no job.
+A *joiner* knows one kind of caller object: it makes that object's own transaction begin,
+then hands over the psycopg connection under it. Beginning matters for SQLAlchemy, whose
+`Connection` begins lazily at its first statement (2.0 "autobegin"): a statement sent
+behind its back on the driver's connection leaves it believing no transaction is open,
+so its `commit()` does nothing and its pool's reset rolls the jobs back. The joiner calls
+`begin()` when no transaction is open, which is what SQLAlchemy's autobegin itself does.
+Built in: psycopg connections and cursors, SQLAlchemy `Connection`/`Session` and their
+asyncio twins (driver `postgresql+psycopg://`). `register` adds another kind (Django's
+connection: `ensure_connection()`, then its `.connection`).
+
+A connection in autocommit mode with no transaction open has no transaction to join: the
+call runs in a transaction of its own, committed when it returns, as every statement on
+such a connection is (so a workflow's jobs, its dependencies and its lock stay together).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from flowstone.errors import ValidationTypeError
 
+Driver = TypeVar("Driver", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 
-def _not_psycopg(conn: object, found: object) -> TypeError:
-    return TypeError(
-        f"FlowStone inserts through psycopg 3; {type(conn).__name__} runs on "
-        f"{type(found).__module__}.{type(found).__name__} (use a postgresql+psycopg:// engine)"
+
+@dataclass(frozen=True)
+class Joiner:
+    """One kind of caller object: `accepts` recognises it; `join` (for the sync calls) or
+    `ajoin` (for the async twins) begins its transaction and returns the psycopg
+    connection under it — None when that kind has no such calls."""
+
+    accepts: Callable[[object], bool]
+    join: Callable[[Any], psycopg.Connection[Any]] | None = None
+    ajoin: Callable[[Any], Awaitable[psycopg.AsyncConnection[Any]]] | None = None
+
+
+def _joiner(conn: object) -> Joiner:
+    for joiner in _JOINERS:
+        if joiner.accepts(conn):
+            return joiner
+    raise ValidationTypeError(
+        f"conn must be a psycopg connection or cursor, or a SQLAlchemy Connection/Session "
+        f"(sync or async); got {type(conn).__name__}"
     )
 
 
-def _unsupported(conn: object) -> TypeError:
-    return TypeError(
-        f"conn must be a psycopg Connection or a SQLAlchemy Connection/Session; got {type(conn).__name__}"
-    )
+def register(joiner: Joiner) -> Callable[[], None]:
+    """Teach `conn=` another kind of object (tried before the built-in kinds); returns
+    the function that forgets it again."""
+    _JOINERS.insert(0, joiner)
+    return lambda: _JOINERS.remove(joiner)
 
 
-def sync_connection(conn: Any) -> psycopg.Connection[Any]:
-    """The psycopg connection under `conn` (psycopg or SQLAlchemy, sync)."""
-    if isinstance(conn, psycopg.Connection):
-        return conn
-    if isinstance(conn, psycopg.AsyncConnection):
-        raise ValidationTypeError("an AsyncConnection needs the async twin (ainsert / ainsert_all)")
-    from sqlalchemy.engine import Connection as SAConnection
+@contextmanager
+def joined(conn: Any, *, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    """The psycopg connection under `conn`, inside `conn`'s transaction; on an autocommit
+    connection outside one, inside a transaction of its own when `atomic`."""
+    join = _joiner(conn).join
+    if join is None:
+        raise ValidationTypeError(f"a {type(conn).__name__} needs the async twins (ainsert, ainsert_all, …)")
+    raw = join(conn)
+    if atomic and _outside_transaction(raw):
+        with raw.transaction():
+            yield raw
+    else:
+        yield raw
+
+
+@asynccontextmanager
+async def ajoined(conn: Any, *, atomic: bool = True) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """Async twin of `joined`."""
+    ajoin = _joiner(conn).ajoin
+    if ajoin is None:
+        raise ValidationTypeError(f"a {type(conn).__name__} needs the sync calls (insert, insert_all, …)")
+    raw = await ajoin(conn)
+    if atomic and _outside_transaction(raw):
+        async with raw.transaction():
+            yield raw
+    else:
+        yield raw
+
+
+def _outside_transaction(raw: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """In autocommit mode with no transaction open: each statement would commit alone."""
+    return raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE
+
+
+# -- psycopg ----------------------------------------------------------------------------------
+
+
+def _psycopg(conn: psycopg.Connection[Any] | psycopg.Cursor[Any]) -> psycopg.Connection[Any]:
+    """A psycopg connection begins its transaction at its first statement by itself."""
+    return conn.connection if isinstance(conn, psycopg.Cursor) else conn
+
+
+async def _apsycopg(
+    conn: psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any],
+) -> psycopg.AsyncConnection[Any]:
+    return conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
+
+
+# -- SQLAlchemy --------------------------------------------------------------------------------
+
+
+def _from_sqlalchemy(conn: object) -> bool:
+    """Whether `conn` is an object of SQLAlchemy's (checked without importing it)."""
+    return any(kind.__module__.startswith("sqlalchemy.") for kind in type(conn).__mro__)
+
+
+def _sqlalchemy_sync(conn: object) -> bool:
+    if not _from_sqlalchemy(conn):
+        return False
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
+    return isinstance(conn, Connection | Session)
+
+
+def _sqlalchemy_async(conn: object) -> bool:
+    if not _from_sqlalchemy(conn):
+        return False
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    return isinstance(conn, AsyncConnection | AsyncSession)
+
+
+def _sqlalchemy(conn: Any) -> psycopg.Connection[Any]:
+    """A `Session` begins its transaction in `connection()`; a `Connection` is begun here
+    unless a transaction is open (what its autobegin does before a first statement)."""
     from sqlalchemy.orm import Session
 
     if isinstance(conn, Session):
         conn = conn.connection()
-    if isinstance(conn, SAConnection):
-        raw = conn.connection.driver_connection
-        if isinstance(raw, psycopg.Connection):
-            return raw
-        raise _not_psycopg(conn, raw)
-    raise _unsupported(conn)
+    if conn.get_transaction() is None:
+        conn.begin()
+    return _driver(conn, conn.connection.driver_connection, psycopg.Connection)
 
 
-async def async_connection(conn: Any) -> psycopg.AsyncConnection[Any]:
-    """The psycopg async connection under `conn` (psycopg or SQLAlchemy asyncio)."""
-    if isinstance(conn, psycopg.AsyncConnection):
-        return conn
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+async def _asqlalchemy(conn: Any) -> psycopg.AsyncConnection[Any]:
+    """Async twin of `_sqlalchemy`."""
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
-    if isinstance(conn, AsyncConnection):
-        raw = (await conn.get_raw_connection()).driver_connection
-        if isinstance(raw, psycopg.AsyncConnection):
-            return raw
-        raise _not_psycopg(conn, raw)
-    raise _unsupported(conn)
+    if conn.get_transaction() is None:
+        await conn.begin()
+    raw = (await conn.get_raw_connection()).driver_connection
+    return _driver(conn, raw, psycopg.AsyncConnection)
+
+
+def _driver(conn: object, raw: object, expected: type[Driver]) -> Driver:
+    if isinstance(raw, expected):
+        return raw
+    raise ValidationTypeError(
+        f"FlowStone inserts through psycopg 3; {type(conn).__name__} runs on "
+        f"{type(raw).__module__}.{type(raw).__name__} (use a postgresql+psycopg:// engine)"
+    )
+
+
+_JOINERS: list[Joiner] = [
+    Joiner(lambda conn: isinstance(conn, psycopg.Connection | psycopg.Cursor), join=_psycopg),
+    Joiner(lambda conn: isinstance(conn, psycopg.AsyncConnection | psycopg.AsyncCursor), ajoin=_apsycopg),
+    Joiner(_sqlalchemy_sync, join=_sqlalchemy),
+    Joiner(_sqlalchemy_async, ajoin=_asqlalchemy),
+]

@@ -9,13 +9,15 @@ at a lock in its data directory). Each xdist worker migrates one template databa
 it, which costs milliseconds.
 
 Fixtures: `flowstone_url` (a fresh database's URL) and `flowstone` (a FlowStone on it,
-also installed as the default instance for `Worker.enqueue` and the helpers).
+also installed as the default instance for `Worker.enqueue` and the helpers);
+`cloned_database` gives more fresh databases (one per Hypothesis example).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -86,12 +88,21 @@ def flowstone_template(flowstone_server_url: str, request: pytest.FixtureRequest
         janitor.drop()
 
 
+@contextmanager
+def cloned_database(server_url: str, template: str) -> Iterator[str]:
+    """A fresh database cloned from the migrated `template`, dropped afterwards: what
+    `flowstone_url` gives a test, for code that needs more than one (a Hypothesis
+    example each: `cloned_database(flowstone_server_url, flowstone_template)`)."""
+    name = f"flowstone_test_{uuid.uuid4().hex[:12]}"
+    with _janitor(server_url, name, template_dbname=template):
+        yield database_url_for(server_url, name)
+
+
 @pytest.fixture
 def flowstone_url(flowstone_server_url: str, flowstone_template: str) -> Iterator[str]:
     """A fresh, migrated database for this test alone; dropped afterwards."""
-    name = f"flowstone_test_{uuid.uuid4().hex[:12]}"
-    with _janitor(flowstone_server_url, name, template_dbname=flowstone_template):
-        yield database_url_for(flowstone_server_url, name)
+    with cloned_database(flowstone_server_url, flowstone_template) as url:
+        yield url
 
 
 @pytest.fixture

@@ -77,14 +77,17 @@ class WorkerProcess:
             self.process.wait(10)
 
 
-def scalar(url: str, query: str, params: tuple[Any, ...] = ()) -> Any:
+Params = tuple[Any, ...] | dict[str, Any]
+
+
+def scalar(url: str, query: str, params: Params = ()) -> Any:
     """One value from a fresh connection (works while servers restart)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(query, params).fetchone()
         return None if row is None else row[0]
 
 
-def rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def rows(url: str, query: str, params: Params = ()) -> list[tuple[Any, ...]]:
     """Every row of one query, from a fresh connection."""
     with psycopg.connect(url) as conn:
         return conn.execute(query, params).fetchall()

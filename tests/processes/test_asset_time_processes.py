@@ -252,7 +252,8 @@ def test_a_run_that_lost_its_lock_does_not_record_success(
     holder = wait_until(
         lambda: scalar(flowstone_url, LOCK_HOLDER, (LOCK_KEY,)), 20, "the run to hold its lock"
     )
-    with psycopg.connect(flowstone_url, autocommit=True) as rival:  # a concurrent run takes the lock
+    # a concurrent run takes the lock (within lock_timeout, or the test fails)
+    with psycopg.connect(flowstone_url, autocommit=True, options="-c lock_timeout=20s") as rival:
         rival.execute(
             "SELECT pg_terminate_backend(%s, 5000), pg_advisory_lock(hashtextextended(%s, 0))",
             (holder, LOCK_KEY),

@@ -9,7 +9,7 @@ from pathlib import Path
 import proc_app
 import psycopg
 import pytest
-from process_support import scalar
+from process_support import rows, scalar
 from support import wait_until
 
 from flowstone import FlowStone
@@ -25,6 +25,17 @@ def counts(url: str) -> dict[str, int]:
         return dict(conn.execute(STATES).fetchall())
 
 
+IN_FLIGHT = """
+SELECT id FROM flowstone.jobs
+WHERE (state = 'executing' AND attempted_by[1] = %(node)s)
+   OR EXISTS (SELECT 1 FROM jsonb_array_elements(errors) AS e
+              WHERE e ->> 'error' LIKE 'rescued by the lifeline: node ' || %(node)s || ' %%')
+"""
+"""The jobs a dead node held: still executing under it, or already rescued from it."""
+
+RAN_TWICE = "SELECT job_id, array_agg(node ORDER BY node) FROM executions GROUP BY 1 HAVING count(*) > 1"
+
+
 def test_sigkill_of_one_of_three_nodes_loses_nothing(flowstone, flowstone_url, workers):
     nodes = [workers(f"node{i}") for i in range(3)]
     for node in nodes:
@@ -32,15 +43,20 @@ def test_sigkill_of_one_of_three_nodes_loses_nothing(flowstone, flowstone_url, w
     flowstone.insert_all([proc_app.Work.new({"max_ms": 20}) for _ in range(5000)])
     wait_until(lambda: counts(flowstone_url).get("completed", 0) >= 1500, 60, "1500 completed")
     nodes[0].signal(signal.SIGKILL)
+    nodes[0].wait(timeout=10)
+    with psycopg.connect(flowstone_url) as conn:
+        held = {row[0] for row in conn.execute(IN_FLIGHT, {"node": "node0"})}
+    assert len(held) <= 10, "a node holds at most its queue's limit"
     wait_until(lambda: counts(flowstone_url).get("completed", 0) == 5000, 120, "all 5000 completed")
 
     assert counts(flowstone_url) == {"completed": 5000}
-    twice = scalar(
-        flowstone_url,
-        "SELECT count(*) FROM (SELECT job_id FROM executions GROUP BY 1 HAVING count(*) > 1) d",
-    )
-    assert twice <= 10, "only the killed node's in-flight jobs (limit 10) may run twice"
     assert scalar(flowstone_url, "SELECT count(DISTINCT job_id) FROM executions") == 5000
+    twice = dict(rows(flowstone_url, RAN_TWICE))
+    assert set(twice) <= held, "only jobs in flight on the killed node may run again"
+    for job_id, ran_on in twice.items():
+        assert len(ran_on) == 2 and ran_on[0] != ran_on[1] and "node0" in ran_on, (job_id, ran_on)
+    rescued = {row[0] for row in rows(flowstone_url, IN_FLIGHT, {"node": "node0"})}
+    assert set(twice) <= rescued, "a job ran again only after the lifeline rescued it"
 
 
 def test_sigterm_honours_grace_and_hands_back_unfinished_jobs(flowstone, flowstone_url, workers):

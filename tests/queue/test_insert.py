@@ -1,13 +1,9 @@
-"""Inserting: single, bulk, transactional (psycopg and SQLAlchemy), async twins, NOTIFY."""
+"""Inserting: single, bulk, async twins, NOTIFY (transactional inserts: test_transactional.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from flowstone import Worker
 from flowstone.queue.insert import insert_plan
@@ -106,47 +102,6 @@ def test_insert_all_empty(flowstone):
 def test_insert_rejects_anything_but_a_new_job(flowstone):
     with pytest.raises(TypeError, match=r"Worker\.new"):
         flowstone.insert({"worker": "x"})
-
-
-@pytest.mark.parametrize("commit", [True, False])
-def test_transactional_insert_with_psycopg(flowstone, flowstone_url, sql, commit):
-    with psycopg.connect(flowstone_url) as conn:
-        job = flowstone.insert(Plain.new({"tx": 1}), conn=conn)
-        with psycopg.connect(flowstone_url) as other:
-            assert other.execute("SELECT count(*) FROM flowstone.jobs").fetchone() == (0,)
-        conn.commit() if commit else conn.rollback()
-    assert jobs_count(sql) == int(commit)
-    assert (flowstone.get_job(job.id) is not None) == commit
-
-
-@pytest.fixture
-def sa_engine(flowstone_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(flowstone_url))
-    yield engine
-    engine.dispose()
-
-
-@pytest.mark.parametrize("commit", [True, False])
-def test_transactional_insert_with_sqlalchemy_connection(flowstone, sa_engine, sql, commit):
-    with sa_engine.connect() as conn:
-        conn.execute(sa.text("SELECT 1"))
-        flowstone.insert_all([Plain.new({"n": 1}), Plain.new({"n": 2})], conn=conn)
-        assert conn.execute(sa.text("SELECT count(*) FROM flowstone.jobs")).scalar() == 2
-        conn.commit() if commit else conn.rollback()
-    assert jobs_count(sql) == 2 * int(commit)
-
-
-@pytest.mark.parametrize("commit", [True, False])
-def test_transactional_insert_with_sqlalchemy_session(flowstone, sa_engine, sql, commit):
-    with Session(sa_engine) as session:
-        flowstone.insert(Plain.new({"s": 1}), conn=session)
-        session.commit() if commit else session.rollback()
-    assert jobs_count(sql) == int(commit)
-
-
-def test_transactional_insert_rejects_other_connections(flowstone):
-    with pytest.raises(TypeError, match="psycopg"):
-        flowstone.insert(Plain.new({}), conn=object())
 
 
 @pytest.mark.anyio

@@ -9,7 +9,9 @@ import anyio
 import pytest
 
 from flowstone import Cancel, Discard, Snooze, Worker
+from flowstone.queue.engine import claim_plan
 from flowstone.queue.job import JobState
+from flowstone.queue.plan import run
 
 QUEUE = "outcomes"
 
@@ -140,17 +142,17 @@ def test_claim_order_and_limit(flowstone, engine):
     assert flowstone.get_job(other.id).state == "available"
 
 
-def test_claim_skips_locked_jobs(flowstone, engine):
+def test_claim_skips_locked_jobs(flowstone):
+    """Two claims at once take disjoint jobs; the second waits for no lock the first holds
+    (lock_timeout: a claim that waits fails in seconds instead of hanging the test)."""
     jobs = flowstone.insert_all([Ok.new({"n": n}) for n in range(4)])
-    with flowstone.connect() as held:
-        from flowstone.queue.engine import claim_plan
-        from flowstone.queue.plan import run
-
+    with flowstone.connect() as held, flowstone.connect(options="-c lock_timeout=5s") as other:
         mine = run(held, claim_plan(flowstone.queries, QUEUE, 2, "holder"))
-        theirs = engine.claim(QUEUE, limit=10)
+        theirs = run(other, claim_plan(flowstone.queries, QUEUE, 10, "other"))
         assert {j.id for j in mine}.isdisjoint({j.id for j in theirs})
         assert {j.id for j in mine} | {j.id for j in theirs} == {j.id for j in jobs}
         held.rollback()
+        other.rollback()
 
 
 def test_returns_normally_completes(flowstone, engine):

@@ -3,13 +3,17 @@ outcomes (error text, discard reasons, snooze values, hostile exceptions, broken
 backoffs), control payloads, and rows written with SQL by another producer.
 
 The invariant every time: the node stays up, every job ends in a final or retryable
-state (none stays `executing`), and ordinary jobs keep running.
+state (none stays `executing`), and ordinary jobs keep running. Each Hypothesis example
+runs on a database of its own, so a failure reproduces from its example alone (a job one
+example left retryable would otherwise run during the next, with the next's behaviours).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -19,11 +23,13 @@ from psycopg.types.json import Jsonb
 from support import rows, wait_for
 
 from flowstone import Cancel, Discard, FlowStone, Job, Snooze, Worker, WorkerRegistry
+from flowstone.testing.pytest_plugin import cloned_database
 
 QUEUE = "fuzz"
 SETTLED = ("completed", "discarded", "cancelled", "retryable", "scheduled")
 FAST = {"poll_interval": 0.2, "stage_interval": 0.05, "heartbeat_interval": 0.1, "shutdown_grace": 1.0}
 FUZZ = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+Fresh = Callable[[], AbstractContextManager[str]]
 
 # What a fuzzed job does, by the key in its args (the registry is this module's state).
 behaviours: dict[str, Callable[[Job], Any]] = {}
@@ -107,14 +113,31 @@ backoff = st.one_of(
 )
 
 
+# What a previous example would have left behind: its jobs, its node.
+CLEAN = "SELECT (SELECT count(*) FROM flowstone.jobs) AS jobs, (SELECT count(*) FROM flowstone.nodes) AS n"
+
+
 async def _settled(fs: FlowStone, ids: list[int]) -> bool:
     found = await rows(fs, "SELECT state::text FROM flowstone.jobs WHERE id = ANY(%s)", [ids])
     return len(found) == len(ids) and all(row["state"] in SETTLED for row in found)
 
 
+@pytest.fixture
+def fresh(flowstone_server_url: str, flowstone_template: str) -> Fresh:
+    """A new database per call (per Hypothesis example), dropped when the example ends."""
+    return partial(cloned_database, flowstone_server_url, flowstone_template)
+
+
+def run_node(fresh: Fresh, body: Callable[[FlowStone], Any]) -> None:
+    """Run `body` beside a node, on a database of its own."""
+    with fresh() as url:
+        anyio.run(_run_node, url, body)
+
+
 async def _run_node(url: str, body: Callable[[FlowStone], Any]) -> None:
     fs = FlowStone(url, registry=REGISTRY, node="fuzz", **FAST)
     try:
+        assert await rows(fs, CLEAN) == [{"jobs": 0, "n": 0}], "an example starts from a clean state"
         node = await fs.start({QUEUE: 4})
         await body(fs)
         ordinary = await fs.ainsert(Plain.new({}))
@@ -127,7 +150,7 @@ async def _run_node(url: str, body: Callable[[FlowStone], Any]) -> None:
 
 @FUZZ
 @given(cases=st.lists(st.tuples(outcome, backoff, st.booleans()), min_size=1, max_size=12))
-def test_no_outcome_takes_the_node_down(flowstone_url: str, cases: list[tuple[Any, Any, bool]]) -> None:
+def test_no_outcome_takes_the_node_down(fresh: Fresh, cases: list[tuple[Any, Any, bool]]) -> None:
     async def body(fs: FlowStone) -> None:
         jobs = []
         for n, (perform, delay, is_async) in enumerate(cases):
@@ -140,7 +163,7 @@ def test_no_outcome_takes_the_node_down(flowstone_url: str, cases: list[tuple[An
             for entry in row["errors"]:
                 assert "\x00" not in entry["error"] and len(entry["error"]) <= 10_100
 
-    anyio.run(_run_node, flowstone_url, body)
+    run_node(fresh, body)
 
 
 storable_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
@@ -170,7 +193,7 @@ signal = st.one_of(
 
 @FUZZ
 @given(payloads=st.lists(signal, min_size=1, max_size=8))
-def test_no_control_payload_takes_the_node_down(flowstone_url: str, payloads: list[Any]) -> None:
+def test_no_control_payload_takes_the_node_down(fresh: Fresh, payloads: list[Any]) -> None:
     async def body(fs: FlowStone) -> None:
         async with fs.aconnection() as conn:
             for payload in payloads:
@@ -180,7 +203,7 @@ def test_no_control_payload_takes_the_node_down(flowstone_url: str, payloads: li
         await fs.aresume_queue(QUEUE)  # a valid signal behind them resumes whatever was paused
         await fs.ascale_queue(QUEUE, 4)
 
-    anyio.run(_run_node, flowstone_url, body)
+    run_node(fresh, body)
 
 
 hostile_rows = st.fixed_dictionaries(
@@ -196,9 +219,7 @@ hostile_rows = st.fixed_dictionaries(
 
 @FUZZ
 @given(written=st.lists(hostile_rows, min_size=1, max_size=10))
-def test_no_row_written_with_sql_takes_the_node_down(
-    flowstone_url: str, written: list[dict[str, Any]]
-) -> None:
+def test_no_row_written_with_sql_takes_the_node_down(fresh: Fresh, written: list[dict[str, Any]]) -> None:
     behaviours["absent"] = _return(None)
 
     async def body(fs: FlowStone) -> None:
@@ -226,7 +247,7 @@ def test_no_row_written_with_sql_takes_the_node_down(
                 ids.append(found[0])
         await wait_for(lambda: _settled(fs, ids), timeout=15, message="every written row to settle")
 
-    anyio.run(_run_node, flowstone_url, body)
+    run_node(fresh, body)
 
 
 KILLERS = {  # each of these once made the ack+claim statement fail and the node exit

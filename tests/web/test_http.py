@@ -11,7 +11,7 @@ import pytest
 from psycopg.rows import dict_row
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount, Route
 from web_support import QUEUE, Client, Echo, FailOnce, client_for
 
 from flowstone import FlowStone, amaterialize_all
@@ -105,19 +105,88 @@ async def test_values_from_the_database_are_escaped(client: Client, app_fs: Flow
     assert (await client.get(f"/api/jobs/{seeded['waiting'][1]}")).json()["job"]["args"]["html"] == SCRIPT
 
 
-async def test_actions_need_the_csrf_token_of_the_cookie(client: Client, app_fs: FlowStone) -> None:
+async def test_a_job_action_leads_back_to_the_job_with_a_notice(client: Client, app_fs: FlowStone) -> None:
     seeded = await seed(app_fs)
     path = f"/jobs/{seeded['failed']}/retry"
-    await client.token()
-    assert (await client.post(path)).status_code == 403
-    assert (await client.post(path, data={"csrf": "forged"})).status_code == 403
-    assert (await app_fs.aget_job(seeded["failed"])).state == "discarded"  # type: ignore[union-attr]
     done = await client.submit(path, {})
     assert done.status_code == 303 and done.headers["location"] == f"/jobs/{seeded['failed']}?notice=retried"
     assert (await app_fs.aget_job(seeded["failed"])).state == "available"  # type: ignore[union-attr]
     assert "Retried 1 job(s)." in (await client.get(done.headers["location"])).text
-    stranger = client_for(create_app(app_fs))  # a page of another site has no cookie to copy
-    assert (await stranger.post(path, data={"csrf": await client.token()})).status_code == 403
+
+
+Form = list[tuple[str, str]]
+
+
+def state_changing_routes(routes: list[BaseRoute], prefix: str = "") -> list[str]:
+    """The path of every route (mounted ones too) that takes a method other than GET/HEAD."""
+    found: list[str] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            found += state_changing_routes(route.routes, prefix + route.path)
+        elif isinstance(route, Route) and set(route.methods or ()) - {"GET", "HEAD"}:
+            found.append(prefix + route.path)
+    return found
+
+
+def acting_requests(seeded: dict[str, Any]) -> dict[str, list[tuple[str, Form]]]:
+    """For each state-changing route, requests that act when they carry the CSRF token."""
+    failed, (first, second) = seeded["failed"], seeded["waiting"]
+    return {
+        "/jobs/bulk": [("/jobs/bulk", [("action", "cancel"), ("confirm", "yes"), ("ids", str(first))])],
+        "/jobs/{job_id:int}/{action}": [
+            (f"/jobs/{failed}/retry", []),
+            (f"/jobs/{second}/cancel", []),
+            (f"/jobs/{second}/delete", []),
+        ],
+        "/queues/{queue}/{action}": [
+            (f"/queues/{QUEUE}/pause", []),
+            (f"/queues/{QUEUE}/resume", []),
+            (f"/queues/{QUEUE}/scale", [("limit", "7")]),
+        ],
+        "/assets/{name}/materialize": [("/assets/raw/materialize", [("partition", "2025-01-05")])],
+        "/assets/{name}/backfill": [
+            ("/assets/raw/backfill", [("start", "2025-01-01"), ("end", "2025-01-03")])
+        ],
+    }
+
+
+async def snapshot(fs: FlowStone) -> list[dict[str, Any]]:
+    """What an action can change: every job's state, the queue controls, the records."""
+    return await rows(
+        fs,
+        "SELECT (SELECT json_agg(json_build_array(id, state) ORDER BY id) FROM flowstone.jobs) AS jobs,"
+        " (SELECT json_agg(c ORDER BY queue, node) FROM flowstone.queue_controls c) AS controls,"
+        " (SELECT count(*) FROM flowstone.materializations) AS records",
+    )
+
+
+async def test_every_state_changing_route_refuses_a_missing_or_wrong_csrf_token(
+    client: Client, app_fs: FlowStone
+) -> None:
+    app = create_app(app_fs)
+    requests = acting_requests(await seed(app_fs))
+    assert sorted(state_changing_routes(app.routes)) == sorted(requests), (
+        "give a new action an acting request"
+    )
+    token = await client.token()
+    async with client_for(app) as stranger:  # a page of another site has no cookie to copy
+        for path, form in (request for examples in requests.values() for request in examples):
+            before = await snapshot(app_fs)
+            for sender, csrf in ((client, []), (client, [("csrf", "forged")]), (stranger, [("csrf", token)])):
+                refused = await sender.post(path, data=dict_of([*form, *csrf]))
+                assert refused.status_code == 403 and "CSRF" in refused.text, (path, csrf)
+            assert await snapshot(app_fs) == before, path
+            acted = await client.submit(path, form)
+            assert acted.status_code == 303, (path, acted.text)
+            assert await snapshot(app_fs) != before, f"{path} changed nothing, so its refusal proved nothing"
+
+
+def dict_of(form: Form) -> dict[str, list[str]]:
+    """A form as httpx posts it (repeated names as lists)."""
+    posted: dict[str, list[str]] = {}
+    for name, value in form:
+        posted.setdefault(name, []).append(value)
+    return posted
 
 
 async def test_read_only_hides_and_refuses_actions(app_fs: FlowStone) -> None:
@@ -128,10 +197,12 @@ async def test_read_only_hides_and_refuses_actions(app_fs: FlowStone) -> None:
             assert page.status_code == 200 and 'method="post"' not in page.text, path
             assert "read-only" in page.text
         token = re.search(r"flowstone_csrf=([^;]+)", page.headers.get("set-cookie", ""))
-        data = {"csrf": token.group(1) if token else ""}
-        assert (await http.post(f"/jobs/{seeded['failed']}/retry", data=data)).status_code == 403
-        assert (await http.post(f"/queues/{QUEUE}/pause", data=data)).status_code == 403
-    assert (await app_fs.aget_job(seeded["failed"])).state == "discarded"  # type: ignore[union-attr]
+        csrf = [("csrf", token.group(1) if token else "")]
+        before = await snapshot(app_fs)
+        for path, form in (request for examples in acting_requests(seeded).values() for request in examples):
+            refused = await http.post(path, data=dict_of([*form, *csrf]))
+            assert refused.status_code == 403 and "read-only" in refused.text, path
+        assert await snapshot(app_fs) == before
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from flowstone.queue.config import Settings
+    from flowstone.queue.instance import FlowStone
     from flowstone.queue.job import Job
     from flowstone.queue.plan import Plan
     from flowstone.queue.queries.jobs import JobQueries
@@ -57,6 +58,37 @@ class PluginRuntime(Protocol):
     def wake(self, queue: str) -> None:
         """Tell this node's producer of `queue` that jobs are available."""
         ...
+
+
+class InstanceRuntime:
+    """What an instance (`fs`) gives a `PluginRuntime`: its settings and statements, plans
+    in a transaction of their own on its pool, inserts. A node adds its name, its
+    connection's age and wake-ups."""
+
+    fs: FlowStone
+
+    @property
+    def settings(self) -> Settings:
+        """The instance's settings."""
+        return self.fs.settings
+
+    @property
+    def jobs(self) -> JobQueries:
+        """The jobs table's statements."""
+        return self.fs.queries
+
+    @property
+    def nodes(self) -> NodeQueries:
+        """The runtime tables' statements."""
+        return self.fs.node_queries
+
+    async def execute(self, plan: Plan[T]) -> T:
+        """Run a plan on a pooled connection, in a transaction of its own."""
+        return await self.fs.aexecute(plan)
+
+    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert jobs through the instance."""
+        return await self.fs.ainsert_all(jobs)
 
 
 class Plugin(Protocol):

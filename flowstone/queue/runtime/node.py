@@ -17,20 +17,17 @@ import structlog
 from psycopg.types.json import Jsonb
 
 from flowstone.queue import telemetry
-from flowstone.queue.config import QueuesOption, Settings, queue_configs
+from flowstone.queue.config import QueuesOption, queue_configs
 from flowstone.queue.control import parse_signal
-from flowstone.queue.job import Job
-from flowstone.queue.plan import Plan, single
+from flowstone.queue.plan import single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
+from flowstone.queue.plugins.base import InstanceRuntime
 from flowstone.queue.plugins.cron import entries_from
-from flowstone.queue.queries.jobs import JobQueries
-from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.link import Link
 from flowstone.queue.runtime.listener import Listener, Poller
 from flowstone.queue.runtime.producer import Producer
 from flowstone.queue.runtime.progress import ProgressWriter
 from flowstone.queue.runtime.reconnect import TRANSIENT, until_done
-from flowstone.queue.worker import NewJob
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
@@ -40,7 +37,7 @@ T = TypeVar("T")
 _log = structlog.get_logger("flowstone.node")
 
 
-class Node:
+class Node(InstanceRuntime):
     """Runs the configured queues of `fs` until `stop()`; see `FlowStone.run`/`start`."""
 
     def __init__(
@@ -85,29 +82,6 @@ class Node:
         if self._connected_since is None:
             return 0.0
         return time.monotonic() - self._connected_since
-
-    @property
-    def settings(self) -> Settings:
-        """The instance's settings."""
-        return self.fs.settings
-
-    @property
-    def jobs(self) -> JobQueries:
-        """The jobs table's statements."""
-        return self.fs.queries
-
-    @property
-    def nodes(self) -> NodeQueries:
-        """The runtime tables' statements."""
-        return self.fs.node_queries
-
-    async def execute(self, plan: Plan[T]) -> T:
-        """Run a plan on a pooled connection, in a transaction of its own."""
-        return await self.fs.aexecute(plan)
-
-    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
-        """Insert jobs through the instance."""
-        return await self.fs.ainsert_all(jobs)
 
     # -- signals from the listener -------------------------------------------------------
 

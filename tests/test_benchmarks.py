@@ -1,0 +1,54 @@
+"""The benchmarks' own checks: a job run twice, or a chain that never finished, is reported
+as a failure, never as a result (the benchmarks themselves run by hand: docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The `benchmarks` package (it lives beside the library, not in it)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import benchmarks
+
+    yield benchmarks
+
+
+def test_runs_keep_each_id_once_and_name_the_ones_run_again(bench: ModuleType) -> None:
+    from benchmarks.noop import Runs
+
+    one, two = Runs(), Runs()
+    for job_id in (1, 2, 3, 2_000_000):
+        one.add(job_id)
+    one.add(3)
+    two.add(4)
+    two.add(2_000_000)
+    assert (len(one), one.twice) == (4, [3])
+    both = Runs.union([Runs.from_json(one.to_json()), Runs.from_json(two.to_json())])
+    assert (len(both), sorted(both.twice)) == (5, [3, 2_000_000])
+    inserted = Runs()
+    for job_id in (1, 2, 3, 4, 2_000_000):
+        inserted.add(job_id)
+    assert both.number() == inserted.number()
+    assert len(inserted.bits) <= 2 * (2_000_000 // 8 + 1), "one bit per id"
+
+
+def test_a_chain_run_not_announced_in_time_is_a_failure(bench: ModuleType, flowstone_url: str) -> None:
+    from benchmarks.assets_bench import announced
+
+    with psycopg.connect(flowstone_url, autocommit=True) as listener:
+        listener.execute('LISTEN "flowstone.materializations"')
+        with psycopg.connect(flowstone_url, autocommit=True) as other:
+            other.execute("SELECT pg_notify('flowstone.materializations', 'run-1 chain_8')")
+        assert announced(listener, ("run-1", "chain_9"), timeout=0.5) is False
+        with psycopg.connect(flowstone_url, autocommit=True) as other:
+            other.execute("SELECT pg_notify('flowstone.materializations', 'run-1 chain_9')")
+        assert announced(listener, ("run-1", "chain_9"), timeout=10) is True
