@@ -4,7 +4,7 @@ FastAPI or Starlette app or served by `flowstone dashboard`."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import anyio.to_thread
@@ -25,7 +25,7 @@ from flowstone.web import actions, pages
 from flowstone.web.base import Dashboard, JSONResponse, api, dashboard, page, render, root, templates
 from flowstone.web.live import LiveHub, event_stream
 from flowstone.web.metrics import registry_for
-from flowstone.web.security import Auth, Guard
+from flowstone.web.security import Auth, Guard, Hosts
 
 STATIC = Path(__file__).with_name("static")
 
@@ -37,12 +37,17 @@ def create_app(
     read_only: bool = False,
     assets: AssetRegistry | None = None,
     interval: float = 1.0,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """The dashboard of `fs` (and its asset graph, or `assets`) as an ASGI app.
 
     `auth(request)` returns (or awaits) True to let a request in (`basic_auth`,
     `token_auth`); `read_only` hides and refuses every action; `interval` is how often, in
-    seconds, open pages learn of jobs that moved without a notification."""
+    seconds, open pages learn of jobs that moved without a notification. Requests must
+    name the dashboard by a loopback name (`localhost`, `127.0.0.1`, `[::1]`) or one of
+    `allowed_hosts` (names, addresses, `*.example.com`; `*` lets any through): anything
+    else is refused with 400 (DNS rebinding)."""
+    hosts = Hosts(allowed_hosts)
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
         raise ValidationError(f"interval must be a positive number of seconds; got {interval!r}")
     insights = Insights(fs, assets)
@@ -55,7 +60,7 @@ def create_app(
 
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(Guard, auth=auth)],
+        middleware=[Middleware(Guard, auth=auth, hosts=hosts)],
         exception_handlers={FlowStoneError: _flowstone_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
