@@ -225,6 +225,7 @@ def _add_bulk_commands(commands: Commands, jobs: Any) -> None:
         bulk.add_argument("--worker")
         bulk.add_argument("--tag")
         bulk.add_argument("--args", help="args containing this JSON object, e.g. '{\"tenant\": 7}'")
+        bulk.add_argument("--all", action="store_true", help="act on every job (when no filter is given)")
         bulk.add_argument("--dry-run", action="store_true", help="only count the jobs it would act on")
         bulk.add_argument("--batch-size", type=int, default=1000, help="jobs per transaction (default 1000)")
         if action == "cancel":
@@ -233,11 +234,9 @@ def _add_bulk_commands(commands: Commands, jobs: Any) -> None:
 
 def _bulk_action(action: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
+        where = _bulk_filter(args, action)
         app = app_of(args)
-        where = {key: getattr(args, key) for key in ("queue", "state", "worker", "tag") if getattr(args, key)}
-        if args.args is not None:
-            where["args"] = _json_object(args.args)
-        options = {"dry_run": args.dry_run, "batch_size": args.batch_size, **where}
+        options = {"dry_run": args.dry_run, "batch_size": args.batch_size, "all": args.all, **where}
         if action == "cancel":
             count = app.cancel_all_jobs(reason=args.reason, **options)
         elif action == "retry":
@@ -252,6 +251,24 @@ def _bulk_action(action: str) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return command
+
+
+def _bulk_filter(args: argparse.Namespace, action: str) -> dict[str, Any]:
+    """The filters given to a bulk command. A filter given is a filter: an empty value
+    (what a shell passes for an unset variable) is refused, and no filter at all needs
+    --all, so nothing widens to every job by accident."""
+    where = {key: getattr(args, key) for key in ("queue", "state", "worker", "tag", "args")}
+    where = {key: value for key, value in where.items() if value is not None}
+    for key, value in where.items():
+        if not value.strip():
+            raise UsageError(f"--{key} is empty (an unset shell variable?): give a value, or leave it out")
+    if "args" in where:
+        where["args"] = _json_object(where["args"])
+    if args.all and where:
+        raise UsageError(f"give filters or --all, not both (filters: {', '.join(sorted(where))})")
+    if not args.all and not where:
+        raise UsageError(f"jobs {action}-all with no filter would act on every job: give a filter, or --all")
+    return where
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -22,7 +22,17 @@ from flowstone.errors import FlowStoneError, ValidationError
 from flowstone.insights import Insights
 from flowstone.queue.instance import FlowStone
 from flowstone.web import actions, pages
-from flowstone.web.base import Dashboard, JSONResponse, api, dashboard, page, render, root, templates
+from flowstone.web.base import (
+    Dashboard,
+    JSONResponse,
+    api,
+    dashboard,
+    page,
+    render,
+    root,
+    templates,
+    wants_json,
+)
 from flowstone.web.live import LiveHub, event_stream
 from flowstone.web.metrics import registry_for
 from flowstone.web.security import Auth, Guard, Hosts
@@ -117,10 +127,6 @@ async def _metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(f"{root(request)}/api/")
-
-
 async def _flowstone_error(request: Request, error: Exception) -> Response:
     """Bad input (a partition that does not fit, an unknown asset) as 400/404 with its one line."""
     assert isinstance(error, FlowStoneError)
@@ -134,6 +140,6 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 def _error(request: Request, status: int, message: str) -> Response:
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse({"error": message}, status)
     return render(request, "error.html", {"status": status, "message": message}, status=status)

@@ -57,6 +57,11 @@ def root(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
+def wants_json(request: Request) -> bool:
+    """Whether `request` is to the JSON API (`/api/...`)."""
+    return request.url.path.startswith(f"{root(request)}/api/")
+
+
 def render(
     request: Request,
     template: str,

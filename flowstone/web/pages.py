@@ -33,7 +33,7 @@ from flowstone.insights import (
 )
 from flowstone.queue.job import Job
 from flowstone.web import graph
-from flowstone.web.base import dashboard
+from flowstone.web.base import dashboard, wants_json
 
 THROUGHPUT_MINUTES = 15
 STRIP = 60
@@ -141,9 +141,17 @@ def _value(text: str) -> Any:
         return text
 
 
-def job_filters(params: QueryParams) -> dict[str, Any]:
-    """The jobs page's filters from its query string, as the text the form shows."""
-    return {name: _text(params, name) for name in ("queue", "state", "worker", "tag", "args")}
+JOB_FILTERS = ("queue", "state", "worker", "tag", "args")
+
+
+def job_filters(params: QueryParams, strict: bool = False) -> dict[str, Any]:
+    """The jobs page's filters from its query string, as the text the form shows. A blank
+    field of the page's form (which sends every field) is no filter; where `strict` (the
+    JSON API, whose callers name what they filter by) a blank value is refused."""
+    blank = [name for name in JOB_FILTERS if name in params and not params[name].strip()]
+    if strict and blank:
+        raise ValidationError(f"the {blank[0]} filter is empty: give a value, or leave it out")
+    return {name: _text(params, name) for name in JOB_FILTERS}
 
 
 def _summary(job: Job) -> dict[str, Any]:
@@ -168,7 +176,7 @@ def _summary(job: Job) -> dict[str, Any]:
 
 async def load_jobs(request: Request) -> dict[str, Any]:
     """A page of jobs, newest first, by the query string's filters; `before` pages on."""
-    filters = job_filters(request.query_params)
+    filters = job_filters(request.query_params, strict=wants_json(request))
     limit = _integer(request.query_params, "limit") or PAGE_SIZE
     page = await dashboard(request).insights.ajobs(
         queue=filters["queue"],

@@ -1,6 +1,6 @@
-"""The dashboard against DNS rebinding and cross-site requests: a request naming a host
-that is not allowed gets 400 from every route, a POST from another site's page 403, and
-a confirmation page's way back leads only to a path of the dashboard."""
+"""The dashboard's guards: a request naming a host that is not allowed gets 400 from
+every route (DNS rebinding), a POST from another site's page 403, a confirmation page's
+way back leads only to a path of the dashboard, and no empty filter lists every job."""
 
 from __future__ import annotations
 
@@ -128,3 +128,19 @@ async def test_the_way_back_of_a_confirmation_stays_on_the_dashboard(
         "/jobs/bulk", [("action", "cancel"), ("back", f"/jobs?queue={QUEUE}"), ("ids", job.id)]
     )
     assert re.findall(r'<a href="([^"]*)">No, go back</a>', kept.text) == [f"/jobs?queue={QUEUE}"]
+
+
+async def test_an_empty_filter_never_lists_every_job(client: Client, app_fs: FlowStone) -> None:
+    await app_fs.ainsert_all([Echo.new({"n": n}) for n in range(3)])
+    for name in ("queue", "state", "worker", "tag", "args"):
+        for value in ("", " "):
+            refused = await client.get("/api/jobs", params={name: value})
+            assert refused.status_code == 400, (name, value)
+            assert refused.json() == {"error": f"the {name} filter is empty: give a value, or leave it out"}
+    for args in (",", " , ", "{}"):
+        for path in ("/jobs", "/api/jobs"):
+            refused = await client.get(path, params={"args": args})
+            assert refused.status_code == 400 and "args filter must name at least one key" in refused.text
+    form = await client.get("/jobs", params={"queue": "", "state": "", "worker": "", "tag": "", "args": ""})
+    assert form.status_code == 200, "the page's form sends every field: a blank one is no filter"
+    assert len((await client.get("/api/jobs", params={"queue": QUEUE})).json()["jobs"]) == 3
