@@ -47,7 +47,8 @@ class PluginRuntime(Protocol):
         ...
 
     async def execute(self, plan: Plan[T]) -> T:
-        """Run a plan in a transaction of its own on a pooled connection."""
+        """Run a plan in a transaction of its own on a pooled connection, its statements
+        bounded by `statement_timeout` (not the database's default)."""
         ...
 
     async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:

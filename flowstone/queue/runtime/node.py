@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import psycopg
+import psycopg.errors
 import structlog
 from psycopg.types.json import Jsonb
 
@@ -20,9 +23,10 @@ from flowstone.queue import telemetry
 from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
 from flowstone.queue.job import Job
-from flowstone.queue.plan import Plan, single
+from flowstone.queue.plan import Plan, arun, single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
 from flowstone.queue.plugins.cron import entries_from
+from flowstone.queue.pool import transaction_timeout
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.link import Link
@@ -102,12 +106,25 @@ class Node:
         return self.fs.node_queries
 
     async def execute(self, plan: Plan[T]) -> T:
-        """Run a plan on a pooled connection, in a transaction of its own."""
-        return await self.fs.aexecute(plan)
+        """Run a plan on a pooled connection, in a transaction of its own (see `_bounded`)."""
+        async with self._bounded() as conn:
+            return await self.fs.aexecute(plan, conn)
 
     async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
-        """Insert jobs through the instance."""
-        return await self.fs.ainsert_all(jobs)
+        """Insert jobs through the instance, in a transaction of their own (see `_bounded`)."""
+        async with self._bounded() as conn:
+            return await self.fs.ainsert_all(jobs, conn=conn)
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction whose statements get `statement_timeout`,
+        as the producers' do — not a lower default of the database or role, which would
+        fail a plugin's longer statements at every tick — and are abandoned 5 s after."""
+        timeout = self.settings.statement_timeout
+        with anyio.fail_after(timeout + 5.0):
+            async with self.fs.aconnection() as conn:
+                await arun(conn, transaction_timeout(timeout))
+                yield conn
 
     # -- signals from the listener -------------------------------------------------------
 
@@ -304,12 +321,41 @@ class Node:
             await self._load_controls()
 
     async def _plugin_loop(self, plugin: Plugin) -> None:
+        failures = 0
         while True:
             if self.is_leader or not plugin.leader_only:
                 try:
                     await plugin.tick(self)
-                except TRANSIENT as error:
-                    _log.warning("plugin tick failed", plugin=plugin.name, error=str(error))
+                    failures = 0
+                except (*TRANSIENT, TimeoutError) as error:
+                    failures += 1
+                    advice = _advice(plugin, error, failures, self.settings)
+                    text = str(error) or "its statements outlasted statement_timeout + 5 s"
+                    _log.warning(
+                        "plugin tick failed", plugin=plugin.name, error=text, failures=failures, **advice
+                    )
                 except Exception:
-                    _log.exception("plugin tick crashed", plugin=plugin.name)
+                    failures += 1
+                    _log.exception("plugin tick crashed", plugin=plugin.name, failures=failures)
             await anyio.sleep(plugin.interval)
+
+
+KEEPS_FAILING = 3
+"""Failed ticks in a row after which the log line says which setting to change."""
+
+SLOW_FIXES = {"pruner": " or lower prune_limit", "lifeline": " or lower lifeline_limit"}
+"""What else makes a built-in plugin's statements shorter."""
+
+
+def _advice(plugin: Plugin, error: BaseException, failures: int, settings: Settings) -> dict[str, str]:
+    """`fix=…` for a plugin that keeps failing on a timeout: the setting to change."""
+    if failures < KEEPS_FAILING:
+        return {}
+    if isinstance(error, TimeoutError | psycopg.errors.QueryCanceled):
+        limit, also = settings.statement_timeout, SLOW_FIXES.get(plugin.name, "")
+        return {
+            "fix": f"its statements take longer than allowed: raise statement_timeout ({limit:g} s){also}"
+        }
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        return {"fix": "a lock_timeout of the database or role cancels its statements: raise or reset it"}
+    return {}
