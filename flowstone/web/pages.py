@@ -33,7 +33,7 @@ from flowstone.insights import (
 )
 from flowstone.queue.job import Job
 from flowstone.web import graph
-from flowstone.web.base import dashboard, wants_json
+from flowstone.web.base import compact, dashboard, preview, wants_json
 
 THROUGHPUT_MINUTES = 15
 STRIP = 60
@@ -154,6 +154,18 @@ def job_filters(params: QueryParams, strict: bool = False) -> dict[str, Any]:
     return {name: _text(params, name) for name in JOB_FILTERS}
 
 
+LISTED_ARGS = 4096
+"""Characters of a job's args (as JSON) a list carries whole; beyond, only a preview and
+the size (the job's own page and `/api/jobs/{id}` have them all)."""
+
+
+def _listed_args(args: dict[str, Any]) -> dict[str, Any]:
+    """A job's args as lists carry them: `args_preview` always, `args` when small."""
+    size = len(compact(args))
+    listed = {"args": args} if size <= LISTED_ARGS else {"args_size": size}
+    return {**listed, "args_preview": preview(args)}
+
+
 def _summary(job: Job) -> dict[str, Any]:
     finished = job.completed_at or job.discarded_at or job.cancelled_at
     return {
@@ -164,7 +176,7 @@ def _summary(job: Job) -> dict[str, Any]:
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
         "priority": job.priority,
-        "args": job.args,
+        **_listed_args(job.args),
         "tags": job.tags,
         "errors": len(job.errors),
         "inserted_at": job.inserted_at,
