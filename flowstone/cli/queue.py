@@ -15,6 +15,7 @@ from flowstone.cli.common import Commands, UsageError, app_of, emit
 from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
+from flowstone.queue.connecting import probe_patiently
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.migrate import current_revision
@@ -29,6 +30,13 @@ def add_commands(commands: Commands) -> None:
     worker.add_argument("--node", help="node name (default host.pid)")
     worker.add_argument("--log-format", choices=["console", "json"], default="console")
     worker.add_argument("--log-level", default="info")
+    worker.add_argument(
+        "--wait-for-database",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a server that is unreachable, starting or out of connections (default 60)",
+    )
 
     jobs = commands.group("jobs", "inspect and steer jobs")
     ls = commands.add("ls", "list jobs, newest first", cmd_jobs_ls, jobs)
@@ -109,9 +117,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown queue(s) {', '.join(unknown)} (known: {known})")
     if args.node:
         app.override(node=args.node)
+    if not args.wait_for_database >= 0:
+        raise UsageError(f"--wait-for-database must be 0 or more seconds; got {args.wait_for_database}")
     app.node(queues)  # validates cron entries before anything runs
-    _require_migrated(app)
     configure_logging(args.log_format, args.log_level)
+    probe_patiently(app.database_url, app.settings.connect_timeout, args.wait_for_database)
+    _require_migrated(app)
     app.run(queues)
     _exit_past_lingering_threads()
     return 0

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import proc_app
 import psycopg
 import pytest
 from process_support import scalar
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from support import wait_until
 
 from flowstone import FlowStone
+from flowstone.queue.connecting import where
 from flowstone.queue.migrate import migrate
 
 pytestmark = pytest.mark.process
@@ -126,3 +132,58 @@ def test_postgres_restart_mid_run_loses_nothing(own_postgres, workers):
         assert node.process.poll() is None, "the node survived the restart"
     finally:
         fs.close()
+
+
+@pytest.fixture
+def limited_role(flowstone_url: str) -> Iterator[tuple[str, str]]:
+    """A login role of this test allowed 15 connections (reading and writing every table):
+    its name and a URL connecting as it. Dropped at the end."""
+    name = f"fs_limited_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    with psycopg.connect(flowstone_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 15").format(role))
+        conn.execute(sql.SQL("GRANT pg_read_all_data, pg_write_all_data TO {}").format(role))
+    yield name, make_conninfo(flowstone_url, user=name)
+    with psycopg.connect(flowstone_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name])
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        conn.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_a_worker_waits_for_connection_slots_and_says_the_server_refused(
+    flowstone, flowstone_url, workers, limited_role
+):
+    name, url = limited_role
+    held = [psycopg.connect(url) for _ in range(15)]  # every slot the role has
+    try:
+        node = workers("patient", url=url, FS_POLL="0.5")
+        wait_until(
+            lambda: sum("database not ready; retrying" in line for line in node.lines) >= 2, 30, "retries"
+        )
+        retry = json.loads(next(line for line in node.lines if "database not ready" in line))
+        assert retry["error"] == (
+            f'PostgreSQL at {where(url)} refused the connection: too many connections for role "{name}"'
+            " (the role's or database's CONNECTION LIMIT is reached)"
+        )
+        assert node.process.poll() is None, "still waiting, not exited"
+    finally:
+        for conn in held:
+            conn.close()
+    node.wait_started()
+    job = flowstone.insert(proc_app.Work.new({"max_ms": 1}))
+    wait_until(lambda: flowstone.get_job(job.id).state == "completed", 30, "a job on the worker that waited")
+
+
+def test_a_worker_gives_up_waiting_for_the_database_after_its_bound(flowstone_url, workers, limited_role):
+    _, url = limited_role
+    held = [psycopg.connect(url) for _ in range(15)]
+    try:
+        began = time.monotonic()
+        node = workers("impatient", url=url, argv=["--wait-for-database", "1.5"])
+        assert node.wait(30) == 2
+        assert 1.5 <= time.monotonic() - began < 20
+        last = node.lines[-1]
+        assert last.startswith(f"flowstone: error: connection_error: PostgreSQL at {where(url)} refused")
+    finally:
+        for conn in held:
+            conn.close()
