@@ -187,3 +187,26 @@ def test_a_worker_gives_up_waiting_for_the_database_after_its_bound(flowstone_ur
     finally:
         for conn in held:
             conn.close()
+
+
+def test_connection_pool_lines_follow_the_json_log_format(flowstone, flowstone_url, workers, limited_role):
+    """psycopg_pool logs through the standard library: its lines (a pooled connection
+    found broken after the server killed it) come out as JSON like FlowStone's own."""
+    name, url = limited_role
+    node = workers("json", url=url)
+    node.wait_started()
+    kill = (
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE usename = %s AND application_name = 'flowstone'"
+    )
+
+    def pool_line() -> bool:
+        scalar(flowstone_url, kill, (name,))  # the pool's connections, again and again
+        return any('"psycopg.pool"' in line for line in node.lines)
+
+    wait_until(pool_line, 30, "a line of psycopg_pool")
+    node.signal(signal.SIGTERM)
+    node.wait(30)
+    parsed = [json.loads(line) for line in node.lines]  # every line is JSON
+    pool = [line for line in parsed if line.get("logger") == "psycopg.pool"]
+    assert pool and all({"event", "level", "timestamp"} <= set(line) for line in pool)
