@@ -216,9 +216,8 @@ def folded(value: Any, limit: int = FOLD_AT) -> Folded:
     return Folded(pretty(value), len(text), False)
 
 
-def preview(value: Any, limit: int = PREVIEW) -> str:
-    """The beginning of `value` as one line of JSON (… when cut)."""
-    text = compact(value)
+def preview(text: str, limit: int = PREVIEW) -> str:
+    """The beginning of a value's `compact` JSON (… when cut)."""
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 

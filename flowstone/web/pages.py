@@ -161,9 +161,9 @@ the size (the job's own page and `/api/jobs/{id}` have them all)."""
 
 def _listed_args(args: dict[str, Any]) -> dict[str, Any]:
     """A job's args as lists carry them: `args_preview` always, `args` when small."""
-    size = len(compact(args))
-    listed = {"args": args} if size <= LISTED_ARGS else {"args_size": size}
-    return {**listed, "args_preview": preview(args)}
+    text = compact(args)
+    listed = {"args": args} if len(text) <= LISTED_ARGS else {"args_size": len(text)}
+    return {**listed, "args_preview": preview(text)}
 
 
 def _summary(job: Job) -> dict[str, Any]:

