@@ -145,7 +145,7 @@ async def measure(app: Any, targets: list[str], repeat: int) -> list[dict[str, A
     """Milliseconds per request of each path (after two warm-ups)."""
     results = []
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         for path in targets:
             times = []
             for attempt in range(repeat + 2):

@@ -2,6 +2,8 @@
 
 The console renderer colours its output only for a terminal: piped into a file or a log
 collector, lines carry no ANSI codes (NO_COLOR turns colours off on a terminal too).
+Libraries that log through the standard library (psycopg_pool's connection errors) come
+out in the same format, unless the process configured the standard library itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ def configure_logging(fmt: str = "console", level: str = "info", *, cache: bool 
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -29,18 +30,44 @@ def configure_logging(fmt: str = "console", level: str = "info", *, cache: bool 
             colors=colours(), exception_formatter=structlog.dev.plain_traceback
         )
     )
+    stamped: list[structlog.types.Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    _route_standard_library(renderer, stamped, numeric)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *stamped, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=cache,
     )
+
+
+class StandardLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler through which standard library records reach FlowStone's format."""
+
+
+def _route_standard_library(
+    renderer: structlog.types.Processor, stamped: list[structlog.types.Processor], level: int
+) -> None:
+    """Render the standard library's records (psycopg_pool's) as structlog's, on stderr,
+    from `level` on; left alone when the process installed a handler of its own."""
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if isinstance(handler, StandardLines)]
+    if len(ours) < len(root.handlers):
+        return
+    for handler in ours:
+        root.removeHandler(handler)
+    handler = StandardLines(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamped],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def colours() -> bool:

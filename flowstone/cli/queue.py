@@ -15,6 +15,7 @@ from flowstone.cli.common import Commands, UsageError, app_of, emit
 from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
+from flowstone.queue.connecting import probe_patiently
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.migrate import current_revision
@@ -29,6 +30,13 @@ def add_commands(commands: Commands) -> None:
     worker.add_argument("--node", help="node name (default host.pid)")
     worker.add_argument("--log-format", choices=["console", "json"], default="console")
     worker.add_argument("--log-level", default="info")
+    worker.add_argument(
+        "--wait-for-database",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a server that is unreachable, starting or out of connections (default 60)",
+    )
 
     jobs = commands.group("jobs", "inspect and steer jobs")
     ls = commands.add("ls", "list jobs, newest first", cmd_jobs_ls, jobs)
@@ -109,9 +117,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown queue(s) {', '.join(unknown)} (known: {known})")
     if args.node:
         app.override(node=args.node)
+    if not args.wait_for_database >= 0:
+        raise UsageError(f"--wait-for-database must be 0 or more seconds; got {args.wait_for_database}")
     app.node(queues)  # validates cron entries before anything runs
-    _require_migrated(app)
     configure_logging(args.log_format, args.log_level)
+    probe_patiently(app.database_url, app.settings.connect_timeout, args.wait_for_database)
+    _require_migrated(app)
     app.run(queues)
     _exit_past_lingering_threads()
     return 0
@@ -225,6 +236,7 @@ def _add_bulk_commands(commands: Commands, jobs: Any) -> None:
         bulk.add_argument("--worker")
         bulk.add_argument("--tag")
         bulk.add_argument("--args", help="args containing this JSON object, e.g. '{\"tenant\": 7}'")
+        bulk.add_argument("--all", action="store_true", help="act on every job (when no filter is given)")
         bulk.add_argument("--dry-run", action="store_true", help="only count the jobs it would act on")
         bulk.add_argument("--batch-size", type=int, default=1000, help="jobs per transaction (default 1000)")
         if action == "cancel":
@@ -233,11 +245,9 @@ def _add_bulk_commands(commands: Commands, jobs: Any) -> None:
 
 def _bulk_action(action: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
+        where = _bulk_filter(args, action)
         app = app_of(args)
-        where = {key: getattr(args, key) for key in ("queue", "state", "worker", "tag") if getattr(args, key)}
-        if args.args is not None:
-            where["args"] = _json_object(args.args)
-        options = {"dry_run": args.dry_run, "batch_size": args.batch_size, **where}
+        options = {"dry_run": args.dry_run, "batch_size": args.batch_size, "all": args.all, **where}
         if action == "cancel":
             count = app.cancel_all_jobs(reason=args.reason, **options)
         elif action == "retry":
@@ -252,6 +262,24 @@ def _bulk_action(action: str) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return command
+
+
+def _bulk_filter(args: argparse.Namespace, action: str) -> dict[str, Any]:
+    """The filters given to a bulk command. A filter given is a filter: an empty value
+    (what a shell passes for an unset variable) is refused, and no filter at all needs
+    --all, so nothing widens to every job by accident."""
+    where = {key: getattr(args, key) for key in ("queue", "state", "worker", "tag", "args")}
+    where = {key: value for key, value in where.items() if value is not None}
+    for key, value in where.items():
+        if not value.strip():
+            raise UsageError(f"--{key} is empty (an unset shell variable?): give a value, or leave it out")
+    if "args" in where:
+        where["args"] = _json_object(where["args"])
+    if args.all and where:
+        raise UsageError(f"give filters or --all, not both (filters: {', '.join(sorted(where))})")
+    if not args.all and not where:
+        raise UsageError(f"jobs {action}-all with no filter would act on every job: give a filter, or --all")
+    return where
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from flowstone.queue.instance import FlowStone
 from flowstone.queue.migrate import current_revision
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WILDCARD = ("0.0.0.0", "::", "")  # names of "every address", never a Host
 
 
 def add_commands(commands: Commands) -> None:
@@ -27,6 +28,13 @@ def add_commands(commands: Commands) -> None:
     )
     dashboard.add_argument(
         "--token-env", metavar="NAME", help="require the token held by environment variable NAME"
+    )
+    dashboard.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable; '*.example.com' for subdomains)",
     )
     dashboard.add_argument(
         "--interval", type=float, default=1.0, help="seconds between live checks of moving jobs (default 1)"
@@ -75,6 +83,18 @@ def _auth(args: argparse.Namespace, web: Any) -> Any:
     return None
 
 
+def _hosts(args: argparse.Namespace) -> list[str]:
+    """The host names the dashboard answers besides the loopback ones: those given and the
+    bound address (unless it stands for every address, which no client names)."""
+    if args.host in WILDCARD and not args.allowed_host:
+        print(
+            f"flowstone: warning: bound to {args.host or 'every address'}, the dashboard answers only"
+            " loopback names: give the names clients use with --allowed-host",
+            file=sys.stderr,
+        )
+    return [*args.allowed_host, *([] if args.host in WILDCARD else [args.host])]
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until interrupted."""
     web = _web()
@@ -86,9 +106,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         print(
             f"flowstone: warning: serving on {args.host} without --basic-auth or --token-env", file=sys.stderr
         )
+    asgi = web.create_app(
+        app, auth=auth, read_only=args.read_only, interval=args.interval, allowed_hosts=_hosts(args)
+    )
     mode = " (read-only)" if args.read_only else ""
     print(f"FlowStone dashboard on http://{args.host}:{args.port}/{mode}", flush=True)
-    asgi = web.create_app(app, auth=auth, read_only=args.read_only, interval=args.interval)
     # Open pages hold event streams that never end by themselves: give them a second.
     uvicorn.run(
         asgi,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -147,11 +146,11 @@ class Insights:
 
     def cron(self) -> list[CronStatus]:
         """Every cron entry with its next tick and its last firing (the job it inserted)."""
-        return self.fs.execute(cron_plan(self.fs.queries, self.cron_entries(), datetime.now(UTC)))
+        return self.fs.execute(cron_plan(self.fs.queries, self.fs.node_queries, self.cron_entries()))
 
     async def acron(self) -> list[CronStatus]:
         """Async twin of `cron`."""
-        return await self.fs.aexecute(cron_plan(self.fs.queries, self.cron_entries(), datetime.now(UTC)))
+        return await self.fs.aexecute(cron_plan(self.fs.queries, self.fs.node_queries, self.cron_entries()))
 
     def jobs(
         self,

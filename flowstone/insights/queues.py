@@ -23,7 +23,7 @@ from flowstone.queue.control import leader_plan, nodes_plan
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, list_plan
 from flowstone.queue.plan import Plan, Row
-from flowstone.queue.plugins.cron import CronEntry
+from flowstone.queue.plugins.cron import CronEntry, database_now_plan
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 
@@ -238,9 +238,14 @@ def _ticks(entry: CronEntry, now: datetime) -> tuple[datetime, list[tuple[dateti
     return ahead, [(tick, None if job is None else job.unique_key) for tick, job in jobs]
 
 
-def cron_plan(jobs: JobQueries, entries: Sequence[CronEntry], now: datetime) -> Plan[list[CronStatus]]:
-    """Each entry's next tick and last firing: a tick's job is unique per tick, so it is
-    found by its unique key (an index lookup) among the last few ticks."""
+def cron_plan(
+    jobs: JobQueries, nodes: NodeQueries, entries: Sequence[CronEntry], now: datetime | None = None
+) -> Plan[list[CronStatus]]:
+    """Each entry's next tick and last firing as of `now` (default: the database's clock,
+    which the ticks follow): a tick's job is unique per tick, so it is found by its unique
+    key (an index lookup) among the last few ticks."""
+    if now is None:
+        now = yield from database_now_plan(nodes)
     ticks = [_ticks(entry, now) for entry in entries]
     keys = [key for _, past in ticks for _, key in past if key is not None]
     rows = yield jobs.by_unique_keys, {"keys": keys}

@@ -364,36 +364,77 @@ class FlowStone:
     # -- in bulk -----------------------------------------------------------------------------
 
     def cancel_all_jobs(
-        self, *, reason: str | None = None, dry_run: bool = False, batch_size: int = 1000, **where: Any
+        self,
+        *,
+        reason: str | None = None,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        all: bool = False,  # the CLI's --all: every job, said explicitly
+        **where: Any,
     ) -> int:
         """Cancel every unfinished job matching `where` (`queue`, `state`, `worker`, `tag`,
         `args` by containment) in transactions of `batch_size`; how many were (with
-        `dry_run`: would be) cancelled."""
-        return self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason))
+        `dry_run`: would be) cancelled. An empty filter is refused; with none, `all=True`
+        must say that every job is meant."""
+        return self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all))
 
     async def acancel_all_jobs(
-        self, *, reason: str | None = None, dry_run: bool = False, batch_size: int = 1000, **where: Any
+        self,
+        *,
+        reason: str | None = None,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        all: bool = False,
+        **where: Any,
     ) -> int:
         """Async twin of `cancel_all_jobs`."""
-        return await self._abulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason))
+        return await self._abulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all))
 
-    def retry_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+    def retry_all_jobs(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        all: bool = False,
+        **where: Any,
+    ) -> int:
         """Retry every scheduled, retryable or finished job matching `where` (see
         `cancel_all_jobs`); how many were (with `dry_run`: would be) retried."""
-        return self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run))
+        return self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all))
 
-    async def aretry_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+    async def aretry_all_jobs(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        all: bool = False,
+        **where: Any,
+    ) -> int:
         """Async twin of `retry_all_jobs`."""
-        return await self._abulk(manage.Bulk("retry", _filter(where), batch_size, dry_run))
+        return await self._abulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all))
 
-    def delete_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+    def delete_all_jobs(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        all: bool = False,
+        **where: Any,
+    ) -> int:
         """Delete every job matching `where` that is not executing (see `cancel_all_jobs`);
         how many were (with `dry_run`: would be) deleted."""
-        return self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run))
+        return self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all))
 
-    async def adelete_all_jobs(self, *, dry_run: bool = False, batch_size: int = 1000, **where: Any) -> int:
+    async def adelete_all_jobs(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        all: bool = False,
+        **where: Any,
+    ) -> int:
         """Async twin of `delete_all_jobs`."""
-        return await self._abulk(manage.Bulk("delete", _filter(where), batch_size, dry_run))
+        return await self._abulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all))
 
     def _bulk(self, bulk: manage.Bulk) -> int:
         if bulk.dry_run:

@@ -16,7 +16,7 @@ from flowstone.queue.job import FINAL_STATES, INCOMPLETE_STATES, Job, JobState
 from flowstone.queue.plan import Plan
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
-from flowstone.queue.validation import check_args, check_name
+from flowstone.queue.validation import check_args, check_name, check_text
 
 
 def get_plan(queries: JobQueries, job_id: int) -> Plan[Job | None]:
@@ -41,10 +41,20 @@ class JobFilter:
     limit: int = 100
     within: int | None = None
 
+    def given(self) -> bool:
+        """Whether any filter narrows the jobs (else every job matches)."""
+        return any(value is not None for value in (self.queue, self.state, self.worker, self.tag, self.args))
+
     def params(self) -> dict[str, Any]:
-        """The bound parameters of the listing statement (validated)."""
+        """The bound parameters of the listing statement (validated). A filter given is a
+        filter: an empty one (`queue=""`, `args={}`) is refused, never read as "any"."""
         if self.queue is not None:
             check_name(self.queue, "queue")
+        for value, field in ((self.worker, "worker"), (self.tag, "tag")):
+            if value is not None and not check_text(value, field).strip():
+                raise ValidationError(f"{field} filter must not be empty (leave it out to match any)")
+        if self.args is not None and not self.args:
+            raise ValidationError("args filter must name at least one key (leave it out to match any)")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= 10_000:
             raise ValidationError(f"limit must be an integer from 1 to 10000; got {self.limit!r}")
         return {
@@ -117,17 +127,24 @@ MAX_BATCH = 10_000
 class Bulk:
     """A bulk operation: `action` on the jobs matching `where` (its cursor, limit and
     order are ignored), in transactions of at most `batch_size` jobs; `dry_run` only
-    counts them."""
+    counts them. With no filter it acts on every job only when `everything` says so."""
 
     action: BulkAction
     where: JobFilter
     batch_size: int = 1000
     dry_run: bool = False
     reason: str | None = None
+    everything: bool = False
 
     def __post_init__(self) -> None:
         if self.action not in BULK_STATES:
             raise ValidationError(f"unknown bulk action {self.action!r}; expected cancel, retry or delete")
+        if self.everything and self.where.given():
+            raise ValidationError(f"{self.action}: give filters or all=True, not both")
+        if not self.everything and not self.where.given():
+            raise ValidationError(
+                f"{self.action} with no filter would act on every job: give a filter, or all=True to mean it"
+            )
         size = self.batch_size
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH:
             raise ValidationError(f"batch_size must be an integer from 1 to {MAX_BATCH}; got {size!r}")

@@ -72,7 +72,13 @@ def bounded_options(
 def local_timeout(timeout: float, *, pooled: bool) -> list[Plan[Any]]:
     """What a transaction on a dedicated connection begins with: behind a transaction
     pooler, `timeout` set for that transaction alone; nothing on a direct connection."""
-    return [single(LOCAL_TIMEOUT, {"ms": str(round(timeout * 1000))})] if pooled else []
+    return [transaction_timeout(timeout)] if pooled else []
+
+
+def transaction_timeout(timeout: float) -> Plan[Any]:
+    """Bound the statements of the current transaction to `timeout` s (whatever the
+    database's or role's default)."""
+    return single(LOCAL_TIMEOUT, {"ms": str(round(timeout * 1000))})
 
 
 _last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()

@@ -83,6 +83,9 @@ def _check_key(key: Any, path: str) -> str:
 
 
 def check_text(value: str, path: str) -> str:
+    """`value`, a string Postgres can store as text."""
+    if not isinstance(value, str):
+        raise ValidationTypeError(f"{path} must be a string; got {type(value).__name__}")
     if "\x00" in value or _has_surrogate(value):
         raise ValidationTypeError(
             f"{path} has a NUL or lone surrogate character, which Postgres cannot store"

@@ -5,6 +5,7 @@ act only once that is confirmed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -52,10 +53,15 @@ def _back(request: Request, path: str, **query: Any) -> Response:
     return RedirectResponse(f"{root(request)}{path}{suffix}", 303)
 
 
+_OWN_PATH = re.compile(r"/(?![/\\])[^\\\s\x00-\x1f\x7f]*")
+"""A path of this site: browsers read a leading `//` or `/\\` (also with tabs or line
+breaks between, which they drop) as another host's address."""
+
+
 def _return_path(form: Form, default: str) -> str:
     """Where a form asks to go back to: a path of this dashboard only."""
     path = _one(form, "back") or default
-    return path if path.startswith("/") and not path.startswith("//") else default
+    return path if _OWN_PATH.fullmatch(path) else default
 
 
 async def job_action(request: Request) -> Response:

@@ -4,7 +4,7 @@ FastAPI or Starlette app or served by `flowstone dashboard`."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import anyio.to_thread
@@ -22,10 +22,20 @@ from flowstone.errors import FlowStoneError, ValidationError
 from flowstone.insights import Insights
 from flowstone.queue.instance import FlowStone
 from flowstone.web import actions, pages
-from flowstone.web.base import Dashboard, JSONResponse, api, dashboard, page, render, root, templates
+from flowstone.web.base import (
+    Dashboard,
+    JSONResponse,
+    api,
+    dashboard,
+    page,
+    render,
+    root,
+    templates,
+    wants_json,
+)
 from flowstone.web.live import LiveHub, event_stream
 from flowstone.web.metrics import registry_for
-from flowstone.web.security import Auth, Guard
+from flowstone.web.security import Auth, Guard, Hosts
 
 STATIC = Path(__file__).with_name("static")
 
@@ -37,12 +47,17 @@ def create_app(
     read_only: bool = False,
     assets: AssetRegistry | None = None,
     interval: float = 1.0,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """The dashboard of `fs` (and its asset graph, or `assets`) as an ASGI app.
 
     `auth(request)` returns (or awaits) True to let a request in (`basic_auth`,
     `token_auth`); `read_only` hides and refuses every action; `interval` is how often, in
-    seconds, open pages learn of jobs that moved without a notification."""
+    seconds, open pages learn of jobs that moved without a notification. Requests must
+    name the dashboard by a loopback name (`localhost`, `127.0.0.1`, `[::1]`) or one of
+    `allowed_hosts` (names, addresses, `*.example.com`; `*` lets any through): anything
+    else is refused with 400 (DNS rebinding)."""
+    hosts = Hosts(allowed_hosts)
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
         raise ValidationError(f"interval must be a positive number of seconds; got {interval!r}")
     insights = Insights(fs, assets)
@@ -55,7 +70,7 @@ def create_app(
 
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(Guard, auth=auth)],
+        middleware=[Middleware(Guard, auth=auth, hosts=hosts)],
         exception_handlers={FlowStoneError: _flowstone_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
@@ -112,10 +127,6 @@ async def _metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(f"{root(request)}/api/")
-
-
 async def _flowstone_error(request: Request, error: Exception) -> Response:
     """Bad input (a partition that does not fit, an unknown asset) as 400/404 with its one line."""
     assert isinstance(error, FlowStoneError)
@@ -129,6 +140,6 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 def _error(request: Request, status: int, message: str) -> Response:
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse({"error": message}, status)
     return render(request, "error.html", {"status": status, "message": message}, status=status)

@@ -57,6 +57,11 @@ def root(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
+def wants_json(request: Request) -> bool:
+    """Whether `request` is to the JSON API (`/api/...`)."""
+    return request.url.path.startswith(f"{root(request)}/api/")
+
+
 def render(
     request: Request,
     template: str,
@@ -181,6 +186,41 @@ def pretty(value: Any) -> str:
     return json.dumps(jsonable(value), indent=2, ensure_ascii=False, sort_keys=True)
 
 
+FOLD_AT = 65_536
+"""Characters of a JSON value a page shows; a longer one is cut there (its `/api/` twin
+has it whole): a 10 MB value would make a page a browser takes seconds to lay out."""
+PREVIEW = 200
+"""Characters of a job's args a list shows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Folded:
+    """A JSON value as a page shows it: `text`, and `size`, its compact length; `cut`
+    when `text` is only its beginning."""
+
+    text: str
+    size: int
+    cut: bool
+
+
+def compact(value: Any) -> str:
+    """JSON of a value read from the database, on one line."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def folded(value: Any, limit: int = FOLD_AT) -> Folded:
+    """`value` indented for reading, or, beyond `limit` characters, the beginning of it."""
+    text = compact(value)
+    if len(text) > limit:
+        return Folded(text[:limit], len(text), True)
+    return Folded(pretty(value), len(text), False)
+
+
+def preview(text: str, limit: int = PREVIEW) -> str:
+    """The beginning of a value's `compact` JSON (… when cut)."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def templates() -> jinja2.Environment:
     """The dashboard's template environment: autoescaping everything it renders."""
     env = jinja2.Environment(
@@ -190,6 +230,6 @@ def templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, ago=ago, duration=duration, number=number, pretty=pretty)
+    env.filters.update(when=when, ago=ago, duration=duration, number=number, pretty=pretty, folded=folded)
     env.globals["states"] = [state.value for state in JobState]
     return env

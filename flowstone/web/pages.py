@@ -33,7 +33,7 @@ from flowstone.insights import (
 )
 from flowstone.queue.job import Job
 from flowstone.web import graph
-from flowstone.web.base import dashboard
+from flowstone.web.base import compact, dashboard, preview, wants_json
 
 THROUGHPUT_MINUTES = 15
 STRIP = 60
@@ -141,9 +141,29 @@ def _value(text: str) -> Any:
         return text
 
 
-def job_filters(params: QueryParams) -> dict[str, Any]:
-    """The jobs page's filters from its query string, as the text the form shows."""
-    return {name: _text(params, name) for name in ("queue", "state", "worker", "tag", "args")}
+JOB_FILTERS = ("queue", "state", "worker", "tag", "args")
+
+
+def job_filters(params: QueryParams, strict: bool = False) -> dict[str, Any]:
+    """The jobs page's filters from its query string, as the text the form shows. A blank
+    field of the page's form (which sends every field) is no filter; where `strict` (the
+    JSON API, whose callers name what they filter by) a blank value is refused."""
+    blank = [name for name in JOB_FILTERS if name in params and not params[name].strip()]
+    if strict and blank:
+        raise ValidationError(f"the {blank[0]} filter is empty: give a value, or leave it out")
+    return {name: _text(params, name) for name in JOB_FILTERS}
+
+
+LISTED_ARGS = 4096
+"""Characters of a job's args (as JSON) a list carries whole; beyond, only a preview and
+the size (the job's own page and `/api/jobs/{id}` have them all)."""
+
+
+def _listed_args(args: dict[str, Any]) -> dict[str, Any]:
+    """A job's args as lists carry them: `args_preview` always, `args` when small."""
+    text = compact(args)
+    listed = {"args": args} if len(text) <= LISTED_ARGS else {"args_size": len(text)}
+    return {**listed, "args_preview": preview(text)}
 
 
 def _summary(job: Job) -> dict[str, Any]:
@@ -156,7 +176,7 @@ def _summary(job: Job) -> dict[str, Any]:
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
         "priority": job.priority,
-        "args": job.args,
+        **_listed_args(job.args),
         "tags": job.tags,
         "errors": len(job.errors),
         "inserted_at": job.inserted_at,
@@ -168,7 +188,7 @@ def _summary(job: Job) -> dict[str, Any]:
 
 async def load_jobs(request: Request) -> dict[str, Any]:
     """A page of jobs, newest first, by the query string's filters; `before` pages on."""
-    filters = job_filters(request.query_params)
+    filters = job_filters(request.query_params, strict=wants_json(request))
     limit = _integer(request.query_params, "limit") or PAGE_SIZE
     page = await dashboard(request).insights.ajobs(
         queue=filters["queue"],

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -76,6 +81,75 @@ def test_filesystem_layout_is_a_directory_per_asset_and_a_file_per_partition(tmp
     manager.store(ctx_for(None, "summary", None), {"n": 2})
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert files == ["orders/2025-01-15.json", "orders/2025-01-16.json", "summary/__unpartitioned__.json"]
+
+
+LONG_KEYS = ["x" * 255, "é" * 128, "x" * 300 + "a", "x" * 300 + "b", "%-" * 100]
+
+
+@pytest.mark.parametrize("form", ["json", "pickle"])
+def test_filesystem_keeps_partition_keys_too_long_for_a_file_name(tmp_path: Path, form: Any) -> None:
+    manager = FilesystemIOManager(tmp_path, format=form)
+    for n, key in enumerate(LONG_KEYS):
+        manager.store(ctx_for(None, "orders", key), {"n": n})
+    for n, key in enumerate(LONG_KEYS):
+        assert manager.exists(ctx_for(None, "orders", key)) and manager.load(
+            ctx_for(None, "orders", key)
+        ) == {"n": n}
+    names = [path.name for path in (tmp_path / "orders").iterdir()]
+    assert len(names) == len(LONG_KEYS) and all(len(name.encode()) <= 255 for name in names)
+    manager.delete(ctx_for(None, "orders", LONG_KEYS[0]))
+    assert not manager.exists(ctx_for(None, "orders", LONG_KEYS[0])) and manager.exists(
+        ctx_for(None, "orders", LONG_KEYS[1])
+    )
+
+
+def temporaries(root: Path) -> list[str]:
+    return sorted(path.name for path in root.rglob(".tmp-*"))
+
+
+def test_a_failed_filesystem_store_leaves_no_temporary(tmp_path: Path) -> None:
+    manager, ctx = FilesystemIOManager(tmp_path), ctx_for(None)
+    manager.path(ctx).mkdir(parents=True)  # a directory where the file should go: the rename fails
+    with pytest.raises(FlowStoneError, match="cannot write") as failed:
+        manager.store(ctx, {"n": 1})
+    assert failed.value.retryable and temporaries(tmp_path) == []
+
+
+def test_temporaries_of_killed_stores_are_removed_when_a_process_starts_storing(tmp_path: Path) -> None:
+    """A store killed between writing and renaming leaves its temporary; the next
+    process's first store removes it (and any other host's not written for an hour),
+    never one that a live process, or another host, may still be writing."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_STORE, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    child.kill()
+    child.wait(10)
+    [killed] = temporaries(tmp_path)
+    assert killed.startswith(".tmp-") and f"-{child.pid}-" in killed
+    elsewhere = tmp_path / "orders" / ".tmp-otherhost-12-abcdefgh"
+    stale = tmp_path / "orders" / ".tmp-otherhost-13-abcdefgh"
+    live = tmp_path / "orders" / f".tmp-{socket.gethostname()}-{os.getpid()}-abcdefgh"
+    for path in (elsewhere, stale, live):
+        path.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    FilesystemIOManager(tmp_path).store(ctx_for(None, "summary", None), 1)
+    assert temporaries(tmp_path) == sorted([elsewhere.name, live.name])
+
+
+KILLED_STORE = """
+import sys, threading
+from flowstone import Context
+from flowstone.assets.io import filesystem
+
+def hang(source, target):
+    print("writing", flush=True)
+    threading.Event().wait()  # killed here, between writing the temporary and renaming it
+
+filesystem.os.replace = hang
+ctx = Context(asset="orders", partition="2025-01-15", partition_key="2025-01-15", run_id="r")
+filesystem.FilesystemIOManager(sys.argv[1]).store(ctx, {"big": "x" * 1000})
+"""
 
 
 def test_pickle_only_when_asked_for(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from flowstone import (
     materialize,
     materialize_all,
 )
-from flowstone.assets import default_assets, default_io_managers
+from flowstone.assets import FilesystemIOManager, default_assets, default_io_managers
 from flowstone.insights import Insights
 from flowstone.testing import drain_queue
 
@@ -286,6 +286,22 @@ def test_dynamic_partitions_are_added_at_run_time_and_read_whole_downstream(flow
     assert Insights(flowstone).partitions("ledger")[0].status == "fresh"
     with pytest.raises(FlowStoneError, match="list of strings"):
         add_partitions("customers", "acme")  # type: ignore[arg-type]
+
+
+def test_dynamic_keys_too_long_for_a_file_name_materialize_on_the_filesystem(
+    flowstone: FlowStone, files: FilesystemIOManager
+) -> None:
+    keys = ["x" * 255, "é" * 128]
+
+    @asset(partitions=DynamicPartitions("long_keys"), io_manager="files")
+    def per_key(ctx: Context, deps: dict[str, Any]) -> int:
+        return len(ctx.partition)
+
+    add_partitions("long_keys", keys)
+    assert backfill("per_key", partitions=keys).total == 2
+    assert drain_queue("assets", with_scheduled=True).completed == 2
+    assert [p.status for p in Insights(flowstone).partitions("per_key")] == ["fresh", "fresh"]
+    assert [files.load(Context("per_key", partition_key=key)) for key in keys] == [255, 128]
 
 
 TIME_DEFINITIONS = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import proc_assets
 import psycopg
@@ -19,8 +19,10 @@ def workers(flowstone_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     with psycopg.connect(flowstone_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.executions (job_id bigint NOT NULL, node text NOT NULL)")
 
-    def start(node: str, url: str = flowstone_url, queues: str = "work=10", **env: str) -> WorkerProcess:
-        process = WorkerProcess(url, node, queues, **env)
+    def start(
+        node: str, url: str = flowstone_url, queues: str = "work=10", argv: Sequence[str] = (), **env: str
+    ) -> WorkerProcess:
+        process = WorkerProcess(url, node, queues, argv=argv, **env)
         started.append(process)
         return process
 

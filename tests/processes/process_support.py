@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,13 @@ class WorkerProcess:
     """A `flowstone worker` subprocess whose log lines are collected as they arrive."""
 
     def __init__(
-        self, url: str, node: str, queues: str = "work=10", app: str = "proc_app:app", **env: str
+        self,
+        url: str,
+        node: str,
+        queues: str = "work=10",
+        app: str = "proc_app:app",
+        argv: Sequence[str] = (),
+        **env: str,
     ) -> None:
         self.node = node
         self.lines: list[str] = []
@@ -41,6 +47,7 @@ class WorkerProcess:
                 node,
                 "--log-format",
                 "json",
+                *argv,
             ],
             env=environment,
             stderr=subprocess.PIPE,

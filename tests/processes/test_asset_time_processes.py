@@ -151,6 +151,40 @@ def test_an_asset_schedule_fires_once_per_tick_across_two_nodes(
     assert ticks and all(count == 1 for _, count in ticks), "one job per tick cluster-wide"
 
 
+CRON_JOBS = """
+SELECT worker, (meta->>'cron_tick')::timestamptz AS tick,
+       extract(epoch FROM inserted_at - (meta->>'cron_tick')::timestamptz) AS late
+FROM flowstone.jobs WHERE meta ? 'cron_tick' ORDER BY tick, worker
+"""
+
+
+def test_cron_ticks_follow_the_database_clock_on_a_node_an_hour_off(
+    flowstone: FlowStone, flowstone_url: str, workers, asset_workers: StartWorkers
+) -> None:
+    """The leader's wall clock is 1 h 30 s ahead: a worker's cron entry and an asset's
+    schedule still tick on the database's minutes, on time, each inserted once."""
+    node = workers(
+        "skewed",
+        queues="work=5,assets=5",
+        app="proc_skewed:app",
+        FS_CRON="1",
+        PROC_SCHEDULE="1",
+        FS_CLOCK_SKEW="3630",
+    )
+    node.wait_started()
+    minutes = "SELECT count(DISTINCT meta->>'cron_tick') FROM flowstone.jobs WHERE meta ? 'cron_tick'"
+    wait_until(lambda: scalar(flowstone_url, minutes) >= 2, 90, "two ticks of the cron entries")
+    found = rows(flowstone_url, CRON_JOBS)
+    ticks = sorted({tick for _, tick, _ in found})
+    assert [(worker, tick) for worker, tick, _ in found] == [
+        (worker, tick) for tick in ticks for worker in sorted((AssetWorker.name, "proc_app.Tick"))
+    ], "each entry inserted once per tick"
+    assert all(0 <= late < 60 for _, _, late in found), f"ticks of the database's minutes: {found}"
+    assert all(late < 5 for _, tick, late in found if tick != ticks[0]), f"on time: {found}"
+    done = "SELECT count(*) FROM flowstone.materializations WHERE asset = 'proc_clock' AND status = 'success'"
+    wait_until(lambda: scalar(flowstone_url, done) >= 1, 30, "the scheduled asset to be materialized")
+
+
 def test_eager_automation_materializes_a_dependent_once_after_a_storm_of_50_updates(
     flowstone: FlowStone, flowstone_url: str, asset_workers: StartWorkers
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -191,3 +192,58 @@ def test_after_an_outage_the_first_node_back_waits_for_the_others(flowstone, flo
     finally:
         for proxy in proxies:
             proxy.close()
+
+
+class ConnectionKiller:
+    """Terminates every producer connection of the test's database every `every` seconds,
+    in a thread, until stopped; counts the connections it killed."""
+
+    def __init__(self, url: str, every: float = 0.5) -> None:
+        self.url, self.every, self.killed = url, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(self.every):  # the attack's rhythm, not a wait on a condition
+                self.killed += conn.execute(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name LIKE 'flowstone.producer.%'"
+                ).fetchone()[0]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_killing_producer_connections_runs_every_job_exactly_once(flowstone, flowstone_url, workers):
+    """Producer connections killed every 0.5 s under load (no node dies): the jobs that
+    finish while a producer reconnects are written, never handed back to run again."""
+    nodes = [workers(f"cut{i}", **FAST) for i in range(2)]
+    for node in nodes:
+        node.wait_started()
+    inserted = 0
+
+    def fed_until_killed(kills: int) -> bool:
+        """Keep jobs of up to 0.5 s waiting while the attack goes on (some finish while a
+        producer reconnects)."""
+        nonlocal inserted
+        if scalar(flowstone_url, "SELECT count(*) FROM flowstone.jobs WHERE state = 'available'") < 50:
+            inserted += len(flowstone.insert_all([proc_app.Work.new({"max_ms": 500}) for _ in range(100)]))
+        return killer.killed >= kills
+
+    killer = ConnectionKiller(flowstone_url)
+    try:
+        wait_until(lambda: fed_until_killed(60), 90, "60 producer connections killed under load")
+    finally:
+        killer.stop()
+    done = "SELECT count(*) = %s FROM flowstone.jobs WHERE state = 'completed'"
+    wait_until(lambda: scalar(flowstone_url, done, (inserted,)), 120, f"all {inserted} jobs completed")
+    doubles = scalar(
+        flowstone_url,
+        "SELECT count(*) FROM (SELECT job_id FROM executions GROUP BY 1 HAVING count(*) > 1) d",
+    )
+    assert doubles == 0, f"{doubles} of {inserted} jobs ran twice"
+    assert scalar(flowstone_url, "SELECT count(*) FROM executions") == inserted
+    assert all(node.process.poll() is None for node in nodes)

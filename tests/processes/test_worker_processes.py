@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import proc_app
 import psycopg
 import pytest
 from process_support import rows, scalar
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from support import wait_until
 
 from flowstone import FlowStone
+from flowstone.queue.connecting import where
 from flowstone.queue.migrate import migrate
 
 pytestmark = pytest.mark.process
@@ -142,3 +148,81 @@ def test_postgres_restart_mid_run_loses_nothing(own_postgres, workers):
         assert node.process.poll() is None, "the node survived the restart"
     finally:
         fs.close()
+
+
+@pytest.fixture
+def limited_role(flowstone_url: str) -> Iterator[tuple[str, str]]:
+    """A login role of this test allowed 15 connections (reading and writing every table):
+    its name and a URL connecting as it. Dropped at the end."""
+    name = f"fs_limited_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    with psycopg.connect(flowstone_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 15").format(role))
+        conn.execute(sql.SQL("GRANT pg_read_all_data, pg_write_all_data TO {}").format(role))
+    yield name, make_conninfo(flowstone_url, user=name)
+    with psycopg.connect(flowstone_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name])
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        conn.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_a_worker_waits_for_connection_slots_and_says_the_server_refused(
+    flowstone, flowstone_url, workers, limited_role
+):
+    name, url = limited_role
+    held = [psycopg.connect(url) for _ in range(15)]  # every slot the role has
+    try:
+        node = workers("patient", url=url, FS_POLL="0.5")
+        wait_until(
+            lambda: sum("database not ready; retrying" in line for line in node.lines) >= 2, 30, "retries"
+        )
+        retry = json.loads(next(line for line in node.lines if "database not ready" in line))
+        assert retry["error"] == (
+            f'PostgreSQL at {where(url)} refused the connection: too many connections for role "{name}"'
+            " (the role's or database's CONNECTION LIMIT is reached)"
+        )
+        assert node.process.poll() is None, "still waiting, not exited"
+    finally:
+        for conn in held:
+            conn.close()
+    node.wait_started()
+    job = flowstone.insert(proc_app.Work.new({"max_ms": 1}))
+    wait_until(lambda: flowstone.get_job(job.id).state == "completed", 30, "a job on the worker that waited")
+
+
+def test_a_worker_gives_up_waiting_for_the_database_after_its_bound(flowstone_url, workers, limited_role):
+    _, url = limited_role
+    held = [psycopg.connect(url) for _ in range(15)]
+    try:
+        began = time.monotonic()
+        node = workers("impatient", url=url, argv=["--wait-for-database", "1.5"])
+        assert node.wait(30) == 2
+        assert 1.5 <= time.monotonic() - began < 20
+        last = node.lines[-1]
+        assert last.startswith(f"flowstone: error: connection_error: PostgreSQL at {where(url)} refused")
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_connection_pool_lines_follow_the_json_log_format(flowstone, flowstone_url, workers, limited_role):
+    """psycopg_pool logs through the standard library: its lines (a pooled connection
+    found broken after the server killed it) come out as JSON like FlowStone's own."""
+    name, url = limited_role
+    node = workers("json", url=url)
+    node.wait_started()
+    kill = (
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE usename = %s AND application_name = 'flowstone'"
+    )
+
+    def pool_line() -> bool:
+        scalar(flowstone_url, kill, (name,))  # the pool's connections, again and again
+        return any('"psycopg.pool"' in line for line in node.lines)
+
+    wait_until(pool_line, 30, "a line of psycopg_pool")
+    node.signal(signal.SIGTERM)
+    node.wait(30)
+    parsed = [json.loads(line) for line in node.lines]  # every line is JSON
+    pool = [line for line in parsed if line.get("logger") == "psycopg.pool"]
+    assert pool and all({"event", "level", "timestamp"} <= set(line) for line in pool)

@@ -26,6 +26,23 @@ def test_bulk_commands_count_on_a_dry_run_then_act(cli: Run, flowstone: FlowSton
     one_line_error(*_code_err(cli("jobs", "delete-all", "--args", "[1]")), "--args must be a JSON object")
 
 
+def test_bulk_commands_never_widen_an_empty_filter_to_every_job(cli: Run, flowstone: FlowStone) -> None:  # noqa: F811 - the fixture
+    jobs = flowstone.insert_all([fw.Timed.new({"tenant": "a"}) for _ in range(5)])
+    empties = [("--queue", ""), ("--worker", " "), ("--tag", ""), ("--args", ""), ("--args", "{}")]
+    for command in ("cancel-all", "retry-all", "delete-all"):
+        for option, value in empties:
+            for dry in ((), ("--dry-run",)):
+                code, err = _code_err(cli("jobs", command, option, value, *dry))
+                one_line_error(code, err, "empty" if value != "{}" else "at least one key")
+        one_line_error(*_code_err(cli("jobs", command)), "with no filter would act on every job")
+        one_line_error(*_code_err(cli("jobs", command, "--all", "--queue", fw.QUEUE)), "not both")
+    one_line_error(*_code_err(cli("jobs", "ls", "--queue", "")), "queue must not be empty")
+    one_line_error(*_code_err(cli("jobs", "ls", "--worker", "")), "worker filter must not be empty")
+    assert {flowstone.get_job(job.id).state for job in jobs} == {"available"}, "nothing was touched"
+    assert cli("jobs", "cancel-all", "--all", "--dry-run")[1] == "5 job(s) would be cancelled\n"
+    assert cli("jobs", "delete-all", "--all")[1] == "5 job(s) deleted\n"
+
+
 def _code_err(result: tuple[int, str, str]) -> tuple[int, str]:
     return result[0], result[2]
 

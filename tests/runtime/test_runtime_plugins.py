@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
+import psycopg
+import psycopg.sql
 import pytest
 import runtime_workers as w
+import structlog
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone, Job, QueueConfig, ValidationError, Worker, WorkerRegistry
 from flowstone.queue import telemetry
 from flowstone.queue.control import queue_counts_plan
+from flowstone.queue.plan import single
 from flowstone.queue.plugins import Cron, CronEntry, PluginRuntime
 from flowstone.queue.runtime import Node
 
@@ -255,3 +261,82 @@ async def test_queue_configs_start_paused_and_refuse_unknown_options(make_fs: Ma
     with pytest.raises(ValidationError, match="limit must be a positive integer"):
         make_fs("n2", queues={w.QUEUE: 0})
     assert QueueConfig.of("q", 3) == QueueConfig(limit=3)
+
+
+@pytest.fixture
+async def database_statement_timeout(flowstone_url: str) -> AsyncIterator[str]:
+    """The test database's own default statement_timeout set to 50 ms (new connections
+    get it), as a cautious DBA might; reset afterwards."""
+    async with await psycopg.AsyncConnection.connect(flowstone_url, autocommit=True) as conn:
+        name = (await (await conn.execute("SELECT current_database()")).fetchone())[0]  # type: ignore[index]
+        database = psycopg.sql.Identifier(name)
+        await conn.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET statement_timeout = '50ms'").format(database)
+        )
+        yield name
+        await conn.execute(psycopg.sql.SQL("ALTER DATABASE {} RESET statement_timeout").format(database))
+
+
+@pytest.mark.anyio
+async def test_plugins_run_with_flowstones_statement_timeout_not_the_databases(
+    make_fs: MakeFs, flowstone_url: str, database_statement_timeout: str
+) -> None:
+    """Under a database default of 50 ms, the pruner's statement waits on a row lock for
+    longer and still prunes: plugins get FlowStone's statement_timeout (30 s)."""
+    fs = make_fs(prune_interval=0.05, prune_max_age=60)
+    jobs = await fs.ainsert_all([w.Echo.new({"n": n}, queue=PARKED) for n in range(3)])
+    old = datetime.now(UTC) - timedelta(minutes=2)
+    ids = [job.id for job in jobs]
+    await rows(
+        fs, "UPDATE flowstone.jobs SET state = 'completed', completed_at = %s WHERE id = ANY(%s)", [old, ids]
+    )
+    async with await psycopg.AsyncConnection.connect(flowstone_url) as holder:
+        await holder.execute("SET statement_timeout = 0")
+        await holder.execute("SELECT id FROM flowstone.jobs WHERE id = %s FOR UPDATE", [ids[0]])
+        await fs.start({w.QUEUE: 1})
+
+        async def pruner_waited() -> bool:
+            found = await rows(fs, WAITING_ON_A_LOCK, {"pid": holder.info.backend_pid})
+            return bool(found)
+
+        await wait_for(pruner_waited, 10, "the pruner to wait on the lock for over 200 ms")
+        await holder.rollback()
+    await wait_for(lambda: remaining(fs, ids), 10, "the pruner to delete the jobs")
+
+
+WAITING_ON_A_LOCK = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND %(pid)s = ANY(pg_blocking_pids(pid))
+  AND query LIKE '%%DELETE%%' AND clock_timestamp() - query_start > interval '200 ms'
+"""
+
+
+async def remaining(fs: FlowStone, ids: list[int]) -> bool:
+    return await rows(fs, "SELECT id FROM flowstone.jobs WHERE id = ANY(%s)", [ids]) == []
+
+
+class Sleepy:
+    """A plugin whose statement always outlasts the statement timeout."""
+
+    name = "sleepy"
+    leader_only = False
+    interval = 0.05
+
+    async def tick(self, runtime: PluginRuntime) -> None:
+        await runtime.execute(single("SELECT pg_sleep(5)", {}))
+
+
+@pytest.mark.anyio
+async def test_a_plugin_that_keeps_failing_names_the_setting_to_change(make_fs: MakeFs) -> None:
+    fs = make_fs("n1", plugins=[Sleepy()], statement_timeout=0.3)
+    with structlog.testing.capture_logs() as captured:
+        await fs.start({w.QUEUE: 1})
+
+        def advice() -> list[dict[str, Any]]:
+            return [line for line in captured if line.get("plugin") == "sleepy" and "fix" in line]
+
+        [line, *_] = await wait_for(advice, 15, "a failure with advice")
+    assert line["failures"] >= 3 and "canceling statement due to statement timeout" in line["error"]
+    assert "raise statement_timeout (0.3 s)" in line["fix"]
+    first = next(line for line in captured if line.get("plugin") == "sleepy")
+    assert first["failures"] == 1 and "fix" not in first, "one failure gives no advice yet"

@@ -110,6 +110,19 @@ def test_flowstone_dashboard_asks_for_credentials(flowstone: FlowStone, free_por
     assert f"FlowStone dashboard on http://127.0.0.1:{free_port}/ (read-only)" in server.stdout.read()  # type: ignore[union-attr]
 
 
+def test_flowstone_dashboard_answers_only_its_hosts(flowstone: FlowStone, free_port: int) -> None:
+    url = flowstone.settings.database_url or ""
+    server = serve(url, "dashboard", "--port", str(free_port), "--allowed-host", "dash.example.com")
+    try:
+        wait_until(lambda: get(f"http://127.0.0.1:{free_port}/api/queues"), 30, "flowstone dashboard")
+        for host, status in [("dash.example.com", 200), ("localhost:1", 200), ("attacker.example", 400)]:
+            answer = httpx.get(f"http://127.0.0.1:{free_port}/api/queues", headers={"host": host}, timeout=5)
+            assert answer.status_code == status, host
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -118,6 +131,7 @@ def test_flowstone_dashboard_asks_for_credentials(flowstone: FlowStone, free_por
         (["--schema", "elsewhere", "metrics"], "schema 'elsewhere' is not migrated"),
         (["dashboard", "--port", "70000"], "--port must be from 1 to 65535"),
         (["dashboard", "--interval", "0"], "interval must be a positive number of seconds"),
+        (["dashboard", "--allowed-host", "a/b"], "allowed host 'a/b' is not a host name"),
     ],
 )
 def test_bad_options_are_one_line_errors(

@@ -74,4 +74,4 @@ class Client(httpx.AsyncClient):
 
 
 def client_for(app: Any, **options: Any) -> Client:
-    return Client(transport=httpx.ASGITransport(app=app), base_url="http://dashboard.test", **options)
+    return Client(transport=httpx.ASGITransport(app=app), base_url="http://localhost", **options)

@@ -1,11 +1,25 @@
-"""The `filesystem` IO manager: a directory per asset, a file per partition, written atomically."""
+"""The `filesystem` IO manager: a directory per asset, a file per partition, written atomically.
+
+A partition's file is named by its key, percent-quoted; a quoted key too long for a file
+name (most file systems allow 255 bytes) is cut and completed by its SHA-256, behind a
+`%-` that quoting never produces, so every key keeps a file of its own. A store writes
+a temporary `.tmp-<host>-<pid>-…` beside the file and renames it over the file: a store
+that fails removes its temporary, and the temporaries of stores that were killed are
+removed when a process first uses the root (those of this host whose process is gone,
+and any not written to for `STALE_TEMPORARY` seconds).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
 import pickle
+import socket
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +37,14 @@ UNPARTITIONED = "__unpartitioned__"
 
 DEFAULT_ROOT = "flowstone_assets"
 
+NAME_MAX = 255
+"""Bytes a file name may have (ext4, XFS, APFS, NTFS…)."""
+HASHED_PREFIX = 160
+"""Characters of a too long quoted key kept before its hash (readable in a listing)."""
+TEMPORARY = ".tmp-"
+STALE_TEMPORARY = 3600.0
+"""Seconds after which a temporary nobody writes to is abandoned, whoever wrote it."""
+
 
 class FilesystemIOManager(IOManager):
     """`root/<asset>/<partition>.json` (or `.pkl` with `format="pickle"`), written atomically.
@@ -35,6 +57,7 @@ class FilesystemIOManager(IOManager):
             raise ValidationError(f"format must be 'json' or 'pickle'; got {format!r}")
         self._root = None if root is None else Path(root)
         self.format = format
+        self._swept: set[Path] = set()
 
     @property
     def root(self) -> Path:
@@ -45,8 +68,10 @@ class FilesystemIOManager(IOManager):
 
     def path(self, ctx: Context) -> Path:
         """The file holding the value of `ctx`'s asset and partition."""
-        stem = UNPARTITIONED if ctx.partition_key is None else quote(ctx.partition_key, safe="")
-        return self.root / ctx.asset / f"{stem}.{'json' if self.format == 'json' else 'pkl'}"
+        suffix = f".{'json' if self.format == 'json' else 'pkl'}"
+        key = ctx.partition_key
+        stem = UNPARTITIONED if key is None else _stem(key, NAME_MAX - len(suffix))
+        return self.root / ctx.asset / f"{stem}{suffix}"
 
     def _encode(self, ctx: Context, value: Any) -> bytes:
         if self.format == "json":
@@ -68,17 +93,85 @@ class FilesystemIOManager(IOManager):
     def store(self, ctx: Context, value: Any) -> Mapping[str, Any]:
         data = self._encode(ctx, value)
         target = self.path(ctx)
+        self._sweep()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as tmp:
-                tmp.write(data)
-            os.replace(tmp.name, target)
+            _write_over(target, data)
         except OSError as error:
-            raise io_error(ctx, f"cannot write {target}: {error}") from error
+            lasting = error.errno == errno.ENAMETOOLONG  # no retry makes a name shorter
+            raise io_error(ctx, f"cannot write {target}: {error}", retryable=not lasting) from error
         return {"path": str(target), "bytes": len(data)}
+
+    def _sweep(self) -> None:
+        """Once per root and process: remove the temporaries of stores that were killed."""
+        root = self.root
+        if root in self._swept:
+            return
+        self._swept.add(root)
+        for temporary in root.glob(f"*/{TEMPORARY}*"):
+            if _abandoned(temporary):
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
 
     def exists(self, ctx: Context) -> bool:
         return self.path(ctx).is_file()
 
     def delete(self, ctx: Context) -> None:
         self.path(ctx).unlink(missing_ok=True)
+
+
+def _stem(key: str, room: int) -> str:
+    """`key` percent-quoted, or when that exceeds `room` bytes, its start and its hash."""
+    quoted = quote(key, safe="")  # ASCII: one byte a character
+    if len(quoted) <= room:
+        return quoted
+    return f"{quoted[:HASHED_PREFIX]}%-{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _write_over(target: Path, data: bytes) -> None:
+    """Write `data` to a temporary beside `target`, then rename it over `target` (the
+    temporary is removed when that fails)."""
+    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=_temporary_prefix(), delete=False)  # noqa: SIM115
+    try:
+        with tmp:
+            tmp.write(data)
+        os.replace(tmp.name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp.name)
+        raise
+
+
+def _host_prefix() -> str:
+    """How the temporaries written on this host begin."""
+    return f"{TEMPORARY}{quote(socket.gethostname(), safe='')[:64]}-"
+
+
+def _temporary_prefix() -> str:
+    """Names who writes a temporary: this host and process."""
+    return f"{_host_prefix()}{os.getpid()}-"
+
+
+def _abandoned(temporary: Path) -> bool:
+    """Whether nobody writes `temporary` any more: it has not been written to for
+    `STALE_TEMPORARY` seconds, or its process, on this host, is gone."""
+    try:
+        if time.time() - temporary.stat().st_mtime > STALE_TEMPORARY:
+            return True
+    except OSError:
+        return False  # gone already
+    if not temporary.name.startswith(_host_prefix()):
+        return False  # another host's: only its age tells
+    pid, sep, _ = temporary.name.removeprefix(_host_prefix()).partition("-")
+    return bool(sep) and pid.isdigit() and not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True

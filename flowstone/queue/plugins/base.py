@@ -4,8 +4,15 @@ inserting jobs and waking a queue — nothing else of the node."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import anyio
+import psycopg
+
+from flowstone.queue.plan import arun
+from flowstone.queue.pool import transaction_timeout
 
 if TYPE_CHECKING:
     from flowstone.queue.config import Settings
@@ -48,7 +55,8 @@ class PluginRuntime(Protocol):
         ...
 
     async def execute(self, plan: Plan[T]) -> T:
-        """Run a plan in a transaction of its own on a pooled connection."""
+        """Run a plan in a transaction of its own on a pooled connection, its statements
+        bounded by `statement_timeout` (not the database's default)."""
         ...
 
     async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
@@ -83,12 +91,25 @@ class InstanceRuntime:
         return self.fs.node_queries
 
     async def execute(self, plan: Plan[T]) -> T:
-        """Run a plan on a pooled connection, in a transaction of its own."""
-        return await self.fs.aexecute(plan)
+        """Run a plan on a pooled connection, in a transaction of its own (see `_bounded`)."""
+        async with self._bounded() as conn:
+            return await self.fs.aexecute(plan, conn)
 
     async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
-        """Insert jobs through the instance."""
-        return await self.fs.ainsert_all(jobs)
+        """Insert jobs through the instance, in a transaction of their own (see `_bounded`)."""
+        async with self._bounded() as conn:
+            return await self.fs.ainsert_all(jobs, conn=conn)
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction whose statements get `statement_timeout`,
+        as the producers' do — not a lower default of the database or role, which would
+        fail a plugin's longer statements at every tick — and are abandoned 5 s after."""
+        timeout = self.settings.statement_timeout
+        with anyio.fail_after(timeout + 5.0):
+            async with self.fs.aconnection() as conn:
+                await arun(conn, transaction_timeout(timeout))
+                yield conn
 
 
 class Plugin(Protocol):

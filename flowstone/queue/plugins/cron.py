@@ -11,6 +11,10 @@ daylight saving: a local time that occurs twice (clocks go back) fires at its fi
 occurrence only, and local times that do not occur (clocks go forward) fire once, at the
 first minute after the gap. Schedules that must follow real time (every 5 minutes through
 the night) are best written in UTC.
+
+Ticks follow the database's clock, not the leader's: a leader whose clock is off still
+inserts each minute's jobs when that minute begins on the database (as heartbeats,
+rescues and scheduled jobs do).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from flowstone.queue.worker import NewJob, Worker, WorkerRegistry
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
+    from flowstone.queue.plan import Plan
     from flowstone.queue.plugins.base import PluginRuntime
+    from flowstone.queue.queries.nodes import NodeQueries
 
 _log = structlog.get_logger("flowstone.cron")
 TICK_UNIQUE = Unique(period=None, fields=("worker", "queue", "args", "meta"), states="all")
@@ -116,6 +122,13 @@ def entries_from(registry: WorkerRegistry) -> list[CronEntry]:
     return entries
 
 
+def database_now_plan(nodes: NodeQueries) -> Plan[datetime]:
+    """The database's clock (`now()`), in UTC."""
+    rows = yield nodes.clock, {}
+    now: datetime = rows[0]["now"]
+    return now.astimezone(UTC)
+
+
 def floor_minute(moment: datetime) -> datetime:
     """The start of `moment`'s minute."""
     return moment.replace(second=0, microsecond=0)
@@ -141,8 +154,8 @@ class Cron:
         return minute, [job for job in jobs if job is not None]
 
     async def tick(self, runtime: PluginRuntime) -> None:
-        """Insert this minute's jobs once."""
-        await self.insert_due(runtime, datetime.now(UTC))
+        """Insert this minute's jobs once (the minute of the database's clock)."""
+        await self.insert_due(runtime, await runtime.execute(database_now_plan(runtime.nodes)))
 
     async def insert_due(self, runtime: PluginRuntime, now: datetime) -> None:
         """Insert the jobs of `now`'s minute unless this plugin handled that minute already."""

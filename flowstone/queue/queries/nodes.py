@@ -75,6 +75,9 @@ FROM {controls} WHERE node IN (%(node)s, '*') GROUP BY queue
 
 _SIGNAL = "SELECT pg_notify(%(channel)s, %(signal)s)"
 
+# The database's clock: what cron ticks follow, whatever the clock of the node asking.
+_CLOCK = "SELECT now() AS now"
+
 
 @dataclass(frozen=True, slots=True)
 class NodeQueries(SchemaStatements):
@@ -91,6 +94,7 @@ class NodeQueries(SchemaStatements):
     set_control: str
     controls_for: str
     signal: str
+    clock: str
 
     @classmethod
     def compose(cls, schema: str) -> NodeQueries:
@@ -115,4 +119,5 @@ class NodeQueries(SchemaStatements):
             set_control=compose(_SET_CONTROL),
             controls_for=compose(_CONTROLS_FOR),
             signal=compose(_SIGNAL),
+            clock=compose(_CLOCK),
         )

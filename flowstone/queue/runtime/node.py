@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import psycopg
+import psycopg.errors
 import structlog
 from psycopg.types.json import Jsonb
 
 from flowstone.queue import telemetry
-from flowstone.queue.config import QueuesOption, queue_configs
+from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
 from flowstone.queue.plan import single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
@@ -278,12 +280,41 @@ class Node(InstanceRuntime):
             await self._load_controls()
 
     async def _plugin_loop(self, plugin: Plugin) -> None:
+        failures = 0
         while True:
             if self.is_leader or not plugin.leader_only:
                 try:
                     await plugin.tick(self)
-                except TRANSIENT as error:
-                    _log.warning("plugin tick failed", plugin=plugin.name, error=str(error))
+                    failures = 0
+                except (*TRANSIENT, TimeoutError) as error:
+                    failures += 1
+                    advice = _advice(plugin, error, failures, self.settings)
+                    text = str(error) or "its statements outlasted statement_timeout + 5 s"
+                    _log.warning(
+                        "plugin tick failed", plugin=plugin.name, error=text, failures=failures, **advice
+                    )
                 except Exception:
-                    _log.exception("plugin tick crashed", plugin=plugin.name)
+                    failures += 1
+                    _log.exception("plugin tick crashed", plugin=plugin.name, failures=failures)
             await anyio.sleep(plugin.interval)
+
+
+KEEPS_FAILING = 3
+"""Failed ticks in a row after which the log line says which setting to change."""
+
+SLOW_FIXES = {"pruner": " or lower prune_limit", "lifeline": " or lower lifeline_limit"}
+"""What else makes a built-in plugin's statements shorter."""
+
+
+def _advice(plugin: Plugin, error: BaseException, failures: int, settings: Settings) -> dict[str, str]:
+    """`fix=…` for a plugin that keeps failing on a timeout: the setting to change."""
+    if failures < KEEPS_FAILING:
+        return {}
+    if isinstance(error, TimeoutError | psycopg.errors.QueryCanceled):
+        limit, also = settings.statement_timeout, SLOW_FIXES.get(plugin.name, "")
+        return {
+            "fix": f"its statements take longer than allowed: raise statement_timeout ({limit:g} s){also}"
+        }
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        return {"fix": "a lock_timeout of the database or role cancels its statements: raise or reset it"}
+    return {}

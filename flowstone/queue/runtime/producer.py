@@ -231,8 +231,14 @@ class Producer:
     async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
         """A claim may have committed with its answer lost (or run late on a connection we
         gave up on): hand back the jobs executing under this producer's claimer that it is
-        not running. Done after every lost connection and once per node expiry."""
-        keep = [*self.running, *self.lingering, *(outcome.job.id for outcome in outcomes)]
+        not running. Done after every lost connection and once per node expiry.
+
+        Kept: running jobs, lingering threads, and every outcome not yet written — those
+        of this cycle (`outcomes`) and those of jobs that finished since it took them (in
+        `finished`, e.g. while a new connection was made): handing one of those back would
+        run a finished job again."""
+        unwritten = (outcome.job.id for outcome in (*outcomes, *self.finished))
+        keep = [*self.running, *self.lingering, *unwritten]
         plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep)
         [released] = await self._together(conn, [plan])
         self._lost_connection = False
