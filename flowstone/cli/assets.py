@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from flowstone.assets.api import backfill, materialize, materialize_all
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.records import Materialization
-from flowstone.cli.common import Commands, UsageError, app_of, emit
+from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.errors import FlowStoneError
 from flowstone.insights import AssetOverview, Insights, PartitionStatus, RunProgress
 from flowstone.queue.instance import FlowStone
@@ -256,9 +256,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         raise UsageError(f"asset {graph.require(args.asset).name!r} has no materialization{where}")
     if args.json:
         document = asdict(found)
-        emit([{"materialization": document.pop("record"), **document}], True)
+        emit_one({"materialization": document.pop("record"), **document}, True)
         return 0
-    emit([_record_row(found.record)], False, vertical=True)
+    emit_one(_record_row(found.record), False)
     if found.source is not None:
         print(f"\nskipped (fresh): stands for materialization {found.source.id} of run {found.source.run_id}")
     for title, records in (

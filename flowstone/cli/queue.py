@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from flowstone.cli.common import Commands, UsageError, app_of, emit
+from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
@@ -180,7 +180,7 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     job = Insights(app_of(args)).job(args.id)
     if job is None:
         raise UsageError(f"no job with id {args.id}")
-    emit([job.to_dict()], args.json, vertical=True)
+    emit_one(job.to_dict(), args.json)
     return 0
 
 
@@ -270,7 +270,7 @@ def cmd_workflow_show(args: argparse.Namespace) -> int:
     if state is None:
         raise UsageError(f"no workflow or batch with id {args.id!r}")
     if args.json:
-        emit([{"id": state.id, "counts": state.counts, "done": state.done, "jobs": _members(state)}], True)
+        emit_one({"id": state.id, "counts": state.counts, "done": state.done, "jobs": _members(state)}, True)
         return 0
     emit(_members(state), False)
     batch = state.batch

@@ -629,12 +629,23 @@ def _check_new(job: object) -> NewJob:
 _default: FlowStone | None = None
 
 
-def configure(database_url: str | None = None, **options: Any) -> FlowStone:
-    """Create the default instance used by `Worker.enqueue` and the module-level API."""
+def configure(database_url: str | FlowStone | None = None, **options: Any) -> FlowStone:
+    """Set the default instance used by `Worker.enqueue` and the module-level API: a
+    `FlowStone` you made (`configure(fs)`), or a new one from a URL and options. The
+    previous default, if another, is closed."""
     global _default
-    if _default is not None:
+    if isinstance(database_url, FlowStone):
+        if options:
+            raise ValidationTypeError(
+                f"configure(fs) takes the instance alone; got options {', '.join(sorted(options))} too "
+                "(give them to FlowStone(...))"
+            )
+        instance = database_url
+    else:
+        instance = FlowStone(database_url, **options)
+    if _default is not None and _default is not instance:
         _default.close()
-    _default = FlowStone(database_url, **options)
+    _default = instance
     return _default
 
 

@@ -146,6 +146,13 @@ def job_filters(params: QueryParams) -> dict[str, Any]:
     return {name: _text(params, name) for name in ("queue", "state", "worker", "tag", "args")}
 
 
+def _asset_of(job: Job) -> dict[str, Any] | None:
+    """The materialization a job is, if it is one (a link to its partition)."""
+    if job.worker != AssetWorker.name or not isinstance(job.args.get("asset_name"), str):
+        return None
+    return {"asset": job.args["asset_name"], "partition": job.args.get("partition")}
+
+
 def _summary(job: Job) -> dict[str, Any]:
     finished = job.completed_at or job.discarded_at or job.cancelled_at
     return {
@@ -163,6 +170,7 @@ def _summary(job: Job) -> dict[str, Any]:
         "scheduled_at": job.scheduled_at,
         "attempted_at": job.attempted_at,
         "finished_at": finished,
+        "materialization": _asset_of(job),
     }
 
 
@@ -186,13 +194,6 @@ async def load_jobs(request: Request) -> dict[str, Any]:
         "filters": filters,
         "before": _integer(request.query_params, "before"),
     }
-
-
-def _asset_of(job: Job) -> dict[str, Any] | None:
-    """The materialization a job is, if it is one (a link to its partition)."""
-    if job.worker != AssetWorker.name or not isinstance(job.args.get("asset_name"), str):
-        return None
-    return {"asset": job.args["asset_name"], "partition": job.args.get("partition")}
 
 
 async def load_job(request: Request) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def test_materialize_all_wait_follows_the_run_and_lineage_shows_it(
 
     code, out, _ = cli("lineage", "cli_revenue", "--partition", "2025-01-05", "--json")
     assert code == 0
-    [lineage] = json.loads(out)
+    lineage = json.loads(out)
     assert lineage["materialization"]["run_id"] == totals["run_id"]
     assert [(r["asset"], r["partition"], r["run_id"]) for r in lineage["upstream"]] == [
         ("cli_orders", "2025-01-05", totals["run_id"])

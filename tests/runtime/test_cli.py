@@ -82,7 +82,7 @@ def test_jobs_ls_pages_newest_first(cli: Run, flowstone: FlowStone) -> None:
 def test_jobs_show_retry_and_cancel(cli: Run, flowstone: FlowStone) -> None:
     job = flowstone.insert(w.Echo.new({"n": 7}))
     code, out, _ = cli("jobs", "show", str(job.id), "--json")
-    assert code == 0 and as_json(out)[0]["args"] == {"n": 7}
+    assert code == 0 and json.loads(out)["args"] == {"n": 7}, "one job: an object, not a list"
     code, out, _ = cli("jobs", "show", str(job.id))
     assert code == 0 and any(line.split() == ["state", "available"] for line in out.splitlines())
     one_line_error(*cli("jobs", "retry", str(job.id))[::2], f"job {job.id} cannot be retried")

@@ -89,6 +89,30 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     assert home.status_code == 307 and home.headers["location"] == "/queues"
 
 
+async def test_the_job_list_shows_an_asset_job_as_its_asset_and_partition(
+    client: Client, app_fs: FlowStone
+) -> None:
+    await amaterialize_all("clean", "2025-01-12", fs=app_fs)
+    await app_fs.ainsert(Echo.new({"n": 1}))
+    listed = (await client.get("/api/jobs")).json()["jobs"]
+    assert [job["materialization"] for job in listed] == [
+        None,
+        {"asset": "clean", "partition": "2025-01-12"},
+        {"asset": "raw", "partition": "2025-01-12"},
+    ]
+    page = (await client.get("/jobs")).text
+    cells = re.findall(r'<td class="args" data-materializes="(\w+)"[^>]*>(.*?)</td>', page, re.S)
+    assert [(asset, re.sub(r"\s+", " ", html).strip()) for asset, html in cells] == [
+        (
+            name,
+            f'<a href="/assets/{name}">{name}</a> · '
+            f'<a href="/assets/{name}/history?partition=2025-01-12&amp;">2025-01-12</a>',
+        )
+        for name in ("clean", "raw")
+    ]
+    assert "&#34;n&#34;: 1" in page, "other jobs show their args"
+
+
 async def test_values_from_the_database_are_escaped(client: Client, app_fs: FlowStone) -> None:
     seeded = await seed(app_fs)
     for path in (
