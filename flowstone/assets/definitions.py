@@ -54,7 +54,7 @@ class Asset:
 
     name: str
     depends_on: tuple[str, ...] = ()
-    io_manager: str = "memory"
+    io_manager: str = "postgres"
     execute_fn: ExecuteFn
     partitions: PartitionsDefinition | None = None
     max_attempts: int = 3
@@ -467,7 +467,7 @@ def asset(
     *,
     name: str | None = None,
     depends_on: Sequence[str | Asset | Dep] = (),
-    io_manager: str = "memory",
+    io_manager: str = "postgres",
     partitions: PartitionsDefinition | None = None,
     max_attempts: int = 3,
     tags: Sequence[str] = (),
@@ -487,7 +487,7 @@ def asset(
     *,
     name: str | None = None,
     depends_on: Sequence[str | Asset | Dep] = (),
-    io_manager: str = "memory",
+    io_manager: str = "postgres",
     partitions: PartitionsDefinition | None = None,
     max_attempts: int = 3,
     tags: Sequence[str] = (),
@@ -505,7 +505,9 @@ def asset(
     stale). `schedule` (5-field cron, in `schedule_timezone`): materialize the partition
     that just closed on each tick. `automation="eager"`: queue this asset's stale
     partitions when an upstream partition gets new data. `dependency_timeout`: seconds to
-    wait for a dependency that nothing is materializing before failing."""
+    wait for a dependency that nothing is materializing before failing. `io_manager`: where
+    its values are stored; `postgres` (the default) keeps them as JSON in the database, so
+    every worker process reads them (`memory` keeps them in one process: tests, scripts)."""
 
     def define(function: ExecuteFn) -> Asset:
         defined = Asset(

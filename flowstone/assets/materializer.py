@@ -207,7 +207,7 @@ class Materializer:
         if not manager.exists(dep_ctx):
             raise FlowStoneError(
                 "dependency_failed",
-                f"upstream {dep.name!r} has no data for partition {dep_ctx.partition_key!r}",
+                manager.not_found(dep_ctx),
                 retryable=False,
                 context={"asset": asset.name, "upstream": dep.name, "partition": dep_ctx.partition_key},
             )

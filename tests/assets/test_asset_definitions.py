@@ -30,7 +30,8 @@ def test_decorator_registers_with_defaults_and_docstring() -> None:
         return sum(deps["raw"])
 
     assert isinstance(raw, Asset) and default_assets.get("raw") is raw
-    assert raw.description == "Raw numbers." and raw.max_attempts == 3 and raw.io_manager == "memory"
+    assert raw.description == "Raw numbers." and raw.max_attempts == 3 and raw.io_manager == "postgres"
+    assert total.io_manager == "memory", "memory is an explicit choice"
     assert total.depends_on == ("raw",) and total.tags == ("x",) and total.max_attempts == 5
 
 
@@ -88,9 +89,14 @@ def test_unregistered_io_manager_is_rejected_at_definition() -> None:
             return None
 
 
-def test_postgres_io_manager_needs_a_sql_identifier_name() -> None:
-    with pytest.raises(FlowStoneError, match="postgres IO manager cannot store asset 'Orders'"):
-        default_assets.register(define("Orders", io_manager="postgres"))
+def test_the_default_postgres_io_manager_needs_a_sql_identifier_name_and_says_the_fix() -> None:
+    fix = 'rename it, or give it io_manager="filesystem" or "memory"'
+    with pytest.raises(
+        FlowStoneError, match=r"postgres IO manager \(the default\) cannot store asset 'Orders'"
+    ) as e:
+        default_assets.register(define("Orders"))
+    assert fix in e.value.message
+    default_assets.register(define("Orders", io_manager="filesystem"))
 
 
 @pytest.mark.parametrize("name", ["", "1abc", "a-b", "a/b", "x" * 200])

@@ -94,10 +94,11 @@ def test_data_provided_from_outside_counts_as_there(flowstone: FlowStone) -> Non
     Chain()
     from flowstone.assets import default_io_managers
 
-    default_io_managers.get("memory").store(Context("raw", partition_key=DAY), 4)
+    stored = default_io_managers.get("postgres")  # the default IO manager
+    stored.store(Context("raw", partition_key=DAY, fs=flowstone), 4)
     assert materialize("revenue", DAY).status == "queued"
     assert drain_queue("assets").completed == 1
-    assert default_io_managers.get("memory").load(Context("revenue", partition_key=DAY)) == 8
+    assert stored.load(Context("revenue", partition_key=DAY, fs=flowstone)) == 8
 
 
 def test_a_wait_for_what_nothing_materializes_is_bounded_then_fails_naming_it(flowstone: FlowStone) -> None:
@@ -223,7 +224,7 @@ def test_new_upstream_data_makes_the_chain_stale_and_materialize_all_recomputes_
     assert chain.statuses() == {"raw": "fresh", "revenue": "fresh", "report": "fresh"}
     from flowstone.assets import default_io_managers
 
-    assert default_io_managers.get("memory").load(Context("report", partition_key=DAY)) == 41
+    assert default_io_managers.get("postgres").load(Context("report", partition_key=DAY, fs=flowstone)) == 41
 
 
 def test_a_code_version_change_makes_that_asset_and_what_reads_it_stale(flowstone: FlowStone) -> None:
