@@ -14,7 +14,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from flowstone.insights import Insights
+from flowstone.insights import STATUSES, Insights
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import JobState
 from flowstone.web.live import LiveHub
@@ -192,4 +192,5 @@ def templates() -> jinja2.Environment:
     )
     env.filters.update(when=when, ago=ago, duration=duration, number=number, pretty=pretty)
     env.globals["states"] = [state.value for state in JobState]
+    env.globals["statuses"] = STATUSES  # a partition's, from the read layer
     return env

@@ -23,6 +23,7 @@ from flowstone.assets.records import Materialization
 from flowstone.assets.worker import AssetWorker
 from flowstone.errors import ValidationError
 from flowstone.insights import (
+    STATUSES,
     AssetOverview,
     ClusterOverview,
     CronStatus,
@@ -251,7 +252,8 @@ def _asset(overview: AssetOverview, dependents: list[str]) -> dict[str, Any]:
 
 
 async def load_assets(request: Request) -> dict[str, Any]:
-    """Every asset in dependency order with its partitions' latest statuses."""
+    """Every asset in dependency order with how many of its partitions are in each status
+    (the read layer's vocabulary, zeros included)."""
     insights = dashboard(request).insights
     overviews = await insights.aassets()
     return {"assets": [_asset(o, insights.graph.dependents(o.asset.name)) for o in overviews]}
@@ -316,11 +318,11 @@ async def load_partitions(request: Request) -> dict[str, Any]:
     asset = insights.graph.require(request.path_params["name"])
     keys, window = strip_keys(asset, request.query_params)
     statuses = await insights.apartitions(asset.name, keys)
-    counts = Counter(status.status for status in statuses)
+    shown = Counter(status.status for status in statuses)
     return {
         "asset": _describe(asset, insights.graph.dependents(asset.name)),
         "window": window,
-        "counts": dict(counts),
+        "counts": {status: shown[status] for status in STATUSES},
         "partitions": [
             {
                 "partition": status.partition,

@@ -67,7 +67,9 @@ async def test_two_instances_on_two_schemas_keep_to_their_own(flowstone_url: str
             ctx = Context("doubled", fs=instances[schema])  # reads <schema>_assets.doubled
             assert await anyio.to_thread.run_sync(stored.load, ctx) == (2 if schema == "tenant_a" else 20)
             # the record finishes before the job's acknowledgement is written
-            await wait_for(lambda schema=schema: counts(flowstone_url, schema)["jobs"] == {"completed": 2})
+            await wait_for(
+                lambda schema=schema: counts(flowstone_url, schema)["jobs"] == {"completed": 2}, 20
+            )
             assert counts(flowstone_url, schema) == {
                 "jobs": {"completed": 2},
                 "records": [

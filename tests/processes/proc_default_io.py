@@ -1,9 +1,11 @@
 """Two assets that name no IO manager (the default), for real worker processes
 (`--app proc_default_io:app`): `shards` → `shard_totals` over 8 static partitions. Each
 value says which node computed it, so a test sees a dependent read what another process
-stored. PROC_IO names an IO manager for both instead (e.g. `memory`)."""
+stored. PROC_IO names an IO manager for both instead (e.g. `memory`); a shard takes
+PROC_SLOW seconds."""
 
 import os
+import time
 from typing import Any
 
 from flowstone import AssetRegistry, Context, FlowStone, StaticPartitions, asset
@@ -24,6 +26,7 @@ chosen: dict[str, Any] = {"io_manager": os.environ["PROC_IO"]} if os.environ.get
 @asset(partitions=SHARDS, registry=graph, max_attempts=1, **chosen)
 def shards(ctx: Context, deps: dict[str, Any]) -> dict[str, Any]:
     """The shard's number, and the node that computed it."""
+    time.sleep(float(os.environ.get("PROC_SLOW", "0")))  # the shard's slow work
     return {"n": int(ctx.partition_key[1:]), "node": app.settings.node}
 
 

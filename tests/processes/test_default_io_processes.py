@@ -1,8 +1,10 @@
 """The default IO manager works in the deployment shape the README recommends: several
-worker processes, a dependent reading what another process computed."""
+worker processes, a dependent reading what another process computed; and a materialization
+whose worker died on its last attempt is settled `cancelled` by another's lifeline."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ from process_support import WorkerProcess, rows, settled
 from support import wait_until
 
 from flowstone import FlowStone, backfill
+from flowstone.insights import Insights
 
 pytestmark = pytest.mark.process
 
@@ -86,3 +89,24 @@ def test_a_memory_upstream_read_in_another_process_fails_naming_the_fix(
     message = failed[0][3]
     assert "stored by the memory IO manager" in message and "has no data" not in message
     assert 'io_manager="postgres" (the default) or "filesystem"' in message
+
+
+def test_a_materialization_whose_node_died_on_its_last_attempt_is_cancelled_by_the_lifeline(
+    flowstone_url: str, workers: Callable[..., WorkerProcess]
+) -> None:
+    import proc_default_io
+
+    doomed = workers("io1", queues="assets=4", app="proc_default_io:app", PROC_SLOW="120")
+    doomed.wait_started()
+    with FlowStone(flowstone_url, assets=proc_default_io.graph) as fs:
+        backfill("shards", partitions=SHARDS[:1], fs=fs)
+        wait_until(lambda: rows(flowstone_url, RECORDS)[0][2] == "running", 20, "the shard to start")
+        doomed.signal(signal.SIGKILL)
+        doomed.wait(10)
+        workers("io2", queues="assets=4", app="proc_default_io:app").wait_started()
+        wait_until(lambda: rows(flowstone_url, RECORDS)[0][2] != "running", 30, "the lifeline of io2")
+        [(_, _, status, message)] = rows(flowstone_url, RECORDS)
+        assert status == "cancelled", message
+        assert "ended discarded without a result: rescued by the lifeline: node io1" in message
+        [shown] = Insights(fs).partitions("shards", SHARDS[:1])
+        assert (shown.status, shown.reason) == ("cancelled", message)

@@ -61,10 +61,10 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     assert detail.status_code == 200 and "first attempt of" in detail.text and "Traceback" in detail.text
 
     assets = (await client.get("/api/assets")).json()["assets"]
-    assert [(a["name"], a["counts"]) for a in assets] == [
-        ("raw", {"success": 1}),
-        ("clean", {"success": 1}),
-        ("report", {"success": 1}),
+    assert [(a["name"], a["counts"]["fresh"], a["health"]) for a in assets] == [
+        ("raw", 1, "missing"),  # its other days were never materialized
+        ("clean", 1, "missing"),
+        ("report", 1, "missing"),
     ]
     assert "<svg" in (await client.get("/assets")).text
     strip = await client.get(

@@ -55,7 +55,8 @@ async def test_the_dashboard_exposes_queues_nodes_and_assets(client: Client, app
     assert found[("flowstone_queue_paused", (("node", "node-a"), ("queue", QUEUE)))] == 1
     assert found[("flowstone_node_alive", (("node", "node-a"),))] == 1
     assert 0 <= found[("flowstone_node_heartbeat_age_seconds", (("node", "node-a"),))] < 60
-    assert found[("flowstone_asset_partitions", (("asset", "clean"), ("status", "success")))] == 1
+    assert found[("flowstone_asset_partitions", (("asset", "clean"), ("status", "fresh")))] == 1
+    assert found[("flowstone_asset_partitions", (("asset", "clean"), ("status", "cancelled")))] == 0
     assert ("flowstone_jobs_finished_last_minute", (("outcome", "completed"),)) in found
     assert 0 < found[("flowstone_scrape_duration_seconds", ())] < 5
 

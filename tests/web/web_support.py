@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from flowstone import AssetRegistry, DailyPartitions, Worker, asset
+from flowstone import AssetRegistry, DailyPartitions, FlowStone, Worker, asset
 
 DAYS = DailyPartitions("2025-01-01")
 QUEUE = "web"
@@ -53,6 +53,11 @@ def graph() -> AssetRegistry:
         return sum(deps["clean"])
 
     return registry
+
+
+def cli_app() -> FlowStone:
+    """The same app for `flowstone --app web_support:cli_app --database-url …`."""
+    return FlowStone(assets=graph(), queues={QUEUE: 5})
 
 
 class Client(httpx.AsyncClient):
