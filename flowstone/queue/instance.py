@@ -465,7 +465,8 @@ class FlowStone:
     # -- steering --------------------------------------------------------------------------
 
     def pause_queue(self, queue: str, *, node: str | None = None) -> None:
-        """Stop claiming from `queue` on `node` (default: every node); running jobs finish."""
+        """Stop claiming from `queue` on `node` (default: every node); running jobs finish.
+        Stored: nodes started later obey it too, until `reset_queue`."""
         self.execute(control.set_control_plan(self.node_queries, queue, node=node, paused=True))
 
     async def apause_queue(self, queue: str, *, node: str | None = None) -> None:
@@ -481,12 +482,24 @@ class FlowStone:
         await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, paused=False))
 
     def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
-        """Run at most `limit` jobs of `queue` at once on `node` (default: every node)."""
+        """Run at most `limit` jobs of `queue` at once on `node` (default: every node).
+        Stored: it overrides the limit nodes started later are configured with, until
+        `reset_queue`."""
         self.execute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
 
     async def ascale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
         """Async twin of `scale_queue`."""
         await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
+
+    def reset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
+        """Clear the stored pause/scale settings of `queue` on every node (default), or
+        only `node`'s own; the nodes go back to what they were configured with (`queues=`,
+        `--queues`). The settings cleared."""
+        return self.execute(control.reset_plan(self.node_queries, queue, node))
+
+    async def areset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
+        """Async twin of `reset_queue`."""
+        return await self.aexecute(control.reset_plan(self.node_queries, queue, node))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Job counts per queue and state."""

@@ -31,7 +31,8 @@ NOTICES = {
     "skipped": "{count} job(s) could not be changed in their state.",
     "paused": "Paused the queue.",
     "resumed": "Resumed the queue.",
-    "scaled": "Scaled the queue.",
+    "scaled": "Scaled the queue (stored: it overrides the nodes' configured limit until reset).",
+    "reset": "Reset the queue: its nodes are back to their configured settings.",
 }
 """The messages an action's redirect can show (by key: a URL cannot inject text)."""
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -49,9 +50,12 @@ RUN_ROWS = 100
 # -- queues ------------------------------------------------------------------------------
 
 
+_ON_NODE = ("limit", "configured_limit", "running", "paused")
+
+
 def _queue(queue: QueueOverview, overview: ClusterOverview) -> dict[str, Any]:
     on_nodes = [
-        {"node": node.name, **{k: node.queues[queue.queue].get(k) for k in ("limit", "running", "paused")}}
+        {"node": node.name, **{k: node.queues[queue.queue].get(k) for k in _ON_NODE}}
         for node in overview.alive
         if queue.queue in node.queues
     ]
@@ -61,8 +65,10 @@ def _queue(queue: QueueOverview, overview: ClusterOverview) -> dict[str, Any]:
         "nodes": queue.nodes,
         "paused_on": queue.paused_on,
         "limit": queue.limit,
+        "configured_limit": queue.configured_limit,
         "running": queue.running,
         "on_nodes": on_nodes,
+        "overrides": [dataclasses.asdict(control) for control in overview.overrides(queue.queue)],
     }
 
 
@@ -79,7 +85,8 @@ def _node(node: NodeInfo, now: datetime) -> dict[str, Any]:
 
 
 async def load_queues(request: Request) -> dict[str, Any]:
-    """Per queue: counts by state, executing/limit per node, paused; nodes; throughput."""
+    """Per queue: counts by state, executing/limit per node (and the configured limit, and
+    the stored settings overriding it), paused; nodes; throughput."""
     insights = dashboard(request).insights
     overview = await insights.aoverview()
     minutes = await insights.athroughput(THROUGHPUT_MINUTES)

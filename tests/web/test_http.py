@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
-from web_support import QUEUE, Client, Echo, FailOnce, client_for
+from web_support import QUEUE, Client, Echo, FailOnce, client_for, heartbeat
 
 from flowstone import FlowStone, amaterialize_all
 from flowstone.testing import adrain_queue
@@ -216,6 +216,15 @@ async def test_queue_actions_store_and_signal_the_control(client: Client, app_fs
     assert (await client.submit(f"/queues/{QUEUE}/scale", {"limit": "7"})).status_code == 303
     controls = await rows(app_fs, 'SELECT queue, node, paused, "limit" FROM flowstone.queue_controls')
     assert controls == [{"queue": QUEUE, "node": "*", "paused": True, "limit": 7}]
+    await heartbeat(app_fs, "n1", {QUEUE: {"limit": 7, "configured_limit": 5, "paused": True, "running": 0}})
+    page = (await client.get("/queues")).text
+    assert 'data-override="web/*"' in page and "configured 5</span>" in page
+    web = next(q for q in (await client.get("/api/queues")).json()["queues"] if q["queue"] == QUEUE)
+    assert (web["limit"], web["configured_limit"], [o["limit"] for o in web["overrides"]]) == (7, 5, [7])
+    reset = await client.submit(f"/queues/{QUEUE}/reset", {})
+    assert reset.headers["location"] == "/queues?notice=reset"
+    assert await rows(app_fs, "SELECT * FROM flowstone.queue_controls") == []
+    assert "data-override" not in (await client.get("/queues")).text
     bad = await client.submit(f"/queues/{QUEUE}/scale", {"limit": "many"})
     assert bad.status_code == 400 and "limit must be a positive whole number" in bad.text
     assert (await client.submit(f"/queues/{QUEUE}/explode", {})).status_code == 404

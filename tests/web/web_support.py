@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -58,6 +59,14 @@ def graph() -> AssetRegistry:
 def cli_app() -> FlowStone:
     """The same app for `flowstone --app web_support:cli_app --database-url …`."""
     return FlowStone(assets=graph(), queues={QUEUE: 5})
+
+
+async def heartbeat(fs: FlowStone, node: str, queues: dict[str, Any]) -> None:
+    """A node's heartbeat row, as a running node writes it."""
+    async with fs.aconnection() as conn:
+        await conn.execute(
+            "INSERT INTO flowstone.nodes (name, queues) VALUES (%s, %s::jsonb)", (node, json.dumps(queues))
+        )
 
 
 class Client(httpx.AsyncClient):
