@@ -196,15 +196,24 @@ class FlowStone:
     @asynccontextmanager
     async def asession(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `session` (one pool per event loop)."""
-        loop = asyncio.get_running_loop()
-        if loop not in self._apools:
-            await aprobe(self.database_url, self.settings.connect_timeout)
-            self._apools[loop] = await pool.async_pool(
-                self.database_url, self.settings.pool_size, self.settings.connect_timeout, pooled=self.pooled
-            )
-        async with self._apools[loop].connection() as conn:
+        apool = self._apools.get(asyncio.get_running_loop()) or await self._apool()
+        async with apool.connection() as conn:
             yield conn
             pool.mark_used(conn)
+
+    async def _apool(self) -> AsyncConnectionPool:
+        """The running loop's pool, opened on first use. Callers that meet an unopened pool
+        at once each open one while the others wait for the server: the first kept wins,
+        the others are closed (a pool dropped unclosed leaves its connections and tasks
+        behind)."""
+        await aprobe(self.database_url, self.settings.connect_timeout)
+        opened = await pool.async_pool(
+            self.database_url, self.settings.pool_size, self.settings.connect_timeout, pooled=self.pooled
+        )
+        kept = self._apools.setdefault(asyncio.get_running_loop(), opened)
+        if kept is not opened:
+            await opened.close()
+        return kept
 
     def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Run a plan on `conn` (the caller's transaction) or on a pooled connection, in a
