@@ -386,6 +386,7 @@ async def load_run(request: Request) -> dict[str, Any]:
         "total": progress.total,
         "finished": progress.finished,
         "failed": progress.failed,
+        "cancelled": progress.cancelled,
         "done": progress.done,
         "percent": percent,
         "records": [_record(r) for r in records],

@@ -28,17 +28,17 @@ DAYS = [f"2025-01-0{n}" for n in range(1, 7)]
 NONE = dict.fromkeys(STATUSES, 0)
 
 
-async def queue(fs: FlowStone, days: list[str]) -> dict[str, int]:
-    """Backfill raw for `days`; the job of each day."""
+async def queue(fs: FlowStone, days: list[str]) -> tuple[str, dict[str, int]]:
+    """Backfill raw for `days`: the run, and the job of each day."""
     run = await abackfill("raw", partitions=days, fs=fs)
-    return dict(zip(run.partitions, run.job_ids, strict=True))
+    return run.run_id, dict(zip(run.partitions, run.job_ids, strict=True))
 
 
-async def end_each_day_differently(fs: FlowStone) -> None:
+async def end_each_day_differently(fs: FlowStone) -> str:
     """2025-01-01 cancelled, -02 deleted, -03 discarded by the lifeline (its node died on
     its last attempt), -04 cancelled in bulk by `flowstone jobs cancel-all` in a process
     with no asset graph, -05 cancelled with plain SQL; -06 materialized."""
-    jobs = await queue(fs, DAYS)
+    run, jobs = await queue(fs, DAYS)
     assert await fs.acancel_job(jobs[DAYS[0]], reason="wrong day") is not None
     assert await fs.adelete_job(jobs[DAYS[1]])
     async with fs.aconnection() as conn:
@@ -59,6 +59,7 @@ async def end_each_day_differently(fs: FlowStone) -> None:
             (jobs[DAYS[4]],),
         )
     assert (await adrain_queue("assets", fs=fs)).completed == 1
+    return run
 
 
 def cli(fs: FlowStone, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
@@ -73,7 +74,7 @@ def cli(fs: FlowStone, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 async def test_a_job_ended_without_a_result_leaves_its_record_cancelled_and_every_view_agrees(
     client: Client, app_fs: FlowStone, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await end_each_day_differently(app_fs)
+    run = await end_each_day_differently(app_fs)
     async with app_fs.aconnection() as conn:
         records = await (
             await conn.execute(
@@ -106,13 +107,21 @@ async def test_a_job_ended_without_a_result_leaves_its_record_cancelled_and_ever
     listed = {row["asset"]: row["status"] for row in cli(app_fs, capsys, "assets", "ls")}
     assert listed["raw"] == overview["raw"]["counts"]
 
+    progress = (await client.get(f"/api/runs/{run}")).json()
+    assert (progress["counts"], progress["cancelled"], progress["done"]) == (
+        {"cancelled": 5, "success": 1},
+        5,
+        True,
+    )
+    assert "6 / 6 finished, 5 cancelled" in (await client.get(f"/runs/{run}")).text
+
     metrics = (await client.get("/metrics")).text
     for status, count in overview["raw"]["counts"].items():
         assert f'flowstone_asset_partitions{{asset="raw",status="{status}"}} {float(count)}' in metrics
 
 
 async def test_a_cancelled_job_retried_reopens_its_record(client: Client, app_fs: FlowStone) -> None:
-    job = (await queue(app_fs, DAYS[:1]))[DAYS[0]]
+    job = (await queue(app_fs, DAYS[:1]))[1][DAYS[0]]
     await app_fs.acancel_job(job)
     assert await status_of(client) == "cancelled"
     await app_fs.aretry_job(job)
