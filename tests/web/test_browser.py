@@ -106,18 +106,13 @@ def test_every_page_loads_and_goes_live(driver: WebDriver, site: str, app_fs: Fl
     for path, heading in pages.items():
         driver.get(site + path)
         until(driver, lambda b: text(b, "#live") == "live", f"{path} to go live")
-        assert text(driver, "h1").startswith(heading), path
+        shown = until(driver, lambda b: text(b, "h1"), f"{path}'s heading")  # read again if refreshed
+        assert shown.startswith(heading), path
         assert errors(driver) == [], path
         assert "owned" not in driver.title
     driver.get(site + "/assets/raw?start=2025-01-10&end=2025-01-14")
-    cells = driver.find_elements(By.CSS_SELECTOR, ".strip .cell")
-    assert [cell.get_attribute("data-status") for cell in cells] == [
-        "missing",
-        "missing",
-        "fresh",
-        "failed",
-        "missing",
-    ]
+    squares, _ = until(driver, strip_and_legend, "the strip")
+    assert [status for status, _ in squares] == ["missing", "missing", "fresh", "failed", "missing"]
 
 
 def strip_and_legend(browser: WebDriver) -> tuple[list[tuple[str, str]], dict[str, tuple[int, str]]]:
@@ -159,7 +154,7 @@ def test_a_job_is_followed_live_from_available_to_completed(
     job = app_fs.insert(Echo.new({"follow": "me"}))
     driver.get(f"{site}/jobs/{job.id}")
     until(driver, lambda b: text(b, "#live") == "live", "the page to go live")
-    assert text(driver, "#job-state") == "available"
+    until(driver, lambda b: text(b, "#job-state") == "available", "the job to show available")
     driver.execute_script("window.flowstoneMarker = 42")  # gone if the page reloaded
     node()
     until(driver, lambda b: text(b, "#job-state") == "completed", "the job to show completed")
