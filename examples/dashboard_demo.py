@@ -1,12 +1,13 @@
 """The dashboard on a lively demo: jobs in every state, a daily asset pipeline with a
 failing day, a node running it all, and the dashboard at http://127.0.0.1:8765/.
 
-    python examples/dashboard_demo.py                  # until Ctrl-C
+    python examples/dashboard_demo.py                  # until Ctrl-C (--port N: another port)
     python examples/dashboard_demo.py --screenshots docs   # save two screenshots and stop
 
 Needs `flowstone[web]` (and, for screenshots, Debian's chromium and chromium-driver). It
-works in its own schema, `dashboard_demo`, of FLOWSTONE_DATABASE_URL (or the embedded
-PostgreSQL), which it empties first.
+works in its own schemas, `dashboard_demo` (and `dashboard_demo_assets`, where the assets'
+values are stored), of FLOWSTONE_DATABASE_URL (or the embedded PostgreSQL), which it
+empties first.
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ def revenue_forecast(ctx: Context, deps: dict[str, Any]) -> float:
 
 
 def reset() -> None:
-    """An empty, migrated demo schema."""
+    """An empty, migrated demo schema (and no asset values from an earlier run)."""
     with psycopg.connect(app.database_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+        for schema in (SCHEMA, f"{SCHEMA}_assets"):
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     app.migrate()
 
 
@@ -106,8 +108,7 @@ def seed() -> None:
     app.insert_all([BuildReport.new({"tenant": tenants[n % 4], "month": "2025-02"}) for n in range(40)])
     app.insert_all([CallWebhook.new({"partner": "billing", "event": n}) for n in range(12)])
     app.insert_all([SendEmail.new({"to": f"later{n}@example.com"}, scheduled_in=3600) for n in range(25)])
-    backfill("revenue_forecast", start="2025-01-01", end="2025-02-28", fs=app)
-    for name in ("raw_orders", "cleaned_orders", "daily_revenue"):
+    for name in ("raw_orders", "cleaned_orders", "daily_revenue", "revenue_forecast"):  # upstream first
         backfill(name, start="2025-01-01", end="2025-02-28", fs=app)
 
 
@@ -132,11 +133,14 @@ async def settled(deadline: float = 120) -> None:
         await asyncio.sleep(0.2)  # a demo's progress check: the node itself is woken by NOTIFY
 
 
-async def screenshots(url: str, folder: Path) -> None:
-    """The queues page and an asset's partitions, as PNG files in `folder`."""
+def screenshots(url: str, folder: Path) -> None:
+    """The queues page and an asset's partitions, as PNG files in `folder` (each taken
+    once the page is live)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     options = Options()
     options.binary_location = "/usr/bin/chromium"
@@ -144,34 +148,38 @@ async def screenshots(url: str, folder: Path) -> None:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
     browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         pages = {
             "/queues": "dashboard-queues.png",
             "/assets/daily_revenue?start=2025-01-01&end=2025-02-28": "dashboard-partitions.png",
         }
         for page, name in pages.items():
-            await asyncio.to_thread(browser.get, url + page)
-            await asyncio.sleep(1)  # let the live indicator connect before the picture
-            await asyncio.to_thread(browser.save_screenshot, str(folder / name))
+            browser.get(url + page)
+            live = WebDriverWait(browser, 30)
+            live.until(lambda b: b.find_element(By.ID, "live").text == "live", "the page to go live")
+            browser.save_screenshot(str(folder / name))
             print(f"saved {folder / name}")
     finally:
         browser.quit()
 
 
-async def main(shots: Path | None) -> None:
+async def main(shots: Path | None, port: int) -> None:
     """Seed, run a node and the dashboard; stop on Ctrl-C (or after the screenshots)."""
     reset()
     seed()
     await app.start()
     await settled()
     spread_history()
-    server = uvicorn.Server(uvicorn.Config(create_app(app), port=8765, log_level="warning"))
+    config = uvicorn.Config(create_app(app), port=port, log_level="warning", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    print("dashboard on http://127.0.0.1:8765/ (Ctrl-C stops)")
     try:
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)  # the demo's start-up check: uvicorn offers no event
+        print(f"dashboard on http://127.0.0.1:{port}/ (Ctrl-C stops)", flush=True)
         if shots is not None:
-            await asyncio.sleep(1)
-            await screenshots("http://127.0.0.1:8765", shots)
+            await asyncio.to_thread(screenshots, f"http://127.0.0.1:{port}", shots)
             server.should_exit = True
         await serving
     finally:
@@ -184,8 +192,9 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--screenshots", type=Path, help="save two screenshots in this folder and stop")
+    parser.add_argument("--port", type=int, default=8765, help="the dashboard's port (default 8765)")
     arguments = parser.parse_args()
     try:
-        asyncio.run(main(arguments.screenshots))
+        asyncio.run(main(arguments.screenshots, arguments.port))
     except KeyboardInterrupt:
         sys.exit(130)

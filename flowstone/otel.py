@@ -140,7 +140,7 @@ def _gauges(meter: metrics.Meter, fs: FlowStone) -> None:
 
     meter.create_observable_gauge("flowstone.queue.depth", [depth], description="Jobs by queue and state")
     meter.create_observable_gauge(
-        "flowstone.materializations", [materializations], description="Asset partitions by latest status"
+        "flowstone.materializations", [materializations], description="Asset partitions by status"
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql as pg
 from flowstone.queue.job import JobState
 from flowstone.queue.validation import check_identifier
 
-MATERIALIZATION_STATUSES = ("pending", "running", "success", "failed", "skipped")
+MATERIALIZATION_STATUSES = ("pending", "running", "success", "failed", "skipped", "cancelled")
 _TIMESTAMP = sa.DateTime(timezone=True)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
+import pytest
 from psycopg.rows import dict_row
 
 from flowstone import FlowStone, Job
@@ -74,3 +76,20 @@ class TickRuntime(InstanceRuntime):
 
     def wake(self, queue: str) -> None:
         self.woken.append(queue)
+
+
+CHROMIUM = os.environ.get("FLOWSTONE_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("FLOWSTONE_CHROMEDRIVER", "/usr/bin/chromedriver")
+"""Debian's `chromium` and `chromium-driver`: the browser tests and the dashboard demo's
+screenshots use them (never a browser selenium would download)."""
+
+
+def require_browser() -> None:
+    """Skip (locally) or fail (under CI=true) when the browser is not installed."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if not missing:
+        return
+    reason = f"no browser: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI must run the browser tests")
+    pytest.skip(reason)

@@ -53,7 +53,7 @@ def test_start_status_and_stop_with_two_processes_starting_it_at_once(tmp_path: 
     try:
         outputs = [process.communicate(timeout=120) for process in starting]
         assert [process.returncode for process in starting] == [0, 0], outputs
-        shown = [json.loads(out)[0] for out, _ in outputs]
+        shown = [json.loads(out) for out, _ in outputs]
         assert (
             shown[0]["running"] and shown[0]["url"] == shown[1]["url"] and shown[0]["pid"] == shown[1]["pid"]
         )
@@ -61,12 +61,12 @@ def test_start_status_and_stop_with_two_processes_starting_it_at_once(tmp_path: 
         assert len(notices) == 1 and notices[0].count("\n") == 1 and "flowstone embedded stop" in notices[0]
 
         status = run("embedded", "status", "--data-dir", data, "--json")
-        assert json.loads(status.stdout)[0]["running"] is True and status.stderr == ""
+        assert json.loads(status.stdout)["running"] is True and status.stderr == ""
         assert run("--database-url", shown[0]["url"], "migrate").returncode == 0
     finally:
         stopped = run("embedded", "stop", "--data-dir", data)
     assert stopped.returncode == 0 and stopped.stdout == f"stopped the embedded PostgreSQL in {data}\n"
-    assert json.loads(run("embedded", "status", "--data-dir", data, "--json").stdout)[0]["running"] is False
+    assert json.loads(run("embedded", "status", "--data-dir", data, "--json").stdout)["running"] is False
     again = run("embedded", "stop", "--data-dir", data)
     assert again.returncode == 0 and again.stdout.startswith("no embedded PostgreSQL runs in")
 

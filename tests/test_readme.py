@@ -70,7 +70,8 @@ def test_the_readme_starts_with_the_demo_and_the_test_suite() -> None:
     assert (first.info, first.body.strip()) == ("bash", DEMO)
     assert (second.info, second.body.strip()) == ("bash", SUITE)
     assert (ROOT / ".ci" / "run").read_text().strip().endswith(SUITE), ".ci/run runs the README's command"
-    assert '"run_pipeline.py"' in (ROOT / "tests" / "test_demo.py").read_text(), "the demo test runs it"
+    examples = (ROOT / "tests" / "test_examples.py").read_text()
+    assert '"run_pipeline.py"' in examples, "the examples test runs it"
     assert (ROOT / "README.md").read_text().index(DEMO) < 400, "the README starts with the two commands"
 
 

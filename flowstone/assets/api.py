@@ -237,6 +237,8 @@ def _outcome(
         return finished("skipped")
     if record is not None and record.status == Status.FAILED:
         return finished("failed", record.error)
+    if record is not None and record.status == Status.CANCELLED:
+        return finished("failed", FlowStoneError("execution_error", record.error_message or "cancelled"))
     if job_state is None or job_state in (JobState.DISCARDED, JobState.CANCELLED):
         ended = f"job {job.id} ended {job_state or 'deleted'} without a result"
         return finished("failed", FlowStoneError("execution_error", ended))
@@ -281,8 +283,9 @@ class _Reporter:
         _log.warning("materialization of %s%s is %s", self.target[0].name, where, self.said)
 
 
-# A job can end without finishing its record (discarded by the lifeline, cancelled,
-# deleted) and then nothing notifies: re-check that often even without a notification.
+# A job that ends without a result has its record cancelled by the database, which
+# notifies; a record left unfinished otherwise (its job removed by hand, or ended before
+# migration 0009) notifies nothing: re-check that often even without a notification.
 RECHECK_SECONDS = 5.0
 
 

@@ -1,8 +1,10 @@
 """Asset definitions, the `@asset` decorator and the registry that holds the asset graph.
 
-Everything that can be checked when an asset is defined is checked then: names, unknown
-dependencies, cycles (named), duplicates, IO manager names, partition mappings (each
-dependency's, named or the default), schedules and automation policies.
+What an asset declares by itself is checked when it is defined: its name (and that it is
+free), its IO manager, schedule and automation policy. What relates it to other assets —
+unknown dependencies, partition mappings (each dependency's, named or the default),
+cycles (named) — is checked when the graph is first used (as Dagster's `Definitions`
+does), so assets may be defined, and their modules imported, in any order.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Asset:
 
     name: str
     depends_on: tuple[str, ...] = ()
-    io_manager: str = "memory"
+    io_manager: str = "postgres"
     execute_fn: ExecuteFn
     partitions: PartitionsDefinition | None = None
     max_attempts: int = 3
@@ -152,7 +154,10 @@ def _dependencies(
 
 
 class AssetRegistry:
-    """The asset graph: assets by name, always complete (no unknown dependency) and acyclic."""
+    """The asset graph: assets by name. Assets may be defined in any order (a dependency
+    after its dependent, in another module imported later): the graph is resolved when it
+    is first used — unknown dependencies, partition mappings and cycles are checked then,
+    raising the same clear errors — and again after each change."""
 
     def __init__(self, io_managers: IOManagerRegistry | None = None) -> None:
         self.io_managers = io_managers if io_managers is not None else default_io_managers
@@ -161,40 +166,29 @@ class AssetRegistry:
         self._checks: dict[str, list[AssetCheck]] = {}
         self._dependents: dict[str, list[str]] = {}
         self._dynamic = False
+        self._resolved = True
         self._lock = threading.Lock()
 
     def register(self, asset: Asset) -> Asset:
-        """Add one asset (its dependencies must already be registered)."""
+        """Add one asset (its dependencies may be defined later)."""
         self.register_all([asset])
         return asset
 
     def register_all(self, assets: Sequence[Asset]) -> None:
-        """Add assets that may depend on each other; all or none are added."""
+        """Add assets; all or none are added. What an asset can be checked for alone (its
+        name is free, its IO manager exists and can store it) is checked now, its edges
+        when the graph is first used."""
         with self._lock:
             graph = dict(self._assets)
             for asset in assets:
                 if asset.name in graph:
                     raise _invalid(f"asset {asset.name!r} is already defined", asset=asset.name)
+                self._check_alone(asset)
                 graph[asset.name] = asset
-            mappings = dict(self._mappings)
-            for asset in assets:
-                mappings.update(self._check(asset, graph))
-            _check_acyclic([asset.name for asset in assets], graph)
-            self._assets, self._mappings = graph, mappings
-            self._index()
+            self._assets, self._resolved = graph, False
 
-    def _check(self, asset: Asset, graph: dict[str, Asset]) -> dict[tuple[str, str], PartitionMapping]:
-        """Check `asset` against `graph`; its dependencies' resolved mappings."""
-        mappings = {}
-        for dep in asset.depends_on:
-            upstream = graph.get(dep)
-            if upstream is None:
-                raise _invalid(
-                    f"asset {asset.name!r} depends on unknown asset {dep!r}{_suggest(dep, graph)}",
-                    asset=asset.name,
-                    dependency=dep,
-                )
-            mappings[asset.name, dep] = _resolve_mapping(asset, upstream)
+    def _check_alone(self, asset: Asset) -> None:
+        """Check what `asset` declares that needs no other asset."""
         unknown = {name for name, _ in asset.mappings} - set(asset.depends_on)
         if unknown:
             raise _invalid(f"asset {asset.name!r} maps {sorted(unknown)} but does not depend on them")
@@ -205,16 +199,40 @@ class AssetRegistry:
                 asset=asset.name,
             )
         self.io_managers.get(asset.io_manager).check_asset(asset.name)
-        return mappings
+
+    def _resolve(self) -> None:
+        """Resolve the graph once after a change: every dependency exists, each edge's
+        partition mapping (named or the default) fits, no cycle; then index it."""
+        if self._resolved:
+            return
+        with self._lock:
+            if self._resolved:
+                return
+            graph = self._assets
+            mappings: dict[tuple[str, str], PartitionMapping] = {}
+            for asset in sorted(graph.values(), key=lambda a: a.name):
+                mappings.update(_edges(asset, graph))
+            _check_acyclic(sorted(graph), graph)
+            self._mappings = mappings
+            self._index()
+            self._resolved = True
 
     def mapping(self, asset: str, dependency: str) -> PartitionMapping:
         """How `asset`'s partitions map onto `dependency`'s (named, or the default)."""
+        self._resolve()
         return self._mappings[asset, dependency]
 
     def register_check(self, check: AssetCheck) -> AssetCheck:
-        """Add a check to a registered asset's materializations."""
+        """Add a check to a defined asset's materializations."""
         with self._lock:
-            target = self.require(check.asset)
+            target = self._assets.get(check.asset)
+            if target is None:
+                raise FlowStoneError(
+                    "asset_not_found",
+                    f"no asset named {check.asset!r}{_suggest(check.asset, self._assets)}: "
+                    "define the asset before its checks",
+                    context={"asset": check.asset},
+                )
             existing = self._checks.get(target.name, [])
             if any(c.name == check.name for c in existing):
                 raise _invalid(f"asset {target.name!r} already has a check named {check.name!r}")
@@ -227,10 +245,12 @@ class AssetRegistry:
 
     def get(self, name: str) -> Asset | None:
         """The asset called `name`, if any."""
+        self._resolve()
         return self._assets.get(name)
 
     def require(self, name: str | Asset) -> Asset:
         """The asset called `name`, or asset_not_found with a did-you-mean suggestion."""
+        self._resolve()
         if isinstance(name, Asset):
             name = name.name
         found = self._assets.get(name)
@@ -243,21 +263,19 @@ class AssetRegistry:
         return found
 
     def unregister(self, name: str) -> None:
-        """Remove an asset nothing depends on."""
+        """Remove an asset nothing depends on (also from a graph that does not resolve)."""
         with self._lock:
-            dependents = self.dependents(name)
+            dependents = sorted(a.name for a in self._assets.values() if name in a.depends_on)
             if dependents:
                 raise _invalid(f"cannot remove asset {name!r}: {dependents} depend on it")
-            self._assets.pop(name, None)
-            self._mappings = {key: m for key, m in self._mappings.items() if key[0] != name}
-            self._checks.pop(name, None)
-            self._index()
+            self._assets = {key: a for key, a in self._assets.items() if key != name}
+            self._checks = {key: c for key, c in self._checks.items() if key != name}
+            self._resolved = False
 
     def clear(self) -> None:
         """Remove every asset (tests start from an empty graph)."""
         with self._lock:
-            self._assets, self._mappings, self._checks = {}, {}, {}
-            self._index()
+            self._assets, self._checks, self._resolved = {}, {}, False
 
     def _index(self) -> None:
         """Each asset's direct dependents, for the lookups every materialization makes."""
@@ -270,12 +288,15 @@ class AssetRegistry:
 
     def names(self) -> list[str]:
         """Registered asset names, sorted."""
+        self._resolve()
         return sorted(self._assets)
 
     def __contains__(self, name: object) -> bool:
+        self._resolve()
         return name in self._assets
 
     def __iter__(self) -> Iterator[Asset]:
+        self._resolve()
         return iter(list(self._assets.values()))
 
     def __len__(self) -> int:
@@ -285,6 +306,7 @@ class AssetRegistry:
 
     def dependents(self, name: str) -> list[str]:
         """Assets that depend directly on `name`, sorted."""
+        self._resolve()
         return list(self._dependents.get(name, ()))
 
     def upstream_partitions(self, asset: Asset, key: Any, space: KeySpace) -> list[tuple[Asset, list[Any]]]:
@@ -310,16 +332,18 @@ class AssetRegistry:
     @property
     def has_dynamic(self) -> bool:
         """Whether some asset of the graph has dynamic partitions."""
+        self._resolve()
         return self._dynamic
 
     def dynamic_sets(self, asset: Asset) -> list[str]:
         """The dynamic partition sets `asset` and its dependencies are defined by."""
-        if not self._dynamic:  # the usual graph: none at all
+        if not self.has_dynamic:  # the usual graph: none at all
             return []
         return dynamic_names([asset.partitions, *(self.require(n).partitions for n in asset.depends_on)])
 
     def scheduled(self) -> list[Asset]:
         """Assets with a schedule, by name."""
+        self._resolve()
         return [self._assets[name] for name in sorted(self._assets) if self._assets[name].schedule]
 
     def upstream(self, name: str) -> set[str]:
@@ -334,6 +358,7 @@ class AssetRegistry:
     def topological_order(self, names: Iterable[str] | None = None) -> list[str]:
         """`names` (default: all) ordered so that upstream comes first, also through assets
         left out; ties by name."""
+        self._resolve()
         wanted = set(self._assets) if names is None else {self.require(n).name for n in names}
         order: list[str] = []
         done: set[str] = set()
@@ -344,6 +369,22 @@ class AssetRegistry:
             order.extend(ready)
             done.update(ready)
         return [name for name in order if name in wanted]
+
+
+def _edges(asset: Asset, graph: dict[str, Asset]) -> dict[tuple[str, str], PartitionMapping]:
+    """The resolved mapping of each of `asset`'s dependencies in `graph`; a validation_error
+    naming a dependency that is not defined (with a did-you-mean suggestion)."""
+    mappings = {}
+    for dep in asset.depends_on:
+        upstream = graph.get(dep)
+        if upstream is None:
+            raise _invalid(
+                f"asset {asset.name!r} depends on unknown asset {dep!r}{_suggest(dep, graph)}",
+                asset=asset.name,
+                dependency=dep,
+            )
+        mappings[asset.name, dep] = _resolve_mapping(asset, upstream)
+    return mappings
 
 
 def _resolve_mapping(asset: Asset, upstream: Asset) -> PartitionMapping:
@@ -426,7 +467,7 @@ def asset(
     *,
     name: str | None = None,
     depends_on: Sequence[str | Asset | Dep] = (),
-    io_manager: str = "memory",
+    io_manager: str = "postgres",
     partitions: PartitionsDefinition | None = None,
     max_attempts: int = 3,
     tags: Sequence[str] = (),
@@ -446,7 +487,7 @@ def asset(
     *,
     name: str | None = None,
     depends_on: Sequence[str | Asset | Dep] = (),
-    io_manager: str = "memory",
+    io_manager: str = "postgres",
     partitions: PartitionsDefinition | None = None,
     max_attempts: int = 3,
     tags: Sequence[str] = (),
@@ -464,7 +505,9 @@ def asset(
     stale). `schedule` (5-field cron, in `schedule_timezone`): materialize the partition
     that just closed on each tick. `automation="eager"`: queue this asset's stale
     partitions when an upstream partition gets new data. `dependency_timeout`: seconds to
-    wait for a dependency that nothing is materializing before failing."""
+    wait for a dependency that nothing is materializing before failing. `io_manager`: where
+    its values are stored; `postgres` (the default) keeps them as JSON in the database, so
+    every worker process reads them (`memory` keeps them in one process: tests, scripts)."""
 
     def define(function: ExecuteFn) -> Asset:
         defined = Asset(

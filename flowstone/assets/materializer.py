@@ -127,8 +127,8 @@ class Materializer:
 
     def check_dependencies_ready(self, asset: Asset, ctx: Context, conn: Any = None) -> Readiness:
         """Which dependencies are still being materialized (or materialized by nobody);
-        dependency_failed when one failed for good (its last record failed, or its job
-        ended without finishing the record)."""
+        dependency_failed when one failed for good (its last record failed, or was
+        cancelled: its job ended without a result)."""
         readiness = self.readiness(asset, ctx, self.fs.execute(self.upstream_records_plan(asset, ctx), conn))
         if readiness.failed is not None:
             raise readiness.failed
@@ -180,6 +180,8 @@ class Materializer:
             return _READY if self.io_manager(dep).exists(dep_ctx) else _ABSENT
         if status == Status.FAILED:
             reason = f"{row['error_type']}: {row['error_message']}"
+        elif status == Status.CANCELLED:
+            reason = row["error_message"]
         elif row["job_id"] is None or row["job_state"] in _INCOMPLETE:
             return _IN_PROGRESS
         else:
@@ -207,7 +209,7 @@ class Materializer:
         if not manager.exists(dep_ctx):
             raise FlowStoneError(
                 "dependency_failed",
-                f"upstream {dep.name!r} has no data for partition {dep_ctx.partition_key!r}",
+                manager.not_found(dep_ctx),
                 retryable=False,
                 context={"asset": asset.name, "upstream": dep.name, "partition": dep_ctx.partition_key},
             )

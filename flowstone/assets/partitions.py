@@ -16,6 +16,7 @@ relate two of them through their windows. A `DynamicPartitions` set grows at run
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -23,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from flowstone.errors import FlowStoneError
+from flowstone.errors import FlowStoneError, ValidationError, ValidationTypeError
 
 K = TypeVar("K", date, datetime)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAGSTER_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:\d{2}$")
 _DYNAMIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_DYNAMIC_KEY = 255
 
@@ -37,7 +39,8 @@ class PartitionsDefinition(ABC):
 
     @abstractmethod
     def parse(self, key: Any) -> Any:
-        """The canonical key for `key` (a key or its string form); raise ValueError if none."""
+        """The canonical key for `key` (a key or its string form); raise a ValueError (a
+        ValidationError) if none."""
 
     @abstractmethod
     def to_text(self, key: Any) -> str:
@@ -85,9 +88,9 @@ class PartitionsDefinition(ABC):
 
 def _check_bounds(key: K, start: K, end: K | None) -> K:
     if key < start:
-        raise ValueError(f"before the first partition {start}")
+        raise ValidationError(f"before the first partition {start}")
     if end is not None and key > end:
-        raise ValueError(f"after the last partition {end}")
+        raise ValidationError(f"after the last partition {end}")
     return key
 
 
@@ -144,11 +147,12 @@ class TimeWindowPartitions(PartitionsDefinition):
 
 def _day(value: date | str, what: str) -> date:
     if isinstance(value, str):
-        if not _DATE.match(value):
-            raise ValueError(f"{what} {value!r} is not a YYYY-MM-DD date")
-        return date.fromisoformat(value)
+        with contextlib.suppress(ValueError):
+            if _DATE.match(value):
+                return date.fromisoformat(value)
+        raise ValidationError(f"{what} {value!r} is not a YYYY-MM-DD date")
     if isinstance(value, datetime) or not isinstance(value, date):
-        raise TypeError(f"{what} must be a date or a YYYY-MM-DD string; got {type(value).__name__}")
+        raise ValidationTypeError(f"{what} must be a date or a YYYY-MM-DD string; got {type(value).__name__}")
     return value
 
 
@@ -167,7 +171,7 @@ class _DatePartitions(TimeWindowPartitions):
         object.__setattr__(self, "start", self._aligned(_day(start, "start"), "start"))
         object.__setattr__(self, "end", None if end is None else self._aligned(_day(end, "end"), "end"))
         if self.end is not None and self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
+            raise ValidationError(f"end {self.end} is before start {self.start}")
 
     def _aligned(self, day: date, what: str) -> date:
         """`day` if it starts a window; a ValueError saying which day would otherwise."""
@@ -215,7 +219,7 @@ class WeeklyPartitions(_DatePartitions):
 
     def _aligned(self, day: date, what: str) -> date:
         if (day - self.start).days % 7:
-            raise ValueError(f"{what} {day} does not start a week (weeks start on {self.start:%A}s)")
+            raise ValidationError(f"{what} {day} does not start a week (weeks start on {self.start:%A}s)")
         return day
 
     def containing(self, moment: datetime) -> date:
@@ -237,7 +241,7 @@ class MonthlyPartitions(_DatePartitions):
 
     def _aligned(self, day: date, what: str) -> date:
         if day.day != 1:
-            raise ValueError(f"{what} {day} is not the first day of a month")
+            raise ValidationError(f"{what} {day} is not the first day of a month")
         return day
 
     def containing(self, moment: datetime) -> date:
@@ -248,31 +252,56 @@ class MonthlyPartitions(_DatePartitions):
         return date(months // 12, months % 12 + 1, 1)
 
 
-def _hour(value: datetime | str, what: str) -> datetime:
+def _hour_text(value: str, what: str) -> datetime:
+    """A string naming an hour: ISO 8601 with a time zone (`2025-01-15T13:00:00+00:00`),
+    Dagster's form (`2025-01-15-13:00`, UTC) or a day (`2025-01-15`: its first hour, UTC)."""
+    with contextlib.suppress(ValueError):
+        if _DATE.match(value):
+            return _midnight(date.fromisoformat(value))
+        if _DAGSTER_HOUR.match(value):
+            return datetime.strptime(value, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+        found = datetime.fromisoformat(value)
+        if found.tzinfo is not None:
+            return found
+    raise ValidationError(
+        f"{what} {value!r} is not an hour with a time zone: give 2025-01-15T13:00:00+00:00, "
+        "2025-01-15-13:00 (UTC) or 2025-01-15 (its first hour, UTC)"
+    )
+
+
+def _hour(value: datetime | date | str, what: str) -> datetime:
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        value = _hour_text(value, what)
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = _midnight(value)
     if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime or an ISO 8601 string; got {type(value).__name__}")
+        raise ValidationTypeError(
+            f"{what} must be a datetime, a date or an ISO 8601 string; got {type(value).__name__}"
+        )
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} {value.isoformat()} has no timezone")
+        raise ValidationError(f"{what} {value.isoformat()} has no timezone")
     value = value.astimezone(UTC)
     if (value.minute, value.second, value.microsecond) != (0, 0, 0):
-        raise ValueError(f"{what} {value.isoformat()} is not on the hour")
+        raise ValidationError(f"{what} {value.isoformat()} is not on the hour")
     return value
 
 
 @dataclass(frozen=True)
 class HourlyPartitions(TimeWindowPartitions):
-    """One partition per hour (UTC-aware datetimes) from `start` (to `end`, when given)."""
+    """One partition per hour (UTC-aware datetimes) from `start` (to `end`, when given).
+
+    Keys and bounds may be datetimes or ISO 8601 strings with a time zone, Dagster's keys
+    (`2025-01-15-13:00`, UTC) or days (`2025-01-15`: its first hour, UTC). The string form
+    of a key is ISO 8601 (`2025-01-15T13:00:00+00:00`)."""
 
     start: datetime
     end: datetime | None = None
 
-    def __init__(self, start: datetime | str, end: datetime | str | None = None) -> None:
+    def __init__(self, start: datetime | date | str, end: datetime | date | str | None = None) -> None:
         object.__setattr__(self, "start", _hour(start, "start"))
         object.__setattr__(self, "end", None if end is None else _hour(end, "end"))
         if self.end is not None and self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
+            raise ValidationError(f"end {self.end} is before start {self.start}")
 
     def parse(self, key: Any) -> datetime:
         return _check_bounds(_hour(key, "an hourly partition"), self.start, self.end)
@@ -298,19 +327,19 @@ class StaticPartitions(PartitionsDefinition):
 
     def __init__(self, values: Sequence[str]) -> None:
         if isinstance(values, str) or not values:
-            raise ValueError(f"StaticPartitions needs a non-empty list of strings; got {values!r}")
+            raise ValidationError(f"StaticPartitions needs a non-empty list of strings; got {values!r}")
         for value in values:
             if not isinstance(value, str) or not value:
-                raise ValueError(f"static partition keys are non-empty strings; got {value!r}")
+                raise ValidationError(f"static partition keys are non-empty strings; got {value!r}")
         if len(set(values)) != len(values):
-            raise ValueError(f"static partition keys must be unique; got {list(values)!r}")
+            raise ValidationError(f"static partition keys must be unique; got {list(values)!r}")
         object.__setattr__(self, "values", tuple(values))
 
     def parse(self, key: Any) -> str:
         if not isinstance(key, str):
-            raise TypeError(f"a static partition is a string; got {type(key).__name__}")
+            raise ValidationTypeError(f"a static partition is a string; got {type(key).__name__}")
         if key not in self.values:
-            raise ValueError(f"not one of {list(self.values)!r}")
+            raise ValidationError(f"not one of {list(self.values)!r}")
         return key
 
     def to_text(self, key: str) -> str:
@@ -333,7 +362,7 @@ class DynamicPartitions(PartitionsDefinition):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _DYNAMIC_NAME.match(self.name):
-            raise ValueError(
+            raise ValidationError(
                 f"a dynamic partitions name is letters, digits, '_', '.' or '-' (not starting with "
                 f"a digit, at most 128); got {self.name!r}"
             )
@@ -345,11 +374,11 @@ class DynamicPartitions(PartitionsDefinition):
 
     def parse(self, key: Any) -> str:
         if not isinstance(key, str):
-            raise TypeError(f"a dynamic partition is a string; got {type(key).__name__}")
+            raise ValidationTypeError(f"a dynamic partition is a string; got {type(key).__name__}")
         if not key or len(key) > MAX_DYNAMIC_KEY:
-            raise ValueError(f"a dynamic partition key is 1 to {MAX_DYNAMIC_KEY} characters")
+            raise ValidationError(f"a dynamic partition key is 1 to {MAX_DYNAMIC_KEY} characters")
         if self.current is not None and key not in self.current:
-            raise ValueError(
+            raise ValidationError(
                 f"no such partition in {self.name!r}; add it first with flowstone.add_partitions"
                 f"({self.name!r}, [{key!r}])"
             )

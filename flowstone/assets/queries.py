@@ -32,7 +32,9 @@ ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING
 """
 
 # An attempt starts: the job's record (created here if the job was inserted without one)
-# becomes running. No row comes back when this job already finished its record.
+# becomes running. No row comes back when this job already finished its record, or when
+# the record was cancelled (its job ended meanwhile; a retried job's record is reopened
+# by the database).
 _START_INSERT = """
 INSERT INTO {m} AS m (asset, partition, run_id, job_id, attempt, status, started_at)
 """
@@ -41,7 +43,7 @@ _START_CONFLICT = """
 ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE SET
     status = 'running', attempt = EXCLUDED.attempt, started_at = now(), finished_at = NULL,
     error_type = NULL, error_message = NULL
-WHERE m.status NOT IN ('success', 'skipped') AND EXCLUDED.status = 'running'
+WHERE m.status NOT IN ('success', 'skipped', 'cancelled') AND EXCLUDED.status = 'running'
 RETURNING {start_columns}
 """
 
@@ -99,6 +101,7 @@ _LOCKED_START = (
 
 # Waiting again (dependencies not ready, or a retry is scheduled): the reason is kept;
 # a wait for a dependency that nothing materializes (`absent`) keeps the time it began.
+# A record cancelled meanwhile (its job ended while it ran) stays cancelled.
 # Here and in _FINISH, `ids` repeats the records' ids as an array so that the planner,
 # which cannot see into the JSON, finds the rows through the primary key rather than by
 # scanning the table.
@@ -107,7 +110,7 @@ UPDATE {m} AS m SET status = 'pending', error_type = r.error_type, error_message
     waiting_since = CASE WHEN r.absent THEN coalesce(m.waiting_since, now()) END
 FROM jsonb_to_recordset(%(records)s::jsonb)
      AS r(id bigint, error_type text, error_message text, absent boolean)
-WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id
+WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id AND m.status <> 'cancelled'
 """
 
 # Records finish (success/failed/skipped) with their metadata, versions, lineage and check
@@ -317,22 +320,12 @@ SELECT {m_columns} FROM {lineage} AS l JOIN {m} AS m ON m.id = l.materialization
 WHERE l.upstream_id = %(id)s ORDER BY m.id
 """
 
-# Per asset, how many partitions' latest record is in each status (`flowstone assets ls`).
-_STATUS_COUNTS = """
-SELECT asset, status::text AS status, count(*) AS count
-FROM (
-    SELECT DISTINCT ON (asset, partition) asset, status FROM {m}
-    ORDER BY asset, partition, id DESC
-) AS latest
-GROUP BY asset, status ORDER BY asset, status
-"""
-
 # A run's records by outcome: finished ones by status; an unfinished one whose job ended
-# (cancelled, discarded or deleted before it finished the record) counts as failed.
+# (records of jobs ended before migration 0009 settled them) counts as cancelled.
 _RUN_PROGRESS = """
-SELECT CASE WHEN m.status IN ('success', 'failed', 'skipped') THEN m.status::text
+SELECT CASE WHEN m.status IN ('success', 'failed', 'skipped', 'cancelled') THEN m.status::text
             WHEN j.state IN ('available', 'scheduled', 'executing', 'retryable') THEN m.status::text
-            ELSE 'failed' END AS outcome,
+            ELSE 'cancelled' END AS outcome,
        count(*) AS count
 FROM {m} AS m LEFT JOIN {jobs} AS j ON j.id = m.job_id
 WHERE m.run_id = %(run_id)s
@@ -385,7 +378,6 @@ class MaterializationQueries(SchemaStatements):
     history: str
     upstream: str
     downstream: str
-    status_counts: str
     run_progress: str
     unlock: str
     relock: str
@@ -437,7 +429,6 @@ class MaterializationQueries(SchemaStatements):
             history=compose(_HISTORY),
             upstream=compose(_UPSTREAM),
             downstream=compose(_DOWNSTREAM),
-            status_counts=compose(_STATUS_COUNTS),
             run_progress=compose(_RUN_PROGRESS),
             unlock=compose(_UNLOCK),
             relock=compose(_RELOCK),

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
-from flowstone.assets.queries import MaterializationQueries
+from flowstone.assets.queries import COLUMNS, START_COLUMNS, MaterializationQueries
 from flowstone.assets.versions import LastSuccess, inputs_of
 from flowstone.errors import FlowStoneError
 from flowstone.queue.insert import insert_plan
@@ -36,9 +36,12 @@ class Status(enum.StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    """Its job ended without a result (cancelled, discarded, deleted): set by the database
+    (migration 0009), whoever ended the job."""
 
 
-FINISHED = (Status.SUCCESS, Status.FAILED, Status.SKIPPED)
+FINISHED = (Status.SUCCESS, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
 
 
 @dataclass(slots=True)
@@ -93,11 +96,16 @@ def _one(rows: list[Row]) -> Materialization | None:
     return Materialization.from_row(rows[0]) if rows else None
 
 
-def _record(row: Row, *extra: str) -> Materialization | None:
-    """The record in a row that also holds `extra` columns (None when its id is NULL)."""
+_FIELDS = tuple(COLUMNS.split(", "))
+_START_FIELDS = tuple(START_COLUMNS.split(", "))
+
+
+def _record(row: Row, fields: tuple[str, ...]) -> Materialization | None:
+    """The record in a row that also holds other columns: its `fields` (None when its id
+    is NULL)."""
     if row["id"] is None:
         return None
-    return Materialization.from_row({k: v for k, v in row.items() if k not in extra})
+    return Materialization.from_row({name: row[name] for name in fields})
 
 
 def _error_params(error: FlowStoneError | None) -> dict[str, Any]:
@@ -160,9 +168,6 @@ def _last_finished(row: Row) -> LastFinished | None:
     return LastFinished(Status.SUCCESS, success)
 
 
-_LAST = ("n", "locked", "last_id", "last_status", "last_code_version", "last_data_version", "last_inputs")
-
-
 def locked_start_plan(
     q: MaterializationQueries, requests: Sequence[Mapping[str, Any]]
 ) -> Plan[list[tuple[bool, Materialization | None, LastFinished | None]]]:
@@ -181,7 +186,7 @@ def locked_start_plan(
         for n, r in enumerate(requests)
     ]
     rows = yield q.locked_start, {"requests": Jsonb(payload)}
-    return [(bool(row["locked"]), _record(row, *_LAST), _last_finished(row)) for row in rows]
+    return [(bool(row["locked"]), _record(row, _START_FIELDS), _last_finished(row)) for row in rows]
 
 
 def unlock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
@@ -236,7 +241,8 @@ class Pending:
 
 
 def set_pending_plan(q: MaterializationQueries, records: Sequence[Pending]) -> Plan[None]:
-    """Back to pending (waiting or retrying), keeping each reason."""
+    """Back to pending (waiting or retrying), keeping each reason; a record cancelled
+    meanwhile (its job ended) stays cancelled."""
     payload = [{"id": p.record_id, "absent": p.absent, **_error_params(p.error)} for p in records]
     yield q.set_pending, {"records": Jsonb(payload), "ids": [p.record_id for p in records]}
 
@@ -365,9 +371,6 @@ class PartitionState:
     success: LastSuccess | None
 
 
-_STATE_EXTRAS = ("n", "job_state", "success_id", "success_code_version", "success_version", "success_inputs")
-
-
 def partition_states_plan(
     q: MaterializationQueries, asset: str, partitions: Sequence[str | None]
 ) -> Plan[list[PartitionState]]:
@@ -381,7 +384,7 @@ def partition_states_plan(
             success = LastSuccess(
                 row["success_id"], row["success_code_version"], row["success_version"], inputs
             )
-        states.append(PartitionState(partition, _record(row, *_STATE_EXTRAS), row["job_state"], success))
+        states.append(PartitionState(partition, _record(row, _FIELDS), row["job_state"], success))
     return states
 
 
@@ -442,18 +445,9 @@ def lineage_plan(q: MaterializationQueries, record_id: int, direction: str) -> P
     return [Materialization.from_row(row) for row in rows]
 
 
-def status_counts_plan(q: MaterializationQueries) -> Plan[dict[str, dict[str, int]]]:
-    """Per asset, how many partitions' latest record is in each status."""
-    rows = yield q.status_counts, {}
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts.setdefault(row["asset"], {})[row["status"]] = row["count"]
-    return counts
-
-
 def run_progress_plan(q: MaterializationQueries, run_id: str) -> Plan[dict[str, int]]:
-    """How many records of run `run_id` are pending, running, success, skipped or failed
-    (an unfinished record whose job ended counts as failed)."""
+    """How many records of run `run_id` are pending, running, success, skipped, failed or
+    cancelled (an unfinished record whose job is gone counts as cancelled)."""
     rows = yield q.run_progress, {"run_id": run_id}
     return {row["outcome"]: row["count"] for row in rows}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
@@ -19,9 +20,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from flowstone.assets.api import backfill, materialize, materialize_all
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.records import Materialization
-from flowstone.cli.common import Commands, UsageError, app_of, emit
+from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.errors import FlowStoneError
-from flowstone.insights import AssetOverview, Insights, PartitionStatus, RunProgress
+from flowstone.insights import STATUSES, AssetOverview, Insights, PartitionStatus, RunProgress
 from flowstone.queue.instance import FlowStone
 
 DEFAULT_TIMEOUT = 3600.0
@@ -42,7 +43,7 @@ def add_commands(commands: Commands) -> None:
     )
     status = commands.add(
         "status",
-        "each partition of an asset: fresh, stale, missing, failed or running, and why",
+        "each partition of an asset: fresh, stale, missing, queued, running, failed or cancelled, and why",
         cmd_status,
         group,
     )
@@ -93,13 +94,13 @@ def _loaded(args: argparse.Namespace) -> tuple[FlowStone, AssetRegistry]:
 def cmd_assets_ls(args: argparse.Namespace) -> int:
     """Every asset in dependency order, with how many of its partitions are in each status."""
     app, graph = _loaded(args)
-    overviews = Insights(app, graph).assets(statuses=True)
+    overviews = Insights(app, graph).assets()
     emit([_asset_row(overview, args.json) for overview in overviews], args.json)
     return 0
 
 
 def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
-    asset, counts = overview.asset, overview.statuses or {}
+    asset, counts = overview.asset, overview.counts
     if as_json:
         return {
             "asset": asset.name,
@@ -107,15 +108,19 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
             "partitions": overview.partitions,
             "io_manager": asset.io_manager,
             "status": counts,
-            "latest": overview.counts,
         }
     return {
         "asset": asset.name,
         "depends_on": ", ".join(asset.depends_on) or "-",
         "partitions": overview.partitions or "-",
         "io_manager": asset.io_manager,
-        "status": " ".join(f"{status}={n}" for status, n in counts.items()) or "no partition yet",
+        "status": _tally(counts) or "no partition yet",
     }
+
+
+def _tally(counts: dict[str, int]) -> str:
+    """`fresh=2 missing=5`: the statuses some partition is in, in the vocabulary's order."""
+    return " ".join(f"{status}={counts[status]}" for status in STATUSES if counts.get(status))
 
 
 # -- assets status ---------------------------------------------------------------------
@@ -128,8 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     found = Insights(app, graph).partitions(args.asset, start=args.start, end=args.end)
     emit([_status_row(status, args.json) for status in found], args.json)
     if not args.json:
-        counts = {s: sum(1 for p in found if p.status == s) for s in dict.fromkeys(p.status for p in found)}
-        print("\n" + (" ".join(f"{status}={n}" for status, n in counts.items()) or "no partition"))
+        print("\n" + (_tally(Counter(p.status for p in found)) or "no partition"))
     return 0
 
 
@@ -203,12 +207,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _follow(app: FlowStone, run_id: str, args: argparse.Namespace) -> int:
-    """Draw the run's progress until it is done or the timeout passed; print the totals."""
+    """Draw the run's progress until it is done or the timeout passed; print the totals
+    (exit code 1 when some failed or were cancelled, or the run is not done)."""
     progress = RunProgress(run_id, {})
     with _progress_bar() as bar:
         task = bar.add_task(args.asset, total=None, counts="")
         for progress in Insights(app).watch_run(run_id, args.timeout):
             counts = f"{progress.finished}/{progress.total} finished, {progress.failed} failed"
+            counts += f", {progress.cancelled} cancelled" if progress.cancelled else ""
             bar.update(task, total=max(progress.total, 1), completed=progress.finished, counts=counts)
     emit([_summary(progress, args.asset)], args.json)
     if not progress.done:
@@ -216,7 +222,7 @@ def _follow(app: FlowStone, run_id: str, args: argparse.Namespace) -> int:
             f"flowstone: run {run_id} did not finish within {args.timeout:g} s (its jobs run on)",
             file=sys.stderr,
         )
-    return 1 if progress.failed or not progress.done else 0
+    return 1 if progress.failed or progress.cancelled or not progress.done else 0
 
 
 def _summary(progress: RunProgress, asset: str) -> dict[str, Any]:
@@ -228,6 +234,7 @@ def _summary(progress: RunProgress, asset: str) -> dict[str, Any]:
         "success": progress.counts.get("success", 0),
         "skipped": progress.counts.get("skipped", 0),
         "failed": progress.failed,
+        "cancelled": progress.cancelled,
         "unfinished": progress.total - progress.finished,
     }
 
@@ -256,9 +263,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         raise UsageError(f"asset {graph.require(args.asset).name!r} has no materialization{where}")
     if args.json:
         document = asdict(found)
-        emit([{"materialization": document.pop("record"), **document}], True)
+        emit_one({"materialization": document.pop("record"), **document}, True)
         return 0
-    emit([_record_row(found.record)], False, vertical=True)
+    emit_one(_record_row(found.record), False)
     if found.source is not None:
         print(f"\nskipped (fresh): stands for materialization {found.source.id} of run {found.source.run_id}")
     for title, records in (

@@ -55,16 +55,21 @@ def app_of(args: argparse.Namespace) -> FlowStone:
     return app
 
 
-def emit(rows: Sequence[dict[str, Any]], as_json: bool, vertical: bool = False) -> None:
-    """Print rows as JSON (one document) or as a table for people."""
+def emit_one(row: dict[str, Any], as_json: bool) -> None:
+    """Print one thing (a job, a workflow, a record) as a JSON object, or as `key  value`
+    lines for people."""
+    if as_json:
+        print(json.dumps(row, default=_json_default, indent=2))
+        return
+    width = max(map(len, row), default=0)
+    for key, value in row.items():
+        print(f"{key:<{width}}  {cell(value)}")
+
+
+def emit(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
+    """Print rows as JSON (one list) or as a table for people."""
     if as_json:
         print(json.dumps(list(rows), default=_json_default, indent=2))
-        return
-    if vertical:
-        for row in rows:
-            width = max(map(len, row), default=0)
-            for key, value in row.items():
-                print(f"{key:<{width}}  {cell(value)}")
         return
     if not rows:
         print("(none)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from flowstone import embedded
-from flowstone.cli.common import Commands, emit
+from flowstone.cli.common import Commands, emit_one
 
 
 def add_commands(commands: Commands) -> None:
@@ -27,7 +27,7 @@ def add_commands(commands: Commands) -> None:
 
 def _show(status: embedded.Status, as_json: bool) -> None:
     row = {"data_dir": str(status.data_dir), "running": status.running, "pid": status.pid, "url": status.url}
-    emit([row], as_json, vertical=True)
+    emit_one(row, as_json)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -9,13 +9,15 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from flowstone.cli.common import Commands, UsageError, app_of, emit
-from flowstone.insights import SAMPLE_CAP, Insights, QueueOverview, WorkflowState
+from flowstone.cli.common import Commands, UsageError, app_of, cell, emit, emit_one
+from flowstone.insights import SAMPLE_CAP, ClusterOverview, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
 from flowstone.queue.connecting import probe_patiently
+from flowstone.queue.control import QueueControl
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.migrate import current_revision
@@ -63,10 +65,14 @@ def add_commands(commands: Commands) -> None:
         "show", "a workflow's (or batch's) jobs and states", cmd_workflow_show, workflows
     ).add_argument("id")
 
-    queues = commands.add("queues", "per-queue counts; pause, resume or scale a queue", cmd_queues)
+    queues = commands.add(
+        "queues", "per-queue counts and limits; pause, resume, scale or reset a queue", cmd_queues
+    )
     steer = queues.add_subparsers(dest="action")
     for name in ("pause", "resume", "scale"):
-        action = commands.add(name, f"{name} a queue on one node or all", _queue_action, steer)
+        action = commands.add(
+            name, f"{name} a queue on one node or all (stored until reset)", _queue_action, steer
+        )
         action.add_argument("queue")
         if name == "scale":
             action.add_argument("limit", type=int)
@@ -74,6 +80,14 @@ def add_commands(commands: Commands) -> None:
         action.add_argument(
             "--force", action="store_true", help="store the setting for a queue or node not seen yet"
         )
+    reset = commands.add(
+        "reset",
+        "clear a queue's stored pause/scale settings: back to what nodes are configured with",
+        cmd_reset,
+        steer,
+    )
+    reset.add_argument("queue")
+    reset.add_argument("--node", help="only this node's own settings (default: every node's and all nodes')")
 
 
 def parse_queues(text: str) -> dict[str, int]:
@@ -191,7 +205,7 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     job = Insights(app_of(args)).job(args.id)
     if job is None:
         raise UsageError(f"no job with id {args.id}")
-    emit([job.to_dict()], args.json, vertical=True)
+    emit_one(job.to_dict(), args.json)
     return 0
 
 
@@ -298,7 +312,7 @@ def cmd_workflow_show(args: argparse.Namespace) -> int:
     if state is None:
         raise UsageError(f"no workflow or batch with id {args.id!r}")
     if args.json:
-        emit([{"id": state.id, "counts": state.counts, "done": state.done, "jobs": _members(state)}], True)
+        emit_one({"id": state.id, "counts": state.counts, "done": state.done, "jobs": _members(state)}, True)
         return 0
     emit(_members(state), False)
     batch = state.batch
@@ -332,18 +346,59 @@ def _progress(job: Job) -> str | None:
     return f"{report['fraction']:.0%}{message}"
 
 
-def _queue_row(queue: QueueOverview) -> dict[str, Any]:
-    return {"queue": queue.queue, **queue.counts, "paused_on": queue.paused_on, "nodes": queue.nodes}
+def _queue_row(queue: QueueOverview, overview: ClusterOverview, as_json: bool) -> dict[str, Any]:
+    row = {
+        "queue": queue.queue,
+        **queue.counts,
+        "paused_on": queue.paused_on,
+        "nodes": queue.nodes,
+        "limit": queue.limit,
+        "configured": queue.configured_limit,
+    }
+    if as_json:
+        row["overrides"] = [asdict(control) for control in overview.overrides(queue.queue)]
+    return row
+
+
+def _control_text(control: QueueControl) -> str:
+    """`limit 2, paused on all nodes`: what a stored setting sets, and for whom."""
+    what = [] if control.limit is None else [f"limit {control.limit}"]
+    what += [] if control.paused is None else ["paused" if control.paused else "resumed"]
+    whom = "all nodes" if control.node == "*" else f"node {control.node}"
+    return f"{', '.join(what) or 'nothing'} on {whom}"
 
 
 def cmd_queues(args: argparse.Namespace) -> int:
-    """Per-queue counts by state, paused or not, and the nodes alive."""
+    """Per-queue counts by state, paused or not, the nodes alive, their limits now and as
+    configured, and the stored settings that override them."""
     overview = Insights(app_of(args)).overview()
-    emit([_queue_row(queue) for queue in overview.queues], args.json)
-    if not args.json:
-        print(f"leader: {overview.leader or '-'}; nodes alive: {len(overview.alive)}")
-        if overview.estimated:
-            print(f"estimated (over {SAMPLE_CAP:,} jobs): {', '.join(sorted(overview.estimated))}")
+    emit([_queue_row(queue, overview, args.json) for queue in overview.queues], args.json)
+    if args.json:
+        return 0
+    print(f"leader: {overview.leader or '-'}; nodes alive: {len(overview.alive)}")
+    if overview.estimated:
+        print(f"estimated (over {SAMPLE_CAP:,} jobs): {', '.join(sorted(overview.estimated))}")
+    if overview.controls:
+        print("stored settings, overriding what nodes are configured with (`flowstone queues reset QUEUE`):")
+        for control in overview.controls:
+            print(f"  {control.queue}: {_control_text(control)} (since {cell(control.updated_at)})")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """Clear a queue's stored settings (every node's, or one node's own)."""
+    cleared = app_of(args).reset_queue(args.queue, node=args.node)
+    if args.json:
+        cleared_rows = [asdict(control) for control in cleared]
+        emit_one(
+            {"action": "reset", "queue": args.queue, "node": args.node or "*", "cleared": cleared_rows}, True
+        )
+        return 0
+    where = f"node {args.node}" if args.node else "all nodes"
+    if not cleared:
+        print(f"nothing was stored for {args.queue} on {where}")
+        return 0
+    print(f"reset {args.queue} on {where}: cleared {'; '.join(_control_text(c) for c in cleared)}")
     return 0
 
 

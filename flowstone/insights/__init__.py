@@ -9,7 +9,7 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights.job(42).progress_report         # a job in full: errors, recorded result, progress
     insights.workflow(workflow_id)           # a workflow's jobs, dependencies, states
     insights.batch(batch_id)                 # a batch's counts per state and its callback
-    insights.assets(statuses=True)           # per asset: partitions fresh, stale, missing, …
+    insights.assets()                        # per asset: partitions fresh, stale, missing, …
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     insights.history("daily", "2025-01-15")  # a partition's records, newest first
     for progress in insights.watch_run(run_id, timeout=60): ...
@@ -32,9 +32,11 @@ from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import Materialization, history_plan
 from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
+    CANCELLED,
     FAILED,
     FRESH,
     MISSING,
+    QUEUED,
     RUNNING,
     STALE,
     STATUSES,
@@ -71,13 +73,16 @@ from flowstone.queue.plugins.cron import CronEntry, entries_from, sourced_entrie
 from flowstone.queue.workflow import BatchState, WorkflowJob, WorkflowState, workflow_plan
 
 RECHECK_SECONDS = 5.0
-"""Longest wait on notifications alone while watching a run: a job that ends without
-finishing its record (cancelled, deleted) notifies nothing, so it is re-counted this often."""
+"""Longest wait on notifications alone while watching a run: a record its job left
+unfinished without the database settling it (a job removed by hand) notifies nothing, so
+the run is re-counted this often."""
 
 __all__ = [
+    "CANCELLED",
     "FAILED",
     "FRESH",
     "MISSING",
+    "QUEUED",
     "RUNNING",
     "SAMPLE_CAP",
     "STALE",
@@ -211,21 +216,21 @@ class Insights:
 
     # -- assets ------------------------------------------------------------------------------
 
-    def assets(self, *, statuses: bool = False) -> list[AssetOverview]:
-        """Every asset in dependency order with how many partitions' latest record is in
-        each status; with `statuses`, also how many of its existing partitions are fresh,
-        stale, missing, failed or running (a read of every recorded partition)."""
-        return self.fs.execute(assets_plan(self.records, self.graph, statuses))
+    def assets(self) -> list[AssetOverview]:
+        """Every asset in dependency order with how many of its existing partitions are in
+        each status of `STATUSES` (fresh, stale, missing, queued, running, failed,
+        cancelled): a read of every recorded partition."""
+        return self.fs.execute(assets_plan(self.records, self.graph))
 
-    async def aassets(self, *, statuses: bool = False) -> list[AssetOverview]:
+    async def aassets(self) -> list[AssetOverview]:
         """Async twin of `assets`."""
-        return await self.fs.aexecute(assets_plan(self.records, self.graph, statuses))
+        return await self.fs.aexecute(assets_plan(self.records, self.graph))
 
     def partitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
     ) -> list[PartitionStatus]:
-        """The status of each partition (given, start..end, or every one that exists):
-        fresh, stale, missing, failed or running, with the reason."""
+        """The status of each partition (given, start..end, or every one that exists), one
+        of `STATUSES`, with the reason."""
         target = self.graph.require(asset)
         return self.fs.execute(partitions_plan(self.records, self.graph, target, partitions, start, end))
 
@@ -285,7 +290,8 @@ class Insights:
         return await self.fs.aexecute(record_lineage_plan(self.records, record_id))
 
     def run_progress(self, run_id: str) -> RunProgress:
-        """How many of a run's materializations are pending, running, finished."""
+        """How many of a run's materializations are pending, running, finished (and how:
+        success, skipped, failed, cancelled)."""
         return self.fs.execute(progress_plan(self.records, run_id))
 
     async def arun_progress(self, run_id: str) -> RunProgress:

@@ -1,15 +1,20 @@
 """Reads of the asset side for front ends: per-asset and per-partition status, run
 progress, lineage and check results, all on one instance's asset graph.
 
-A partition is **fresh**, **stale**, **missing**, **failed** or **running**:
-- running: its latest record is unfinished and its job is still queued, waiting or
-  executing (the reason says what it waits for);
-- failed: its latest record failed, or its job ended without finishing the record;
-- missing: never materialized;
+**The one vocabulary of a partition's status** (`STATUSES`), which the CLI, the dashboard
+(legend, strip, graph), `/api` and the metrics all show:
+- fresh: its latest success is current (same code version, the upstream data it read is
+  still the latest there, no upstream partition it reads is stale);
 - stale: its latest success was computed with another code version, or from upstream
-  data versions that are no longer the latest there, or an upstream partition it reads
-  is stale itself (staleness flows downstream);
-- fresh: otherwise.
+  data that is no longer the latest, or an upstream partition it reads is stale itself
+  (staleness flows downstream);
+- missing: never materialized;
+- queued: its job waits to run (queued, waiting for an upstream, or in retry backoff;
+  the reason says which);
+- running: its job is executing;
+- failed: its latest materialization failed;
+- cancelled: its job ended without a result (cancelled, discarded, deleted).
+`overdue` is reserved as a flag beside them (a freshness policy, not yet defined).
 """
 
 from __future__ import annotations
@@ -37,18 +42,26 @@ from flowstone.assets.records import (
     record_plan,
     recorded_partitions_plan,
     run_progress_plan,
-    status_counts_plan,
 )
 from flowstone.assets.versions import stale_reason
 from flowstone.errors import FlowStoneError
-from flowstone.queue.job import INCOMPLETE_STATES
+from flowstone.queue.job import JobState
 from flowstone.queue.plan import Plan
 
-FRESH, STALE, MISSING, FAILED, RUNNING = "fresh", "stale", "missing", "failed", "running"
-STATUSES = (FRESH, STALE, MISSING, FAILED, RUNNING)
-"""A partition's status, as `flowstone assets status` shows it."""
+FRESH, STALE, MISSING, QUEUED, RUNNING, FAILED, CANCELLED = (
+    "fresh",
+    "stale",
+    "missing",
+    "queued",
+    "running",
+    "failed",
+    "cancelled",
+)
+STATUSES = (FRESH, STALE, MISSING, QUEUED, RUNNING, FAILED, CANCELLED)
+"""A partition's status, in the order front ends list them."""
 
-_LIVE = {state.value for state in INCOMPLETE_STATES}
+_WAITING = {JobState.AVAILABLE.value, JobState.SCHEDULED.value, JobState.RETRYABLE.value}
+_DONE = (Status.SUCCESS, Status.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -65,13 +78,11 @@ class PartitionStatus:
 
 @dataclass(frozen=True)
 class AssetOverview:
-    """An asset as defined, with how many partitions' latest record is in each status
-    (`counts`: success, failed, running, …, cheap) and, when asked for, how many of its
-    existing partitions are fresh, stale, missing, failed or running (`statuses`)."""
+    """An asset as defined, with how many of its partitions (those that exist now) are in
+    each status of `STATUSES` (every one, zeros included, in that order)."""
 
     asset: Asset
     counts: dict[str, int]
-    statuses: dict[str, int] | None = None
 
     @property
     def partitions(self) -> str | None:
@@ -156,10 +167,13 @@ def _judge(
 
     if latest is None:
         return status(MISSING)
-    if latest.status in (Status.PENDING, Status.RUNNING):
-        if latest.job_id is None or state.job_state in _LIVE:
-            return status(RUNNING, latest.error_message)
-        return status(FAILED, f"its job ended {state.job_state or 'deleted'} without a result")
+    if latest.status not in _DONE:
+        moving = _moving(latest, state.job_state)
+        if moving is not None:
+            return status(moving, latest.error_message)
+        if latest.status != Status.FAILED:
+            ended = f"its job ended {state.job_state or 'deleted'} without a result"
+            return status(CANCELLED, latest.error_message if latest.status == Status.CANCELLED else ended)
     if latest.status == Status.FAILED or state.success is None:
         return status(FAILED, f"{latest.error_type}: {latest.error_message}")
     current = {(up.name, column(read)): memo[up.name, read].data_version for up, read in reads}
@@ -172,20 +186,28 @@ def _judge(
     return status(STALE if reason else FRESH, reason)
 
 
-def assets_plan(
-    q: MaterializationQueries, graph: AssetRegistry, statuses: bool = False
-) -> Plan[list[AssetOverview]]:
-    """Every asset of `graph` in dependency order, with its latest records' status counts
-    and (`statuses`) its partitions' status counts."""
-    counts = yield from status_counts_plan(q)
+def _moving(latest: Materialization, job_state: str | None) -> str | None:
+    """RUNNING while the job of an unfinished (or retried) record executes, QUEUED while
+    it waits to (queued, snoozed, in retry backoff); None when the job ended. A record
+    without a job (run in the caller: the inline testing mode) says it itself."""
+    if latest.job_id is None:
+        return {Status.PENDING: QUEUED, Status.RUNNING: RUNNING}.get(latest.status)
+    if job_state == JobState.EXECUTING.value:
+        return RUNNING
+    return QUEUED if job_state in _WAITING else None
+
+
+def assets_plan(q: MaterializationQueries, graph: AssetRegistry) -> Plan[list[AssetOverview]]:
+    """Every asset of `graph` in dependency order, with how many of its existing partitions
+    are in each status."""
     ordered = [graph.require(name) for name in graph.topological_order()]
-    judged: dict[str, dict[str, int]] = {}
-    if statuses:
-        space = yield from space_plan(q, graph)
-        memo: Memo = {}
-        for asset in ordered:
-            judged[asset.name] = yield from _status_counts_plan(q, graph, asset, space, memo)
-    return [AssetOverview(asset, counts.get(asset.name, {}), judged.get(asset.name)) for asset in ordered]
+    space = yield from space_plan(q, graph)
+    memo: Memo = {}
+    overviews = []
+    for asset in ordered:
+        counts = yield from _status_counts_plan(q, graph, asset, space, memo)
+        overviews.append(AssetOverview(asset, counts))
+    return overviews
 
 
 def _status_counts_plan(
@@ -199,7 +221,7 @@ def _status_counts_plan(
     found = yield from statuses_plan(q, graph, asset, keys, space, memo)
     tally = Counter(p.status for p in found)
     tally[MISSING] += len(existing) - len(keys)
-    return {status: tally[status] for status in STATUSES if tally[status]}
+    return {status: tally[status] for status in STATUSES}
 
 
 def partitions_plan(
@@ -218,7 +240,7 @@ def partitions_plan(
 
 @dataclass(frozen=True)
 class RunProgress:
-    """A run's records by outcome (pending, running, success, skipped, failed)."""
+    """A run's records by outcome (pending, running, success, skipped, failed, cancelled)."""
 
     run_id: str
     counts: dict[str, int]
@@ -230,8 +252,13 @@ class RunProgress:
 
     @property
     def failed(self) -> int:
-        """Records that failed (or whose job ended without a result)."""
-        return self.counts.get("failed", 0)
+        """Records that failed."""
+        return self.counts.get(Status.FAILED.value, 0)
+
+    @property
+    def cancelled(self) -> int:
+        """Records whose job ended without a result."""
+        return self.counts.get(Status.CANCELLED.value, 0)
 
     @property
     def finished(self) -> int:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from flowstone.errors import ValidationError
-from flowstone.queue.control import leader_plan, nodes_plan
+from flowstone.queue.control import QueueControl, controls_plan, leader_plan, nodes_plan
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, list_plan
 from flowstone.queue.plan import Plan, Row
@@ -50,14 +50,16 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class QueueOverview:
-    """One queue: jobs per state, and how the alive nodes run it (with the cluster-wide
-    `global_limit` and `rate_limit` they apply, if any)."""
+    """One queue: jobs per state, and how the alive nodes run it: their `limit` now and
+    as they were configured (`configured_limit`: they differ while a stored setting
+    overrides it), with the cluster-wide `global_limit` and `rate_limit` they apply."""
 
     queue: str
     counts: dict[str, int]
     nodes: int = 0
     paused_on: int = 0
     limit: int = 0
+    configured_limit: int = 0
     running: int = 0
     global_limit: int | None = None
     rate_limit: dict[str, Any] | None = None
@@ -65,13 +67,20 @@ class QueueOverview:
 
 @dataclass(frozen=True)
 class ClusterOverview:
-    """Every queue (known from its jobs or a node running it), every node, the leader."""
+    """Every queue (known from its jobs or a node running it), every node, the leader, and
+    the stored queue settings that override the nodes' configured ones."""
 
     queues: list[QueueOverview]
     nodes: list[NodeInfo]
     leader: str | None
     estimated: frozenset[str] = frozenset()
     """States with more than `SAMPLE_CAP` jobs, whose counts are the planner's estimates."""
+    controls: list[QueueControl] = field(default_factory=list)
+    """Stored pause/scale settings (`flowstone queues reset QUEUE` clears them)."""
+
+    def overrides(self, queue: str) -> list[QueueControl]:
+        """The stored settings of `queue`."""
+        return [control for control in self.controls if control.queue == queue]
 
     @property
     def alive(self) -> list[NodeInfo]:
@@ -86,12 +95,13 @@ def overview_plan(
     queues (the instance's configured ones) are listed even without jobs or nodes."""
     node_rows = yield from nodes_plan(nodes, expiry)
     leader = yield from leader_plan(nodes)
+    controls = yield from controls_plan(nodes)
     infos = [NodeInfo(**row, leader=row["name"] == leader) for row in node_rows]
     running = {queue for info in infos for queue in info.queues}
     counts, estimated = yield from job_counts_plan(jobs, {*known, *running})
     names = sorted({*counts, *known, *running})
     queues = [_queue(name, counts.get(name, {}), infos) for name in names]
-    return ClusterOverview(queues, infos, leader, estimated)
+    return ClusterOverview(queues, infos, leader, estimated, controls)
 
 
 def job_counts_plan(
@@ -135,6 +145,7 @@ def _queue(name: str, counts: dict[str, int], infos: list[NodeInfo]) -> QueueOve
         nodes=len(running_on),
         paused_on=sum(1 for queue in running_on if queue.get("paused")),
         limit=sum(int(queue.get("limit", 0)) for queue in running_on),
+        configured_limit=sum(int(q.get("configured_limit", q.get("limit", 0))) for q in running_on),
         running=sum(int(queue.get("running", 0)) for queue in running_on),
         global_limit=next((q["global_limit"] for q in running_on if q.get("global_limit")), None),
         rate_limit=next((q["rate_limit"] for q in running_on if q.get("rate_limit")), None),

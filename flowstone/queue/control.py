@@ -1,12 +1,17 @@
-"""Steering a cluster: pause, resume and scale queues, cancel jobs, see queues and nodes.
+"""Steering a cluster: pause, resume and scale queues (and reset them), cancel jobs, see
+queues and nodes.
 
 Changes are stored in `queue_controls` (so nodes that start or reconnect later obey
-them) and signalled with NOTIFY so running nodes apply them at once.
+them) and signalled with NOTIFY so running nodes apply them at once. A stored setting
+overrides what a node was configured with until it is reset (`reset_queue`): the node
+says so in its log when it starts, and its heartbeat publishes both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import pydantic
@@ -22,7 +27,7 @@ from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.validation import check_name
 
 ALL_NODES = "*"
-Action = Literal["cancel", "pause", "resume", "scale"]
+Action = Literal["cancel", "pause", "resume", "scale", "reset"]
 
 
 class Signal(pydantic.BaseModel):
@@ -94,6 +99,37 @@ def set_control_plan(
         },
     )
     return rows[0]
+
+
+@dataclass(frozen=True)
+class QueueControl:
+    """A stored setting of a queue, for one node or all (`node` "*"): paused and/or a
+    limit (None: not set), overriding what the nodes were configured with."""
+
+    queue: str
+    node: str
+    paused: bool | None
+    limit: int | None
+    updated_at: datetime
+
+
+def reset_plan(queries: NodeQueries, queue: str, node: str | None = None) -> Plan[list[QueueControl]]:
+    """Clear the stored settings of `queue`: on every node (and for all of them), or only
+    `node`'s own; the nodes concerned go back to their configured settings (then apply
+    what is still stored for them). The settings cleared."""
+    check_name(queue, "queue")
+    if node is not None:
+        check_name(node, "node")
+    rows = yield queries.reset_controls, {"queue": queue, "node": node}
+    signal = Signal(action="reset", queue=queue, node=node or ALL_NODES)
+    yield queries.signal, {"channel": queries.control_channel, "signal": signal.to_json()}
+    return [QueueControl(**row) for row in rows]
+
+
+def controls_plan(queries: NodeQueries) -> Plan[list[QueueControl]]:
+    """Every stored queue setting, by queue and node."""
+    rows = yield from single(queries.controls, {})
+    return [QueueControl(**row) for row in rows]
 
 
 def cancel_plan(

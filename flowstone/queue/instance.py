@@ -196,15 +196,24 @@ class FlowStone:
     @asynccontextmanager
     async def asession(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `session` (one pool per event loop)."""
-        loop = asyncio.get_running_loop()
-        if loop not in self._apools:
-            await aprobe(self.database_url, self.settings.connect_timeout)
-            self._apools[loop] = await pool.async_pool(
-                self.database_url, self.settings.pool_size, self.settings.connect_timeout, pooled=self.pooled
-            )
-        async with self._apools[loop].connection() as conn:
+        apool = self._apools.get(asyncio.get_running_loop()) or await self._apool()
+        async with apool.connection() as conn:
             yield conn
             pool.mark_used(conn)
+
+    async def _apool(self) -> AsyncConnectionPool:
+        """The running loop's pool, opened on first use. Callers that meet an unopened pool
+        at once each open one while the others wait for the server: the first kept wins,
+        the others are closed (a pool dropped unclosed leaves its connections and tasks
+        behind)."""
+        await aprobe(self.database_url, self.settings.connect_timeout)
+        opened = await pool.async_pool(
+            self.database_url, self.settings.pool_size, self.settings.connect_timeout, pooled=self.pooled
+        )
+        kept = self._apools.setdefault(asyncio.get_running_loop(), opened)
+        if kept is not opened:
+            await opened.close()
+        return kept
 
     def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
         """Run a plan in `conn`'s transaction (see `transactional`), or on a pooled connection
@@ -508,7 +517,8 @@ class FlowStone:
     # -- steering --------------------------------------------------------------------------
 
     def pause_queue(self, queue: str, *, node: str | None = None) -> None:
-        """Stop claiming from `queue` on `node` (default: every node); running jobs finish."""
+        """Stop claiming from `queue` on `node` (default: every node); running jobs finish.
+        Stored: nodes started later obey it too, until `reset_queue`."""
         self.execute(control.set_control_plan(self.node_queries, queue, node=node, paused=True))
 
     async def apause_queue(self, queue: str, *, node: str | None = None) -> None:
@@ -524,12 +534,24 @@ class FlowStone:
         await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, paused=False))
 
     def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
-        """Run at most `limit` jobs of `queue` at once on `node` (default: every node)."""
+        """Run at most `limit` jobs of `queue` at once on `node` (default: every node).
+        Stored: it overrides the limit nodes started later are configured with, until
+        `reset_queue`."""
         self.execute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
 
     async def ascale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
         """Async twin of `scale_queue`."""
         await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
+
+    def reset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
+        """Clear the stored pause/scale settings of `queue` on every node (default), or
+        only `node`'s own; the nodes go back to what they were configured with (`queues=`,
+        `--queues`). The settings cleared."""
+        return self.execute(control.reset_plan(self.node_queries, queue, node))
+
+    async def areset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
+        """Async twin of `reset_queue`."""
+        return await self.aexecute(control.reset_plan(self.node_queries, queue, node))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Job counts per queue and state."""
@@ -672,12 +694,23 @@ def _check_new(job: object) -> NewJob:
 _default: FlowStone | None = None
 
 
-def configure(database_url: str | None = None, **options: Any) -> FlowStone:
-    """Create the default instance used by `Worker.enqueue` and the module-level API."""
+def configure(database_url: str | FlowStone | None = None, **options: Any) -> FlowStone:
+    """Set the default instance used by `Worker.enqueue` and the module-level API: a
+    `FlowStone` you made (`configure(fs)`), or a new one from a URL and options. The
+    previous default, if another, is closed."""
     global _default
-    if _default is not None:
+    if isinstance(database_url, FlowStone):
+        if options:
+            raise ValidationTypeError(
+                f"configure(fs) takes the instance alone; got options {', '.join(sorted(options))} too "
+                "(give them to FlowStone(...))"
+            )
+        instance = database_url
+    else:
+        instance = FlowStone(database_url, **options)
+    if _default is not None and _default is not instance:
         _default.close()
-    _default = FlowStone(database_url, **options)
+    _default = instance
     return _default
 
 

@@ -100,7 +100,8 @@ async def bulk_action(request: Request) -> Response:
 
 
 async def queue_action(request: Request) -> Response:
-    """Pause, resume or scale a queue on every node (or the one named)."""
+    """Pause, resume or scale a queue on every node (or the one named); or reset it: clear
+    its stored settings (every node's, or the one named)."""
     form = await form_of(request)
     fs, queue, name = dashboard(request).fs, request.path_params["queue"], request.path_params["action"]
     node = _one(form, "node") or None
@@ -113,9 +114,12 @@ async def queue_action(request: Request) -> Response:
         if not limit.isdigit():
             raise ValidationError(f"limit must be a positive whole number; got {limit!r}")
         await fs.ascale_queue(queue, int(limit), node=node)
+    elif name == "reset":
+        await fs.areset_queue(queue, node=node)
     else:
         raise HTTPException(404, f"no queue action {name!r}")
-    return _back(request, "/queues", notice={"pause": "paused", "resume": "resumed"}.get(name, "scaled"))
+    notices = {"pause": "paused", "resume": "resumed", "reset": "reset"}
+    return _back(request, "/queues", notice=notices.get(name, "scaled"))
 
 
 async def materialize_action(request: Request) -> Response:

@@ -14,7 +14,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from flowstone.insights import Insights
+from flowstone.insights import STATUSES, Insights
 from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import JobState
 from flowstone.web.live import LiveHub
@@ -31,7 +31,8 @@ NOTICES = {
     "skipped": "{count} job(s) could not be changed in their state.",
     "paused": "Paused the queue.",
     "resumed": "Resumed the queue.",
-    "scaled": "Scaled the queue.",
+    "scaled": "Scaled the queue (stored: it overrides the nodes' configured limit until reset).",
+    "reset": "Reset the queue: its nodes are back to their configured settings.",
 }
 """The messages an action's redirect can show (by key: a URL cannot inject text)."""
 
@@ -232,4 +233,5 @@ def templates() -> jinja2.Environment:
     )
     env.filters.update(when=when, ago=ago, duration=duration, number=number, pretty=pretty, folded=folded)
     env.globals["states"] = [state.value for state in JobState]
+    env.globals["statuses"] = STATUSES  # a partition's, from the read layer
     return env

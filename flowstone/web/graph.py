@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flowstone.insights import Throughput
+from flowstone.insights import CANCELLED, FAILED, FRESH, MISSING, QUEUED, RUNNING, STALE, Throughput
 
 NODE_WIDTH, NODE_HEIGHT = 168, 44
 COLUMN_GAP, ROW_GAP, MARGIN = 64, 18, 12
 
-HEALTH_ORDER = ("failed", "running", "pending", "stale", "success", "skipped")
-"""The status an asset box shows: the worst its partitions' latest records have."""
+HEALTH_ORDER = (FAILED, CANCELLED, RUNNING, QUEUED, STALE, MISSING, FRESH)
+"""The status an asset box shows: the first of these its partitions are in (the read
+layer's vocabulary, most urgent first)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,9 @@ class Drawing:
 
 
 def health(counts: Mapping[str, int]) -> str:
-    """The status of an asset at a glance: its worst partition status, `missing` if none."""
-    return next((status for status in HEALTH_ORDER if counts.get(status)), "missing")
+    """The status of an asset at a glance: its most urgent partition status, `missing`
+    when it has no partition yet."""
+    return next((status for status in HEALTH_ORDER if counts.get(status)), MISSING)
 
 
 def layout(assets: Sequence[Mapping[str, Any]]) -> Drawing:

@@ -2,8 +2,9 @@
 scrape: the same series at the dashboard's `/metrics` and from `flowstone metrics`.
 
 A scrape costs what the queues page costs (counts from partial indexes up to 1,000 rows
-per state, the planner's estimates beyond), plus the assets' status counts: cheap enough
-every 15 s on a table of millions of jobs.
+per state, the planner's estimates beyond), plus the assets' partition statuses (a read of
+every recorded partition, as `flowstone assets ls` does): cheap enough every 15 s on a
+table of millions of jobs.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class FlowStoneCollector(Collector):
     def _assets(self) -> Iterator[Metric]:
         partitions = _gauge(
             "asset_partitions",
-            "Partitions of an asset by the status of their latest record.",
+            "Partitions of an asset by status (fresh, stale, missing, queued, running, failed, cancelled).",
             ["asset", "status"],
         )
         for overview in self.insights.assets():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from flowstone.assets.records import Materialization
 from flowstone.assets.worker import AssetWorker
 from flowstone.errors import ValidationError
 from flowstone.insights import (
+    STATUSES,
     AssetOverview,
     ClusterOverview,
     CronStatus,
@@ -48,9 +50,12 @@ RUN_ROWS = 100
 # -- queues ------------------------------------------------------------------------------
 
 
+_ON_NODE = ("limit", "configured_limit", "running", "paused")
+
+
 def _queue(queue: QueueOverview, overview: ClusterOverview) -> dict[str, Any]:
     on_nodes = [
-        {"node": node.name, **{k: node.queues[queue.queue].get(k) for k in ("limit", "running", "paused")}}
+        {"node": node.name, **{k: node.queues[queue.queue].get(k) for k in _ON_NODE}}
         for node in overview.alive
         if queue.queue in node.queues
     ]
@@ -60,8 +65,10 @@ def _queue(queue: QueueOverview, overview: ClusterOverview) -> dict[str, Any]:
         "nodes": queue.nodes,
         "paused_on": queue.paused_on,
         "limit": queue.limit,
+        "configured_limit": queue.configured_limit,
         "running": queue.running,
         "on_nodes": on_nodes,
+        "overrides": [dataclasses.asdict(control) for control in overview.overrides(queue.queue)],
     }
 
 
@@ -78,7 +85,8 @@ def _node(node: NodeInfo, now: datetime) -> dict[str, Any]:
 
 
 async def load_queues(request: Request) -> dict[str, Any]:
-    """Per queue: counts by state, executing/limit per node, paused; nodes; throughput."""
+    """Per queue: counts by state, executing/limit per node (and the configured limit, and
+    the stored settings overriding it), paused; nodes; throughput."""
     insights = dashboard(request).insights
     overview = await insights.aoverview()
     minutes = await insights.athroughput(THROUGHPUT_MINUTES)
@@ -166,6 +174,13 @@ def _listed_args(args: dict[str, Any]) -> dict[str, Any]:
     return {**listed, "args_preview": preview(text)}
 
 
+def _asset_of(job: Job) -> dict[str, Any] | None:
+    """The materialization a job is, if it is one (a link to its partition)."""
+    if job.worker != AssetWorker.name or not isinstance(job.args.get("asset_name"), str):
+        return None
+    return {"asset": job.args["asset_name"], "partition": job.args.get("partition")}
+
+
 def _summary(job: Job) -> dict[str, Any]:
     finished = job.completed_at or job.discarded_at or job.cancelled_at
     return {
@@ -183,6 +198,7 @@ def _summary(job: Job) -> dict[str, Any]:
         "scheduled_at": job.scheduled_at,
         "attempted_at": job.attempted_at,
         "finished_at": finished,
+        "materialization": _asset_of(job),
     }
 
 
@@ -206,13 +222,6 @@ async def load_jobs(request: Request) -> dict[str, Any]:
         "filters": filters,
         "before": _integer(request.query_params, "before"),
     }
-
-
-def _asset_of(job: Job) -> dict[str, Any] | None:
-    """The materialization a job is, if it is one (a link to its partition)."""
-    if job.worker != AssetWorker.name or not isinstance(job.args.get("asset_name"), str):
-        return None
-    return {"asset": job.args["asset_name"], "partition": job.args.get("partition")}
 
 
 async def load_job(request: Request) -> dict[str, Any]:
@@ -270,7 +279,8 @@ def _asset(overview: AssetOverview, dependents: list[str]) -> dict[str, Any]:
 
 
 async def load_assets(request: Request) -> dict[str, Any]:
-    """Every asset in dependency order with its partitions' latest statuses."""
+    """Every asset in dependency order with how many of its partitions are in each status
+    (the read layer's vocabulary, zeros included)."""
     insights = dashboard(request).insights
     overviews = await insights.aassets()
     return {"assets": [_asset(o, insights.graph.dependents(o.asset.name)) for o in overviews]}
@@ -335,11 +345,11 @@ async def load_partitions(request: Request) -> dict[str, Any]:
     asset = insights.graph.require(request.path_params["name"])
     keys, window = strip_keys(asset, request.query_params)
     statuses = await insights.apartitions(asset.name, keys)
-    counts = Counter(status.status for status in statuses)
+    shown = Counter(status.status for status in statuses)
     return {
         "asset": _describe(asset, insights.graph.dependents(asset.name)),
         "window": window,
-        "counts": dict(counts),
+        "counts": {status: shown[status] for status in STATUSES},
         "partitions": [
             {
                 "partition": status.partition,
@@ -396,6 +406,7 @@ async def load_run(request: Request) -> dict[str, Any]:
         "total": progress.total,
         "finished": progress.finished,
         "failed": progress.failed,
+        "cancelled": progress.cancelled,
         "done": progress.done,
         "percent": percent,
         "records": [_record(r) for r in records],

@@ -189,9 +189,8 @@ def test_a_storm_of_upstream_updates_materializes_the_dependent_once(flowstone: 
     assert calls == {"raw": 50, "cleaned": 1}
     from flowstone.assets import default_io_managers
 
-    assert default_io_managers.get("memory").load(Context("cleaned", partition_key=DAY)) == 50, (
-        "the last data"
-    )
+    last = default_io_managers.get("postgres").load(Context("cleaned", partition_key=DAY, fs=flowstone))
+    assert last == 50, "the last data"
 
 
 def test_an_eager_roll_up_is_queued_once_all_its_days_are_there(flowstone: FlowStone) -> None:

@@ -21,6 +21,7 @@ from support import wait_until
 
 from flowstone import DailyPartitions, FlowStone, backfill
 from flowstone.cli import main
+from flowstone.insights import STATUSES
 from flowstone.queue.instance import set_default
 from flowstone.testing import drain_queue
 
@@ -105,7 +106,7 @@ def test_materialize_all_wait_follows_the_run_and_lineage_shows_it(
 
     code, out, _ = cli("lineage", "cli_revenue", "--partition", "2025-01-05", "--json")
     assert code == 0
-    [lineage] = json.loads(out)
+    lineage = json.loads(out)
     assert lineage["materialization"]["run_id"] == totals["run_id"]
     assert [(r["asset"], r["partition"], r["run_id"]) for r in lineage["upstream"]] == [
         ("cli_orders", "2025-01-05", totals["run_id"])
@@ -158,29 +159,33 @@ def test_materialize_wait_timeout_exits_1(cli: Cli) -> None:
 def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: FlowStone) -> None:
     __import__("cli_assets_app").register()
     backfill("cli_flaky", start="2025-01-01", end="2025-01-05")
-    drain_queue("assets", with_scheduled=True)
+    backfill("cli_retried", start="2025-01-01", end="2025-01-02")
+    drain_queue("assets")  # 2025-01-01 of cli_retried fails its first attempt: retried in 30 s
     days = len(DailyPartitions("2025-01-01").all_keys(datetime.now(UTC)))  # closed by now
+    none = dict.fromkeys(STATUSES, 0)
 
     code, out, _ = cli("assets", "ls", "--json")
     assert code == 0
     rows = {row["asset"]: row for row in json.loads(out)}
-    assert list(rows) == ["cli_flaky", "cli_orders", "cli_revenue"]
+    assert list(rows) == ["cli_flaky", "cli_orders", "cli_retried", "cli_revenue"]
     assert rows["cli_revenue"] == {
         "asset": "cli_revenue",
         "depends_on": ["cli_orders"],
         "partitions": "daily(2025-01-01)",
         "io_manager": "postgres",
-        "status": {"missing": days},
-        "latest": {},
+        "status": {**none, "missing": days},
     }
-    assert rows["cli_flaky"]["status"] == {"fresh": 2, "missing": days - 5, "failed": 3}
-    assert rows["cli_flaky"]["latest"] == {"failed": 3, "success": 2}
+    assert rows["cli_flaky"]["status"] == {**none, "fresh": 2, "missing": days - 5, "failed": 3}
+    assert rows["cli_retried"]["status"] == {**none, "fresh": 1, "missing": days - 2, "queued": 1}, (
+        "a partition in retry backoff is queued, not running"
+    )
 
     code, out, _ = cli("assets", "ls")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "STATUS"]
-    assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[3]
+    assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[4]
+    assert f"fresh=1 missing={days - 2} queued=1" in lines[3]
 
 
 def test_assets_status_shows_each_partition_and_why_and_lineage_follows_a_skip(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from flowstone import Context, FlowStone, FlowStoneError, IOManager, asset, register_io_manager
+from flowstone import Context, FlowStone, FlowStoneError, IOManager, Store, asset, register_io_manager
 from flowstone.assets import FilesystemIOManager, MemoryIOManager, PostgresIOManager
 
 
@@ -72,6 +72,26 @@ def test_postgres_rejects_what_jsonb_cannot_hold_and_keeps_the_old_value(flowsto
     with pytest.raises(FlowStoneError, match="cannot be stored"):
         manager.store(ctx, {"text": "nul \u0000 byte"})
     assert manager.load(ctx) == {"ok": 1}
+
+
+def test_a_value_the_default_cannot_store_fails_its_materialization_naming_the_fix(
+    flowstone: FlowStone,
+) -> None:
+    from flowstone import materialize
+    from flowstone.testing import drain_queue
+
+    @asset
+    def when(ctx: Context, deps: dict[str, Any]) -> date:
+        return date(2025, 1, 15)
+
+    materialize("when")
+    assert drain_queue("assets").discarded == 1
+    record = Store().get("when")
+    assert record is not None and (record.status, record.error_type) == ("failed", "io_error")
+    assert "value cannot be stored as JSON" in (record.error_message or "")
+    assert 'io_manager="memory" (this process only) or a pickling "filesystem" manager' in (
+        record.error_message or ""
+    )
 
 
 def test_filesystem_layout_is_a_directory_per_asset_and_a_file_per_partition(tmp_path: Path) -> None:

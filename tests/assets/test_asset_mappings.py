@@ -35,6 +35,7 @@ from flowstone import (
 )
 from flowstone.assets import FilesystemIOManager, default_assets, default_io_managers
 from flowstone.insights import Insights
+from flowstone.queue.instance import get_default
 from flowstone.testing import drain_queue
 
 DAYS = DailyPartitions("2025-01-06")  # a Monday
@@ -44,7 +45,8 @@ WEEK_DAYS = [f"2025-01-{d}" for d in range(13, 20)]
 
 
 def stored(name: str, partition: str | None) -> Any:
-    return default_io_managers.get("memory").load(Context(name, partition_key=partition))
+    """The value stored for a partition, by the default IO manager (postgres)."""
+    return default_io_managers.get("postgres").load(Context(name, partition_key=partition, fs=get_default()))
 
 
 def define_sales_and_weekly() -> None:
@@ -229,7 +231,7 @@ def test_an_unpartitioned_asset_reads_all_or_the_latest_partition(flowstone: Flo
         (lambda: asset(name="bad_auto", automation="lazy"), "automation must be 'eager'"),  # type: ignore[arg-type]
     ],
 )
-def test_mappings_and_policies_are_checked_when_defined(define: Any, message: str) -> None:
+def test_mappings_and_policies_are_checked_when_defined_or_first_used(define: Any, message: str) -> None:
     default_assets.register_all(
         [
             asset(name="days", partitions=DAYS, registry=_scratch())(_noop),
@@ -239,6 +241,7 @@ def test_mappings_and_policies_are_checked_when_defined(define: Any, message: st
     )
     with pytest.raises(FlowStoneError, match=message):
         define()(_noop)
+        default_assets.topological_order()  # edges are checked when the graph is first used
     with pytest.raises(ValueError, match="positive"):
         Window(0)
 

@@ -71,10 +71,10 @@ def test_load_dependencies_reads_upstream_data_of_the_same_partition(materialize
     def revenue(ctx: Context, deps: dict[str, Any]) -> float:
         return 0.0
 
-    memory = default_io_managers.get("memory")
+    stored = materializer.io_manager(orders)  # the default: postgres
     ctx = materializer.build_context(revenue, "2025-01-15")
-    memory.store(ctx.for_upstream(orders), [10, 20])
-    memory.store(ctx.for_upstream(rates), {"eur": 1.1})
+    stored.store(ctx.for_upstream(orders), [10, 20])
+    stored.store(ctx.for_upstream(rates), {"eur": 1.1})
     assert materializer.load_dependencies(revenue, ctx) == {"orders": [10, 20], "rates": {"eur": 1.1}}
     other_day = materializer.build_context(revenue, "2025-01-16")
     with pytest.raises(FlowStoneError) as raised:
@@ -100,7 +100,7 @@ def test_check_dependencies_ready_counts_external_data_and_waits_for_the_rest(
 
     ctx = materializer.build_context(target)
     assert materializer.check_dependencies_ready(target, ctx).waiting == ("source", "other")
-    default_io_managers.get("memory").store(ctx.for_upstream(source), 1)
+    materializer.io_manager(source).store(ctx.for_upstream(source), 1)
     readiness = materializer.check_dependencies_ready(target, ctx)
     assert readiness.waiting == ("other",) and not readiness.ready
 
@@ -112,7 +112,7 @@ def test_store_result_returns_metadata_and_the_value_loads_back(materializer: Ma
 
     ctx = materializer.build_context(totals)
     ctx.metadata["rows"] = 3
-    assert materializer.store_result(totals, ctx, {"n": 3}) == {"rows": 3}
+    assert materializer.store_result(totals, ctx, {"n": 3}) == {"rows": 3, "table": "flowstone_assets.totals"}
     assert materializer.io_manager(totals).load(ctx) == {"n": 3}
 
 

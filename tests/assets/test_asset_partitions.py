@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, strategies as st
 
-from flowstone import DailyPartitions, FlowStoneError, HourlyPartitions, StaticPartitions
+from flowstone import DailyPartitions, FlowStoneError, HourlyPartitions, StaticPartitions, ValidationError
 
 DAILY = DailyPartitions(start="2025-01-01")
 HOURLY = HourlyPartitions(start="2025-01-01T00:00:00+00:00")
@@ -77,6 +78,32 @@ def test_invalid_key_is_a_validation_error_naming_it(definition: object, key: ob
         definition.serialize(key)  # type: ignore[attr-defined]
     assert raised.value.type == "validation_error"
     assert repr(key) in raised.value.message
+
+
+def test_hourly_accepts_a_day_and_dagster_keys_as_utc_hours() -> None:
+    hourly = HourlyPartitions(start="2025-01-01")  # as DailyPartitions accepts it: its first hour
+    assert hourly.start == datetime(2025, 1, 1, tzinfo=UTC)
+    assert hourly.serialize("2025-01-01-05:00") == "2025-01-01T05:00:00+00:00"  # Dagster's key
+    assert hourly.serialize("2025-01-02") == "2025-01-02T00:00:00+00:00"
+    assert [h.hour for h in hourly.range("2025-01-01-22:00", "2025-01-02-01:00")] == [22, 23, 0, 1]
+    assert HourlyPartitions(date(2025, 1, 1), "2025-01-02-00:00").end == datetime(2025, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: HourlyPartitions("2025-13-01"), "not an hour with a time zone"),
+        (lambda: HourlyPartitions("2025-01-01T00:00:00"), "not an hour with a time zone"),
+        (lambda: HourlyPartitions("2025-01-01-05:30"), "not on the hour"),
+        (lambda: HourlyPartitions(12), "must be a datetime"),  # type: ignore[arg-type]
+        (lambda: DailyPartitions("2025-02-30"), "not a YYYY-MM-DD date"),
+        (lambda: StaticPartitions([]), "non-empty list"),
+    ],
+)
+def test_a_bad_definition_is_a_validation_error_saying_what_fits(make: Any, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as raised:
+        make()
+    assert raised.value.type == "validation_error"
 
 
 def test_empty_or_reversed_range_is_rejected() -> None:

@@ -61,14 +61,15 @@ def test_materializes_and_records_with_run_id(flowstone: FlowStone) -> None:
         1,
     )
     assert record.started_at is not None and record.finished_at is not None and record.duration is not None
-    assert default_io_managers.get("memory").load(Context("daily", partition_key="2025-01-15")) == {
+    stored = default_io_managers.get("postgres")  # the default IO manager
+    assert stored.load(Context("daily", partition_key="2025-01-15", fs=flowstone)) == {
         "day": "2025-01-15",
         "run": "run-42",
     }
 
 
 def define_source_and_derived() -> None:
-    """`source` (1) and `derived` (source + 1), unpartitioned, on the memory IO manager."""
+    """`source` (1) and `derived` (source + 1), unpartitioned, on the default IO manager."""
 
     @asset
     def source(ctx: Context, deps: dict[str, Any]) -> int:

@@ -94,10 +94,11 @@ def test_data_provided_from_outside_counts_as_there(flowstone: FlowStone) -> Non
     Chain()
     from flowstone.assets import default_io_managers
 
-    default_io_managers.get("memory").store(Context("raw", partition_key=DAY), 4)
+    stored = default_io_managers.get("postgres")  # the default IO manager
+    stored.store(Context("raw", partition_key=DAY, fs=flowstone), 4)
     assert materialize("revenue", DAY).status == "queued"
     assert drain_queue("assets").completed == 1
-    assert default_io_managers.get("memory").load(Context("revenue", partition_key=DAY)) == 8
+    assert stored.load(Context("revenue", partition_key=DAY, fs=flowstone)) == 8
 
 
 def test_a_wait_for_what_nothing_materializes_is_bounded_then_fails_naming_it(flowstone: FlowStone) -> None:
@@ -223,7 +224,7 @@ def test_new_upstream_data_makes_the_chain_stale_and_materialize_all_recomputes_
     assert chain.statuses() == {"raw": "fresh", "revenue": "fresh", "report": "fresh"}
     from flowstone.assets import default_io_managers
 
-    assert default_io_managers.get("memory").load(Context("report", partition_key=DAY)) == 41
+    assert default_io_managers.get("postgres").load(Context("report", partition_key=DAY, fs=flowstone)) == 41
 
 
 def test_a_code_version_change_makes_that_asset_and_what_reads_it_stale(flowstone: FlowStone) -> None:
@@ -285,15 +286,22 @@ def test_a_returned_data_version_that_did_not_change_leaves_dependents_fresh(flo
         Output(1, data_version="")
 
 
-def test_statuses_missing_running_failed(flowstone: FlowStone) -> None:
+def test_statuses_missing_queued_running_cancelled(flowstone: FlowStone) -> None:
     Chain(raw={"max_attempts": 1})
     insights = Insights(flowstone)
     assert [p.status for p in insights.partitions("raw", ["2025-01-14", DAY])] == ["missing", "missing"]
-    materialize("raw", DAY)
+    job = materialize("raw", DAY).job_id
+    assert insights.partitions("raw", [DAY])[0].status == "queued"
+    with flowstone.session() as conn:  # claimed: executing
+        conn.execute("UPDATE flowstone.jobs SET state = 'executing', attempt = 1, attempted_at = now()")
     assert insights.partitions("raw", [DAY])[0].status == "running"
-    with flowstone.session() as conn:  # its job is cancelled before it ran
+    with flowstone.session() as conn:  # its job is cancelled with plain SQL before it ran
         conn.execute("UPDATE flowstone.jobs SET state = 'cancelled', cancelled_at = now()")
-    failed = insights.partitions("raw", [DAY])[0]
-    assert (failed.status, failed.reason) == ("failed", "its job ended cancelled without a result")
+    cancelled = insights.partitions("raw", [DAY])[0]
+    assert (cancelled.status, cancelled.reason) == (
+        "cancelled",
+        f"its job {job} ended cancelled without a result",
+    )
+    assert cancelled.record is not None and cancelled.record.status == "cancelled", "the record itself"
     every = insights.partitions("raw")  # every partition closed by now
     assert every[0].partition == "2025-01-01" and len(every) > 300

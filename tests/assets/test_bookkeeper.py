@@ -7,9 +7,9 @@ from typing import Any
 import anyio
 import pytest
 
-from flowstone import FlowStone
+from flowstone import DailyPartitions, FlowStone, FlowStoneError, Store, amaterialize, asset
 from flowstone.assets.bookkeeper import Begin, Begun, End, bookkeeper
-from flowstone.assets.records import Finish, Status, lock_key
+from flowstone.assets.records import Finish, Pending, Status, lock_key
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +85,30 @@ async def test_concurrent_requests_are_all_answered_and_every_lock_released(flow
     with flowstone.session() as conn:
         statuses = conn.execute("SELECT DISTINCT status::text FROM flowstone.materializations").fetchall()
     assert statuses == [("success",)]
+
+
+async def test_a_record_cancelled_while_its_run_goes_on_stays_cancelled(flowstone: FlowStone) -> None:
+    """The job is cancelled (the database cancels its record) while the run holds the
+    partition: the run's pending mark (a snooze) does not revive the record, and the job
+    starting again does not restart it."""
+
+    @asset(partitions=DailyPartitions("2025-01-01"))
+    def daily(ctx: Any, deps: dict[str, Any]) -> int:
+        return 1
+
+    queued = await amaterialize("daily", DAY, fs=flowstone)
+    book = bookkeeper(flowstone)
+    started = Begin("daily", DAY, queued.run_id, queued.job_id, 1, [])
+    begun = await book.begin(started)
+    assert begun.record is not None and begun.record.status == "running"
+    await flowstone.acancel_job(queued.job_id, reason="not needed")
+    waiting = Pending(begun.record.id, FlowStoneError("dependency_not_ready", "waiting for raw"))
+    assert await book.end(end(pending=waiting))
+    assert (await Store(flowstone).aget("daily", DAY)).status == "cancelled"  # type: ignore[union-attr]
+    again = await book.begin(Begin("daily", DAY, queued.run_id, queued.job_id, 2, []))
+    assert again.locked and again.record is None, "a cancelled record is not started again"
+    assert await book.end(end())
+    record = await Store(flowstone).aget("daily", DAY)
+    assert (
+        record is not None and record.status == "cancelled" and "not needed" in (record.error_message or "")
+    )

@@ -20,7 +20,8 @@ FAST = {"poll_interval": 0.2, "stage_interval": 0.05, "heartbeat_interval": 0.1,
 
 
 def chain(factor: int) -> AssetRegistry:
-    """A 2-asset chain in a graph of its own (with its own memory IO manager)."""
+    """A 2-asset chain in a graph of its own, stored by the default IO manager (postgres, in
+    the schema of the instance that runs it)."""
     graph = AssetRegistry(builtin_io_managers())
 
     @asset(registry=graph)
@@ -62,10 +63,13 @@ async def test_two_instances_on_two_schemas_keep_to_their_own(flowstone_url: str
                 result = await amaterialize(name, wait=True, timeout=20, fs=fs)
                 assert result.status == "completed", result.error
         for schema, graph in graphs.items():
-            memory = graph.io_managers.get("memory")
-            assert memory.load(Context("doubled")) == (2 if schema == "tenant_a" else 20)
+            stored = graph.io_managers.get("postgres")
+            ctx = Context("doubled", fs=instances[schema])  # reads <schema>_assets.doubled
+            assert await anyio.to_thread.run_sync(stored.load, ctx) == (2 if schema == "tenant_a" else 20)
             # the record finishes before the job's acknowledgement is written
-            await wait_for(lambda schema=schema: counts(flowstone_url, schema)["jobs"] == {"completed": 2})
+            await wait_for(
+                lambda schema=schema: counts(flowstone_url, schema)["jobs"] == {"completed": 2}, 20
+            )
             assert counts(flowstone_url, schema) == {
                 "jobs": {"completed": 2},
                 "records": [

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 from support import wait_until
 
 from flowstone import FlowStone
+from flowstone.insights import Insights
 from flowstone.queue.connecting import where
 from flowstone.queue.migrate import migrate
 
@@ -226,3 +230,43 @@ def test_connection_pool_lines_follow_the_json_log_format(flowstone, flowstone_u
     parsed = [json.loads(line) for line in node.lines]  # every line is JSON
     pool = [line for line in parsed if line.get("logger") == "psycopg.pool"]
     assert pool and all({"event", "level", "timestamp"} <= set(line) for line in pool)
+
+
+def test_a_stored_scale_is_announced_by_a_worker_started_later_and_reset_clears_it(
+    flowstone, flowstone_url, workers
+):
+    """`flowstone queues scale work 2` persists: a worker started with `--queues work=10`
+    runs with 2 and says so when it starts; `flowstone queues reset work` brings it back
+    to 10 (the worker's heartbeat shows both)."""
+    assert cli(flowstone_url, "queues", "scale", "work", "2", "--force") == "scale work on all nodes\n"
+    node = workers("stored", queues="work=10")
+    node.wait_started()
+    [said] = [json.loads(line) for line in node.lines if "stored queue setting replaces" in line]
+    assert (said["queue"], said["limit"], said["level"]) == (
+        "work",
+        "2 (configured 10; stored for all nodes)",
+        "warning",
+    )
+    wait_until(lambda: limits(flowstone) == (2, 10), 10, "the heartbeat to show the override")
+    assert (
+        cli(flowstone_url, "queues", "reset", "work")
+        == "reset work on all nodes: cleared limit 2 on all nodes\n"
+    )
+    wait_until(lambda: limits(flowstone) == (10, 10), 10, "the worker to go back to its configured limit")
+    assert any("queue reset to its configured settings" in line for line in node.lines)
+
+
+def cli(url: str, *argv: str) -> str:
+    """`flowstone ARGV…` in a process of its own on the test's database: its output."""
+    env = {**os.environ, "FLOWSTONE_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "flowstone.cli", *argv], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def limits(fs: FlowStone) -> tuple[int, int]:
+    """The `work` queue's limit and configured limit over the alive nodes."""
+    [work] = [queue for queue in Insights(fs).overview().queues if queue.queue == "work"]
+    return work.limit, work.configured_limit

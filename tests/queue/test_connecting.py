@@ -3,14 +3,17 @@ server, a failed login, a missing database, an unmigrated schema, a URL of anoth
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
 import threading
 import time
 
+import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from support import wait_for
 
 from flowstone import FlowStone, FlowStoneError, ValidationError
 from flowstone.cli import main
@@ -86,3 +89,26 @@ def test_an_unmigrated_schema_says_to_migrate(flowstone_url: str, capsys: pytest
     assert main(["--database-url", flowstone_url, "--schema", "never_migrated", "queues"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "schema 'never_migrated' is not migrated" in err
+
+
+@pytest.mark.anyio
+async def test_first_calls_at_once_on_a_loop_open_one_pool_and_close_leaves_no_connection(
+    flowstone_url: str,
+) -> None:
+    """Each caller that meets the loop's pool unopened opens one; the ones not kept are
+    closed at once (a pool dropped unclosed keeps its connections and tasks until the
+    garbage collector finds them), so the instance holds one pool, and none after aclose."""
+    fs = FlowStone(flowstone_url, pool_size=2)
+    with psycopg.connect(flowstone_url, autocommit=True) as watcher:
+
+        def connections() -> int:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        await asyncio.gather(*(fs.aqueue_counts() for _ in range(6)))
+        assert connections() <= 2, "one pool of at most 2 connections"
+        await fs.aclose()
+        await wait_for(lambda: connections() == 0, 5, "the pool's connections to close")

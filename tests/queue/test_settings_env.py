@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowstone import FlowStone, ValidationError
+from flowstone import FlowStone, Job, ValidationError, Worker
 from flowstone.queue.config import QueueConfig
 
 
@@ -52,3 +52,28 @@ def test_a_bad_environment_value_is_one_line(
     with pytest.raises(ValidationError) as raised:
         FlowStone()
     assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_configure_accepts_an_instance_as_the_default(flowstone_url: str) -> None:
+    import flowstone
+    from flowstone.queue.instance import get_default, set_default
+
+    class Ping(Worker):
+        name = "settings.Ping"
+
+        def perform(self, job: Job) -> None:
+            return None
+
+    mine = FlowStone(flowstone_url, schema="flowstone")
+    previous = FlowStone(flowstone_url)
+    set_default(previous)
+    try:
+        assert flowstone.configure(mine) is mine and get_default() is mine
+        job = Ping.enqueue({"n": 1})  # through the default: the instance given
+        assert mine.get_job(job.id) is not None
+        with pytest.raises(ValidationError, match=r"configure\(fs\) takes the instance alone"):
+            flowstone.configure(mine, pool_size=3)
+    finally:
+        set_default(None)
+        mine.close()
+        previous.close()

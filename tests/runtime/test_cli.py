@@ -82,7 +82,7 @@ def test_jobs_ls_pages_newest_first(cli: Run, flowstone: FlowStone) -> None:
 def test_jobs_show_retry_and_cancel(cli: Run, flowstone: FlowStone) -> None:
     job = flowstone.insert(w.Echo.new({"n": 7}))
     code, out, _ = cli("jobs", "show", str(job.id), "--json")
-    assert code == 0 and as_json(out)[0]["args"] == {"n": 7}
+    assert code == 0 and json.loads(out)["args"] == {"n": 7}, "one job: an object, not a list"
     code, out, _ = cli("jobs", "show", str(job.id))
     assert code == 0 and any(line.split() == ["state", "available"] for line in out.splitlines())
     one_line_error(*cli("jobs", "retry", str(job.id))[::2], f"job {job.id} cannot be retried")
@@ -111,6 +111,38 @@ def test_queues_show_counts_and_steer_queues(cli: Run, flowstone: FlowStone) -> 
     assert cli("queues", "resume", "rt", "--json")[0] == 0
     assert [row["paused"] for row in controls(flowstone)] == [False, None]
     one_line_error(*cli("queues", "scale", "rt", "0")[::2], "limit must be an integer from 1 to 10000")
+
+
+def test_queues_shows_stored_settings_and_reset_clears_them(cli: Run, flowstone: FlowStone) -> None:
+    flowstone.insert(w.Echo.new())
+    assert cli("queues", "scale", "rt", "3")[0] == 0
+    assert cli("queues", "pause", "rt", "--node", "n1", "--force")[0] == 0
+    code, out, _ = cli("queues")
+    assert code == 0 and out.splitlines()[0].split()[-2:] == ["LIMIT", "CONFIGURED"]
+    assert out.splitlines()[-3:-2] == [
+        "stored settings, overriding what nodes are configured with (`flowstone queues reset QUEUE`):"
+    ]
+    assert [line.split(" (since")[0] for line in out.splitlines()[-2:]] == [
+        "  rt: limit 3 on all nodes",
+        "  rt: paused on node n1",
+    ]
+    [row] = as_json(cli("queues", "--json")[1])
+    assert [(o["node"], o["limit"], o["paused"]) for o in row["overrides"]] == [
+        ("*", 3, None),
+        ("n1", None, True),
+    ]
+
+    assert cli("queues", "reset", "rt", "--node", "n1")[:2] == (
+        0,
+        "reset rt on node n1: cleared paused on node n1\n",
+    )
+    assert controls(flowstone) == [{"queue": "rt", "node": "*", "paused": None, "limit": 3}]
+    code, out, _ = cli("queues", "reset", "rt", "--json")
+    cleared = json.loads(out)["cleared"]
+    assert (
+        code == 0 and [(c["node"], c["limit"]) for c in cleared] == [("*", 3)] and controls(flowstone) == []
+    )
+    assert cli("queues", "reset", "rt")[:2] == (0, "nothing was stored for rt on all nodes\n")
 
 
 def test_unknown_queues_and_nodes_are_refused_unless_forced(cli: Run, flowstone: FlowStone) -> None:

@@ -65,7 +65,7 @@ def test_workflows_show_lists_jobs_dependencies_and_batch_counts(cli: Run, flows
     code, out, _ = cli("workflows", "show", batch.id)
     assert out.splitlines()[-1].endswith('batch of 1: {"available": 1}, callback scheduled')
     code, out, _ = cli("workflows", "show", batch.id, "--json")
-    assert json.loads(out)[0]["counts"] == {"available": 1, "scheduled": 1}
+    assert json.loads(out)["counts"] == {"available": 1, "scheduled": 1}
     one_line_error(*_code_err(cli("workflows", "show", "nope")), "no workflow or batch with id 'nope'")
 
 
@@ -73,4 +73,4 @@ def test_jobs_show_includes_the_recorded_result(cli: Run, flowstone: FlowStone) 
     job = flowstone.insert(fw.Answer.new({"n": 4}))
     drain_queue(fw.QUEUE)
     code, out, _ = cli("jobs", "show", str(job.id), "--json")
-    assert code == 0 and json.loads(out)[0]["result"] == {"answer": 8}
+    assert code == 0 and json.loads(out)["result"] == {"answer": 8}

@@ -1,12 +1,14 @@
-"""Steering running nodes: pause, resume, scale (all nodes or one), and cancel."""
+"""Steering running nodes: pause, resume, scale (all nodes or one), reset, and cancel."""
 
 from __future__ import annotations
 
 import pytest
 import runtime_workers as w
+import structlog
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone
+from flowstone.insights import Insights
 from flowstone.queue.runtime import Node
 
 pytestmark = pytest.mark.anyio
@@ -112,3 +114,42 @@ async def test_cancelling_an_executing_sync_job_records_it_and_holds_the_slot_un
     assert w.reports == [f"thread done {job.id}"]
     final = await fs.aget_job(job.id)
     assert final is not None and (final.state, final.completed_at) == ("cancelled", None)
+
+
+async def test_a_stored_scale_overrides_a_later_nodes_limit_visibly_until_reset(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.ascale_queue(w.QUEUE, 2)
+    with structlog.testing.capture_logs() as logs:
+        node = await fs.start({w.QUEUE: 10, OTHER: 1})
+    assert node.producers[w.QUEUE].limit == 2
+    [said] = [entry for entry in logs if "stored queue setting replaces" in entry["event"]]
+    assert said["log_level"] == "warning" and "flowstone queues reset QUEUE" in said["event"]
+    assert (said["queue"], said["limit"]) == (w.QUEUE, "2 (configured 10; stored for all nodes)")
+    await wait_for(
+        lambda: _limits(fs, (2, 10)), message="the heartbeat to publish the limit and the configured one"
+    )
+
+    cleared = await fs.areset_queue(w.QUEUE)
+    assert [(c.queue, c.node, c.limit, c.paused) for c in cleared] == [(w.QUEUE, "*", 2, None)]
+    await wait_for(lambda: node.producers[w.QUEUE].limit == 10, message="the reset signal")
+    assert await fs.areset_queue(w.QUEUE) == [], "nothing is stored any more"
+    assert (await Insights(fs).aoverview()).controls == []
+
+
+async def _limits(fs: FlowStone, expected: tuple[int, int]) -> bool:
+    """Whether the overview shows the queue's limit and configured limit as `expected`."""
+    found = next(q for q in (await Insights(fs).aoverview()).queues if q.queue == w.QUEUE)
+    return (found.limit, found.configured_limit) == expected
+
+
+async def test_resetting_one_node_keeps_what_is_stored_for_all_nodes(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    await fs.ascale_queue(w.QUEUE, 3)
+    await fs.apause_queue(w.QUEUE, node="n1")
+    node = await fs.start({w.QUEUE: 10})
+    producer = node.producers[w.QUEUE]
+    assert (producer.paused, producer.limit) == (True, 3)
+    cleared = await fs.areset_queue(w.QUEUE, node="n1")
+    assert [(c.node, c.paused) for c in cleared] == [("n1", True)]
+    await wait_for(lambda: not producer.paused and producer.limit == 3, message="n1's own setting cleared")
+    assert [(c.node, c.limit) for c in (await Insights(fs).aoverview()).controls] == [("*", 3)]

@@ -4,21 +4,17 @@ the dashboard served by uvicorn in a thread, and a node running jobs in another.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import tempfile
 import threading
 from typing import Any
 
-import pytest
 import uvicorn
-from support import wait_until
+from support import CHROMEDRIVER, CHROMIUM, wait_until
 
 from flowstone import FlowStone
 
-CHROMIUM = os.environ.get("FLOWSTONE_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("FLOWSTONE_CHROMEDRIVER", "/usr/bin/chromedriver")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -31,17 +27,6 @@ FLAGS = [
     "--disable-dev-shm-usage",
     "--window-size=1400,1000",
 ]
-
-
-def require_browser() -> None:
-    """Skip (locally) or fail (under CI=true) when the browser is not installed."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    if not missing:
-        return
-    reason = f"no browser: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI must run the browser tests")
-    pytest.skip(reason)
 
 
 def chromium() -> Any:

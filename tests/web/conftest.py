@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from browser import chromium, close, require_browser
+from browser import chromium, close
+from support import require_browser
 from web_support import QUEUE, Client, client_for, graph
 
 from flowstone import FlowStone

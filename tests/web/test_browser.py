@@ -19,6 +19,7 @@ from support import wait_until
 from web_support import QUEUE, Echo, FailOnce
 
 from flowstone import FlowStone, materialize, materialize_all
+from flowstone.insights import STATUSES
 from flowstone.testing import drain_queue
 from flowstone.web import create_app
 
@@ -105,18 +106,46 @@ def test_every_page_loads_and_goes_live(driver: WebDriver, site: str, app_fs: Fl
     for path, heading in pages.items():
         driver.get(site + path)
         until(driver, lambda b: text(b, "#live") == "live", f"{path} to go live")
-        assert text(driver, "h1").startswith(heading), path
+        shown = until(driver, lambda b: text(b, "h1"), f"{path}'s heading")  # read again if refreshed
+        assert shown.startswith(heading), path
         assert errors(driver) == [], path
         assert "owned" not in driver.title
     driver.get(site + "/assets/raw?start=2025-01-10&end=2025-01-14")
-    cells = driver.find_elements(By.CSS_SELECTOR, ".strip .cell")
-    assert [cell.get_attribute("data-status") for cell in cells] == [
-        "missing",
-        "missing",
-        "fresh",
-        "failed",
-        "missing",
+    squares, _ = until(driver, strip_and_legend, "the strip")
+    assert [status for status, _ in squares] == ["missing", "missing", "fresh", "failed", "missing"]
+
+
+def strip_and_legend(browser: WebDriver) -> tuple[list[tuple[str, str]], dict[str, tuple[int, str]]]:
+    """The strip's squares (status, colour) and the legend's badges (count, colour) by
+    status, as shown, read in one go (a live refresh in between is read again)."""
+    cells = browser.find_elements(By.CSS_SELECTOR, ".strip .cell")
+    squares = [
+        (c.get_attribute("data-status") or "", c.value_of_css_property("background-color")) for c in cells
     ]
+    legend = {}
+    for badge in browser.find_elements(By.CSS_SELECTOR, ".legend .badge"):
+        count, status = badge.text.split(" ", 1)
+        legend[status] = (int(count), badge.value_of_css_property("background-color"))
+    return squares, legend
+
+
+def test_the_partition_legend_counts_the_squares_shown(
+    driver: WebDriver, site: str, app_fs: FlowStone
+) -> None:
+    materialize_all("report", "2025-01-12", fs=app_fs)  # raw 2025-01-12: fresh
+    materialize("raw", "2025-01-13", fs=app_fs)  # fails: failed
+    drain_queue("assets", with_scheduled=True, fs=app_fs)
+    materialize("raw", "2025-01-14", fs=app_fs)  # queued
+    app_fs.cancel_job(materialize("raw", "2025-01-11", fs=app_fs).job_id)  # cancelled
+    driver.get(site + "/assets/raw?start=2025-01-08&end=2025-01-14")
+    until(driver, lambda b: text(b, "#live") == "live", "the page to go live")
+    squares, legend = until(driver, strip_and_legend, "the strip and its legend")
+    shown = [status for status, _ in squares]
+    assert shown == ["missing", "missing", "missing", "cancelled", "fresh", "failed", "queued"]
+    assert sum(count for count, _ in legend.values()) == len(squares), "the legend counts every square"
+    assert {status: count for status, (count, _) in legend.items()} == {s: shown.count(s) for s in STATUSES}
+    assert all(colour == legend[status][1] for status, colour in squares), "a square has its status's colour"
+    assert len({colour for _, colour in legend.values()}) == len(STATUSES), "a colour of its own per status"
 
 
 def test_a_job_is_followed_live_from_available_to_completed(
@@ -125,7 +154,7 @@ def test_a_job_is_followed_live_from_available_to_completed(
     job = app_fs.insert(Echo.new({"follow": "me"}))
     driver.get(f"{site}/jobs/{job.id}")
     until(driver, lambda b: text(b, "#live") == "live", "the page to go live")
-    assert text(driver, "#job-state") == "available"
+    until(driver, lambda b: text(b, "#job-state") == "available", "the job to show available")
     driver.execute_script("window.flowstoneMarker = 42")  # gone if the page reloaded
     node()
     until(driver, lambda b: text(b, "#job-state") == "completed", "the job to show completed")

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
-from web_support import QUEUE, Client, Echo, FailOnce, client_for
+from web_support import QUEUE, Client, Echo, FailOnce, client_for, heartbeat
 
 from flowstone import FlowStone, amaterialize_all
 from flowstone.testing import adrain_queue
@@ -61,10 +61,10 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     assert detail.status_code == 200 and "first attempt of" in detail.text and "Traceback" in detail.text
 
     assets = (await client.get("/api/assets")).json()["assets"]
-    assert [(a["name"], a["counts"]) for a in assets] == [
-        ("raw", {"success": 1}),
-        ("clean", {"success": 1}),
-        ("report", {"success": 1}),
+    assert [(a["name"], a["counts"]["fresh"], a["health"]) for a in assets] == [
+        ("raw", 1, "missing"),  # its other days were never materialized
+        ("clean", 1, "missing"),
+        ("report", 1, "missing"),
     ]
     assert "<svg" in (await client.get("/assets")).text
     strip = await client.get(
@@ -87,6 +87,30 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     assert (await client.get("/cron")).status_code == 200
     home = await client.get("/")
     assert home.status_code == 307 and home.headers["location"] == "/queues"
+
+
+async def test_the_job_list_shows_an_asset_job_as_its_asset_and_partition(
+    client: Client, app_fs: FlowStone
+) -> None:
+    await amaterialize_all("clean", "2025-01-12", fs=app_fs)
+    await app_fs.ainsert(Echo.new({"n": 1}))
+    listed = (await client.get("/api/jobs")).json()["jobs"]
+    assert [job["materialization"] for job in listed] == [
+        None,
+        {"asset": "clean", "partition": "2025-01-12"},
+        {"asset": "raw", "partition": "2025-01-12"},
+    ]
+    page = (await client.get("/jobs")).text
+    cells = re.findall(r'<td class="args" data-materializes="(\w+)"[^>]*>(.*?)</td>', page, re.S)
+    assert [(asset, re.sub(r"\s+", " ", html).strip()) for asset, html in cells] == [
+        (
+            name,
+            f'<a href="/assets/{name}">{name}</a> · '
+            f'<a href="/assets/{name}/history?partition=2025-01-12&amp;">2025-01-12</a>',
+        )
+        for name in ("clean", "raw")
+    ]
+    assert "&#34;n&#34;: 1" in page, "other jobs show their args"
 
 
 async def test_values_from_the_database_are_escaped(client: Client, app_fs: FlowStone) -> None:
@@ -263,6 +287,15 @@ async def test_queue_actions_store_and_signal_the_control(client: Client, app_fs
     assert (await client.submit(f"/queues/{QUEUE}/scale", {"limit": "7"})).status_code == 303
     controls = await rows(app_fs, 'SELECT queue, node, paused, "limit" FROM flowstone.queue_controls')
     assert controls == [{"queue": QUEUE, "node": "*", "paused": True, "limit": 7}]
+    await heartbeat(app_fs, "n1", {QUEUE: {"limit": 7, "configured_limit": 5, "paused": True, "running": 0}})
+    page = (await client.get("/queues")).text
+    assert 'data-override="web/*"' in page and "configured 5</span>" in page
+    web = next(q for q in (await client.get("/api/queues")).json()["queues"] if q["queue"] == QUEUE)
+    assert (web["limit"], web["configured_limit"], [o["limit"] for o in web["overrides"]]) == (7, 5, [7])
+    reset = await client.submit(f"/queues/{QUEUE}/reset", {})
+    assert reset.headers["location"] == "/queues?notice=reset"
+    assert await rows(app_fs, "SELECT * FROM flowstone.queue_controls") == []
+    assert "data-override" not in (await client.get("/queues")).text
     bad = await client.submit(f"/queues/{QUEUE}/scale", {"limit": "many"})
     assert bad.status_code == 400 and "limit must be a positive whole number" in bad.text
     assert (await client.submit(f"/queues/{QUEUE}/explode", {})).status_code == 404

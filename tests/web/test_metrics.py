@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import wait_until
-from web_support import QUEUE, Client, Echo
+from web_support import QUEUE, Client, Echo, heartbeat
 
 from flowstone import FlowStone, amaterialize_all
 from flowstone.testing import adrain_queue
@@ -29,14 +28,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-async def heartbeat(fs: FlowStone, node: str, queues: dict[str, Any]) -> None:
-    """A node's heartbeat row, as a running node writes it."""
-    async with fs.aconnection() as conn:
-        await conn.execute(
-            "INSERT INTO flowstone.nodes (name, queues) VALUES (%s, %s::jsonb)", (node, json.dumps(queues))
-        )
 
 
 async def test_the_dashboard_exposes_queues_nodes_and_assets(client: Client, app_fs: FlowStone) -> None:
@@ -55,7 +46,8 @@ async def test_the_dashboard_exposes_queues_nodes_and_assets(client: Client, app
     assert found[("flowstone_queue_paused", (("node", "node-a"), ("queue", QUEUE)))] == 1
     assert found[("flowstone_node_alive", (("node", "node-a"),))] == 1
     assert 0 <= found[("flowstone_node_heartbeat_age_seconds", (("node", "node-a"),))] < 60
-    assert found[("flowstone_asset_partitions", (("asset", "clean"), ("status", "success")))] == 1
+    assert found[("flowstone_asset_partitions", (("asset", "clean"), ("status", "fresh")))] == 1
+    assert found[("flowstone_asset_partitions", (("asset", "clean"), ("status", "cancelled")))] == 0
     assert ("flowstone_jobs_finished_last_minute", (("outcome", "completed"),)) in found
     assert 0 < found[("flowstone_scrape_duration_seconds", ())] < 5
 

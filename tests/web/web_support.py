@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import httpx
 
-from flowstone import AssetRegistry, DailyPartitions, Worker, asset
+from flowstone import AssetRegistry, DailyPartitions, FlowStone, Worker, asset
 
 DAYS = DailyPartitions("2025-01-01")
 QUEUE = "web"
@@ -53,6 +54,19 @@ def graph() -> AssetRegistry:
         return sum(deps["clean"])
 
     return registry
+
+
+def cli_app() -> FlowStone:
+    """The same app for `flowstone --app web_support:cli_app --database-url …`."""
+    return FlowStone(assets=graph(), queues={QUEUE: 5})
+
+
+async def heartbeat(fs: FlowStone, node: str, queues: dict[str, Any]) -> None:
+    """A node's heartbeat row, as a running node writes it."""
+    async with fs.aconnection() as conn:
+        await conn.execute(
+            "INSERT INTO flowstone.nodes (name, queues) VALUES (%s, %s::jsonb)", (node, json.dumps(queues))
+        )
 
 
 class Client(httpx.AsyncClient):

@@ -1,8 +1,9 @@
 """IO managers: the interface (`base`), one module per kind of storage, and the registry.
 
-Built in: `memory` (this process only; for tests), `filesystem` (a directory per asset, a
-file per partition; JSON unless pickle is asked for) and `postgres` (a table per asset,
-keyed by partition, in the FlowStone database). Add your own with `register_io_manager`.
+Built in: `postgres` (the default: a table per asset, keyed by partition, JSON values, in
+the FlowStone database, so every worker process reads them), `filesystem` (a directory
+per asset, a file per partition; JSON unless pickle is asked for) and `memory` (this
+process only; for tests and one-process scripts). Add your own with `register_io_manager`.
 """
 
 from flowstone.assets.io.base import IOManager, io_error, to_json

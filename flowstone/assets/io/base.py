@@ -30,12 +30,19 @@ def io_error(ctx: Context, message: str, *, retryable: bool = True) -> FlowStone
 
 
 def to_json(ctx: Context, value: Any) -> str:
-    """`value` as JSON text, or a non-retryable io_error saying why it cannot be stored."""
+    """`value` as JSON text, or a non-retryable io_error saying why it cannot be stored and
+    what to do instead."""
     try:
         check_json(value, "value")
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
-        raise io_error(ctx, f"value cannot be stored as JSON: {error}", retryable=False) from error
+        raise io_error(
+            ctx,
+            f"value cannot be stored as JSON ({error}): return JSON data (dicts, lists, strings, numbers, "
+            'booleans, None), or give the asset io_manager="memory" (this process only) or a '
+            'pickling "filesystem" manager (register_io_manager(name, FilesystemIOManager(format="pickle")))',
+            retryable=False,
+        ) from error
 
 
 class IOManager(ABC):
@@ -59,3 +66,8 @@ class IOManager(ABC):
 
     def check_asset(self, name: str) -> None:  # noqa: B027 - optional hook, accepts by default
         """Reject, when an asset is defined, a name this manager cannot store under."""
+
+    def not_found(self, ctx: Context) -> str:
+        """What to say when a value the records say was stored (an upstream's success) is
+        not there."""
+        return f"upstream {ctx.asset!r} has no data for partition {ctx.partition_key!r}"

@@ -1,4 +1,7 @@
-"""The `memory` IO manager: values in a dict of this process (tests, one-process demos)."""
+"""The `memory` IO manager: values in a dict of this process (tests, one-process scripts).
+
+Only the process that computed a value holds it: a worker process reading an upstream
+computed by another (or before a restart) finds nothing, and says so with the fix."""
 
 from __future__ import annotations
 
@@ -40,6 +43,14 @@ class MemoryIOManager(IOManager):
     def delete(self, ctx: Context) -> None:
         with self._lock:
             self._values.pop((ctx.asset, ctx.partition_key), None)
+
+    def not_found(self, ctx: Context) -> str:
+        return (
+            f"upstream {ctx.asset!r} (partition {ctx.partition_key!r}) is stored by the memory IO manager, "
+            "which keeps a value only in the process that computed it, and this process does not hold "
+            f'it: give {ctx.asset!r} io_manager="postgres" (the default) or "filesystem" so that every '
+            "worker process reads it"
+        )
 
     def clear(self) -> None:
         """Forget every value."""

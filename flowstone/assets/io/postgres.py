@@ -46,7 +46,9 @@ class PostgresIOManager(IOManager):
             check_identifier(name, "asset name")
         except ValueError as error:
             raise FlowStoneError(
-                "validation_error", f"postgres IO manager cannot store asset {name!r}: {error}"
+                "validation_error",
+                f"the postgres IO manager (the default) cannot store asset {name!r}: {error}; rename it, "
+                'or give it io_manager="filesystem" or "memory"',
             ) from error
 
     def _table(self, ctx: Context) -> sql.Identifier:

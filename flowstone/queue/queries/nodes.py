@@ -64,6 +64,16 @@ ON CONFLICT (queue, node) DO UPDATE
 RETURNING queue, node, paused, "limit", pg_notify(%(channel)s, %(signal)s) AS notified
 """
 
+# Stored settings cleared: a queue's on every node and for all nodes (node NULL), or one
+# node's own (then the cluster-wide ones apply to it again); the cleared rows come back.
+_RESET_CONTROLS = """
+DELETE FROM {controls} WHERE queue = %(queue)s AND (%(node)s::text IS NULL OR node = %(node)s)
+RETURNING queue, node, paused, "limit", updated_at
+"""
+
+# Every stored setting, for front ends (what overrides the nodes' configured ones).
+_CONTROLS = 'SELECT queue, node, paused, "limit", updated_at FROM {controls} ORDER BY queue, node'
+
 # Node-specific settings override the cluster-wide ones ('*').
 _CONTROLS_FOR = """
 SELECT queue, bool_or(paused) FILTER (WHERE node = %(node)s) AS node_paused,
@@ -92,6 +102,8 @@ class NodeQueries(SchemaStatements):
     resign: str
     leader: str
     set_control: str
+    reset_controls: str
+    controls: str
     controls_for: str
     signal: str
     clock: str
@@ -117,6 +129,8 @@ class NodeQueries(SchemaStatements):
             resign=compose(_RESIGN),
             leader=compose(_LEADER),
             set_control=compose(_SET_CONTROL),
+            reset_controls=compose(_RESET_CONTROLS),
+            controls=compose(_CONTROLS),
             controls_for=compose(_CONTROLS_FOR),
             signal=compose(_SIGNAL),
             clock=compose(_CLOCK),

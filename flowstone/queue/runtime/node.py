@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from flowstone.queue import telemetry
 from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
-from flowstone.queue.plan import single
+from flowstone.queue.plan import Row, single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
 from flowstone.queue.plugins.base import InstanceRuntime
 from flowstone.queue.plugins.cron import entries_from
@@ -107,6 +107,9 @@ class Node(InstanceRuntime):
             assert signal.job_id is not None
             for producer in self.producers.values():
                 producer.cancel_job(signal.job_id, "cancel")
+        elif signal.action == "reset":
+            assert signal.queue is not None
+            self._reset(signal.queue)
         else:
             assert signal.queue is not None
             self._apply_control(signal.queue, signal.paused, signal.limit)
@@ -120,6 +123,17 @@ class Node(InstanceRuntime):
             producer.pause(bool(paused))
         if limit is not None:
             producer.scale(int(limit))
+
+    def _reset(self, queue: str) -> None:
+        """A queue's stored settings were cleared: back to its configured ones, then to
+        what is still stored for this node (a cluster-wide setting after a node's reset)."""
+        producer = self.producers.get(queue)
+        if producer is None:
+            return
+        producer.pause(producer.config.paused)
+        producer.scale(producer.config.limit)
+        _log.info("queue reset to its configured settings", node=self.name, queue=queue)
+        self._reload_controls.set()
 
     def _on_connect(self) -> None:
         """After (re)connecting: fetch everywhere, and re-read controls we may have missed."""
@@ -215,11 +229,15 @@ class Node(InstanceRuntime):
     # -- periodic work ----------------------------------------------------------------------
 
     def _queue_limits(self) -> dict[str, Any]:
-        """What the heartbeat publishes of each queue (and its cluster-wide limits)."""
+        """What the heartbeat publishes of each queue: its limit and paused state now and
+        as configured (they differ while a stored setting overrides them), running jobs,
+        and its cluster-wide limits."""
         return {
             queue: {
                 "limit": p.limit,
                 "paused": p.paused,
+                "configured_limit": p.config.limit,
+                "configured_paused": p.config.paused,
                 "running": len(p.running),
                 **p.config.model_dump(
                     mode="json", include={"global_limit", "rate_limit", "partition"}, exclude_none=True
@@ -264,14 +282,39 @@ class Node(InstanceRuntime):
         return [queue for queue, producer in self.producers.items() if now - producer.turned_at > limit]
 
     async def _load_controls(self) -> None:
+        """Apply the stored settings (a node-specific one over the cluster-wide one); at
+        start, say which replace a configured setting, and how to clear them."""
         rows = await until_done(
             lambda: self.link.execute(single(self.nodes.controls_for, {"node": self.name})),
             "load queue controls",
         )
         for row in rows:
+            if not self.started.is_set():
+                self._announce_override(row)
             paused = row["node_paused"] if row["node_paused"] is not None else row["all_paused"]
             limit = row["node_limit"] if row["node_limit"] is not None else row["all_limit"]
             self._apply_control(row["queue"], paused, limit)
+
+    def _announce_override(self, row: Row) -> None:
+        """Log the stored settings of a queue (row of `controls_for`) that replace what this
+        node was configured with."""
+        producer = self.producers.get(row["queue"])
+        if producer is None:
+            return
+        replaced = {}
+        for field, configured in (("limit", producer.config.limit), ("paused", producer.config.paused)):
+            own, everyone = row[f"node_{field}"], row[f"all_{field}"]
+            stored = own if own is not None else everyone
+            if stored is not None and stored != configured:
+                scope = "this node" if own is not None else "all nodes"
+                replaced[field] = f"{stored} (configured {configured}; stored for {scope})"
+        if replaced:
+            _log.warning(
+                "stored queue setting replaces the configured one (flowstone queues reset QUEUE clears it)",
+                node=self.name,
+                queue=row["queue"],
+                **replaced,
+            )
 
     async def _controls_loop(self) -> None:
         while True:

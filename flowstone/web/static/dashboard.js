@@ -73,7 +73,8 @@
         bar.value = run.finished;
         document.getElementById("run-percent").textContent = run.percent + " %";
         document.getElementById("run-counts").textContent =
-          run.finished + " / " + run.total + " finished" + (run.failed ? ", " + run.failed + " failed" : "");
+          run.finished + " / " + run.total + " finished" + (run.failed ? ", " + run.failed + " failed" : "") +
+          (run.cancelled ? ", " + run.cancelled + " cancelled" : "");
       });
   }
 

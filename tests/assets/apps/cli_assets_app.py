@@ -1,6 +1,7 @@
 """The app the asset CLI tests load with `--app cli_assets_app:app`, in-process and in
 real `flowstone worker` processes: cli_orders → cli_revenue, daily, in Postgres, and
-cli_flaky, which fails on odd days (once: max_attempts=1).
+cli_flaky, which fails on odd days (once: max_attempts=1), and cli_retried, which fails
+there too but is retried (3 attempts, 30 s of backoff first).
 
 `app` is a factory that registers the assets when they are missing, because the asset
 tests clear the registry between tests while this module stays imported.
@@ -42,6 +43,7 @@ ASSETS = [
         partitions=DAYS,
     ),
     Asset(name="cli_flaky", execute_fn=flaky, io_manager="postgres", partitions=DAYS, max_attempts=1),
+    Asset(name="cli_retried", execute_fn=flaky, partitions=DAYS),
 ]
 
 
