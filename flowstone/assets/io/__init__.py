@@ -1,13 +1,16 @@
 """IO managers: the interface (`base`), one module per kind of storage, and the registry.
 
 Built in: `memory` (this process only; for tests), `filesystem` (a directory per asset, a
-file per partition; JSON unless pickle is asked for) and `postgres` (a table per asset,
-keyed by partition, in the FlowStone database). Add your own with `register_io_manager`.
+file per partition; JSON unless pickle is asked for), `postgres` (a table per asset,
+keyed by partition, in the FlowStone database) and `parquet` (pandas and polars
+DataFrames, pyarrow Tables; a directory or an fsspec URL). Add your own with
+`register_io_manager`.
 """
 
 from flowstone.assets.io.base import IOManager, io_error, to_json
 from flowstone.assets.io.filesystem import FilesystemIOManager
 from flowstone.assets.io.memory import MemoryIOManager
+from flowstone.assets.io.parquet import ParquetIOManager
 from flowstone.assets.io.postgres import PostgresIOManager
 from flowstone.assets.io.registry import IOManagerRegistry, builtin_io_managers
 
@@ -25,6 +28,7 @@ __all__ = [
     "IOManager",
     "IOManagerRegistry",
     "MemoryIOManager",
+    "ParquetIOManager",
     "PostgresIOManager",
     "builtin_io_managers",
     "default_io_managers",

@@ -24,6 +24,12 @@ UNPARTITIONED = "__unpartitioned__"
 DEFAULT_ROOT = "flowstone_assets"
 
 
+def default_root() -> Path:
+    """FLOWSTONE_ASSETS_DIR, else `./flowstone_assets`: where the file managers store
+    unless given a root (read each time, not when FlowStone is imported)."""
+    return Path(os.environ.get("FLOWSTONE_ASSETS_DIR", DEFAULT_ROOT))
+
+
 class FilesystemIOManager(IOManager):
     """`root/<asset>/<partition>.json` (or `.pkl` with `format="pickle"`), written atomically.
 
@@ -39,9 +45,7 @@ class FilesystemIOManager(IOManager):
     @property
     def root(self) -> Path:
         """The directory holding every asset's files."""
-        if self._root is None:
-            return Path(os.environ.get("FLOWSTONE_ASSETS_DIR", DEFAULT_ROOT))
-        return self._root
+        return default_root() if self._root is None else self._root
 
     def path(self, ctx: Context) -> Path:
         """The file holding the value of `ctx`'s asset and partition."""
