@@ -142,3 +142,20 @@ def test_a_clean_virtualenv_runs_an_unrelated_test_with_no_server(
     assert "pip install 'flowstone[embedded]'" in cli.stderr
     greenlet = subprocess.run([str(bin_dir / "python"), "-c", "import greenlet"], capture_output=True)
     assert greenlet.returncode == 0, "async SQLAlchemy sessions need greenlet"
+
+
+OPTIONAL = ("pandas", "polars", "pyarrow", "fsspec", "django")
+
+
+def test_flowstone_imports_no_optional_library_until_it_is_used() -> None:
+    """The frame libraries and Django come in with the parquet IO manager's first store
+    and the Django app, never with `flowstone`, its assets (the `parquet` manager is
+    registered all the same), the CLI or the dashboard."""
+    code = (
+        "import sys, flowstone, flowstone.assets, flowstone.cli, flowstone.web, flowstone.contrib\n"
+        "flowstone.FlowStone, flowstone.asset, flowstone.assets.default_io_managers.get('parquet')\n"
+        f"print(sorted({{m.partition('.')[0] for m in sys.modules}} & set({OPTIONAL!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -20,6 +20,8 @@ class Context:
 
     `partition` is the key (e.g. a `date`), `partition_key` its string form (None when
     unpartitioned). Entries the function adds to `metadata` are recorded with it.
+    `as_type`, in the context an IO manager loads an upstream's data with: the type the
+    dependent asked for (`Dep(..., as_type=polars.DataFrame)`), None for as stored.
     """
 
     asset: str
@@ -31,6 +33,7 @@ class Context:
     force: bool = False
     fs: FlowStone | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    as_type: type | None = None
 
     def for_upstream(self, upstream: Asset, partition: Any = SAME) -> Context:
         """The context locating `upstream`'s data at `partition` (a canonical key of the

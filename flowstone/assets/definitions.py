@@ -66,15 +66,17 @@ class Asset:
     automation: Automation | None = None
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT
     mappings: tuple[tuple[str, PartitionMapping], ...] = ()
+    load_types: tuple[tuple[str, type], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise _invalid(
                 f"asset name must be letters, digits and '_' (not starting with a digit); got {self.name!r}"
             )
-        names, mappings = _dependencies(self.name, self.depends_on)
+        names, mappings, types = _dependencies(self.name, self.depends_on)
         object.__setattr__(self, "depends_on", names)
         object.__setattr__(self, "mappings", (*self.mappings, *mappings))
+        object.__setattr__(self, "load_types", (*self.load_types, *types))
         object.__setattr__(self, "tags", tuple(self.tags))
         if not callable(self.execute_fn):
             raise _invalid(f"asset {self.name!r}: execute_fn must be callable", asset=self.name)
@@ -112,6 +114,10 @@ class Asset:
         """The mapping given for `dependency` (None: the default one)."""
         return next((mapping for name, mapping in self.mappings if name == dependency), None)
 
+    def as_type_of(self, dependency: str) -> type | None:
+        """The type `dependency`'s data is loaded as (`Dep(..., as_type=)`; None: as stored)."""
+        return next((kind for name, kind in self.load_types if name == dependency), None)
+
     def partition_key(self, partition: Any) -> Any:
         """The canonical key of `partition` for this asset (None when unpartitioned)."""
         if self.partitions is None:
@@ -134,23 +140,29 @@ class Asset:
 
 def _dependencies(
     name: str, depends_on: DependsOn
-) -> tuple[tuple[str, ...], tuple[tuple[str, PartitionMapping], ...]]:
-    """The dependencies' names and the mappings given with `Dep`."""
+) -> tuple[tuple[str, ...], tuple[tuple[str, PartitionMapping], ...], tuple[tuple[str, type], ...]]:
+    """The dependencies' names, and the mappings and load types given with `Dep`."""
     if isinstance(depends_on, str):
         raise _invalid(f"asset {name!r}: depends_on must be a list of names; got {depends_on!r}")
     names: list[str] = []
     mappings: list[tuple[str, PartitionMapping]] = []
+    types: list[tuple[str, type]] = []
     for dep in depends_on:
         if isinstance(dep, Dep):
             if dep.mapping is not None and not isinstance(dep.mapping, PartitionMapping):
                 raise _invalid(f"asset {name!r}: the mapping of {dep.name!r} must be a PartitionMapping")
+            if dep.as_type is not None and not isinstance(dep.as_type, type):
+                raise _invalid(
+                    f"asset {name!r}: the as_type of {dep.name!r} must be a class; got {dep.as_type!r}"
+                )
             names.append(dep.name)
             mappings.extend([(dep.name, dep.mapping)] if dep.mapping is not None else [])
+            types.extend([(dep.name, dep.as_type)] if dep.as_type is not None else [])
         else:
             names.append(dep.name if isinstance(dep, Asset) else dep)
     if len(set(names)) != len(names):
         raise _invalid(f"asset {name!r} lists a dependency twice: {names!r}")
-    return tuple(names), tuple(mappings)
+    return tuple(names), tuple(mappings), tuple(types)
 
 
 class AssetRegistry:
@@ -212,10 +224,22 @@ class AssetRegistry:
             mappings: dict[tuple[str, str], PartitionMapping] = {}
             for asset in sorted(graph.values(), key=lambda a: a.name):
                 mappings.update(_edges(asset, graph))
+                for dep in asset.depends_on:
+                    self._check_as_type(asset, graph[dep])
             _check_acyclic(sorted(graph), graph)
             self._mappings = mappings
             self._index()
             self._resolved = True
+
+    def _check_as_type(self, asset: Asset, upstream: Asset) -> None:
+        """The upstream's IO manager can load its data as the type `asset` asks for."""
+        as_type = asset.as_type_of(upstream.name)
+        if as_type is None or upstream.io_manager not in self.io_managers:
+            return
+        try:
+            self.io_managers.get(upstream.io_manager).check_as_type(as_type)
+        except ValueError as error:
+            raise _invalid(f"asset {asset.name!r} on {upstream.name!r}: {error}", asset=asset.name) from error
 
     def mapping(self, asset: str, dependency: str) -> PartitionMapping:
         """How `asset`'s partitions map onto `dependency`'s (named, or the default)."""

@@ -11,7 +11,8 @@ Without a mapping: an unpartitioned upstream is read whole by every partition; e
 definitions map by `Identity`; two time-based ones by `RollUp` (overlapping windows:
 daily → weekly or monthly, hourly → daily); anything else needs a mapping named. A
 mapping that reads several upstream partitions gives the function a dict keyed by their
-string form, in order; one that reads one partition gives its value.
+string form, in order (an IO manager of tables may concatenate them instead: `parquet`
+gives one frame); one that reads one partition gives its value.
 """
 
 from __future__ import annotations
@@ -175,10 +176,14 @@ def default_mapping(down: Definition, up: Definition) -> PartitionMapping | None
 
 @dataclass(frozen=True)
 class Dep:
-    """A dependency with a partition mapping: `depends_on=[Dep("events", mapping=Window(7))]`."""
+    """A dependency with a partition mapping, `depends_on=[Dep("events", mapping=Window(7))]`,
+    or read as another type than stored: `Dep("orders", as_type=polars.DataFrame)` (the
+    upstream's IO manager must be able to convert: `parquet` gives pandas or polars
+    DataFrames and pyarrow Tables)."""
 
     asset: Any
     mapping: PartitionMapping | None = None
+    as_type: type | None = None
 
     @property
     def name(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flowstone.assets.context import Context
@@ -30,11 +30,13 @@ from flowstone.queue.plan import Plan, Row
 @dataclass(frozen=True)
 class Upstream:
     """One dependency of a materialization: the asset, the partitions it reads (canonical
-    keys, [None] when unpartitioned) and whether the function gets them as a dict."""
+    keys, [None] when unpartitioned), whether it reads several (one value from the IO
+    manager's `load_many`) and the type to load them as (None: as stored)."""
 
     asset: Asset
     keys: list[Any]
     many: bool
+    as_type: type | None = None
 
     def texts(self) -> list[str | None]:
         """The partitions' string forms."""
@@ -110,7 +112,12 @@ class Materializer:
         (`space`: which partitions exist; default: now, without dynamic sets)."""
         found = self.assets.upstream_partitions(asset, ctx.partition, space or KeySpace.at_present())
         return [
-            Upstream(up, keys, self.assets.mapping(asset.name, up.name).reads_many(up.partitions))
+            Upstream(
+                up,
+                keys,
+                self.assets.mapping(asset.name, up.name).reads_many(up.partitions),
+                asset.as_type_of(up.name),
+            )
             for up, keys in found
         ]
 
@@ -196,25 +203,29 @@ class Materializer:
     def load_dependencies(
         self, asset: Asset, ctx: Context, upstream: Sequence[Upstream] | None = None
     ) -> dict[str, Any]:
-        """Upstream data by asset name (a dict by partition when the mapping reads several);
+        """Upstream data by asset name (when the mapping reads several partitions: what the
+        IO manager's `load_many` gives, a dict by partition unless it combines them);
         dependency_failed when one has nothing stored."""
         loaded: dict[str, Any] = {}
         for up in self.upstream(asset, ctx) if upstream is None else upstream:
-            values = [self._load(asset, up.asset, ctx.for_upstream(up.asset, key)) for key in up.keys]
-            loaded[up.asset.name] = dict(zip(up.texts(), values, strict=True)) if up.many else values[0]
+            manager = self.io_manager(up.asset)
+            contexts = [replace(ctx.for_upstream(up.asset, key), as_type=up.as_type) for key in up.keys]
+            for dep_ctx in contexts:
+                self._check_stored(asset, manager, dep_ctx)
+            with _as_io_error(contexts[0] if contexts else ctx.for_upstream(up.asset)):
+                loaded[up.asset.name] = (
+                    manager.load_many(contexts, up.as_type) if up.many else manager.load(contexts[0])
+                )
         return loaded
 
-    def _load(self, asset: Asset, dep: Asset, dep_ctx: Context) -> Any:
-        manager = self.io_manager(dep)
+    def _check_stored(self, asset: Asset, manager: IOManager, dep_ctx: Context) -> None:
         if not manager.exists(dep_ctx):
             raise FlowStoneError(
                 "dependency_failed",
                 manager.not_found(dep_ctx),
                 retryable=False,
-                context={"asset": asset.name, "upstream": dep.name, "partition": dep_ctx.partition_key},
+                context={"asset": asset.name, "upstream": dep_ctx.asset, "partition": dep_ctx.partition_key},
             )
-        with _as_io_error(dep_ctx):
-            return manager.load(dep_ctx)
 
     def execute(self, asset: Asset, ctx: Context, deps: Mapping[str, Any]) -> Any:
         """Run the asset function; an exception becomes a (retryable) execution_error."""

@@ -30,13 +30,13 @@ from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connec
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
-from flowstone.queue.plan import Plan, arun, run
+from flowstone.queue.plan import Plan, arun, arun_on, run, run_on
 from flowstone.queue.plugins import CronEntry, Plugin
 from flowstone.queue.plugins.cron import sourced_entries
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.runtime.node import Node
-from flowstone.queue.transactional import ajoined, joined
+from flowstone.queue.transactional import ajoined, joined, offloader
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
 from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan, workflow_plan
 
@@ -220,8 +220,8 @@ class FlowStone:
         in a transaction of its own unless `atomic=False` (a single statement needs none)."""
         with self._diagnosed():
             if conn is not None:
-                with joined(conn, atomic=atomic) as raw:
-                    return run(raw, plan)
+                with joined(conn, atomic=atomic) as cursor:
+                    return run_on(cursor, plan)
             if atomic:
                 with self.connection() as pooled:
                     return run(pooled, plan)
@@ -232,8 +232,12 @@ class FlowStone:
         """Async twin of `execute`."""
         with self._diagnosed():
             if conn is not None:
-                async with ajoined(conn, atomic=atomic) as raw:
-                    return await arun(raw, plan)
+                offload = offloader(conn)
+                if offload is not None:  # bound to a thread of its own: the sync call, run there
+                    result: T = await offload(lambda: self.execute(plan, conn, atomic=atomic))
+                    return result
+                async with ajoined(conn, atomic=atomic) as cursor:
+                    return await arun_on(cursor, plan)
             if atomic:
                 async with self.aconnection() as pooled:
                     return await arun(pooled, plan)

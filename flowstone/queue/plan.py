@@ -23,29 +23,39 @@ Plan = Generator[Step, list[Row], T]
 def run(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
     """Run `plan` on a sync connection (inside whatever transaction the caller has)."""
     with conn.cursor(row_factory=dict_row) as cursor:
-        try:
-            query, params = next(plan)
-            while True:
-                cursor.execute(query, params)
-                rows = cursor.fetchall() if cursor.description is not None else []
-                query, params = plan.send(rows)
-        except StopIteration as done:
-            result: T = done.value
-            return result
+        return run_on(cursor, plan)
+
+
+def run_on(cursor: psycopg.Cursor[Row], plan: Plan[T]) -> T:
+    """Run `plan` through `cursor` (one whose rows are dicts)."""
+    try:
+        query, params = next(plan)
+        while True:
+            cursor.execute(query, params)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            query, params = plan.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 async def arun(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
     """Run `plan` on an async connection (inside whatever transaction the caller has)."""
     async with conn.cursor(row_factory=dict_row) as cursor:
-        try:
-            query, params = next(plan)
-            while True:
-                await cursor.execute(query, params)
-                rows = await cursor.fetchall() if cursor.description is not None else []
-                query, params = plan.send(rows)
-        except StopIteration as done:
-            result: T = done.value
-            return result
+        return await arun_on(cursor, plan)
+
+
+async def arun_on(cursor: psycopg.AsyncCursor[Row], plan: Plan[T]) -> T:
+    """Async twin of `run_on`."""
+    try:
+        query, params = next(plan)
+        while True:
+            await cursor.execute(query, params)
+            rows = await cursor.fetchall() if cursor.description is not None else []
+            query, params = plan.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 async def arun_together(conn: psycopg.AsyncConnection[Any], plans: Sequence[Plan[Any]]) -> list[Any]:

@@ -9,7 +9,13 @@ so its `commit()` does nothing and its pool's reset rolls the jobs back. The joi
 `begin()` when no transaction is open, which is what SQLAlchemy's autobegin itself does.
 Built in: psycopg connections and cursors, SQLAlchemy `Connection`/`Session` and their
 asyncio twins (driver `postgresql+psycopg://`). `register` adds another kind (Django's
-connection: `ensure_connection()`, then its `.connection`).
+connection, `flowstone.contrib.django`: `ensure_connection()`, then its `.connection`). A
+kind bound to one thread, as Django's connection is, has no async driver: its joiner
+`offload`s the async twins' work to the sync call in that thread.
+
+FlowStone's statements run on a cursor of psycopg's own class with FlowStone's loaders,
+whatever the caller's connection was set up with (Django's loads jsonb as text, timestamps
+in a zone of its choosing, and binds parameters on the client).
 
 A connection in autocommit mode with no transaction open has no transaction to join: the
 call runs in a transaction of its own, committed when it returns, as every statement on
@@ -19,14 +25,18 @@ such a connection is (so a workflow's jobs, its dependencies and its lock stay t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg.types.datetime import TimestamptzLoader
 
 from flowstone.errors import ValidationTypeError
+from flowstone.queue import jsonb
+from flowstone.queue.plan import Row
 
 Driver = TypeVar("Driver", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 
@@ -35,11 +45,14 @@ Driver = TypeVar("Driver", psycopg.Connection[Any], psycopg.AsyncConnection[Any]
 class Joiner:
     """One kind of caller object: `accepts` recognises it; `join` (for the sync calls) or
     `ajoin` (for the async twins) begins its transaction and returns the psycopg
-    connection under it — None when that kind has no such calls."""
+    connection under it — None when that kind has no such calls. `offload`, for a kind
+    bound to a thread of its own: the async twins hand it their sync call, which it runs
+    in that thread (Django: `sync_to_async`), instead of using `ajoin`."""
 
     accepts: Callable[[object], bool]
     join: Callable[[Any], psycopg.Connection[Any]] | None = None
     ajoin: Callable[[Any], Awaitable[psycopg.AsyncConnection[Any]]] | None = None
+    offload: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
 
 
 def _joiner(conn: object) -> Joiner:
@@ -59,33 +72,44 @@ def register(joiner: Joiner) -> Callable[[], None]:
     return lambda: _JOINERS.remove(joiner)
 
 
+def offloader(conn: Any) -> Callable[[Callable[[], Any]], Awaitable[Any]] | None:
+    """How the async twins run their sync call for `conn`'s kind (None: through `ajoined`)."""
+    return _joiner(conn).offload
+
+
 @contextmanager
-def joined(conn: Any, *, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:
-    """The psycopg connection under `conn`, inside `conn`'s transaction; on an autocommit
-    connection outside one, inside a transaction of its own when `atomic`."""
+def joined(conn: Any, *, atomic: bool = True) -> Iterator[psycopg.Cursor[Row]]:
+    """A cursor on the psycopg connection under `conn`, inside `conn`'s transaction; on an
+    autocommit connection outside one, inside a transaction of its own when `atomic`."""
     join = _joiner(conn).join
     if join is None:
         raise ValidationTypeError(f"a {type(conn).__name__} needs the async twins (ainsert, ainsert_all, …)")
     raw = join(conn)
-    if atomic and _outside_transaction(raw):
-        with raw.transaction():
-            yield raw
-    else:
-        yield raw
+    own = raw.transaction() if atomic and _outside_transaction(raw) else nullcontext()
+    with own, _cursor(psycopg.Cursor(raw, row_factory=dict_row)) as cursor:
+        yield cursor
 
 
 @asynccontextmanager
-async def ajoined(conn: Any, *, atomic: bool = True) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def ajoined(conn: Any, *, atomic: bool = True) -> AsyncIterator[psycopg.AsyncCursor[Row]]:
     """Async twin of `joined`."""
     ajoin = _joiner(conn).ajoin
     if ajoin is None:
         raise ValidationTypeError(f"a {type(conn).__name__} needs the sync calls (insert, insert_all, …)")
     raw = await ajoin(conn)
-    if atomic and _outside_transaction(raw):
-        async with raw.transaction():
-            yield raw
-    else:
-        yield raw
+    own = raw.transaction() if atomic and _outside_transaction(raw) else nullcontext()
+    async with own, _cursor(psycopg.AsyncCursor(raw, row_factory=dict_row)) as cursor:
+        yield cursor
+
+
+Cursor = TypeVar("Cursor", psycopg.Cursor[Row], psycopg.AsyncCursor[Row])
+
+
+def _cursor(cursor: Cursor) -> Cursor:
+    """`cursor` decoding jsonb and timestamps FlowStone's way, not the connection's."""
+    jsonb.prepare(cursor)
+    cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+    return cursor
 
 
 def _outside_transaction(raw: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:

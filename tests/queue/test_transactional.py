@@ -6,19 +6,23 @@ SQLAlchemy resets it)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import anyio.to_thread
 import psycopg
 import pytest
 import sqlalchemy as sa
+from psycopg.types.string import TextLoader
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from flowstone import Batch, FlowStone, Worker, Workflow
+from flowstone.queue import manage
 from flowstone.queue.transactional import Joiner, register
 
 SELECT_ONE = "SELECT 1"
@@ -316,3 +320,64 @@ def test_another_kind_of_connection_joins_through_a_registered_joiner(flowstone,
         forget()
     with pytest.raises(TypeError, match="got Wrapped"):
         flowstone.insert(Plain.new({}), conn=Wrapped(raw))
+
+
+def read_back(fs: FlowStone, job_id: int, conn: Any) -> Any:
+    """The job as read through `conn` (inside its transaction)."""
+    return fs.execute(manage.get_plan(fs.queries, job_id), conn)
+
+
+def test_the_callers_cursor_class_and_loaders_do_not_change_what_flowstone_reads(flowstone, flowstone_url):
+    """FlowStone's statements run on a cursor of psycopg's own class with its own loaders:
+    a caller's connection binding `$1` placeholders and loading jsonb and timestamps as
+    text (as Django's loads jsonb) inserts and reads jobs as any other."""
+    with psycopg.connect(flowstone_url, cursor_factory=psycopg.RawCursor) as conn:
+        for type_name in ("jsonb", "timestamptz"):
+            conn.adapters.register_loader(type_name, TextLoader)
+        job = flowstone.insert(Plain.new({"n": 1}), conn=conn)
+        found = read_back(flowstone, job.id, conn)
+        assert found.args == {"n": 1} and found.inserted_at == job.inserted_at
+        assert isinstance(conn.execute("SELECT args FROM flowstone.jobs").fetchone()[0], str), (
+            "its own: as set"
+        )
+
+
+@pytest.mark.anyio
+async def test_an_async_callers_cursor_class_and_loaders_do_not_change_what_flowstone_reads(
+    flowstone, flowstone_url
+):
+    async with await psycopg.AsyncConnection.connect(
+        flowstone_url, cursor_factory=psycopg.AsyncRawCursor
+    ) as conn:
+        conn.adapters.register_loader("jsonb", TextLoader)
+        job = await flowstone.ainsert(Plain.new({"n": 2}), conn=conn)
+        found = await flowstone.aexecute(manage.get_plan(flowstone.queries, job.id), conn)
+        assert found.args == {"n": 2}
+    await flowstone.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_kind_bound_to_a_thread_runs_the_async_twins_through_its_offload(flowstone, flowstone_url):
+    """A joiner with `offload` (Django's: `sync_to_async`) gets the sync call of an async twin."""
+    threads: list[str] = []
+
+    async def offload(call: Callable[[], Any]) -> Any:
+        def in_its_thread() -> Any:
+            threads.append(threading.current_thread().name)
+            return call()
+
+        return await anyio.to_thread.run_sync(in_its_thread)
+
+    forget = register(
+        Joiner(lambda conn: isinstance(conn, Wrapped), join=lambda conn: conn.raw, offload=offload)
+    )
+    try:
+        with psycopg.connect(flowstone_url) as raw:
+            job = await flowstone.ainsert(Plain.new({}), conn=Wrapped(raw))
+            assert await astored(flowstone, [job.id]) == [], "in the caller's transaction"
+            raw.rollback()
+        assert await astored(flowstone, [job.id]) == []
+        assert len(threads) == 1 and threads[0] != threading.current_thread().name
+    finally:
+        forget()
+        await flowstone.aclose()

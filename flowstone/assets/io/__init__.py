@@ -2,13 +2,16 @@
 
 Built in: `postgres` (the default: a table per asset, keyed by partition, JSON values, in
 the FlowStone database, so every worker process reads them), `filesystem` (a directory
-per asset, a file per partition; JSON unless pickle is asked for) and `memory` (this
-process only; for tests and one-process scripts). Add your own with `register_io_manager`.
+per asset, a file per partition; JSON unless pickle is asked for), `memory` (this
+process only; for tests and one-process scripts) and `parquet` (pandas and polars
+DataFrames, pyarrow Tables; a directory or an fsspec URL). Add your own with
+`register_io_manager`.
 """
 
 from flowstone.assets.io.base import IOManager, io_error, to_json
 from flowstone.assets.io.filesystem import FilesystemIOManager
 from flowstone.assets.io.memory import MemoryIOManager
+from flowstone.assets.io.parquet import ParquetIOManager
 from flowstone.assets.io.postgres import PostgresIOManager
 from flowstone.assets.io.registry import IOManagerRegistry, builtin_io_managers
 
@@ -26,6 +29,7 @@ __all__ = [
     "IOManager",
     "IOManagerRegistry",
     "MemoryIOManager",
+    "ParquetIOManager",
     "PostgresIOManager",
     "builtin_io_managers",
     "default_io_managers",

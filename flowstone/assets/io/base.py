@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowstone.errors import FlowStoneError
@@ -64,6 +64,13 @@ class IOManager(ABC):
     def delete(self, ctx: Context) -> None:
         """Remove the stored value, if any."""
 
+    def load_many(self, contexts: Sequence[Context], as_type: type | None = None) -> Any:
+        """What a dependent reading several partitions (a roll-up, a window) gets: here a
+        dict of each partition's value by its key, in order; a manager of tables may give
+        them concatenated (`parquet`). `as_type`: the type the dependent asked for
+        (`Dep(..., as_type=)`; each context carries it too), for when there is none."""
+        return {ctx.partition_key: self.load(ctx) for ctx in contexts}
+
     def check_asset(self, name: str) -> None:  # noqa: B027 - optional hook, accepts by default
         """Reject, when an asset is defined, a name this manager cannot store under."""
 
@@ -71,3 +78,8 @@ class IOManager(ABC):
         """What to say when a value the records say was stored (an upstream's success) is
         not there."""
         return f"upstream {ctx.asset!r} has no data for partition {ctx.partition_key!r}"
+
+    def check_as_type(self, as_type: type) -> None:
+        """Reject, when a dependent is defined, a type it asks to load this manager's
+        values as (`Dep(..., as_type=)`) that the manager cannot give (ValueError)."""
+        raise ValueError(f"the {type(self).__name__} loads values as stored, not as {as_type.__name__}")

@@ -46,6 +46,12 @@ STALE_TEMPORARY = 3600.0
 """Seconds after which a temporary nobody writes to is abandoned, whoever wrote it."""
 
 
+def default_root() -> Path:
+    """FLOWSTONE_ASSETS_DIR, else `./flowstone_assets`: where the file managers store
+    unless given a root (read each time, not when FlowStone is imported)."""
+    return Path(os.environ.get("FLOWSTONE_ASSETS_DIR", DEFAULT_ROOT))
+
+
 class FilesystemIOManager(IOManager):
     """`root/<asset>/<partition>.json` (or `.pkl` with `format="pickle"`), written atomically.
 
@@ -62,9 +68,7 @@ class FilesystemIOManager(IOManager):
     @property
     def root(self) -> Path:
         """The directory holding every asset's files."""
-        if self._root is None:
-            return Path(os.environ.get("FLOWSTONE_ASSETS_DIR", DEFAULT_ROOT))
-        return self._root
+        return default_root() if self._root is None else self._root
 
     def path(self, ctx: Context) -> Path:
         """The file holding the value of `ctx`'s asset and partition."""

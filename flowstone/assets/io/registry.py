@@ -35,14 +35,16 @@ class IOManagerRegistry:
 
 
 def builtin_io_managers() -> IOManagerRegistry:
-    """A registry holding the built-in managers: `memory`, `filesystem` (under
-    FLOWSTONE_ASSETS_DIR or ./flowstone_assets, read when it first stores) and `postgres`."""
+    """A registry holding the built-in managers: `memory`, `filesystem` and `parquet` (under
+    FLOWSTONE_ASSETS_DIR or ./flowstone_assets, read when they first store) and `postgres`."""
     from flowstone.assets.io.filesystem import FilesystemIOManager
     from flowstone.assets.io.memory import MemoryIOManager
+    from flowstone.assets.io.parquet import ParquetIOManager
     from flowstone.assets.io.postgres import PostgresIOManager
 
     registry = IOManagerRegistry()
     registry.register("memory", MemoryIOManager())
     registry.register("filesystem", FilesystemIOManager())
     registry.register("postgres", PostgresIOManager())
+    registry.register("parquet", ParquetIOManager())
     return registry

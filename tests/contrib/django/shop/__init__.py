@@ -1,0 +1,1 @@
+"""A tiny Django app: orders, shipped by a FlowStone worker once their order commits."""
