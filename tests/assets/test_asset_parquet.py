@@ -29,7 +29,7 @@ from flowstone import (
     materialize,
     register_io_manager,
 )
-from flowstone.assets import ParquetIOManager
+from flowstone.assets import ParquetIOManager, default_assets
 from flowstone.testing import drain_queue
 
 DAYS = DailyPartitions("2025-01-01")
@@ -155,22 +155,27 @@ def test_a_dependent_reads_as_the_type_it_asks_for(
     assert isinstance(value, as_type) and check(value)
 
 
-def test_a_type_the_upstream_cannot_give_is_refused_when_defined(flowstone: FlowStone) -> None:
+def test_a_type_the_upstream_cannot_give_is_refused_when_the_graph_is_first_used(flowstone: FlowStone) -> None:
     @asset(io_manager="parquet")
     def frames(ctx: Context, deps: dict[str, Any]) -> pl.DataFrame:
         return pl.DataFrame()
 
-    @asset
+    @asset(io_manager="memory")
     def in_memory(ctx: Context, deps: dict[str, Any]) -> int:
         return 1
 
+    asset(name="wants_a_dict", depends_on=[Dep("frames", as_type=dict)])(lambda ctx, deps: 0)
     with pytest.raises(FlowStoneError, match=r"parquet IO manager loads as .*not <class .dict.>") as bad:
-        asset(name="wants_a_dict", depends_on=[Dep("frames", as_type=dict)])(lambda ctx, deps: 0)
+        default_assets.topological_order()
     assert bad.value.type == "validation_error"
+    default_assets.unregister("wants_a_dict")
+    asset(name="wants_a_frame", depends_on=[Dep("in_memory", as_type=pl.DataFrame)])(lambda ctx, deps: 0)
     with pytest.raises(FlowStoneError, match="MemoryIOManager loads values as stored, not as DataFrame"):
-        asset(name="wants_a_frame", depends_on=[Dep("in_memory", as_type=pl.DataFrame)])(lambda ctx, deps: 0)
+        default_assets.topological_order()
+    default_assets.unregister("wants_a_frame")
     with pytest.raises(FlowStoneError, match="as_type of 'frames' must be a class"):
         asset(name="typo", depends_on=[Dep("frames", as_type="polars")])(lambda ctx, deps: 0)  # type: ignore[arg-type]
+    assert default_assets.topological_order() == ["frames", "in_memory"]
 
 
 def test_a_roll_up_and_a_window_get_one_concatenated_frame(flowstone: FlowStone, assets_dir: Path) -> None:

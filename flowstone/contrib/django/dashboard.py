@@ -31,11 +31,24 @@ from flowstone.contrib.django.instance import DjangoFlowStone, get_flowstone
 
 def staff_dashboard(fs: DjangoFlowStone | None = None, **options: Any) -> ASGIApp:
     """`flowstone.web.create_app(fs, **options)` (default: the project's instance) for
-    Django's staff: the session's user must be active and `is_staff`."""
+    Django's staff: the session's user must be active and `is_staff`. The hosts it answers
+    are Django's `ALLOWED_HOSTS` unless `allowed_hosts=` is given."""
     from flowstone.web import create_app
 
+    options.setdefault("allowed_hosts", django_hosts())
     board = create_app(fs if fs is not None else get_flowstone(), **options)
     return StaffOnly(board)
+
+
+def django_hosts() -> list[str]:
+    """Django's `ALLOWED_HOSTS` as the dashboard's patterns: `.example.com` (the domain and
+    its subdomains) becomes `example.com` and `*.example.com`."""
+    from django.conf import settings
+
+    hosts: list[str] = []
+    for host in settings.ALLOWED_HOSTS:
+        hosts += [host[1:], f"*{host}"] if host.startswith(".") else [host]
+    return hosts
 
 
 class StaffOnly:

@@ -300,6 +300,8 @@ async def test_the_dashboard_is_for_staff_only(shop_url: str) -> None:
 
             page = await staff_.get("/flowstone/queues")
             assert page.status_code == 200 and 'href="/flowstone/jobs' in page.text, "links under the prefix"
+            foreign = await staff_.get("/flowstone/queues", headers={"host": "attacker.example"})
+            assert foreign.status_code == 400, "hosts outside Django's ALLOWED_HOSTS are refused"
             api = await staff_.get("/flowstone/api/queues")
             assert api.status_code == 200 and "queues" in api.json()
             assert (await staff_.get("/flowstone")).status_code in (302, 307)
