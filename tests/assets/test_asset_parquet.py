@@ -155,7 +155,7 @@ def test_a_dependent_reads_as_the_type_it_asks_for(
     assert isinstance(value, as_type) and check(value)
 
 
-def test_a_type_the_upstream_cannot_give_is_refused_when_the_graph_is_first_used(flowstone: FlowStone) -> None:
+def test_a_type_the_upstream_cannot_give_is_refused_when_the_graph_is_used(flowstone: FlowStone) -> None:
     @asset(io_manager="parquet")
     def frames(ctx: Context, deps: dict[str, Any]) -> pl.DataFrame:
         return pl.DataFrame()
