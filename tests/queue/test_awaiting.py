@@ -5,8 +5,9 @@ the notification of its end, or re-reading every poll where no session can LISTE
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -25,10 +26,26 @@ class Doubler(Worker):
         return {"double": job.args["n"] * 2}
 
 
+class Waiters:
+    """Runs waiters in daemon threads: a waiter with no deadline that a failing test leaves
+    blocked never holds up the test's teardown or the process's exit."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+
 @pytest.fixture
-def waiters() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool
+def waiters() -> Waiters:
+    return Waiters()
 
 
 def marked(sql: Any, job_id: int) -> bool:
