@@ -110,7 +110,7 @@ async def test_the_job_list_shows_an_asset_job_as_its_asset_and_partition(
         )
         for name in ("clean", "raw")
     ]
-    assert "&#34;n&#34;: 1" in page, "other jobs show their args"
+    assert "{&#34;n&#34;:1}" in page, "other jobs show their args (a one-line preview)"
 
 
 async def test_values_from_the_database_are_escaped(client: Client, app_fs: FlowStone) -> None:
