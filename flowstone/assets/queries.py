@@ -107,9 +107,10 @@ _LOCKED_START = (
 # scanning the table.
 _SET_PENDING = """
 UPDATE {m} AS m SET status = 'pending', error_type = r.error_type, error_message = r.error_message,
-    waiting_since = CASE WHEN r.absent THEN coalesce(m.waiting_since, now()) END
+    waiting_since = CASE WHEN r.absent THEN coalesce(m.waiting_since, now()) END,
+    logs = coalesce(r.logs, m.logs)
 FROM jsonb_to_recordset(%(records)s::jsonb)
-     AS r(id bigint, error_type text, error_message text, absent boolean)
+     AS r(id bigint, error_type text, error_message text, absent boolean, logs text)
 WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id AND m.status <> 'cancelled'
 """
 
@@ -120,14 +121,14 @@ _FINISH_CTES = """
 finishing AS (
     SELECT * FROM jsonb_to_recordset(%(records)s::jsonb) AS f(
         id bigint, status text, error_type text, error_message text, metadata jsonb,
-        upstream bigint[], code_version text, data_version text, stands_for bigint)
+        upstream bigint[], code_version text, data_version text, stands_for bigint, logs text)
 ), done AS (
     UPDATE {m} AS m SET
         status = f.status::{status}, finished_at = now(),
         error_type = f.error_type, error_message = f.error_message,
         metadata = m.metadata || coalesce(f.metadata, '{{}}'),
         code_version = f.code_version, data_version = f.data_version, stands_for = f.stands_for,
-        waiting_since = NULL
+        waiting_since = NULL, logs = f.logs
     FROM finishing AS f WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = f.id
     RETURNING m.id, m.asset, m.partition
 ), lineage AS (
@@ -299,6 +300,9 @@ _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
 
 _BY_ID = "SELECT {columns} FROM {m} WHERE id = %(id)s"
 
+# Compute logs are read apart from the records (they can be long): for the ids asked.
+_LOGS = "SELECT id, logs FROM {m} WHERE id = ANY(%(ids)s::bigint[]) AND logs IS NOT NULL"
+
 _JOB_STATE = "SELECT state::text AS state FROM {jobs} WHERE id = %(job_id)s"
 
 _HISTORY = """
@@ -376,6 +380,7 @@ class MaterializationQueries(SchemaStatements):
     by_id: str
     job_state: str
     history: str
+    logs: str
     upstream: str
     downstream: str
     run_progress: str
@@ -427,6 +432,7 @@ class MaterializationQueries(SchemaStatements):
             by_id=compose(_BY_ID),
             job_state=compose(_JOB_STATE),
             history=compose(_HISTORY),
+            logs=compose(_LOGS),
             upstream=compose(_UPSTREAM),
             downstream=compose(_DOWNSTREAM),
             run_progress=compose(_RUN_PROGRESS),

@@ -1,4 +1,5 @@
-"""The asset commands: `assets ls`, `assets status`, `materialize`, `backfill` and `lineage`.
+"""The asset commands: `assets ls`, `assets status`, `assets history`, `materialize`,
+`backfill` and `lineage`.
 
 Asset definitions live in the user's module, so these commands load `--app module:attr`
 (importing it defines its assets). An unknown asset or a partition that does not fit is
@@ -50,6 +51,17 @@ def add_commands(commands: Commands) -> None:
     status.add_argument("asset")
     status.add_argument("--from", dest="start", help="first partition key (default: every partition)")
     status.add_argument("--to", dest="end", help="last partition key (included)")
+
+    history = commands.add(
+        "history",
+        "a partition's materializations, newest first (--logs: what each printed)",
+        cmd_history,
+        group,
+    )
+    history.add_argument("asset")
+    history.add_argument("--partition", help="partition key (omit when unpartitioned)")
+    history.add_argument("--limit", type=int, default=20, help="how many records (default 20)")
+    history.add_argument("--logs", action="store_true", help="with each record's compute logs")
 
     mat = commands.add("materialize", "queue the materialization of an asset partition", cmd_materialize)
     mat.add_argument("asset")
@@ -121,6 +133,30 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
 def _tally(counts: dict[str, int]) -> str:
     """`fresh=2 missing=5`: the statuses some partition is in, in the vocabulary's order."""
     return " ".join(f"{status}={counts[status]}" for status in STATUSES if counts.get(status))
+
+
+# -- assets history --------------------------------------------------------------------
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """A partition's records, newest first; with --logs, what each printed and logged."""
+    app, graph = _loaded(args)
+    insights = Insights(app, graph)
+    records = insights.history(args.asset, args.partition, limit=args.limit)
+    logs = insights.logs([r.id for r in records]) if args.logs else {}
+    if args.json:
+        rows = [{**asdict(r), **({"logs": logs.get(r.id)} if args.logs else {})} for r in records]
+        emit(rows, True)
+        return 0
+    if not args.logs:
+        emit([_record_row(r) for r in records], False)
+        return 0
+    for record in records:
+        emit_one(_record_row(record), False)
+        print(f"--- logs of materialization {record.id} ---")
+        print(logs.get(record.id, "(nothing printed or logged)").rstrip("\n"))
+        print()
+    return 0
 
 
 # -- assets status ---------------------------------------------------------------------

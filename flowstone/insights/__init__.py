@@ -12,6 +12,7 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights.assets()                        # per asset: partitions fresh, stale, missing, …
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     insights.history("daily", "2025-01-15")  # a partition's records, newest first
+    insights.logs([record.id])               # what they printed and logged, by id
     for progress in insights.watch_run(run_id, timeout=60): ...
 
 Reads stay cheap on tables of millions of rows: counts come from the partial indexes
@@ -29,7 +30,7 @@ import psycopg
 
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
-from flowstone.assets.records import Materialization, history_plan
+from flowstone.assets.records import Materialization, history_plan, logs_plan
 from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
     CANCELLED,
@@ -280,6 +281,15 @@ class Insights:
         target = None if asset is None else self.graph.require(asset)
         key = None if target is None else target.serialize_partition(partition)
         return history_plan(self.records, None if target is None else target.name, key, run_id, limit)
+
+    def logs(self, record_ids: Sequence[int]) -> dict[int, str]:
+        """The compute logs of these records by id (what each printed and logged; records
+        without any are left out)."""
+        return self.fs.execute(logs_plan(self.records, record_ids))
+
+    async def alogs(self, record_ids: Sequence[int]) -> dict[int, str]:
+        """Async twin of `logs`."""
+        return await self.fs.aexecute(logs_plan(self.records, record_ids))
 
     def record(self, record_id: int) -> Lineage | None:
         """One record with what it read and what read it (None when there is none)."""

@@ -382,14 +382,16 @@ async def load_history(request: Request) -> dict[str, Any]:
     lineage = None if chosen is None else await insights.arecord(chosen)
     if lineage is not None and lineage.record.asset != asset.name:
         raise HTTPException(404, f"record {chosen} is not a materialization of {asset.name!r}")
+    logs = await insights.alogs([r.id for r in records] + ([] if chosen is None else [chosen]))
     return {
         "asset": asset.name,
         "depends_on": list(asset.depends_on),
         "dependents": insights.graph.dependents(asset.name),
         "partitioned": asset.partitions is not None,
         "partition": asset.serialize_partition(partition),
-        "records": [_record(r) for r in records],
+        "records": [{**_record(r), "logs": logs.get(r.id)} for r in records],
         "lineage": _lineage(lineage),
+        "logs": None if chosen is None else logs.get(chosen),
     }
 
 

@@ -61,8 +61,11 @@ def _ran(ctx: Context, value: dict[str, int]) -> dict[str, int]:
 
 
 def proc_a(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
-    """The source: the day of the month, unless the partition's data is 'corrupt'."""
+    """The source: the day of the month, unless the partition's data is 'corrupt' (then it
+    prints and logs what it found: its compute log)."""
     if ctx.partition_key in os.environ.get("PROC_FAIL", "").split(","):
+        print(f"reading the source of {ctx.partition_key}")
+        ctx.log.error("checksum mismatch in %s", ctx.partition_key)
         raise FlowStoneError(
             "execution_error", f"source data of {ctx.partition_key} is corrupt", retryable=False
         )
