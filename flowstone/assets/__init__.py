@@ -2,7 +2,10 @@
 managers, the materializer, materialization records and lineage, data versions and
 staleness, checks, schedules and eager automation, the AssetWorker and the public API."""
 
-from flowstone.assets import schedules as _schedules  # registers asset schedules with cron
+from flowstone.assets import (
+    freshness as _freshness,  # registers the freshness sentry plugin
+    schedules as _schedules,  # registers asset schedules with cron
+)
 from flowstone.assets.api import (
     BackfillResult,
     MaterializeAllResult,
@@ -115,4 +118,4 @@ __all__ = [
     "registry_of",
 ]
 
-del _schedules
+del _freshness, _schedules

@@ -300,6 +300,24 @@ _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
 
 _BY_ID = "SELECT {columns} FROM {m} WHERE id = %(id)s"
 
+# Freshness: per asset, when its latest success (or skip: a confirmation that its data is
+# current) finished; the partitions' latest records serve it (an index scan per asset).
+_LAST_SUCCESSES = """
+SELECT a.asset, now() AS now,
+       (SELECT max(m.finished_at) FROM {m} AS m
+        WHERE m.asset = a.asset AND m.status IN ('success', 'skipped')) AS last_success
+FROM unnest(%(assets)s::text[]) AS a(asset)
+"""
+
+# The overdue assets, as the freshness sentry last saw them: those newly overdue are
+# inserted and returned (their event is sent once, whichever node leads), those no longer
+# overdue removed.
+_MARK_OVERDUE = """
+WITH recovered AS (DELETE FROM {overdue} WHERE NOT (asset = ANY(%(overdue)s::text[])))
+INSERT INTO {overdue} (asset) SELECT unnest(%(overdue)s::text[])
+ON CONFLICT DO NOTHING RETURNING asset
+"""
+
 # Compute logs are read apart from the records (they can be long): for the ids asked.
 _LOGS = "SELECT id, logs FROM {m} WHERE id = ANY(%(ids)s::bigint[]) AND logs IS NOT NULL"
 
@@ -381,6 +399,8 @@ class MaterializationQueries(SchemaStatements):
     job_state: str
     history: str
     logs: str
+    last_successes: str
+    mark_overdue: str
     upstream: str
     downstream: str
     run_progress: str
@@ -398,6 +418,7 @@ class MaterializationQueries(SchemaStatements):
             "jobs": sql.Identifier(schema, "jobs"),
             "checks": sql.Identifier(schema, "asset_check_results"),
             "dynamic": sql.Identifier(schema, "dynamic_partitions"),
+            "overdue": sql.Identifier(schema, "overdue_assets"),
             "status": sql.Identifier(schema, "materialization_status"),
             "columns": sql.SQL(COLUMNS),
             "start_columns": sql.SQL(START_COLUMNS),
@@ -433,6 +454,8 @@ class MaterializationQueries(SchemaStatements):
             job_state=compose(_JOB_STATE),
             history=compose(_HISTORY),
             logs=compose(_LOGS),
+            last_successes=compose(_LAST_SUCCESSES),
+            mark_overdue=compose(_MARK_OVERDUE),
             upstream=compose(_UPSTREAM),
             downstream=compose(_DOWNSTREAM),
             run_progress=compose(_RUN_PROGRESS),

@@ -23,7 +23,7 @@ from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.records import Materialization
 from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.errors import FlowStoneError
-from flowstone.insights import STATUSES, AssetOverview, Insights, PartitionStatus, RunProgress
+from flowstone.insights import OVERDUE, STATUSES, AssetOverview, Insights, PartitionStatus, RunProgress
 from flowstone.queue.instance import FlowStone
 
 DEFAULT_TIMEOUT = 3600.0
@@ -120,6 +120,8 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
             "partitions": overview.partitions,
             "io_manager": asset.io_manager,
             "status": counts,
+            "overdue": overview.overdue,
+            "last_success": None if overview.freshness is None else overview.freshness.last_success,
         }
     return {
         "asset": asset.name,
@@ -127,7 +129,19 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
         "partitions": overview.partitions or "-",
         "io_manager": asset.io_manager,
         "status": _tally(counts) or "no partition yet",
+        "freshness": _freshness(overview),
     }
+
+
+def _freshness(overview: AssetOverview) -> str:
+    """`OVERDUE (2:00:00 old, policy 1:00:00)`, `ok`, or `-` without a policy."""
+    seen = overview.freshness
+    if seen is None:
+        return "-"
+    if not seen.overdue or seen.last_success is None:
+        return "ok"
+    age = seen.now - seen.last_success
+    return f"{OVERDUE.upper()} ({str(age).split('.')[0]} old, policy {seen.policy})"
 
 
 def _tally(counts: dict[str, int]) -> str:

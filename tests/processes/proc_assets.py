@@ -9,20 +9,25 @@ been tried (so that they meet on its lock). proc_a fails for good on the partiti
 listed in PROC_FAIL (comma-separated), takes PROC_SLOW seconds, and a blocking check
 fails it on the partitions listed in PROC_BAD_DATA. PROC_DEP_TIMEOUT bounds proc_b's wait
 for a dependency nothing materializes. In the workers only: PROC_EAGER=1 adds proc_eager
-(eager on proc_a), PROC_SCHEDULE=1 adds proc_clock (unpartitioned, every minute).
+(eager on proc_a), PROC_SCHEDULE=1 adds proc_clock (unpartitioned, every minute),
+PROC_FRESH=1 adds proc_fresh (FRESH_ASSET: unpartitioned, a 1-second freshness policy)
+and records each `asset.overdue` telemetry event in `public.overdue_events`.
 """
 
 import os
 import time
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proc_app import app
 
 from flowstone import Asset, Context, DailyPartitions, FlowStoneError, WeeklyPartitions
 from flowstone.assets import AssetCheck, CheckResult, default_assets
+from flowstone.assets.freshness import OVERDUE_EVENT
+from flowstone.queue import telemetry
 
-__all__ = ["ASSETS", "app", "register"]
+__all__ = ["ASSETS", "FRESH_ASSET", "app", "register"]
 
 DAYS = DailyPartitions("2025-01-01")
 
@@ -104,6 +109,22 @@ def proc_clock(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
     return _ran(ctx, {"rows": 1})
 
 
+def proc_fresh(ctx: Context, deps: dict[str, Any]) -> int:
+    """A source that must be no older than a second."""
+    return 1
+
+
+FRESH_ASSET = Asset(
+    name="proc_fresh", execute_fn=proc_fresh, io_manager="postgres", freshness=timedelta(seconds=1)
+)
+
+
+def _note_overdue(event: str, measurements: Mapping[str, float], metadata: Mapping[str, Any]) -> None:
+    """Record an `asset.overdue` event (in the worker) where the test reads it."""
+    with app.connection() as conn:
+        conn.execute("INSERT INTO public.overdue_events VALUES (%s)", (metadata["asset"],))
+
+
 def _assets() -> list[Asset]:
     dep_timeout = float(os.environ.get("PROC_DEP_TIMEOUT", "600"))
     defined = [
@@ -142,6 +163,9 @@ def _assets() -> list[Asset]:
         defined.append(
             Asset(name="proc_clock", execute_fn=proc_clock, io_manager="postgres", schedule="* * * * *")
         )
+    if os.environ.get("PROC_FRESH") == "1":
+        defined.append(FRESH_ASSET)
+        telemetry.attach(OVERDUE_EVENT, _note_overdue)
     return defined
 
 
