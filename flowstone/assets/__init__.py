@@ -46,6 +46,7 @@ from flowstone.assets.mappings import (
     Window,
 )
 from flowstone.assets.materializer import Materializer, Readiness
+from flowstone.assets.observed import source_asset
 from flowstone.assets.partitions import (
     DailyPartitions,
     DynamicPartitions,
@@ -116,6 +117,7 @@ __all__ = [
     "materialize_all",
     "register_io_manager",
     "registry_of",
+    "source_asset",
 ]
 
 del _freshness, _schedules

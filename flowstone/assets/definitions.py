@@ -67,6 +67,7 @@ class Asset:
     automation: Automation | None = None
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT
     freshness: timedelta | None = None
+    observed: bool = False
     mappings: tuple[tuple[str, PartitionMapping], ...] = ()
     load_types: tuple[tuple[str, type], ...] = ()
 

@@ -249,8 +249,8 @@ class _Run:
     def _fresh(self, last: LastFinished | None, readiness: Readiness) -> LastSuccess | None:
         """The last success when it is fresh (same code version, same upstream data
         versions) and its data is there; None when this run must compute."""
-        if self.ctx.force or last is None or last.success is None:
-            return None
+        if self.ctx.force or self.asset.observed or last is None or last.success is None:
+            return None  # an observed source is never fresh without looking
         if stale_reason(self.asset.code_version, last.success, readiness.inputs) is not None:
             return None
         return last.success if self.m.io_manager(self.asset).exists(self.ctx) else None

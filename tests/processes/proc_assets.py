@@ -11,7 +11,9 @@ fails it on the partitions listed in PROC_BAD_DATA. PROC_DEP_TIMEOUT bounds proc
 for a dependency nothing materializes. In the workers only: PROC_EAGER=1 adds proc_eager
 (eager on proc_a), PROC_SCHEDULE=1 adds proc_clock (unpartitioned, every minute),
 PROC_FRESH=1 adds proc_fresh (FRESH_ASSET: unpartitioned, a 1-second freshness policy)
-and records each `asset.overdue` telemetry event in `public.overdue_events`.
+and records each `asset.overdue` telemetry event in `public.overdue_events`;
+PROC_OBSERVED=1 adds OBSERVED: proc_source, a source observed as the text in
+`public.source_version`, and proc_follower, its eager dependent.
 """
 
 import os
@@ -22,12 +24,20 @@ from typing import Any
 
 from proc_app import app
 
-from flowstone import Asset, Context, DailyPartitions, FlowStoneError, WeeklyPartitions
+from flowstone import (
+    Asset,
+    AssetRegistry,
+    Context,
+    DailyPartitions,
+    FlowStoneError,
+    WeeklyPartitions,
+    source_asset,
+)
 from flowstone.assets import AssetCheck, CheckResult, default_assets
 from flowstone.assets.freshness import OVERDUE_EVENT
 from flowstone.queue import telemetry
 
-__all__ = ["ASSETS", "FRESH_ASSET", "app", "register"]
+__all__ = ["ASSETS", "FRESH_ASSET", "OBSERVED", "app", "register"]
 
 DAYS = DailyPartitions("2025-01-01")
 
@@ -125,6 +135,30 @@ def _note_overdue(event: str, measurements: Mapping[str, float], metadata: Mappi
         conn.execute("INSERT INTO public.overdue_events VALUES (%s)", (metadata["asset"],))
 
 
+def proc_source(ctx: Context) -> str:
+    """The outside data's version: what another system wrote in public.source_version."""
+    with app.connection() as conn:
+        row = conn.execute("SELECT version FROM public.source_version").fetchone()
+    return str(row[0])
+
+
+def proc_follower(ctx: Context, deps: dict[str, Any]) -> dict[str, Any]:
+    """Recomputed when the source's observed version changes."""
+    return _ran(ctx, dict(deps["proc_source"]))
+
+
+OBSERVED = [
+    source_asset(observe=proc_source, schedule=None, registry=AssetRegistry()),
+    Asset(
+        name="proc_follower",
+        depends_on=("proc_source",),
+        execute_fn=proc_follower,
+        io_manager="postgres",
+        automation="eager",
+    ),
+]
+
+
 def _assets() -> list[Asset]:
     dep_timeout = float(os.environ.get("PROC_DEP_TIMEOUT", "600"))
     defined = [
@@ -163,6 +197,8 @@ def _assets() -> list[Asset]:
         defined.append(
             Asset(name="proc_clock", execute_fn=proc_clock, io_manager="postgres", schedule="* * * * *")
         )
+    if os.environ.get("PROC_OBSERVED") == "1":
+        defined.extend(OBSERVED)
     if os.environ.get("PROC_FRESH") == "1":
         defined.append(FRESH_ASSET)
         telemetry.attach(OVERDUE_EVENT, _note_overdue)
