@@ -99,6 +99,13 @@ async def bulk_action(request: Request) -> Response:
     return RedirectResponse(f"{root(request)}{path}?{notice}", 303)
 
 
+async def workflow_retry_action(request: Request) -> Response:
+    """Retry a workflow's failed and cancelled jobs (the dependents held until they complete)."""
+    await form_of(request)
+    changed = await dashboard(request).fs.aretry_workflow(request.path_params["workflow_id"])
+    return _back(request, "/jobs", notice="retried" if changed else "skipped", count=len(changed))
+
+
 async def queue_action(request: Request) -> Response:
     """Pause, resume or scale a queue on every node (or the one named); or reset it: clear
     its stored settings (every node's, or the one named)."""

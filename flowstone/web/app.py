@@ -87,6 +87,7 @@ def _routes() -> list[Route | Mount]:
         Route("/jobs/{job_id:int}", page("job.html", pages.load_job)),
         Route("/jobs/{job_id:int}/{action}", actions.job_action, methods=["POST"]),
         Route("/queues/{queue}/{action}", actions.queue_action, methods=["POST"]),
+        Route("/workflows/{workflow_id}/retry", actions.workflow_retry_action, methods=["POST"]),
         Route("/cron", page("cron.html", pages.load_cron)),
         Route("/assets", page("assets.html", pages.load_assets, pages.assets_drawing)),
         Route("/assets/{name}", page("asset.html", pages.load_partitions)),

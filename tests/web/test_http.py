@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from web_support import QUEUE, Client, Echo, FailOnce, client_for, heartbeat
 
-from flowstone import FlowStone, amaterialize_all
+from flowstone import FlowStone, Workflow, amaterialize_all
 from flowstone.testing import adrain_queue
 from flowstone.web import basic_auth, create_app, token_auth
 
@@ -32,7 +32,18 @@ async def seed(fs: FlowStone) -> dict[str, Any]:
     waiting = await fs.ainsert_all([Echo.new({"n": 1}), Echo.new({"html": SCRIPT})])
     run = await amaterialize_all("report", "2025-01-12", fs=fs)
     await adrain_queue("assets", with_scheduled=True, fs=fs)
-    return {"failed": failed.id, "done": done.id, "waiting": [job.id for job in waiting], "run": run.run_id}
+    flow = await fs.ainsert_workflow(
+        Workflow().add("a", Echo.new({}, queue="flows")).add("b", Echo.new({}, queue="flows"), deps=["a"])
+    )
+    await fs.acancel_job(flow["a"].id)
+    return {
+        "failed": failed.id,
+        "done": done.id,
+        "waiting": [job.id for job in waiting],
+        "run": run.run_id,
+        "workflow": flow["a"].meta["workflow"]["id"],
+        "cancelled": flow["a"].id,
+    }
 
 
 async def rows(fs: FlowStone, query: str) -> list[dict[str, Any]]:
@@ -138,6 +149,17 @@ async def test_a_job_action_leads_back_to_the_job_with_a_notice(client: Client, 
     assert "Retried 1 job(s)." in (await client.get(done.headers["location"])).text
 
 
+async def test_a_failed_workflow_job_offers_to_retry_its_workflow(client: Client, app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    page = await client.get(f"/jobs/{seeded['cancelled']}")
+    path = f"/workflows/{seeded['workflow']}/retry"
+    assert f'action="{path}"' in page.text
+    done = await client.submit(path, {})
+    assert done.status_code == 303 and done.headers["location"] == "/jobs?notice=retried&count=2"
+    flow = await app_fs.aworkflow(seeded["workflow"])
+    assert flow is not None and [job.job.state for job in flow.jobs] == ["available", "scheduled"]
+
+
 Form = list[tuple[str, str]]
 
 
@@ -168,6 +190,7 @@ def acting_requests(seeded: dict[str, Any]) -> dict[str, list[tuple[str, Form]]]
             (f"/queues/{QUEUE}/scale", [("limit", "7")]),
         ],
         "/assets/{name}/materialize": [("/assets/raw/materialize", [("partition", "2025-01-05")])],
+        "/workflows/{workflow_id}/retry": [(f"/workflows/{seeded['workflow']}/retry", [])],
         "/assets/{name}/backfill": [
             ("/assets/raw/backfill", [("start", "2025-01-01"), ("end", "2025-01-03")])
         ],
