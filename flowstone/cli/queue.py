@@ -1,5 +1,5 @@
 """The queue's commands: migrate, worker, jobs (ls, show, retry, cancel, delete, and in
-bulk: cancel-all, retry-all, delete-all), workflows (show, retry) and queues."""
+bulk: cancel-all, retry-all, delete-all; tail), workflows (show, retry) and queues."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from flowstone.cli.common import Commands, UsageError, app_of, cell, emit, emit_one
+from flowstone.cli.tail import add_tail
 from flowstone.insights import SAMPLE_CAP, ClusterOverview, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
@@ -59,6 +60,7 @@ def add_commands(commands: Commands) -> None:
         "id", type=int
     )
     _add_bulk_commands(commands, jobs)
+    add_tail(commands, jobs)
 
     workflows = commands.group("workflows", "inspect and retry workflows and batches")
     commands.add(

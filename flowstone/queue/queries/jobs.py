@@ -547,6 +547,32 @@ _ENDING = "SELECT state::text AS state, result, errors FROM {jobs} WHERE id = %(
 
 _LISTEN_FINISHED = "LISTEN {finished}"
 
+# `jobs tail` (insights/tail.py), woken by `<schema>.tail` (migration 0010): where it starts,
+# then what was inserted after an id (the primary key) and what ended after a time (the
+# partial indexes of the terminal timestamps), with the filters given; now() is the cursor.
+_LISTEN_TAIL = "LISTEN {tail}"
+_TAIL_START = "SELECT coalesce(max(id), 0) AS max_id, now() AS at FROM {jobs}"
+_TAIL_FILTER = """
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s)"""
+_TAIL_INSERTED = (
+    """
+SELECT {job_columns}, now() AS at,
+       CASE WHEN scheduled_at > inserted_at THEN 'scheduled' ELSE 'available' END AS event
+FROM {jobs} WHERE id > %(after)s"""
+    + _TAIL_FILTER
+    + "\nORDER BY id LIMIT %(limit)s"
+)
+_TAIL_END = (
+    """
+SELECT {job_columns}, now() AS at, '<end>' AS event FROM {jobs}
+WHERE state = '<end>' AND <end>_at > %(since)s AND coalesce(%(state)s::text = '<end>', true)"""
+    + _TAIL_FILTER
+)
+_TAIL_ENDED = "\nUNION ALL".join(
+    _TAIL_END.replace("<end>", end) for end in ("completed", "discarded", "cancelled")
+)
+
 # Polling in place of the control channel: which of a node's running jobs were cancelled.
 _CANCELLED_AMONG = "SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND state = 'cancelled'"
 
@@ -619,6 +645,10 @@ class JobQueries(SchemaStatements):
     await_job: str
     ending: str
     listen_finished: str
+    listen_tail: str
+    tail_start: str
+    tail_inserted: str
+    tail_ended: str
     cancelled_among: str
     progress: str
 
@@ -641,6 +671,7 @@ class JobQueries(SchemaStatements):
             "deps": sql.Identifier(schema, "job_deps"),
             "rates": sql.Identifier(schema, "rate_limits"),
             "finished": sql.Identifier(f"{schema}.finished"),
+            "tail": sql.Identifier(f"{schema}.tail"),
             "columns": sql.SQL(DETAIL_COLUMNS),
             "job_columns": sql.SQL(JOB_COLUMNS),
             "j_columns": sql.SQL(", ".join(f"j.{c}" for c in DETAIL_COLUMNS.split(", "))),
@@ -694,6 +725,10 @@ class JobQueries(SchemaStatements):
             await_job=compose(_AWAIT),
             ending=compose(_ENDING),
             listen_finished=compose(_LISTEN_FINISHED),
+            listen_tail=compose(_LISTEN_TAIL),
+            tail_start=compose(_TAIL_START),
+            tail_inserted=compose(_TAIL_INSERTED),
+            tail_ended=compose(_TAIL_ENDED),
             cancelled_among=compose(_CANCELLED_AMONG),
             progress=compose(_PROGRESS),
         )
