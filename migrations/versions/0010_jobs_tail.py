@@ -18,23 +18,25 @@ def upgrade() -> None:
     execute_ddl(
         """
 -- Inserts: one NOTIFY per statement per queue, whatever their state. Ends: row by row,
--- which Postgres folds into one NOTIFY per queue per transaction.
+-- which Postgres folds into one NOTIFY per queue per transaction; BEFORE the update, as
+-- the unique key's release: an AFTER row trigger queues an event per row and fetches the
+-- row again, which cost acks about twice as much as this (measured at 50,000 rows).
 CREATE FUNCTION {schema}.notify_jobs_tail() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_LEVEL = 'ROW' THEN
         PERFORM pg_notify(TG_TABLE_SCHEMA || '.tail', NEW.queue);
-    ELSE
-        PERFORM pg_notify(TG_TABLE_SCHEMA || '.tail', queue)
-        FROM (SELECT DISTINCT queue FROM inserted) AS queues;
+        RETURN NEW;
     END IF;
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '.tail', queue)
+    FROM (SELECT DISTINCT queue FROM inserted) AS queues;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER jobs_notify_tail_inserted AFTER INSERT ON {schema}.jobs
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_jobs_tail();
-CREATE TRIGGER jobs_notify_tail_ended AFTER UPDATE OF state ON {schema}.jobs
+CREATE TRIGGER jobs_notify_tail_ended BEFORE UPDATE OF state ON {schema}.jobs
     FOR EACH ROW WHEN (NEW.state IN ('completed', 'discarded', 'cancelled')
                        AND OLD.state IS DISTINCT FROM NEW.state)
     EXECUTE FUNCTION {schema}.notify_jobs_tail();
