@@ -36,6 +36,7 @@ from flowstone.queue import (
 )
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
+from flowstone.queue.dynamic_cron import CronManager
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
@@ -85,6 +86,8 @@ class FlowStone:
         self._pool: ConnectionPool | None = None
         self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
         self.cron_entries: list[CronEntry] = []
+        self.cron = CronManager(self)
+        """Cron entries stored in the database, managed at run time (`add`, `pause`, …)."""
         self._nodes: dict[Node, asyncio.Task[None]] = {}
         self._inline: inline.InlineRunner | None = None
 
