@@ -36,6 +36,7 @@ async def seed(fs: FlowStone) -> dict[str, Any]:
         Workflow().add("a", Echo.new({}, queue="flows")).add("b", Echo.new({}, queue="flows"), deps=["a"])
     )
     await fs.acancel_job(flow["a"].id)
+    await fs.cron.aadd("seeded", "0 * * * *", Echo)
     return {
         "failed": failed.id,
         "done": done.id,
@@ -94,7 +95,8 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     run = (await client.get(f"/api/runs/{seeded['run']}")).json()
     assert (run["total"], run["finished"], run["percent"], run["done"]) == (3, 3, 100, True)
     assert "100 %" in (await client.get(f"/runs/{seeded['run']}")).text
-    assert (await client.get("/api/cron")).json() == {"entries": []}
+    cron = (await client.get("/api/cron")).json()
+    assert cron["entries"] == [] and [entry["name"] for entry in cron["stored"]] == ["seeded"]
     assert (await client.get("/cron")).status_code == 200
     home = await client.get("/")
     assert home.status_code == 307 and home.headers["location"] == "/queues"
@@ -160,6 +162,23 @@ async def test_a_failed_workflow_job_offers_to_retry_its_workflow(client: Client
     assert flow is not None and [job.job.state for job in flow.jobs] == ["available", "scheduled"]
 
 
+async def test_the_cron_page_edits_stored_entries(client: Client, app_fs: FlowStone) -> None:
+    await seed(app_fs)
+    page = await client.get("/cron")
+    assert "seeded" in page.text and 'action="/cron/entries/seeded/pause"' in page.text
+    form = {"name": "nightly", "expression": "0 3 * * *", "worker": Echo.name, "args": '{"n": 1}'}
+    added = await client.submit("/cron/entries", form)
+    assert added.status_code == 303 and added.headers["location"] == "/cron?notice=cron-added"
+    assert [(e.name, e.args) for e in await app_fs.cron.alist()] == [("nightly", {"n": 1}), ("seeded", {})]
+    listed = (await client.get("/api/cron")).json()["stored"]
+    assert [(e["name"], e["paused"], e["shadowed"]) for e in listed] == [
+        ("nightly", False, False),
+        ("seeded", False, False),
+    ]
+    refused = await client.submit("/cron/entries", {**form, "expression": "nope"})
+    assert refused.status_code == 400 and "not a valid" in refused.text
+
+
 Form = list[tuple[str, str]]
 
 
@@ -191,6 +210,14 @@ def acting_requests(seeded: dict[str, Any]) -> dict[str, list[tuple[str, Form]]]
         ],
         "/assets/{name}/materialize": [("/assets/raw/materialize", [("partition", "2025-01-05")])],
         "/workflows/{workflow_id}/retry": [(f"/workflows/{seeded['workflow']}/retry", [])],
+        "/cron/entries": [
+            ("/cron/entries", [("name", "added"), ("expression", "*/5 * * * *"), ("worker", Echo.name)])
+        ],
+        "/cron/entries/{name}/{action}": [
+            ("/cron/entries/seeded/pause", []),
+            ("/cron/entries/seeded/resume", []),
+            ("/cron/entries/seeded/delete", []),
+        ],
         "/assets/{name}/backfill": [
             ("/assets/raw/backfill", [("start", "2025-01-01"), ("end", "2025-01-03")])
         ],
@@ -203,7 +230,8 @@ async def snapshot(fs: FlowStone) -> list[dict[str, Any]]:
         fs,
         "SELECT (SELECT json_agg(json_build_array(id, state) ORDER BY id) FROM flowstone.jobs) AS jobs,"
         " (SELECT json_agg(c ORDER BY queue, node) FROM flowstone.queue_controls c) AS controls,"
-        " (SELECT count(*) FROM flowstone.materializations) AS records",
+        " (SELECT count(*) FROM flowstone.materializations) AS records,"
+        " (SELECT json_agg(json_build_array(name, paused) ORDER BY name) FROM flowstone.cron_entries) AS c",
     )
 
 
