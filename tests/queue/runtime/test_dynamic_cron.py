@@ -4,16 +4,32 @@ leader once per tick across nodes, paused ones not, code entries winning on a na
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 import runtime_workers as w
 from support import MakeFs
-from test_cli import Run, cli, one_line_error  # noqa: F401 - `cli` is a fixture
 
 from flowstone import FlowStone, Job, ValidationError, Worker
+from flowstone.cli import main
 from flowstone.queue.plugins import Cron, CronEntry
 from flowstone.queue.runtime import Node
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(flowstone_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run `flowstone --database-url <test db> ARGS…`; return (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--database-url", flowstone_url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
 
 TICK = datetime(2025, 1, 15, 10, 5, 30, tzinfo=UTC)
 NEXT = datetime(2025, 1, 15, 10, 10, 5, tzinfo=UTC)
@@ -40,7 +56,7 @@ async def ticks(fs: FlowStone) -> list[tuple[str, str]]:
 @pytest.mark.anyio
 async def test_a_cli_added_entry_fires_once_per_tick_across_two_nodes_and_a_paused_one_not(
     make_fs: MakeFs,
-    cli: Run,  # noqa: F811 - the fixture
+    cli: Run,
 ) -> None:
     fs = make_fs()
     code, out, _ = cli(
@@ -65,11 +81,8 @@ async def test_a_cli_added_entry_fires_once_per_tick_across_two_nodes_and_a_paus
         ("report", "database", True),
     ]
     assert cli("cron", "delete", "quiet")[0] == 0
-    one_line_error(*_code_err(cli("cron", "delete", "quiet")), "no cron entry named 'quiet'")
-
-
-def _code_err(result: tuple[int, str, str]) -> tuple[int, str]:
-    return result[0], result[2]
+    code, _, err = cli("cron", "delete", "quiet")
+    assert code == 2 and err == "flowstone: error: no cron entry named 'quiet' (see `flowstone cron ls`)\n"
 
 
 @pytest.mark.anyio

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from test_manage import QUEUE, Ok
 
-from flowstone import FlowStone
+from flowstone import FlowStone, Worker
 from flowstone.insights.tail import TailFilter, changes_plan, start_plan
+
+
+QUEUE = "tail"
+
+
+class Ok(Worker):
+    queue = QUEUE
+
+    def perform(self, job):
+        return None
 
 
 def changes(fs: FlowStone, cursor, where: TailFilter | None = None) -> list[tuple[str, str, int]]:
