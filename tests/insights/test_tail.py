@@ -9,7 +9,6 @@ import pytest
 from flowstone import FlowStone, Worker
 from flowstone.insights.tail import TailFilter, changes_plan, start_plan
 
-
 QUEUE = "tail"
 
 
