@@ -3,8 +3,6 @@ leader once per tick across nodes, paused ones not, code entries winning on a na
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -12,24 +10,8 @@ import runtime_workers as w
 from support import MakeFs
 
 from flowstone import FlowStone, Job, ValidationError, Worker
-from flowstone.cli import main
 from flowstone.queue.plugins import Cron, CronEntry
 from flowstone.queue.runtime import Node
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(flowstone_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `flowstone --database-url <test db> ARGS…`; return (exit code, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--database-url", flowstone_url, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
 
 TICK = datetime(2025, 1, 15, 10, 5, 30, tzinfo=UTC)
 NEXT = datetime(2025, 1, 15, 10, 10, 5, tzinfo=UTC)
@@ -54,35 +36,23 @@ async def ticks(fs: FlowStone) -> list[tuple[str, str]]:
 
 
 @pytest.mark.anyio
-async def test_a_cli_added_entry_fires_once_per_tick_across_two_nodes_and_a_paused_one_not(
+async def test_a_stored_entry_fires_once_per_tick_across_two_nodes_and_a_paused_one_not(
     make_fs: MakeFs,
-    cli: Run,
 ) -> None:
     fs = make_fs()
-    code, out, _ = cli(
-        "cron", "add", "report", "*/5 * * * *", Nightly.name, "--args", '{"kind": "daily"}', "--json"
-    )
-    assert code == 0 and json.loads(out)[0]["paused"] is False
-    assert cli("cron", "add", "quiet", "*/5 * * * *", Nightly.name, "--paused")[0] == 0
+    await fs.cron.aadd("report", "*/5 * * * *", Nightly, args={"kind": "daily"})
+    await fs.cron.aadd("quiet", "*/5 * * * *", Nightly, paused=True)
     await fire(fs, TICK)
     assert await ticks(fs) == [("report", "2025-01-15T10:05:00+00:00")]
     [job] = await fs.alist_jobs(worker=Nightly.name)
     assert job.args == {"kind": "daily"}
-    assert cli("cron", "pause", "report")[0] == 0
-    assert cli("cron", "resume", "quiet")[0] == 0
+    await fs.cron.apause("report")
+    await fs.cron.aresume("quiet")
     await fire(fs, NEXT)
     assert await ticks(fs) == [
         ("quiet", "2025-01-15T10:10:00+00:00"),
         ("report", "2025-01-15T10:05:00+00:00"),
     ]
-    listed = json.loads(cli("cron", "ls", "--json")[1])
-    assert [(e["name"], e["source"], e["paused"]) for e in listed] == [
-        ("quiet", "database", False),
-        ("report", "database", True),
-    ]
-    assert cli("cron", "delete", "quiet")[0] == 0
-    code, _, err = cli("cron", "delete", "quiet")
-    assert code == 2 and err == "flowstone: error: no cron entry named 'quiet' (see `flowstone cron ls`)\n"
 
 
 @pytest.mark.anyio
