@@ -230,7 +230,7 @@ def stop_group(group: int, timeout: float = 30) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs the shell blocks with bash")
-@pytest.mark.timeout(900)  # every block, workers and a dashboard: about two minutes, five under load
+@pytest.mark.timeout(1200)  # every block of the README and the site: about three minutes, seven under load
 def test_the_code_runs_as_written(tmp_path: Path, flowstone_url: str) -> None:
     project = Project(tmp_path, flowstone_url)
     for index, block in enumerate(BLOCKS):
