@@ -2,14 +2,14 @@
 its checks printed and logged (the last 64 Ki characters; NULL when nothing). On the
 record, so that pruning a record prunes its logs.
 
-Revision ID: 0010_compute_logs
-Revises: 0009_cancelled_materializations
+Revision ID: 0012_compute_logs
+Revises: 0011_cron_entries
 """
 
 from flowstone.queue.migrate import execute_ddl
 
-revision = "0010_compute_logs"
-down_revision = "0009_cancelled_materializations"
+revision = "0012_compute_logs"
+down_revision = "0011_cron_entries"
 branch_labels = None
 depends_on = None
 
