@@ -345,7 +345,8 @@ SELECT id FROM deleted ORDER BY id
 )
 
 # Cancel jobs that have not finished, recording why and by whom (role, client, and the
-# state each was in); the node running one (if any) is told to stop it, and its late
+# state each was in) and, when given, the `kind` of cancellation (workflow.py's
+# DEPENDENCY); the node running one (if any) is told to stop it, and its late
 # acknowledgement matches nothing because the row is no longer executing.
 _CANCEL = _filled(
     """
@@ -361,7 +362,9 @@ WITH RECURSIVE target AS (
             'error', 'cancelled: ' || %(reason)s || ' (by ' || current_user || ' from '
                      || coalesce(nullif(current_setting('application_name'), ''), 'an unnamed client')
                      || coalesce(' at ' || host(inet_client_addr()), '') || ', while '
-                     || target.previous_state || ')'))
+                     || target.previous_state || ')')
+            || CASE WHEN %(kind)s::text IS NULL THEN '{{}}'::jsonb
+                    ELSE jsonb_build_object('kind', %(kind)s::text) END)
     FROM target WHERE j.id = target.id
     RETURNING {j_columns}, target.previous_state
 ), ended AS (SELECT id, state, meta FROM cancelled), @effects@
