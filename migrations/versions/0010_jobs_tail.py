@@ -17,10 +17,10 @@ depends_on = None
 def upgrade() -> None:
     execute_ddl(
         """
--- Inserts: one NOTIFY per statement per queue, whatever their state. State changes: one
--- NOTIFY per statement, payload empty, neither rows nor a transition table looked at, so
--- that acks (batched UPDATEs) pay one pg_notify per statement whether a tail runs or not;
--- the tail finds what ended by the terminal timestamps, filtering in SQL. A row trigger
+-- Inserts: one NOTIFY per statement per queue, whatever their state. Ends: one NOTIFY per
+-- statement that sets a terminal timestamp (acks, cancels, discards; never a claim, so
+-- claims take no notification lock at commit), payload empty, neither rows nor a
+-- transition table looked at; the tail finds what ended by those timestamps, in SQL. A row trigger
 -- (one pg_notify per ended job) cost a bare 50,000-row ack up to a fifth more.
 CREATE FUNCTION {schema}.notify_jobs_tail() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -37,7 +37,8 @@ $$;
 CREATE TRIGGER jobs_notify_tail_inserted AFTER INSERT ON {schema}.jobs
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_jobs_tail();
-CREATE TRIGGER jobs_notify_tail_ended AFTER UPDATE OF state ON {schema}.jobs
+CREATE TRIGGER jobs_notify_tail_ended
+    AFTER UPDATE OF completed_at, discarded_at, cancelled_at ON {schema}.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_jobs_tail();
 """
     )
