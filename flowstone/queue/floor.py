@@ -7,7 +7,7 @@ claim index, and a claim from the head walks them all (44 ms a claim at 290k cla
 jobs, against 0.16 ms from a floor) — Brandur's "failure by MVCC".
 
 Correctness: every job that becomes available below a floor lowers it. Inserts and
-updates that leave a job available NOTIFY its key (migration 0010; an update's key is
+updates that leave a job available NOTIFY its key (migration 0012; an update's key is
 rounded down, which only lowers more), a lowering that arrives while a claim is in flight
 is kept when the claim moves the floor up, and anything notifications cannot tell (a
 transaction that locked an available job and rolled back, so a claim skipped it; a lost

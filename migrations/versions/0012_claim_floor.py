@@ -6,14 +6,14 @@ index; a claim walking them from the start slows with every job. A producer clai
 its floor (the last key it claimed), and these notifications lower that floor when a job
 becomes available below it. The payload: `{"queue", "priority", "at", "id"}`.
 
-Revision ID: 0010_claim_floor
-Revises: 0009_cancelled_materializations
+Revision ID: 0012_claim_floor
+Revises: 0011_cron_entries
 """
 
 from flowstone.queue.migrate import execute_ddl
 
-revision = "0010_claim_floor"
-down_revision = "0009_cancelled_materializations"
+revision = "0012_claim_floor"
+down_revision = "0011_cron_entries"
 branch_labels = None
 depends_on = None
 
