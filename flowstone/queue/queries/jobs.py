@@ -104,10 +104,15 @@ _BY_UNIQUE_KEYS = "SELECT {columns} FROM {jobs} WHERE unique_key = ANY(%(keys)s:
 # rows are updated through `id = ANY(ARRAY(...))`: the producer's generic plan cannot
 # know the LIMIT, and a join with the claimed ids planned for a tenth of the table walked
 # the whole primary key (192 ms a claim at 530k waiting jobs, against 0.4 ms).
+# The claim starts at the producer's floor (flowstone.queue.floor), an Index Cond of
+# the claim index: under a pinned snapshot it skips the entries of every job claimed
+# since (0.16 ms against 44 ms at 290k of them). No floor is priority -1.
 _CLAIM_SELECT = """
 claimed AS (
     SELECT id FROM {jobs}
     WHERE state = 'available' AND queue = %(queue)s AND id <= %(max_id)s
+      AND (priority, scheduled_at, id)
+          >= (%(floor_priority)s::smallint, %(floor_at)s::timestamptz, %(floor_id)s::bigint)
     ORDER BY priority, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
