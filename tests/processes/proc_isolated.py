@@ -135,3 +135,24 @@ class Flaky(Worker):
 
     def backoff(self, job: Job) -> float:
         return 0.0
+
+
+class OwnProcess(Worker):
+    """A worker of the thread queue `chaos` that asks for a process of its own."""
+
+    queue = "chaos"
+    executor = "process"
+    record_result = True
+
+    def perform(self, job: Job) -> int:
+        job.progress(0.5, "half way, from the child")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _progress_stored(job):
+            time.sleep(0.05)  # the node writes reports once per progress_interval
+        return os.getpid()
+
+
+def _progress_stored(job: Job) -> bool:
+    with job.fs.connection() as conn:
+        row = conn.execute("SELECT progress FROM flowstone.jobs WHERE id = %s", (job.id,)).fetchone()
+    return row is not None and row[0] is not None

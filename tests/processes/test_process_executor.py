@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import proc_isolated
-import psycopg
 import pytest
 from process_support import WorkerProcess, rows, scalar
 from support import wait_until
@@ -20,23 +19,6 @@ from flowstone.queue.job import JobState
 pytestmark = pytest.mark.process
 
 Start = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-def isolated(flowstone_url: str, workers: Start) -> Callable[..., WorkerProcess]:
-    """Start a started node running `proc_isolated` (queues iso and chaos)."""
-    with psycopg.connect(flowstone_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE public.children (job_id bigint NOT NULL, pid int NOT NULL,"
-            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-
-    def start(node: str = "iso", argv: tuple[str, ...] = (), **env: str) -> WorkerProcess:
-        process = workers(node, queues="iso=2,chaos=10", app="proc_isolated:app", argv=argv, **env)
-        process.wait_started()
-        return process
-
-    return start
 
 
 def child_of(url: str, job: Job) -> int:
@@ -197,3 +179,17 @@ def test_a_sigkilled_node_takes_its_children_with_it(
     node.signal(signal.SIGKILL)
     node.wait(timeout=10)
     wait_until(lambda: not alive(pid), 5, "the child of the killed node to die")
+
+
+def test_a_worker_s_own_executor_applies_on_a_thread_queue(
+    flowstone: FlowStone, flowstone_url: str, isolated: Start
+) -> None:
+    node = isolated()
+    own = ended(flowstone, flowstone.insert(proc_isolated.OwnProcess.new({})))
+    assert own.state.value == "completed" and own.result != node.process.pid
+    assert own.progress_report is not None and own.progress_report["message"] == "half way, from the child"
+    threaded = ended(flowstone, flowstone.insert(proc_isolated.Flaky.new({})))
+    assert threaded.state.value == "completed"
+    assert scalar(flowstone_url, "SELECT pid FROM public.children WHERE job_id = %s", (threaded.id,)) == (
+        node.process.pid
+    ), "the queue's other jobs run in the node's threads"
