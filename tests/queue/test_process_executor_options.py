@@ -11,30 +11,19 @@ from flowstone.queue.process_pool import ProcessPool, exit_description, worker_l
 from flowstone.queue.worker import WorkerRegistry
 
 
-class Isolated(Worker):
-    register = False
-    queue = "iso"
-    executor = "process"
+def sync_worker(name: str, executor: str | None) -> type[Worker]:
+    """An unregistered sync worker of queue `iso` with this executor."""
 
-    def perform(self, job: Job) -> None:
+    def perform(self: Worker, job: Job) -> None:
         return None
 
-
-class Threaded(Worker):
-    register = False
-    queue = "iso"
-    executor = "thread"
-
-    def perform(self, job: Job) -> None:
-        return None
+    body = {"register": False, "queue": "iso", "executor": executor, "perform": perform}
+    return type(name, (Worker,), {**body, "__module__": __name__})
 
 
-class Plain(Worker):
-    register = False
-    queue = "iso"
-
-    def perform(self, job: Job) -> None:
-        return None
+Isolated = sync_worker("Isolated", "process")
+Threaded = sync_worker("Threaded", "thread")
+Plain = sync_worker("Plain", None)
 
 
 def test_an_async_worker_with_the_process_executor_is_refused_at_definition() -> None:
