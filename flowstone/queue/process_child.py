@@ -52,8 +52,9 @@ _FIELDS = (
 
 
 def frame(message: dict[str, Any]) -> bytes:
-    """One message as sent: its length, then its JSON."""
-    body = json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    """One message as sent: its length, then its JSON (ASCII: a lone surrogate a job put in
+    a text crosses escaped, to be made storable by the node like any other text)."""
+    body = json.dumps(message, allow_nan=False).encode("ascii")
     return _HEADER.pack(len(body)) + body
 
 

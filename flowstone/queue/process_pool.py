@@ -30,7 +30,7 @@ import structlog
 
 from flowstone.errors import ValidationError
 from flowstone.queue.job import Job
-from flowstone.queue.process_child import job_to_json, length_of
+from flowstone.queue.process_child import frame, job_to_json, length_of
 from flowstone.queue.results import Cancel, Discard, Snooze
 from flowstone.queue.worker import Worker, _importable_module
 
@@ -48,7 +48,12 @@ CHILD_POOL_SIZE = 2
 
 
 class ChildProcessDiedError(Exception):
-    """The child process running the job died before it answered."""
+    """The child process running the job died before it answered (`before_start`: before
+    `perform` began)."""
+
+    def __init__(self, message: str, *, before_start: bool) -> None:
+        super().__init__(message)
+        self.before_start = before_start
 
 
 class ProcessJobTimeoutError(TimeoutError):
@@ -160,33 +165,45 @@ class ChildProcess:
         await child.send(setup)
         return child
 
+    @property
+    def gone(self) -> bool:
+        """Whether the child has died (an idle one too: killed by an operator, the OOM killer)."""
+        return self.process.returncode is not None or self.reader.at_eof()
+
     async def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        self.writer.write(len(body).to_bytes(4, "big") + body)
+        self.writer.write(frame(message))
         await self.writer.drain()
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self, *, started: bool) -> dict[str, Any]:
         """The child's next message; ChildProcessDiedError when it died instead."""
         try:
             header = await self.reader.readexactly(4)
             body = await self.reader.readexactly(length_of(header))
         except (asyncio.IncompleteReadError, ConnectionError):
-            code = await self.process.wait()
-            raise ChildProcessDiedError(
-                f"the job's process (pid {self.pid}) {exit_description(code)} before perform returned"
-            ) from None
+            raise await self._died(started) from None
         return dict(json.loads(body))
+
+    async def _died(self, started: bool) -> ChildProcessDiedError:
+        code = await self.process.wait()
+        when = "returned" if started else "began"
+        return ChildProcessDiedError(
+            f"the job's process (pid {self.pid}) {exit_description(code)} before perform {when}",
+            before_start=not started,
+        )
 
     async def run(self, request: dict[str, Any], job: Job, timeout: float | None) -> dict[str, Any]:
         """Send a job; return the child's reply. Its timeout counts from the child's `started`
         (importing the worker's module is not the job's time)."""
-        await self.send(request)
         self.tasks += 1
-        message = await self.receive()
+        try:
+            await self.send(request)
+        except ConnectionError:
+            raise await self._died(started=False) from None
+        message = await self.receive(started=False)
         if message["event"] == "done":  # the class could not be loaded
             return dict(message["reply"])
         with anyio.move_on_after(timeout) as scope:
-            while (message := await self.receive())["event"] == "progress":
+            while (message := await self.receive(started=True))["event"] == "progress":
                 report = message["report"]
                 job.progress(report["fraction"], report["message"])
             return dict(message["reply"])
@@ -245,18 +262,30 @@ class ProcessPool:
         (rebuilt: `RaisedInChild`), or fail the job when the child died or timed out."""
         module, qualname = worker_location(worker)
         request = {"module": module, "qualname": qualname, "job": job_to_json(job)}
-        child = await self._acquire()
-        try:
-            reply = await child.run(request, job, timeout)
-        except BaseException:
-            self.busy.discard(child)
-            await child.kill()
-            raise
-        await self._release(child)
-        return _rebuilt(reply)
+        while True:
+            child = await self._acquire()
+            try:
+                reply = await child.run(request, job, timeout)
+            except BaseException as error:
+                self.busy.discard(child)
+                await child.kill()
+                if not _died_unused(error, child):
+                    raise
+                _log.warning("a reused job process was dead; the job goes to a new one", pid=child.pid)
+                continue
+            await self._release(child)
+            return _rebuilt(reply)
 
     async def _acquire(self) -> ChildProcess:
-        child = self.idle.pop() if self.idle else await ChildProcess.spawn(self._setup())
+        """An idle child that is still alive, else a new one."""
+        while self.idle:
+            child = self.idle.pop()
+            if not child.gone:
+                break
+            _log.warning("a job process died while idle; replaced", pid=child.pid, queue=self.queue)
+            await child.kill()  # reaps it
+        else:
+            child = await ChildProcess.spawn(self._setup())
         self.busy.add(child)
         return child
 
@@ -304,6 +333,13 @@ class ProcessPool:
             async with anyio.create_task_group() as group:
                 for child in children:
                     group.start_soon(child.retire)
+
+
+def _died_unused(error: BaseException, child: ChildProcess) -> bool:
+    """Whether a child that had served other jobs died before this one began (it died
+    while idle, unnoticed): the job never ran there and goes to a new child. A new child
+    that dies before `perform` (its worker's module crashes it) fails the job instead."""
+    return isinstance(error, ChildProcessDiedError) and error.before_start and child.tasks > 1
 
 
 def _rebuilt(reply: dict[str, Any]) -> object:

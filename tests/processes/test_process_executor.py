@@ -3,6 +3,7 @@ killed at their timeout, on cancel and at shutdown; crashes fail one job; childr
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -193,3 +194,15 @@ def test_a_worker_s_own_executor_applies_on_a_thread_queue(
     assert scalar(flowstone_url, "SELECT pid FROM public.children WHERE job_id = %s", (threaded.id,)) == (
         node.process.pid
     ), "the queue's other jobs run in the node's threads"
+
+
+def test_a_process_killed_while_idle_is_replaced_without_failing_the_next_job(
+    flowstone: FlowStone, flowstone_url: str, isolated: Start
+) -> None:
+    isolated()
+    first = ended(flowstone, flowstone.insert(proc_isolated.Pid.new({}))).result
+    os.kill(first, signal.SIGKILL)  # an operator, or the OOM killer, between two jobs
+    wait_until(lambda: not alive(first), 5, "the idle process to die")
+    second = ended(flowstone, flowstone.insert(proc_isolated.Pid.new({})))
+    assert (second.state.value, second.attempt) == ("completed", 1)
+    assert second.result != first
