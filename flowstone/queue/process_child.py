@@ -1,4 +1,4 @@
-"""The child side of the process executor: `python -m flowstone.queue.process_child FD PPID`.
+"""The child side of the process executor: `main([FD, PPID])` in a fresh interpreter.
 
 A child runs one sync `perform` at a time for its node (`process_pool.py`), talking over
 the socket FD in frames of JSON (a 4-byte length, then UTF-8 JSON; never pickle). The
@@ -228,7 +228,3 @@ def main(argv: list[str]) -> int:
     sys.path[:0] = [path for path in setup["sys_path"] if path not in sys.path]
     Child(channel, setup["settings"]).serve()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -29,6 +29,7 @@ import anyio
 import structlog
 
 from flowstone.errors import ValidationError
+from flowstone.queue.executor import JobTimeoutError
 from flowstone.queue.job import Job
 from flowstone.queue.process_child import frame, job_to_json, length_of
 from flowstone.queue.results import Cancel, Discard, Snooze
@@ -43,6 +44,9 @@ _log = structlog.get_logger("flowstone.process_pool")
 TERM_GRACE = 1.0
 """Seconds a child gets to exit after SIGTERM before it is sent SIGKILL."""
 
+CHILD_MAIN = "import sys; from flowstone.queue.process_child import main; sys.exit(main(sys.argv[1:]))"
+"""A child's program (not `-m`: the package that holds the module imports it first)."""
+
 CHILD_POOL_SIZE = 2
 """Connections of the pool a child's `job.fs` opens (one job at a time uses them)."""
 
@@ -54,10 +58,6 @@ class ChildProcessDiedError(Exception):
     def __init__(self, message: str, *, before_start: bool) -> None:
         super().__init__(message)
         self.before_start = before_start
-
-
-class ProcessJobTimeoutError(TimeoutError):
-    """`perform` outlasted its timeout; its process was killed."""
 
 
 class RaisedInChild(Exception):  # noqa: N818 - its subclasses carry the name of what was raised
@@ -147,8 +147,8 @@ class ChildProcess:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "flowstone.queue.process_child",
+                "-c",
+                CHILD_MAIN,
                 str(theirs.fileno()),
                 str(os.getpid()),
                 pass_fds=(theirs.fileno(),),
@@ -208,7 +208,7 @@ class ChildProcess:
                 job.progress(report["fraction"], report["message"])
             return dict(message["reply"])
         assert scope.cancelled_caught
-        raise ProcessJobTimeoutError(
+        raise JobTimeoutError(
             f"perform exceeded its timeout of {timeout} s; its process (pid {self.pid}) was killed"
         )
 

@@ -64,7 +64,8 @@ def test_a_60_s_sleep_with_a_1_s_timeout_fails_within_2_s_and_its_process_is_gon
     result = ended(flowstone, job, timeout=10)
     assert time.monotonic() - seen < 2.0
     assert result.state.value == "discarded"
-    assert f"exceeded its timeout of 1.0 s; its process (pid {pid}) was killed" in last_error(result)
+    said = f"JobTimeoutError: perform exceeded its timeout of 1.0 s; its process (pid {pid}) was killed"
+    assert last_error(result) == said
     took = scalar(
         flowstone_url,
         "SELECT extract(epoch FROM (j.errors -> -1 ->> 'at')::timestamptz - c.at) "
