@@ -64,9 +64,18 @@ def test_a_process_worker_a_child_cannot_import_is_refused_before_the_node_runs(
         def perform(self, job: Job) -> None:
             return None
 
+    class LocalAsync(Worker):
+        register = False
+        queue = "iso"
+
+        async def perform(self, job: Job) -> None:
+            return None
+
     registry = WorkerRegistry()
-    registry.register(Local)
+    registry.register(LocalAsync)
     fs = FlowStone("postgresql://localhost/unused", registry=registry)
+    fs.node({"iso": {"limit": 1, "executor": "process"}})  # an async worker stays on the node's loop
+    registry.register(Local)
     fs.node({"iso": 1})  # threads: nothing to import
     refused = r"is defined inside a function .*Local.*define it at the top level"
     with pytest.raises(ValidationError, match=refused):
