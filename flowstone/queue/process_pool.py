@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ import structlog
 from flowstone.errors import ValidationError
 from flowstone.queue.executor import JobTimeoutError
 from flowstone.queue.job import Job
+from flowstone.queue.outcomes import describe
 from flowstone.queue.process_child import frame, job_to_json, length_of
 from flowstone.queue.results import Cancel, Discard, Snooze
 from flowstone.queue.worker import Worker, _importable_module
@@ -237,7 +238,8 @@ class ChildProcess:
 
 class ProcessPool:
     """The children of one producer: a job takes an idle child or a new one, and gives it
-    back after a normal reply unless it is due for recycling."""
+    back after a normal reply unless it is due for recycling. A child recycled, timed out or
+    dead is replaced in the background, so the next job finds one started."""
 
     def __init__(self, fs: FlowStone, queue: str, config: QueueConfig) -> None:
         self.fs = fs
@@ -245,6 +247,8 @@ class ProcessPool:
         self.config = config
         self.idle: list[ChildProcess] = []
         self.busy: set[ChildProcess] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     def takes(self, worker: type[Worker]) -> bool:
         """Whether a job of `worker` (a sync one) runs in a child of this pool."""
@@ -269,6 +273,8 @@ class ProcessPool:
             except BaseException as error:
                 self.busy.discard(child)
                 await child.kill()
+                if not isinstance(error, anyio.get_cancelled_exc_class()):
+                    self._in_background(self._replace(None))
                 if not _died_unused(error, child):
                     raise
                 _log.warning("a reused job process was dead; the job goes to a new one", pid=child.pid)
@@ -296,7 +302,28 @@ class ProcessPool:
             self.idle.append(child)
             return
         _log.info("recycling a job process", pid=child.pid, reason=why, queue=self.queue)
-        await child.retire()
+        self._in_background(self._replace(child))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _replace(self, old: ChildProcess | None) -> None:
+        """Retire `old` (its job has its outcome) and start an idle child in its place."""
+        if old is not None:
+            await old.retire()
+        if self._closing:
+            return
+        try:
+            child = await ChildProcess.spawn(self._setup())
+        except Exception as error:  # the next job starts its own, and fails if it cannot
+            _log.warning("could not start a job process in advance", queue=self.queue, error=describe(error))
+            return
+        if self._closing:
+            await child.retire()
+        else:
+            self.idle.append(child)
 
     def _recycle_reason(self, child: ChildProcess) -> str | None:
         limit, ceiling = self.config.max_tasks_per_child, self.config.max_memory_per_child
@@ -327,9 +354,11 @@ class ProcessPool:
 
     async def aclose(self) -> None:
         """End every child (idle ones gently); called when the node stops."""
-        children, self.idle = [*self.idle, *self.busy], []
-        self.busy.clear()
+        self._closing = True
         with anyio.CancelScope(shield=True):
+            await asyncio.gather(*self._background, return_exceptions=True)
+            children, self.idle = [*self.idle, *self.busy], []
+            self.busy.clear()
             async with anyio.create_task_group() as group:
                 for child in children:
                     group.start_soon(child.retire)
