@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from flowstone.errors import ValidationError
 from flowstone.queue.config import TestingMode
 from flowstone.queue.engine import MAX_ID, ack_plans, claim_plan, stage_plan
-from flowstone.queue.executor import Executor
+from flowstone.queue.executor import Executor, chaos
 from flowstone.queue.instance import FlowStone, configured_default, get_default
 from flowstone.queue.job import Job, JobState, _running
 from flowstone.queue.outcomes import Outcome
@@ -26,6 +26,8 @@ from flowstone.queue.workflow import HELD_AT
 DRAIN_NODE = "flowstone.testing.drain"
 DRAIN_BATCH = 100
 MAX_DRAIN_ROUNDS = 10_000
+
+with_chaos = chaos  # `with with_chaos(failure_rate, seed):` fails that share of the jobs run inside
 
 
 def _job_for(
