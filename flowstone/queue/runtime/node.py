@@ -18,7 +18,7 @@ import psycopg.errors
 import structlog
 from psycopg.types.json import Jsonb
 
-from flowstone.queue import telemetry
+from flowstone.queue import executor, telemetry
 from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
 from flowstone.queue.floor import BOTTOM, parse_notification
@@ -57,6 +57,9 @@ class Node(InstanceRuntime):
         self.producers = {
             queue: Producer(self, queue, config) for queue, config in configs.items() if not manual
         }
+        workers = [w for w in map(fs.registry.get, fs.registry.names()) if w is not None]
+        for producer in self.producers.values():
+            producer.processes.check(workers)
         self.incarnation = uuid.uuid4().hex[:12]
         self.link = Link(fs, "flowstone.node")
         self.is_leader = False
@@ -176,6 +179,7 @@ class Node(InstanceRuntime):
     async def run(self) -> None:
         """Run until `stop()` is called (or the surrounding scope is cancelled)."""
         self._reload_controls = anyio.Event()
+        self._arm_chaos()
         await until_done(self._heartbeat, "register node")
         await self._load_controls()
         listener = self._listener()
@@ -200,6 +204,16 @@ class Node(InstanceRuntime):
         await self.link.close()
         self.stopped.set()
         _log.info("node stopped", node=self.name)
+
+    def _arm_chaos(self) -> None:
+        """With the `chaos` setting, fail that share of this node's jobs before perform (for
+        the job tasks started from here on: they copy this context)."""
+        rate = self.settings.chaos
+        if rate > 0:
+            _log.warning(
+                "chaos: failing a share of jobs before perform", rate=rate, seed=self.settings.chaos_seed
+            )
+            executor.arm_chaos(rate, self.settings.chaos_seed)
 
     def stop(self) -> None:
         """Begin a graceful shutdown; called again, skip what is left of the grace period."""

@@ -35,6 +35,7 @@ from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
 from flowstone.queue.pool import bounded_options, local_timeout
+from flowstone.queue.process_pool import ProcessPool
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class Producer:
         self.finished: list[Outcome] = []
         self.left_behind: list[int] = []
         self.turned_at = time.monotonic()
-        self.executor = Executor(node.fs, self._thread_ended, node.progress.note)
+        self.processes = ProcessPool(node.fs, queue, config)
+        self.executor = Executor(node.fs, self._thread_ended, node.progress.note, self.processes)
         self._held_back = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
@@ -149,6 +151,7 @@ class Producer:
             self.left_behind = sorted(self.running)
             for task in self._tasks:  # only jobs left behind, or when the node is torn down
                 task.cancel()
+            await self.processes.aclose()
             await self._disconnect()
 
     async def _turn(self) -> None:
@@ -325,8 +328,9 @@ class Producer:
 
     async def stop(self, grace: float) -> None:
         """Stop claiming and give running jobs `grace` seconds. Then async jobs are cancelled
-        and handed back (attempt refunded); sync jobs, whose threads cannot be stopped, are
-        left behind `executing` for the lifeline (see docs/reliability.md)."""
+        and jobs in child processes killed, and handed back (attempt refunded); sync jobs in
+        threads, which cannot be stopped, are left behind `executing` for the lifeline (see
+        docs/reliability.md)."""
         self._stopping = True
         self.wake()
         if self.running:
