@@ -1,14 +1,14 @@
 """The assets overdue by their freshness policy, as the freshness sentry last saw them:
 so that becoming overdue sends one event cluster-wide, not one per tick or per leader.
 
-Revision ID: 0013_overdue_assets
-Revises: 0012_compute_logs
+Revision ID: 0014_overdue_assets
+Revises: 0013_compute_logs
 """
 
 from flowstone.queue.migrate import execute_ddl
 
-revision = "0013_overdue_assets"
-down_revision = "0012_compute_logs"
+revision = "0014_overdue_assets"
+down_revision = "0013_compute_logs"
 branch_labels = None
 depends_on = None
 

@@ -2,14 +2,14 @@
 its checks printed and logged (the last 64 Ki characters; NULL when nothing). On the
 record, so that pruning a record prunes its logs.
 
-Revision ID: 0012_compute_logs
-Revises: 0011_cron_entries
+Revision ID: 0013_compute_logs
+Revises: 0012_claim_floor
 """
 
 from flowstone.queue.migrate import execute_ddl
 
-revision = "0012_compute_logs"
-down_revision = "0011_cron_entries"
+revision = "0013_compute_logs"
+down_revision = "0012_claim_floor"
 branch_labels = None
 depends_on = None
 
