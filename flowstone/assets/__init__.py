@@ -2,7 +2,6 @@
 managers, the materializer, materialization records and lineage, data versions and
 staleness, checks, schedules and eager automation, the AssetWorker and the public API."""
 
-from flowstone.assets import schedules as _schedules  # registers asset schedules with cron
 from flowstone.assets.api import (
     BackfillResult,
     MaterializeAllResult,
@@ -114,5 +113,3 @@ __all__ = [
     "register_io_manager",
     "registry_of",
 ]
-
-del _schedules

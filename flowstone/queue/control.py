@@ -20,11 +20,10 @@ from flowstone.errors import ValidationError
 from flowstone.queue.config import MAX_LIMIT
 from flowstone.queue.engine import lock_workflows_of
 from flowstone.queue.job import Job
-from flowstone.queue.outcomes import clean_text
 from flowstone.queue.plan import Plan, Row, single
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
-from flowstone.queue.validation import check_name
+from flowstone.queue.validation import check_name, clean_text
 
 ALL_NODES = "*"
 Action = Literal["cancel", "pause", "resume", "scale", "reset"]

@@ -9,31 +9,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pydantic
 
 from flowstone.errors import ValidationError, one_line
-from flowstone.queue import telemetry
+from flowstone.queue import chaos, telemetry
 from flowstone.queue.job import Job, _running
 from flowstone.queue.jsonb import UndecodableJSON
 from flowstone.queue.outcomes import Outcome, failure, from_result, last_resort, unresolvable
 from flowstone.queue.threads import DaemonThreads
-from flowstone.queue.worker import Worker
-
-if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
-
-
-class ChaosError(Exception):
-    """A failure injected by `flowstone.testing.with_chaos`."""
+from flowstone.queue.worker import Worker, WorkerRegistry
 
 
 class JobTimeoutError(TimeoutError):
@@ -48,55 +37,29 @@ class InvalidArgsError(ValueError):
     """The job's args do not match its worker's `args_model`."""
 
 
-@dataclass
-class Chaos:
-    """Fail a share of executions, reproducibly from `seed`."""
-
-    failure_rate: float
-    seed: int | None = None
-    rng: random.Random = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValidationError(f"failure_rate must be between 0 and 1; got {self.failure_rate!r}")
-        self.rng = random.Random(self.seed)  # test chaos, not crypto
-
-    def strike(self) -> bool:
-        """True when this execution should fail."""
-        return self.rng.random() < self.failure_rate
-
-
-_chaos: ContextVar[Chaos | None] = ContextVar("flowstone_chaos", default=None)
-
-
-@contextmanager
-def chaos(failure_rate: float, seed: int | None = None) -> Iterator[Chaos]:
-    """Within the block, each execution fails with probability `failure_rate`."""
-    token = _chaos.set(Chaos(failure_rate, seed))
-    try:
-        yield _chaos.get()  # type: ignore[misc]
-    finally:
-        _chaos.reset(token)
-
-
 class Executor:
-    """Executes jobs of `fs`'s registered workers; sync `perform` runs in a daemon thread.
+    """Executes jobs of `registry`'s workers; sync `perform` runs in a daemon thread.
 
-    The job runs on the instance that claimed it: `job.fs` is `fs` while `perform` runs,
-    and `running_job()` returns the job in that context (a sync job's thread included).
-    A sync job cannot be stopped: `in_thread(job_id)` tells whether its thread still
-    runs after its caller stopped waiting, and `on_thread_end(job_id)` when it ends."""
+    The job runs on the instance that claimed it: `job.fs` is `instance` (the facade users
+    hold, given as a value) while `perform` runs, and `running_job()` returns the job in
+    that context (a sync job's thread included). A sync job cannot be stopped:
+    `in_thread(job_id)` tells whether its thread still runs after its caller stopped
+    waiting, and `on_thread_end(job_id)` when it ends. Built inside `with_chaos`, it fails
+    a share of executions (see `chaos`)."""
 
     def __init__(
         self,
-        fs: FlowStone,
+        registry: WorkerRegistry,
+        instance: object,
         on_thread_end: Callable[[int], None] = lambda job_id: None,
         on_progress: Callable[[Job], None] | None = None,
     ):
-        self.fs = fs
-        self.registry = fs.registry
+        self.registry = registry
+        self.instance = instance
         self.threads = DaemonThreads(on_thread_end)
         self.on_progress = on_progress
+        injected = chaos.active()
+        self._call = self._perform if injected is None else injected.wrap(self._perform)
 
     def in_thread(self, job_id: int) -> bool:
         """Whether a sync `perform` of this job is still running in its thread."""
@@ -107,7 +70,7 @@ class Executor:
 
         Whatever perform does (raise anything, return anything, hang in a hostile
         `__str__`), the result is an outcome the ack statement can store."""
-        job._fs = self.fs
+        job._fs = self.instance
         job._on_progress = self.on_progress
         token = _running.set(job)
         try:
@@ -141,7 +104,7 @@ class Executor:
         try:
             worker = worker_cls()
             record = worker_cls.result_limit if worker_cls.record_result else None
-            outcome = from_result(job, await self._perform(worker, job), record)
+            outcome = from_result(job, await self._call(worker, job), record)
         except BaseException as error:  # a job's failure, whatever it raised, is the job's
             if _being_cancelled(error):
                 raise
@@ -154,9 +117,6 @@ class Executor:
         return outcome
 
     async def _perform(self, worker: Worker, job: Job) -> object:
-        active = _chaos.get()
-        if active is not None and active.strike():
-            raise ChaosError(f"injected failure (rate {active.failure_rate})")
         timeout = _checked_timeout(worker.timeout(job))
         if not inspect.iscoroutinefunction(worker.perform):
             return await self._perform_in_thread(worker, job, timeout)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from flowstone._lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "with_chaos": ("flowstone.queue.executor", "chaos"),
+    "with_chaos": ("flowstone.queue.chaos", "chaos"),
     **{
         name: ("flowstone.testing.helpers", name)
         for name in (
@@ -45,7 +45,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:
-    from flowstone.queue.executor import chaos as with_chaos
+    from flowstone.queue.chaos import chaos as with_chaos
     from flowstone.testing.helpers import (
         DrainResult as DrainResult,
         adrain_queue as adrain_queue,

@@ -31,10 +31,11 @@ from flowstone.queue.config import QueueConfig
 from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.job import Job, JobState
-from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
+from flowstone.queue.outcomes import Outcome, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
 from flowstone.queue.pool import bounded_options, local_timeout
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
+from flowstone.queue.validation import clean_text
 
 if TYPE_CHECKING:
     from flowstone.queue.runtime.node import Node
@@ -69,7 +70,7 @@ class Producer:
         self.finished: list[Outcome] = []
         self.left_behind: list[int] = []
         self.turned_at = time.monotonic()
-        self.executor = Executor(node.fs, self._thread_ended, node.progress.note)
+        self.executor = Executor(node.host.registry, node.host, self._thread_ended, node.progress.note)
         self._held_back = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
@@ -251,18 +252,20 @@ class Producer:
             settings = self.node.settings
             options = bounded_options(
                 settings.statement_timeout,
-                pooled=self.node.fs.pooled,
+                pooled=self.node.host.database.pooled,
                 generic=True,
                 asynchronous=settings.async_commit,
             )
             name = f"flowstone.producer.{self.queue}"[:63]  # visible in pg_stat_activity
-            self._conn = await self.node.fs.aconnect(autocommit=True, application_name=name, **options)
+            self._conn = await self.node.host.database.aconnect(
+                autocommit=True, application_name=name, **options
+            )
         return self._conn
 
     async def _together(self, conn: psycopg.AsyncConnection[Any], plans: list[Plan[Any]]) -> list[Any]:
         """Run one-statement plans in one transaction and round trip (a single one as is),
         behind a transaction pooler after the statement that bounds the transaction."""
-        prelude = local_timeout(self.node.settings.statement_timeout, pooled=self.node.fs.pooled)
+        prelude = local_timeout(self.node.settings.statement_timeout, pooled=self.node.host.database.pooled)
         if not prelude and len(plans) == 1:
             return [await arun(conn, plans[0])]
         return (await arun_together(conn, [*prelude, *plans]))[len(prelude) :]
