@@ -1,4 +1,6 @@
-"""`FlowStone`: one configured connection to a FlowStone schema, with sync and async twins.
+"""`FlowStone`: the one object users hold — every public call, with sync and async twins,
+over a `Database` (connections and statements), an engine (how jobs are inserted and
+awaited: the testing modes) and an extension (what a higher layer adds to nodes).
 
 Convention: every call that talks to the database has an async twin named with an
 `a` prefix (`insert` / `ainsert`, `get_job` / `aget_job`, …).
@@ -27,8 +29,7 @@ from flowstone.queue.extension import Extension, extension_of
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.plugins import CronEntry, Plugin
 from flowstone.queue.plugins.cron import entries_from
-from flowstone.queue.queries.jobs import JobQueries
-from flowstone.queue.queries.nodes import NodeQueries
+from flowstone.queue.queries.statements import Statements
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry, use_default
 from flowstone.queue.workflow import Batch, Workflow, WorkflowState, workflow_plan
@@ -93,12 +94,8 @@ class FlowStone:
         return self.database.settings
 
     @property
-    def _jobs(self) -> JobQueries:
-        return self.database.statements.jobs
-
-    @property
-    def _nodes_statements(self) -> NodeQueries:
-        return self.database.statements.nodes
+    def _statements(self) -> Statements:
+        return self.database.statements
 
     @property
     def schema(self) -> str:
@@ -192,11 +189,11 @@ class FlowStone:
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with `job_id`, or None."""
-        return self.database.execute(manage.get_plan(self._jobs, job_id))
+        return self.database.execute(manage.get_plan(self._statements.jobs, job_id))
 
     async def aget_job(self, job_id: int) -> Job | None:
         """Async twin of `get_job`."""
-        return await self.database.aexecute(manage.get_plan(self._jobs, job_id))
+        return await self.database.aexecute(manage.get_plan(self._statements.jobs, job_id))
 
     def list_jobs(
         self,
@@ -208,7 +205,7 @@ class FlowStone:
     ) -> list[Job]:
         """Jobs matching every given filter, oldest first (`flowstone.insights` pages newest first)."""
         where = manage.JobFilter(queue, state, worker, oldest_first=True, limit=limit)
-        return self.database.execute(manage.list_plan(self._jobs, where))
+        return self.database.execute(manage.list_plan(self._statements.jobs, where))
 
     async def alist_jobs(
         self,
@@ -220,15 +217,15 @@ class FlowStone:
     ) -> list[Job]:
         """Async twin of `list_jobs`."""
         where = manage.JobFilter(queue, state, worker, oldest_first=True, limit=limit)
-        return await self.database.aexecute(manage.list_plan(self._jobs, where))
+        return await self.database.aexecute(manage.list_plan(self._statements.jobs, where))
 
     def retry_job(self, job_id: int) -> Job | None:
         """Run a discarded, cancelled, completed, scheduled or retryable job again now."""
-        return self.database.execute(manage.retry_plan(self._jobs, job_id))
+        return self.database.execute(manage.retry_plan(self._statements.jobs, job_id))
 
     async def aretry_job(self, job_id: int) -> Job | None:
         """Async twin of `retry_job`."""
-        return await self.database.aexecute(manage.retry_plan(self._jobs, job_id))
+        return await self.database.aexecute(manage.retry_plan(self._statements.jobs, job_id))
 
     def cancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Cancel a job that has not finished; None when it already finished or does not exist.
@@ -238,21 +235,23 @@ class FlowStone:
         cannot be (a thread cannot be killed): its thread runs on, holding its slot, until
         `perform` returns, and its outcome is then ignored.
         """
-        return self.database.execute(control.cancel_plan(self._jobs, self._nodes_statements, job_id, reason))
+        return self.database.execute(
+            control.cancel_plan(self._statements.jobs, self._statements.nodes, job_id, reason)
+        )
 
     async def acancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Async twin of `cancel_job`."""
         return await self.database.aexecute(
-            control.cancel_plan(self._jobs, self._nodes_statements, job_id, reason)
+            control.cancel_plan(self._statements.jobs, self._statements.nodes, job_id, reason)
         )
 
     def delete_job(self, job_id: int) -> bool:
         """Delete a job that is not executing."""
-        return self.database.execute(manage.delete_plan(self._jobs, job_id))
+        return self.database.execute(manage.delete_plan(self._statements.jobs, job_id))
 
     async def adelete_job(self, job_id: int) -> bool:
         """Async twin of `delete_job`."""
-        return await self.database.aexecute(manage.delete_plan(self._jobs, job_id))
+        return await self.database.aexecute(manage.delete_plan(self._statements.jobs, job_id))
 
     # -- in bulk -----------------------------------------------------------------------------
 
@@ -331,21 +330,21 @@ class FlowStone:
 
     def _bulk(self, bulk: manage.Bulk) -> int:
         if bulk.dry_run:
-            return self.database.execute(manage.bulk_count_plan(self._jobs, bulk))
-        max_id, done, more = self.database.execute(manage.max_id_plan(self._jobs)), 0, True
+            return self.database.execute(manage.bulk_count_plan(self._statements.jobs, bulk))
+        max_id, done, more = self.database.execute(manage.max_id_plan(self._statements.jobs)), 0, True
         while more:
             count, more = self.database.execute(
-                manage.bulk_batch_plan(self._jobs, self._nodes_statements, bulk, max_id)
+                manage.bulk_batch_plan(self._statements.jobs, self._statements.nodes, bulk, max_id)
             )
             done += count
         return done
 
     async def _abulk(self, bulk: manage.Bulk) -> int:
         if bulk.dry_run:
-            return await self.database.aexecute(manage.bulk_count_plan(self._jobs, bulk))
-        max_id, done, more = await self.database.aexecute(manage.max_id_plan(self._jobs)), 0, True
+            return await self.database.aexecute(manage.bulk_count_plan(self._statements.jobs, bulk))
+        max_id, done, more = await self.database.aexecute(manage.max_id_plan(self._statements.jobs)), 0, True
         while more:
-            plan = manage.bulk_batch_plan(self._jobs, self._nodes_statements, bulk, max_id)
+            plan = manage.bulk_batch_plan(self._statements.jobs, self._statements.nodes, bulk, max_id)
             count, more = await self.database.aexecute(plan)
             done += count
         return done
@@ -372,11 +371,11 @@ class FlowStone:
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
         """A workflow's (or batch's) jobs and their states, or None when it has none."""
-        return self.database.execute(workflow_plan(self._jobs, workflow_id))
+        return self.database.execute(workflow_plan(self._statements.jobs, workflow_id))
 
     async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
         """Async twin of `workflow`."""
-        return await self.database.aexecute(workflow_plan(self._jobs, workflow_id))
+        return await self.database.aexecute(workflow_plan(self._statements.jobs, workflow_id))
 
     def await_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Wait until the job finishes (woken by a notification) and return its recorded
@@ -393,73 +392,73 @@ class FlowStone:
     def pause_queue(self, queue: str, *, node: str | None = None) -> None:
         """Stop claiming from `queue` on `node` (default: every node); running jobs finish.
         Stored: nodes started later obey it too, until `reset_queue`."""
-        self.database.execute(control.set_control_plan(self._nodes_statements, queue, node=node, paused=True))
+        self.database.execute(control.set_control_plan(self._statements.nodes, queue, node=node, paused=True))
 
     async def apause_queue(self, queue: str, *, node: str | None = None) -> None:
         """Async twin of `pause_queue`."""
         await self.database.aexecute(
-            control.set_control_plan(self._nodes_statements, queue, node=node, paused=True)
+            control.set_control_plan(self._statements.nodes, queue, node=node, paused=True)
         )
 
     def resume_queue(self, queue: str, *, node: str | None = None) -> None:
         """Resume claiming from `queue` on `node` (default: every node)."""
         self.database.execute(
-            control.set_control_plan(self._nodes_statements, queue, node=node, paused=False)
+            control.set_control_plan(self._statements.nodes, queue, node=node, paused=False)
         )
 
     async def aresume_queue(self, queue: str, *, node: str | None = None) -> None:
         """Async twin of `resume_queue`."""
         await self.database.aexecute(
-            control.set_control_plan(self._nodes_statements, queue, node=node, paused=False)
+            control.set_control_plan(self._statements.nodes, queue, node=node, paused=False)
         )
 
     def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
         """Run at most `limit` jobs of `queue` at once on `node` (default: every node).
         Stored: it overrides the limit nodes started later are configured with, until
         `reset_queue`."""
-        self.database.execute(control.set_control_plan(self._nodes_statements, queue, node=node, limit=limit))
+        self.database.execute(control.set_control_plan(self._statements.nodes, queue, node=node, limit=limit))
 
     async def ascale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
         """Async twin of `scale_queue`."""
         await self.database.aexecute(
-            control.set_control_plan(self._nodes_statements, queue, node=node, limit=limit)
+            control.set_control_plan(self._statements.nodes, queue, node=node, limit=limit)
         )
 
     def reset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
         """Clear the stored pause/scale settings of `queue` on every node (default), or
         only `node`'s own; the nodes go back to what they were configured with (`queues=`,
         `--queues`). The settings cleared."""
-        return self.database.execute(control.reset_plan(self._nodes_statements, queue, node))
+        return self.database.execute(control.reset_plan(self._statements.nodes, queue, node))
 
     async def areset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
         """Async twin of `reset_queue`."""
-        return await self.database.aexecute(control.reset_plan(self._nodes_statements, queue, node))
+        return await self.database.aexecute(control.reset_plan(self._statements.nodes, queue, node))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Job counts per queue and state."""
-        return self.database.execute(control.queue_counts_plan(self._jobs))
+        return self.database.execute(control.queue_counts_plan(self._statements.jobs))
 
     async def aqueue_counts(self) -> dict[str, dict[str, int]]:
         """Async twin of `queue_counts`."""
-        return await self.database.aexecute(control.queue_counts_plan(self._jobs))
+        return await self.database.aexecute(control.queue_counts_plan(self._statements.jobs))
 
     def nodes(self) -> list[dict[str, Any]]:
         """Known nodes, their queues and whether their heartbeat is current."""
-        return self.database.execute(control.nodes_plan(self._nodes_statements, self.settings.node_expiry))
+        return self.database.execute(control.nodes_plan(self._statements.nodes, self.settings.node_expiry))
 
     async def anodes(self) -> list[dict[str, Any]]:
         """Async twin of `nodes`."""
         return await self.database.aexecute(
-            control.nodes_plan(self._nodes_statements, self.settings.node_expiry)
+            control.nodes_plan(self._statements.nodes, self.settings.node_expiry)
         )
 
     def leader(self) -> str | None:
         """The node currently holding the leader lease."""
-        return self.database.execute(control.leader_plan(self._nodes_statements))
+        return self.database.execute(control.leader_plan(self._statements.nodes))
 
     async def aleader(self) -> str | None:
         """Async twin of `leader`."""
-        return await self.database.aexecute(control.leader_plan(self._nodes_statements))
+        return await self.database.aexecute(control.leader_plan(self._statements.nodes))
 
     # -- running a node ----------------------------------------------------------------------
 
