@@ -71,14 +71,14 @@ class InlineEngine:
         """Run a workflow's jobs in order (see `ainsert_workflow`)."""
         return call(lambda: self.ainsert_workflow(workflow, conn))
 
-    async def ainsert_workflow(self, wf: Workflow, conn: Any) -> dict[str, Job]:
+    async def ainsert_workflow(self, workflow: Workflow, conn: Any) -> dict[str, Job]:
         """Run a workflow's jobs in order: a job whose dependency failed (and does not
         ignore it) is cancelled; one whose dependency did not finish stays waiting."""
-        known = self.workflows.setdefault(wf.id, {})
-        plan_fates(wf, {name: Member(job.id, job.state) for name, job in known.items()})  # checks names
+        known = self.workflows.setdefault(workflow.id, {})
+        plan_fates(workflow, {name: Member(job.id, job.state) for name, job in known.items()})  # checks names
         ran: dict[str, Job] = {}
-        for step in wf.steps.values():
-            job = prepared(wf, step, "ready")
+        for step in workflow.steps.values():
+            job = prepared(workflow, step, "ready")
             states = [{**known, **ran}[dep].state for dep in step.deps]
             if any(s in _FAILED and s.value not in step.ignore for s in states):
                 ran[step.name] = self._end(self._new(job), JobState.CANCELLED, "a dependency failed")

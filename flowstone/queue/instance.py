@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import signal
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,22 +127,30 @@ class FlowStone:
         """Async twin of `connect`."""
         return await self.database.aconnect(direct=direct, **kwargs)
 
-    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection inside a transaction that commits when the block exits
         cleanly (and rolls back on an exception)."""
-        return self.database.connection()
+        with self.database.connection() as conn:
+            yield conn
 
-    def aconnection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+    @asynccontextmanager
+    async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `connection` (one pool per event loop)."""
-        return self.database.aconnection()
+        async with self.database.aconnection() as conn:
+            yield conn
 
-    def session(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+    @contextmanager
+    def session(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in autocommit mode (`Database.session`)."""
-        return self.database.session()
+        with self.database.session() as conn:
+            yield conn
 
-    def asession(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+    @asynccontextmanager
+    async def asession(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `session`."""
-        return self.database.asession()
+        async with self.database.asession() as conn:
+            yield conn
 
     def close(self) -> None:
         """Close the sync pool (async pools close with `aclose`)."""

@@ -73,8 +73,8 @@ def test_the_testing_mode_picks_the_engine_and_with_testing_mode_swaps_it() -> N
     fs = FlowStone(URL, testing="inline")
     assert type(fs.engine) is InlineEngine and not fs.engine.runs_queues
     with with_testing_mode("manual", fs):
-        assert type(fs.engine) is ManualEngine and fs.settings.testing == "manual"
-    assert type(fs.engine) is InlineEngine and fs.settings.testing == "inline"
+        assert (type(fs.engine), fs.settings.testing) == (ManualEngine, "manual")
+    assert (type(fs.engine), fs.settings.testing) == (InlineEngine, "inline")
 
 
 def _outcome(executor: Executor) -> Any:
