@@ -24,6 +24,7 @@ from flowstone.errors import ValidationError, ValidationTypeError
 from flowstone.queue import control, manage, outcome_log, telemetry
 from flowstone.queue.config import QueuesOption, Settings, TestingMode
 from flowstone.queue.database import Database, settings_of
+from flowstone.queue.dynamic_cron import CronManager
 from flowstone.queue.engines import engine_for
 from flowstone.queue.extension import Extension, extension_of
 from flowstone.queue.job import Job, JobState, running_job
@@ -33,6 +34,7 @@ from flowstone.queue.queries.statements import Statements
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry, use_default
 from flowstone.queue.workflow import Batch, Workflow, WorkflowState, workflow_plan
+from flowstone.queue.workflow_retry import retry_job_plan, retry_workflow_plan
 
 _log = structlog.get_logger("flowstone")
 
@@ -71,6 +73,8 @@ class FlowStone:
         self.assets = assets
         self.plugins = list(plugins)
         self.cron_entries: list[CronEntry] = []
+        self.cron = CronManager(self.database, self.registry)
+        """Cron entries stored in the database, managed at run time (`add`, `pause`, …)."""
         self._nodes: dict[Node, asyncio.Task[None]] = {}
         self.engine = engine_for(self.settings.testing, self.database, self.registry, self)
 
@@ -228,12 +232,13 @@ class FlowStone:
         return await self.database.aexecute(manage.list_plan(self._statements.jobs, where))
 
     def retry_job(self, job_id: int) -> Job | None:
-        """Run a discarded, cancelled, completed, scheduled or retryable job again now."""
-        return self.database.execute(manage.retry_plan(self._statements.jobs, job_id))
+        """Run a discarded, cancelled, completed, scheduled or retryable job again now; a
+        failed workflow job re-arms the dependents its failure cancelled."""
+        return self.database.execute(retry_job_plan(self._statements.jobs, job_id))
 
     async def aretry_job(self, job_id: int) -> Job | None:
         """Async twin of `retry_job`."""
-        return await self.database.aexecute(manage.retry_plan(self._statements.jobs, job_id))
+        return await self.database.aexecute(retry_job_plan(self._statements.jobs, job_id))
 
     def cancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Cancel a job that has not finished; None when it already finished or does not exist.
@@ -376,6 +381,15 @@ class FlowStone:
     async def ainsert_batch(self, batch: Batch, *, conn: Any = None) -> dict[str, Job]:
         """Async twin of `insert_batch`."""
         return await self.ainsert_workflow(_check_batch(batch).workflow(), conn=conn)
+
+    def retry_workflow(self, workflow_id: str) -> list[Job]:
+        """Retry every discarded and cancelled job of a workflow in dependency order (those
+        waiting on another retried job are held until it completes); the jobs changed."""
+        return self.database.execute(retry_workflow_plan(self._statements.jobs, workflow_id))
+
+    async def aretry_workflow(self, workflow_id: str) -> list[Job]:
+        """Async twin of `retry_workflow`."""
+        return await self.database.aexecute(retry_workflow_plan(self._statements.jobs, workflow_id))
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
         """A workflow's (or batch's) jobs and their states, or None when it has none."""

@@ -13,6 +13,7 @@ import anyio
 from psycopg.types.json import Jsonb
 
 from flowstone.errors import ValidationError
+from flowstone.queue.chaos import chaos
 from flowstone.queue.config import TestingMode
 from flowstone.queue.engine import MAX_ID, ack_plans, claim_plan, stage_plan
 from flowstone.queue.executor import Executor
@@ -26,6 +27,8 @@ from flowstone.queue.workflow import HELD_AT
 DRAIN_NODE = "flowstone.testing.drain"
 DRAIN_BATCH = 100
 MAX_DRAIN_ROUNDS = 10_000
+
+with_chaos = chaos  # `with with_chaos(failure_rate, seed):` fails that share of the jobs run inside
 
 
 def _job_for(

@@ -58,7 +58,9 @@ class Node(InstanceRuntime):
         self.link = Link(database, "flowstone.node")
         self.is_leader = False
         self._connected_since: float | None = None
-        self.plugins: list[Plugin] = [*builtin_plugins(database.settings, cron), *plugins] if runs else []
+        self.plugins: list[Plugin] = (
+            [*builtin_plugins(database.settings, cron, host.registry), *plugins] if runs else []
+        )
         self.started = anyio.Event()
         self.stopped = anyio.Event()
         self._stop = anyio.Event()
