@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from flowstone._lazy import lazy_exports
 
 __version__ = "0.1.0"
+"""FlowStone's version (what `flowstone --version` prints)."""
 
 __all__ = [
     "AllPartitions",

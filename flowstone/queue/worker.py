@@ -132,7 +132,7 @@ class Worker:
         checked = check_args({} if args is None else args)
         if cls.args_model is not None:
             checked = cls.args_model.model_validate(checked).model_dump(mode="json")
-        meta_dict = check_args({} if meta is None else meta, "meta")
+        meta_dict = {} if meta is None else check_args(meta, "meta")
         return NewJob(
             worker=cls.name,
             queue=check_name(queue if queue is not None else cls.queue, "queue"),
@@ -224,6 +224,8 @@ def _instance() -> Inserter:
 
 
 def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    if tags == ():
+        return ()
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
         raise ValidationError(f"tags must be a list of strings; got {tags!r}")
     return tuple(check_text(tag, f"tags[{index}]") for index, tag in enumerate(tags))
@@ -273,3 +275,5 @@ class WorkerRegistry:
 
 
 default_registry = WorkerRegistry()
+"""Every `Worker` subclass, registered under its name as it is defined: the workers an
+instance runs unless given `registry=`."""

@@ -140,7 +140,8 @@ def all_enqueued(
 
 
 def assert_enqueued(**filters: Any) -> Job:
-    """Fail unless a matching job is enqueued; return the first match."""
+    """Fail unless a job matching the filters of `all_enqueued` is enqueued; return the
+    first match."""
     found = all_enqueued(**filters)
     if not found:
         raise AssertionError(f"expected a job matching {_describe(filters)} to be enqueued; found none")
@@ -148,7 +149,7 @@ def assert_enqueued(**filters: Any) -> Job:
 
 
 def refute_enqueued(**filters: Any) -> None:
-    """Fail if a matching job is enqueued."""
+    """Fail if a job matching the filters of `all_enqueued` is enqueued."""
     found = all_enqueued(**filters)
     if found:
         raise AssertionError(

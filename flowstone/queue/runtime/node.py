@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from flowstone.queue import telemetry
 from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
+from flowstone.queue.floor import BOTTOM, parse_notification
 from flowstone.queue.host import Host
 from flowstone.queue.plan import Row, single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
@@ -92,6 +93,13 @@ class Node(InstanceRuntime):
         if producer is not None:
             producer.wake()
 
+    def _on_available(self, payload: str) -> None:
+        """A job became available (notified, with its claim key when the payload has one)."""
+        queue, key = parse_notification(payload)
+        producer = self.producers.get(queue)
+        if producer is not None:
+            producer.available(key)
+
     def _on_control(self, payload: str) -> None:
         """Apply a control signal; one that does not parse is logged and ignored (any
         database role can NOTIFY: a malformed payload must not take the node down)."""
@@ -135,9 +143,10 @@ class Node(InstanceRuntime):
         self._reload_controls.set()
 
     def _on_connect(self) -> None:
-        """After (re)connecting: fetch everywhere, and re-read controls we may have missed."""
+        """After (re)connecting: fetch everywhere from the head of the claim index (jobs
+        may have become available unannounced), and re-read controls we may have missed."""
         for producer in self.producers.values():
-            producer.wake()
+            producer.available(BOTTOM)
         self._reload_controls.set()
 
     def _listener(self) -> Listener | Poller:
@@ -145,7 +154,7 @@ class Node(InstanceRuntime):
         connection keeps one (see `Database.sessions`), else polling."""
         if not self.host.database.sessions:
             return Poller(self.settings.poll_interval, self._poll)
-        handlers = {self.jobs.channel: self.wake, self.nodes.control_channel: self._on_control}
+        handlers = {self.jobs.channel: self._on_available, self.nodes.control_channel: self._on_control}
         return Listener(self.host.database, handlers, self._on_connect)
 
     async def _poll(self) -> None:

@@ -30,6 +30,7 @@ import structlog
 from flowstone.queue.config import QueueConfig
 from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
+from flowstone.queue.floor import BOTTOM, Floor, Key
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
@@ -75,6 +76,7 @@ class Producer:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
+        self.floor = Floor(enabled=node.host.database.sessions)  # no notifications, no floor
         self._wake = anyio.Event()
         self._stopping = False
         self._released = False
@@ -84,6 +86,11 @@ class Producer:
 
     def wake(self) -> None:
         """Run a cycle as soon as possible."""
+        self._wake.set()
+
+    def available(self, key: Key) -> None:
+        """A job became available at `key` (notified): claim down to it, soon."""
+        self.floor.lower(key)
         self._wake.set()
 
     def scale(self, limit: int) -> None:
@@ -181,16 +188,24 @@ class Producer:
         sweep = self._lost_connection or time.monotonic() >= self._next_sweep
         if not outcomes and not demand and not sweep:
             return
+        floor = self.floor.claiming() if demand else BOTTOM
         try:
             conn = await self._connection()
             if sweep:
                 await self._release_orphans(conn, outcomes)
-            plans = cycle_plans(self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config)
+            plans = cycle_plans(
+                self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config, floor
+            )
             results = await self._together(conn, plans)
         except BaseException:
             self.finished[:0] = outcomes  # written once the database is back
+            self.floor.drop()  # a claim that failed may have locked jobs others skipped
             raise
         claimed: list[Job] = results[-1] if demand else []
+        if claimed and not self.config.limited:
+            last = claimed[-1]
+            assert last.scheduled_at is not None  # a claimed row has every column
+            self.floor.claimed((last.priority, last.scheduled_at, last.id))
         self._held_back = len(claimed) < demand
         for job in claimed:
             if self._stopping:  # claimed while the stop began: nobody would stop it later
