@@ -69,8 +69,12 @@ def counting_row_plans(
     fs: Any, outcomes: list[Outcome], demand: int, limit: int, claimer: list[str]
 ) -> list[Plan[Any]]:
     """The `row` strategy's cycle as two one-statement plans."""
-    ack, ack_params = statement(ack_plan(fs.queries, outcomes)) if outcomes else ("SELECT 1 WHERE false", {})
-    claim, claim_params = statement(claim_plan(fs.queries, QUEUE, demand, claimer))
+    ack, ack_params = (
+        statement(ack_plan(fs.database.statements.jobs, outcomes))
+        if outcomes
+        else ("SELECT 1 WHERE false", {})
+    )
+    claim, claim_params = statement(claim_plan(fs.database.statements.jobs, QUEUE, demand, claimer))
     claim = claim.replace("claimed AS (", "candidates AS (", 1).replace("FOR UPDATE SKIP LOCKED\n)", ROOM, 1)
 
     def lower() -> Plan[None]:
@@ -95,7 +99,9 @@ async def client(strategy: str, url: str, node: str, args: argparse.Namespace, r
             if strategy == "row":
                 plans = counting_row_plans(fs, outcomes, args.demand, args.global_limit, claimer)
             else:
-                plans = cycle_plans(fs.queries, outcomes, QUEUE, args.demand, claimer, limited)
+                plans = cycle_plans(
+                    fs.database.statements.jobs, outcomes, QUEUE, args.demand, claimer, limited
+                )
             claimed = (await arun_together(conn, plans))[-1]
             remaining[0] -= len(claimed)
             if remaining[0] <= 0 and not claimed:

@@ -71,7 +71,7 @@ class TickRuntime(InstanceRuntime):
     the test says; the queues the plugin wakes are recorded in `woken`."""
 
     def __init__(self, fs: FlowStone, *, name: str = "leader", connected_for: float = 3600.0) -> None:
-        self.fs, self.name, self.connected_for = fs, name, connected_for
+        self.host, self.name, self.connected_for = fs, name, connected_for
         self.woken: list[str] = []
 
     def wake(self, queue: str) -> None:

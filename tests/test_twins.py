@@ -13,6 +13,9 @@ import flowstone
 import flowstone.testing
 from flowstone import FlowStone, MaterializationRecords, Worker
 from flowstone.insights import Insights
+from flowstone.queue.database import Database
+from flowstone.queue.engines import DatabaseEngine
+from flowstone.queue.inline import InlineEngine
 
 # Sync-only by nature: a twin would make no sense (or has a different shape on purpose).
 SYNC_ONLY = {"run", "start"}
@@ -31,6 +34,9 @@ def twins(owner: type | ModuleType) -> list[tuple[str, Any, Any]]:
 
 OWNERS: list[type | ModuleType] = [
     FlowStone,
+    Database,
+    DatabaseEngine,
+    InlineEngine,
     Insights,
     MaterializationRecords,
     Worker,

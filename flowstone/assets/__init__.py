@@ -2,10 +2,6 @@
 managers, the materializer, materialization records and lineage, data versions and
 staleness, checks, schedules and eager automation, the AssetWorker and the public API."""
 
-from flowstone.assets import (
-    freshness as _freshness,  # registers the freshness sentry plugin
-    schedules as _schedules,  # registers asset schedules with cron
-)
 from flowstone.assets.api import (
     BackfillResult,
     MaterializeAllResult,
@@ -119,5 +115,3 @@ __all__ = [
     "registry_of",
     "source_asset",
 ]
-
-del _freshness, _schedules

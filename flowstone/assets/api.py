@@ -86,10 +86,15 @@ class BackfillResult:
     job_ids: list[int] = field(default_factory=list)
 
 
+def _materializations(fs: FlowStone) -> MaterializationQueries:
+    """The materialization records' statements of `fs`'s schema."""
+    return fs.database.statements.of(MaterializationQueries)
+
+
 def _enqueue_plan(fs: FlowStone, targets: Sequence[Target], run_id: str, force: bool) -> Plan[list[Job]]:
     """Insert one job per target (one statement) and their pending records."""
     new = [asset_job(asset, partition, run_id, force=force) for asset, partition in targets]
-    return enqueue_plan(fs.queries, MaterializationQueries.for_schema(fs.schema), new)
+    return enqueue_plan(fs.database.statements.jobs, _materializations(fs), new)
 
 
 def _run_id(run_id: str | None) -> str:
@@ -108,15 +113,19 @@ def _dynamic_sets(graph: AssetRegistry, asset: str | Asset) -> list[str]:
 def _space(fs: FlowStone, graph: AssetRegistry, asset: str | Asset) -> KeySpace:
     """The partitions that exist now for `asset` and its dependencies."""
     sets = _dynamic_sets(graph, asset)
-    q = MaterializationQueries.for_schema(fs.schema)
-    return KeySpace.at_present(fs.execute(dynamic_keys_plan(q, sets)) if sets else None)
+    materializations = _materializations(fs)
+    return KeySpace.at_present(
+        fs.database.execute(dynamic_keys_plan(materializations, sets)) if sets else None
+    )
 
 
 async def _aspace(fs: FlowStone, graph: AssetRegistry, asset: str | Asset) -> KeySpace:
     """Async twin of `_space`."""
     sets = _dynamic_sets(graph, asset)
-    q = MaterializationQueries.for_schema(fs.schema)
-    return KeySpace.at_present(await fs.aexecute(dynamic_keys_plan(q, sets)) if sets else None)
+    materializations = _materializations(fs)
+    return KeySpace.at_present(
+        await fs.database.aexecute(dynamic_keys_plan(materializations, sets)) if sets else None
+    )
 
 
 def _serialized(asset: Asset, partition: Any, space: KeySpace) -> str | None:
@@ -204,7 +213,7 @@ def _check_provided(
 def _check_upstream(fs: FlowStone, graph: AssetRegistry, targets: Sequence[Target], space: KeySpace) -> None:
     reads = _reads(graph, targets, space)
     if reads:
-        missing = fs.execute(unavailable_plan(MaterializationQueries.for_schema(fs.schema), reads))
+        missing = fs.database.execute(unavailable_plan(_materializations(fs), reads))
         _check_provided(fs, graph, targets, missing)
 
 
@@ -214,7 +223,7 @@ async def _acheck_upstream(
     """Async twin of `_check_upstream`."""
     reads = _reads(graph, targets, space)
     if reads:
-        missing = await fs.aexecute(unavailable_plan(MaterializationQueries.for_schema(fs.schema), reads))
+        missing = await fs.database.aexecute(unavailable_plan(_materializations(fs), reads))
         if missing:  # IO managers are synchronous: in a thread
             await anyio.to_thread.run_sync(_check_provided, fs, graph, targets, missing)
 
@@ -291,8 +300,8 @@ RECHECK_SECONDS = 5.0
 
 def _remaining(fs: FlowStone, deadline: float | None) -> float:
     """How long to wait for the next notification before checking again (at most the
-    poll interval where no notification can come: `fs.poll_notices`)."""
-    recheck = min(RECHECK_SECONDS, fs.poll_notices or RECHECK_SECONDS)
+    poll interval where no notification can come: `fs.database.poll_notices`)."""
+    recheck = min(RECHECK_SECONDS, fs.database.poll_notices or RECHECK_SECONDS)
     if deadline is None:
         return recheck
     return min(recheck, max(0.0, deadline - time.monotonic()))
@@ -304,11 +313,11 @@ def _wait(
     """Check the job's record whenever a finish notification names the job, until it
     finished or `timeout` passed (checked one last time then, e.g. for a job discarded
     before it could finish its record)."""
-    queries = MaterializationQueries.for_schema(fs.schema)
+    materializations = _materializations(fs)
     deadline = None if timeout is None else time.monotonic() + timeout
     reporter = _Reporter(target)
     while True:
-        record, state = fs.execute(by_job_plan(queries, job.id), conn)
+        record, state = fs.database.execute(by_job_plan(materializations, job.id), conn)
         result = _outcome(run_id, target, job, record, state)
         if result is not None:
             return result
@@ -329,11 +338,11 @@ async def _await(
     timeout: float | None,
 ) -> MaterializeResult:
     """Async twin of `_wait`."""
-    queries = MaterializationQueries.for_schema(fs.schema)
+    materializations = _materializations(fs)
     deadline = None if timeout is None else time.monotonic() + timeout
     reporter = _Reporter(target)
     while True:
-        record, state = await fs.aexecute(by_job_plan(queries, job.id), conn)
+        record, state = await fs.database.aexecute(by_job_plan(materializations, job.id), conn)
         result = _outcome(run_id, target, job, record, state)
         if result is not None:
             return result
@@ -370,13 +379,13 @@ def materialize(
     _check_upstream(instance, graph, [target], space)
     plan = _enqueue_plan(instance, [target], run, force)
     if not wait:
-        job = instance.execute(plan)[0]
+        job = instance.database.execute(plan)[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
     with instance.connect(direct=True, autocommit=True) as conn:
         if instance.sessions:
-            conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
+            conn.execute(_materializations(instance).listen)
         with conn.transaction():
-            job = instance.execute(plan, conn)[0]
+            job = instance.database.execute(plan, conn)[0]
         return _wait(instance, conn, target, run, job, timeout)
 
 
@@ -398,13 +407,13 @@ async def amaterialize(
     await _acheck_upstream(instance, graph, [target], space)
     plan = _enqueue_plan(instance, [target], run, force)
     if not wait:
-        job = (await instance.aexecute(plan))[0]
+        job = (await instance.database.aexecute(plan))[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
     async with await instance.aconnect(direct=True, autocommit=True) as conn:
         if instance.sessions:
-            await conn.execute(MaterializationQueries.for_schema(instance.schema).listen)
+            await conn.execute(_materializations(instance).listen)
         async with conn.transaction():
-            job = (await instance.aexecute(plan, conn))[0]
+            job = (await instance.database.aexecute(plan, conn))[0]
         return await _await(instance, conn, target, run, job, timeout)
 
 
@@ -422,7 +431,7 @@ def materialize_all(
     instance = fs or current()
     graph, run = registry_of(instance), _run_id(run_id)
     targets = _closure(graph, asset, partition, _space(instance, graph, asset))
-    jobs = instance.execute(_enqueue_plan(instance, targets, run, force))
+    jobs = instance.database.execute(_enqueue_plan(instance, targets, run, force))
     return MaterializeAllResult(
         run, list(dict.fromkeys(a.name for a, _ in targets)), [job.id for job in jobs]
     )
@@ -440,7 +449,7 @@ async def amaterialize_all(
     instance = fs or current()
     graph, run = registry_of(instance), _run_id(run_id)
     targets = _closure(graph, asset, partition, await _aspace(instance, graph, asset))
-    jobs = await instance.aexecute(_enqueue_plan(instance, targets, run, force))
+    jobs = await instance.database.aexecute(_enqueue_plan(instance, targets, run, force))
     return MaterializeAllResult(
         run, list(dict.fromkeys(a.name for a, _ in targets)), [job.id for job in jobs]
     )
@@ -463,7 +472,7 @@ def backfill(
     targets = _partitions(graph, asset, partitions, start, end, space)
     run = _run_id(run_id)
     _check_upstream(instance, graph, targets, space)
-    jobs = instance.execute(_enqueue_plan(instance, targets, run, force))
+    jobs = instance.database.execute(_enqueue_plan(instance, targets, run, force))
     return BackfillResult(run, len(jobs), [p for _, p in targets if p is not None], [job.id for job in jobs])
 
 
@@ -484,7 +493,7 @@ async def abackfill(
     targets = _partitions(graph, asset, partitions, start, end, space)
     run = _run_id(run_id)
     await _acheck_upstream(instance, graph, targets, space)
-    jobs = await instance.aexecute(_enqueue_plan(instance, targets, run, force))
+    jobs = await instance.database.aexecute(_enqueue_plan(instance, targets, run, force))
     return BackfillResult(run, len(jobs), [p for _, p in targets if p is not None], [job.id for job in jobs])
 
 
@@ -512,10 +521,8 @@ def add_partitions(
     """Add partitions to a dynamic set (those already there are left as they are); the
     keys that were new."""
     instance = fs or current()
-    plan = add_partitions_plan(
-        MaterializationQueries.for_schema(instance.schema), *_set_and_keys(definition, keys)
-    )
-    return instance.execute(plan)
+    plan = add_partitions_plan(_materializations(instance), *_set_and_keys(definition, keys))
+    return instance.database.execute(plan)
 
 
 async def aadd_partitions(
@@ -523,10 +530,8 @@ async def aadd_partitions(
 ) -> list[str]:
     """Async twin of `add_partitions`."""
     instance = fs or current()
-    plan = add_partitions_plan(
-        MaterializationQueries.for_schema(instance.schema), *_set_and_keys(definition, keys)
-    )
-    return await instance.aexecute(plan)
+    plan = add_partitions_plan(_materializations(instance), *_set_and_keys(definition, keys))
+    return await instance.database.aexecute(plan)
 
 
 def delete_partitions(
@@ -535,8 +540,10 @@ def delete_partitions(
     """Remove partitions from a dynamic set (their records and data stay); the keys that
     were there."""
     instance = fs or current()
-    q = MaterializationQueries.for_schema(instance.schema)
-    return instance.execute(delete_partitions_plan(q, *_set_and_keys(definition, keys)))
+    materializations = _materializations(instance)
+    return instance.database.execute(
+        delete_partitions_plan(materializations, *_set_and_keys(definition, keys))
+    )
 
 
 async def adelete_partitions(
@@ -544,22 +551,22 @@ async def adelete_partitions(
 ) -> list[str]:
     """Async twin of `delete_partitions`."""
     instance = fs or current()
-    q = MaterializationQueries.for_schema(instance.schema)
-    return await instance.aexecute(delete_partitions_plan(q, *_set_and_keys(definition, keys)))
+    materializations = _materializations(instance)
+    return await instance.database.aexecute(
+        delete_partitions_plan(materializations, *_set_and_keys(definition, keys))
+    )
 
 
 def list_partitions(definition: str | DynamicPartitions, *, fs: FlowStone | None = None) -> list[str]:
     """The keys of a dynamic set, in the order they were added."""
     instance = fs or current()
     name, _ = _set_and_keys(definition)
-    return instance.execute(dynamic_keys_plan(MaterializationQueries.for_schema(instance.schema), [name]))[
-        name
-    ]
+    return instance.database.execute(dynamic_keys_plan(_materializations(instance), [name]))[name]
 
 
 async def alist_partitions(definition: str | DynamicPartitions, *, fs: FlowStone | None = None) -> list[str]:
     """Async twin of `list_partitions`."""
     instance = fs or current()
     name, _ = _set_and_keys(definition)
-    plan = dynamic_keys_plan(MaterializationQueries.for_schema(instance.schema), [name])
-    return (await instance.aexecute(plan))[name]
+    plan = dynamic_keys_plan(_materializations(instance), [name])
+    return (await instance.database.aexecute(plan))[name]

@@ -49,7 +49,7 @@ from flowstone.assets.records import (
     unlock_plan,
 )
 from flowstone.errors import FlowStoneError
-from flowstone.queue.instance import FlowStone
+from flowstone.queue.database import Database
 from flowstone.queue.plan import Plan, Row, arun, arun_together
 from flowstone.queue.pool import GENERIC_PLANS, IDLE_PING_AFTER
 from flowstone.queue.worker import NewJob
@@ -126,9 +126,9 @@ LOST = FlowStoneError(
 class Bookkeeper:
     """Runs the begin/end requests of one event loop's materializations in batches."""
 
-    def __init__(self, fs: FlowStone) -> None:
-        self.fs = fs
-        self.q = MaterializationQueries.for_schema(fs.schema)
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.materializations = database.statements.of(MaterializationQueries)
         self.held: set[str] = set()
         self.lost: set[str] = set()  # runs still going whose lock another session took
         self.suspect: set[str] = set()  # runs whose lock was taken again after a reconnect
@@ -195,13 +195,13 @@ class Bookkeeper:
         for request, future in batch:
             if not isinstance(request, Begin):
                 continue
-            key = request.key(self.fs.schema)
+            key = request.key(self.database.schema)
             if key in self.held or key in self.lost:  # another materialization of this process has it
                 _answer(future, BUSY)
                 continue
             self.held.add(key)
             asked.append((request, future))
-        keys = [end.key for end, _ in ends] + [begin.key(self.fs.schema) for begin, _ in asked]
+        keys = [end.key for end, _ in ends] + [begin.key(self.database.schema) for begin, _ in asked]
         try:
             kept = await self._fence(conn, [end for end, _ in ends])
             begun = await self._execute(conn, [end for end, _ in ends], [begin for begin, _ in asked], kept)
@@ -219,7 +219,7 @@ class Bookkeeper:
             _answer(future, still)
         for (request, future), answer in zip(asked, begun, strict=True):
             if not answer.locked:
-                self.held.discard(request.key(self.fs.schema))
+                self.held.discard(request.key(self.database.schema))
             _answer(future, answer)
 
     def _again(self, requests: list[tuple[Any, asyncio.Future[Any]]], error: Exception) -> bool:
@@ -247,7 +247,7 @@ class Bookkeeper:
         for end in ends:
             still = end.key not in self.lost
             if still and end.key in self.suspect and end.finish is not None:
-                still = not await arun(conn, started_since_plan(self.q, end.finish.record_id))
+                still = not await arun(conn, started_since_plan(self.materializations, end.finish.record_id))
             if not still:
                 _log.warning("asset run lost its partition lock", key=end.key)
                 marked = end.finish or end.pending
@@ -273,22 +273,22 @@ class Bookkeeper:
         waiting = [where for end in ends for where in end.waiting]
         plans: list[Plan[Any]] = []
         if finishes or waiting:
-            plans.append(finish_and_wake_plan(self.q, finishes, waiting))
+            plans.append(finish_and_wake_plan(self.materializations, finishes, waiting))
         if pending:
-            plans.append(set_pending_plan(self.q, pending))
+            plans.append(set_pending_plan(self.materializations, pending))
         unlock = [end.key for end, still in zip(ends, kept, strict=True) if still]
         if unlock:
-            plans.append(unlock_plan(self.q, unlock))
+            plans.append(unlock_plan(self.materializations, unlock))
         deps = [(n, *where) for n, begin in enumerate(begins) for where in begin.upstream]
         if begins:
-            plans.append(locked_start_plan(self.q, [begin.start() for begin in begins]))
+            plans.append(locked_start_plan(self.materializations, [begin.start() for begin in begins]))
         if deps:  # source assets have none to read
-            plans.append(dependencies_plan(self.q, deps))
+            plans.append(dependencies_plan(self.materializations, deps))
         eager = _distinct([candidate for end in ends for candidate in end.eager])
         if eager:
             async with conn.transaction():
                 results = await arun_together(conn, plans)
-                await arun(conn, eager_plan(self.fs.queries, self.q, eager))
+                await arun(conn, eager_plan(self.database.statements.jobs, self.materializations, eager))
         else:
             results = await arun_together(conn, plans)
         if not begins:
@@ -312,7 +312,7 @@ class Bookkeeper:
             self._conn = None
             return
         with suppress(psycopg.Error):
-            await arun(conn, unlock_plan(self.q, keys))
+            await arun(conn, unlock_plan(self.materializations, keys))
 
     async def _connection(self, *, ping: bool = False) -> psycopg.AsyncConnection[Any]:
         """The lock-holding connection; checked after a rest (or when asked), replaced
@@ -332,14 +332,14 @@ class Bookkeeper:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         """A connection that holds session locks: never one through a transaction pooler
         (`check_sessions` refused the runs before they got here)."""
-        return await self.fs.aconnect(direct=True, autocommit=True, options=GENERIC_PLANS)
+        return await self.database.aconnect(direct=True, autocommit=True, options=GENERIC_PLANS)
 
     async def _retake(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Take the held locks again on a new connection; those another session took
         meanwhile are lost to their runs."""
         if not self.held:
             return
-        taken = await arun(conn, relock_plan(self.q, sorted(self.held)))
+        taken = await arun(conn, relock_plan(self.materializations, sorted(self.held)))
         lost = self.held - taken
         if lost:
             _log.warning("asset partition locks lost in a reconnect", keys=sorted(lost))
@@ -348,10 +348,10 @@ class Bookkeeper:
         self.held = taken
 
 
-def check_sessions(fs: FlowStone) -> None:
-    """Raise unless `fs` can hold the partition locks: they live on a session, which a
-    transaction pooler does not keep, so there they need `direct_url`."""
-    if not fs.sessions:
+def check_sessions(database: Database) -> None:
+    """Raise unless `database` can hold the partition locks: they live on a session, which
+    a transaction pooler does not keep, so there they need `direct_url`."""
+    if not database.sessions:
         raise FlowStoneError(
             "connection_error",
             "asset materializations hold partition locks on a session, which a transaction "
@@ -382,14 +382,14 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
         future.set_exception(error)
 
 
-_bookkeepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[FlowStone, Bookkeeper]] = (
+_bookkeepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Database, Bookkeeper]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def bookkeeper(fs: FlowStone) -> Bookkeeper:
-    """The running event loop's bookkeeper for `fs`."""
+def bookkeeper(database: Database) -> Bookkeeper:
+    """The running event loop's bookkeeper for `database`."""
     per_loop = _bookkeepers.setdefault(asyncio.get_running_loop(), {})
-    if fs not in per_loop:
-        per_loop[fs] = Bookkeeper(fs)
-    return per_loop[fs]
+    if database not in per_loop:
+        per_loop[database] = Bookkeeper(database)
+    return per_loop[database]

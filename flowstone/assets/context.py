@@ -10,7 +10,6 @@ from flowstone.assets.compute_logs import asset_logger
 
 if TYPE_CHECKING:
     from flowstone.assets.definitions import Asset
-    from flowstone.queue.instance import FlowStone
 
 
 SAME: Any = object()
@@ -22,7 +21,8 @@ class Context:
     """What an asset function (and an IO manager) knows about the materialization.
 
     `partition` is the key (e.g. a `date`), `partition_key` its string form (None when
-    unpartitioned). Entries the function adds to `metadata` are recorded with it.
+    unpartitioned); `fs` the `FlowStone` instance materializing it. Entries the function
+    adds to `metadata` are recorded with it.
     `as_type`, in the context an IO manager loads an upstream's data with: the type the
     dependent asked for (`Dep(..., as_type=polars.DataFrame)`), None for as stored.
     `log`: a logger whose records show in the materialization's compute log.
@@ -35,7 +35,7 @@ class Context:
     attempt: int = 1
     job_id: int | None = None
     force: bool = False
-    fs: FlowStone | None = None
+    fs: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
     as_type: type | None = None
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import difflib
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, overload
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, overload
+from zoneinfo import ZoneInfo
 
+from flowstone.assets.freshness import freshness_plugins
 from flowstone.assets.io import IOManagerRegistry, default_io_managers
 from flowstone.assets.mappings import Dep, PartitionMapping, default_mapping
 from flowstone.assets.partitions import (
@@ -26,19 +28,25 @@ from flowstone.assets.partitions import (
     TimeWindowPartitions,
     dynamic_names,
 )
-from flowstone.errors import FlowStoneError, ValidationTypeError
-from flowstone.queue.plugins.cron import check_schedule
+from flowstone.errors import FlowStoneError
+from flowstone.queue.database import Database
+from flowstone.queue.extension import Extension, use_default
+from flowstone.queue.plugins import Plugin
+from flowstone.queue.plugins.cron import CronEntry, check_schedule
 from flowstone.queue.validation import check_max_attempts
+from flowstone.queue.worker import WorkerRegistry
 
 if TYPE_CHECKING:
     from flowstone.assets.checks import AssetCheck
     from flowstone.assets.context import Context
-    from flowstone.queue.instance import FlowStone
 
 ExecuteFn = Callable[["Context", dict[str, Any]], Any]
 DependsOn = Iterable["str | Asset | Dep"]
 Automation = Literal["eager"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+ASSET_WORKER = "flowstone.AssetWorker"
+"""The name of the worker materializing assets (`AssetWorker`)."""
 
 DEFAULT_DEPENDENCY_TIMEOUT = 600.0
 """Seconds a materialization waits for a dependency that nothing is materializing (never
@@ -119,6 +127,26 @@ class Asset:
                 f"asset {self.name!r}: a schedule materializes the partition that just closed, so it "
                 f"needs time-based partitions or none; got {self.partitions!r}"
             )
+
+    def tick_args(self, tick: datetime) -> Mapping[str, Any] | None:
+        """The args of this asset's scheduled job for the tick at `tick` (UTC): the
+        partition that just closed in the schedule's time zone (a daily asset ticking at
+        01:00 materializes yesterday there); None before the first partition closed. A
+        source asset (no dependencies) is forced: only running it tells whether the outside
+        data changed; another one is recomputed only when stale or missing."""
+        partition = None
+        if isinstance(self.partitions, TimeWindowPartitions):
+            key = self.partitions.last_closed(tick.astimezone(ZoneInfo(self.schedule_timezone)))
+            if key is None:
+                return None
+            partition = self.partitions.to_text(key)
+        run_id = f"schedule/{self.name}/{tick.isoformat()}"
+        return {
+            "asset_name": self.name,
+            "partition": partition,
+            "run_id": run_id,
+            "force": not self.depends_on,
+        }
 
     def mapping_named(self, dependency: str) -> PartitionMapping | None:
         """The mapping given for `dependency` (None: the default one)."""
@@ -380,6 +408,25 @@ class AssetRegistry:
         self._resolve()
         return [self._assets[name] for name in sorted(self._assets) if self._assets[name].schedule]
 
+    # -- the queue's Extension -------------------------------------------------------------
+
+    def cron_entries(self, workers: WorkerRegistry) -> list[CronEntry]:
+        """A cron entry per scheduled asset, its args computed from the tick (`tick_args`),
+        inserting an `AssetWorker` job; none where `workers` lacks the AssetWorker."""
+        worker = workers.get(ASSET_WORKER)
+        if worker is None:
+            return []
+        return [
+            CronEntry(asset.schedule, worker, asset.tick_args, asset.schedule_timezone)
+            for asset in self.scheduled()
+            if asset.schedule is not None
+        ]
+
+    def plugins(self) -> list[Plugin]:
+        """The freshness sentry, where an asset has a policy (eager automation and wake-ups
+        ride on the jobs' own transactions)."""
+        return freshness_plugins(self)
+
     def upstream(self, name: str) -> set[str]:
         """Every asset `name` depends on, directly or not (itself excluded)."""
         return _closure(name, lambda n: self.require(n).depends_on)
@@ -475,19 +522,28 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 default_assets = AssetRegistry()
 """The registry `@asset` fills by default: the graph of an instance given no other."""
+use_default(default_assets)  # the extension of instances given no `assets=` (its schedules)
 
 
-def registry_of(fs: FlowStone) -> AssetRegistry:
-    """The asset graph an instance runs and queues: `FlowStone(assets=registry)`, else
-    `default_assets` (the one `@asset` fills unless told `registry=`)."""
-    found = fs.assets
-    if found is None:
-        return default_assets
-    if not isinstance(found, AssetRegistry):
-        raise ValidationTypeError(
-            f"FlowStone(assets=...) must be an AssetRegistry; got {type(found).__name__}"
-        )
-    return found
+class AssetHost(Protocol):
+    """An instance (a `FlowStone`) as the asset layer sees it: its database and its graph."""
+
+    @property
+    def database(self) -> Database:
+        """Settings, pools and statements."""
+        ...
+
+    @property
+    def assets(self) -> Extension | None:
+        """The asset graph given as `FlowStone(assets=...)` (checked to be an `Extension`)."""
+        ...
+
+
+def registry_of(fs: AssetHost) -> AssetRegistry:
+    """The asset graph an instance runs and queues: `FlowStone(assets=registry)` (the asset
+    layer's `Extension` is its `AssetRegistry`), else `default_assets` (the one `@asset`
+    fills unless told `registry=`)."""
+    return default_assets if fs.assets is None else cast(AssetRegistry, fs.assets)
 
 
 @overload

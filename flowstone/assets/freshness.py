@@ -12,16 +12,18 @@ often as the tightest policy needs (at most every 30 s) and sends the telemetry 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from flowstone.assets.definitions import Asset, registry_of
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.queue import telemetry
-from flowstone.queue.instance import FlowStone
 from flowstone.queue.plan import Plan
-from flowstone.queue.plugins.base import Plugin, PluginRuntime, plugin_sources
+from flowstone.queue.plugins.base import Plugin, PluginRuntime
+
+if TYPE_CHECKING:
+    from flowstone.assets.definitions import Asset
 
 OVERDUE_EVENT = "asset.overdue"
 """The telemetry event sent when an asset becomes overdue (measurements: age and
@@ -71,8 +73,7 @@ class FreshnessSentry:
     name = "freshness"
     leader_only = True
 
-    def __init__(self, schema: str, assets: Sequence[Asset]) -> None:
-        self.queries = MaterializationQueries.for_schema(schema)
+    def __init__(self, assets: Sequence[Asset]) -> None:
         self.assets = list(assets)
         tightest = min(asset.freshness.total_seconds() for asset in assets if asset.freshness is not None)
         self._interval = min(MAX_INTERVAL, max(0.2, tightest / 4))
@@ -83,9 +84,10 @@ class FreshnessSentry:
         return self._interval
 
     async def tick(self, runtime: PluginRuntime) -> None:
-        found = await runtime.execute(freshness_plan(self.queries, self.assets))
+        queries = MaterializationQueries.for_schema(runtime.settings.schema_name)
+        found = await runtime.execute(freshness_plan(queries, self.assets))
         overdue = {name: seen for name, seen in found.items() if seen.overdue}
-        for name in await runtime.execute(mark_overdue_plan(self.queries, list(overdue))):
+        for name in await runtime.execute(mark_overdue_plan(queries, list(overdue))):
             seen = overdue[name]
             assert seen.last_success is not None
             measurements = {
@@ -95,10 +97,7 @@ class FreshnessSentry:
             telemetry.emit(OVERDUE_EVENT, measurements, {"asset": name, "last_success": seen.last_success})
 
 
-def freshness_plugins(fs: FlowStone) -> list[Plugin]:
-    """The sentry of `fs`'s assets with a freshness policy (none without any)."""
-    assets = [asset for asset in registry_of(fs) if asset.freshness is not None]
-    return [FreshnessSentry(fs.schema, assets)] if assets else []
-
-
-plugin_sources.append(freshness_plugins)
+def freshness_plugins(assets: Iterable[Asset]) -> list[Plugin]:
+    """The sentry of the assets with a freshness policy (none without any)."""
+    policed = [asset for asset in assets if asset.freshness is not None]
+    return [FreshnessSentry(policed)] if policed else []

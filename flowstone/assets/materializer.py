@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flowstone.assets.context import Context
-from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
+from flowstone.assets.definitions import Asset, AssetHost, AssetRegistry, registry_of
 from flowstone.assets.io import IOManager, io_error
 from flowstone.assets.partitions import KeySpace
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import Status, column, dependencies_plan
 from flowstone.assets.versions import InputKey
 from flowstone.errors import FlowStoneError
-from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import INCOMPLETE_STATES
 from flowstone.queue.plan import Plan, Row
 
@@ -72,13 +71,15 @@ _READY, _IN_PROGRESS, _ABSENT = "ready", "in progress", "absent"
 
 
 class Materializer:
-    """Runs the steps of a materialization on one FlowStone instance and its asset graph
-    (`registry_of(fs)` unless given another)."""
+    """Runs the steps of a materialization on an instance's database and asset graph
+    (`registry_of(fs)` unless given another); the contexts it builds carry the instance
+    as `ctx.fs`."""
 
-    def __init__(self, fs: FlowStone, assets: AssetRegistry | None = None) -> None:
+    def __init__(self, fs: AssetHost, assets: AssetRegistry | None = None) -> None:
         self.fs = fs
+        self.database = fs.database
         self.assets = assets if assets is not None else registry_of(fs)
-        self.queries = MaterializationQueries.for_schema(self.fs.schema)
+        self.materializations = self.database.statements.of(MaterializationQueries)
 
     def io_manager(self, asset: Asset) -> IOManager:
         """The IO manager storing `asset`."""
@@ -130,13 +131,17 @@ class Materializer:
 
     def upstream_records_plan(self, asset: Asset, ctx: Context) -> Plan[list[Row]]:
         """One statement reading each upstream partition's latest record, for `readiness`."""
-        return dependencies_plan(self.queries, [(0, *where) for where in self.upstream_locations(asset, ctx)])
+        return dependencies_plan(
+            self.materializations, [(0, *where) for where in self.upstream_locations(asset, ctx)]
+        )
 
     def check_dependencies_ready(self, asset: Asset, ctx: Context, conn: Any = None) -> Readiness:
         """Which dependencies are still being materialized (or materialized by nobody);
         dependency_failed when one failed for good (its last record failed, or was
         cancelled: its job ended without a result)."""
-        readiness = self.readiness(asset, ctx, self.fs.execute(self.upstream_records_plan(asset, ctx), conn))
+        readiness = self.readiness(
+            asset, ctx, self.database.execute(self.upstream_records_plan(asset, ctx), conn)
+        )
         if readiness.failed is not None:
             raise readiness.failed
         return readiness

@@ -118,13 +118,16 @@ def _error_params(error: FlowStoneError | None) -> dict[str, Any]:
 # -- write plans -----------------------------------------------------------------------
 
 
-def pending_plan(q: MaterializationQueries, records: Sequence[dict[str, Any]]) -> Plan[None]:
+def pending_plan(materializations: MaterializationQueries, records: Sequence[dict[str, Any]]) -> Plan[None]:
     """Create pending records (`asset`, `partition`, `run_id`, `job_id`) for enqueued jobs."""
-    yield q.create_pending, {"records": Jsonb([{**r, "partition": column(r["partition"])} for r in records])}
+    yield (
+        materializations.create_pending,
+        {"records": Jsonb([{**r, "partition": column(r["partition"])} for r in records])},
+    )
 
 
 def start_plan(
-    q: MaterializationQueries,
+    materializations: MaterializationQueries,
     *,
     asset: str,
     partition: str | None,
@@ -140,7 +143,7 @@ def start_plan(
         "job_id": job_id,
         "attempt": attempt,
     }
-    rows = yield q.start, params
+    rows = yield materializations.start, params
     return _one(rows)
 
 
@@ -169,7 +172,7 @@ def _last_finished(row: Row) -> LastFinished | None:
 
 
 def locked_start_plan(
-    q: MaterializationQueries, requests: Sequence[Mapping[str, Any]]
+    materializations: MaterializationQueries, requests: Sequence[Mapping[str, Any]]
 ) -> Plan[list[tuple[bool, Materialization | None, LastFinished | None]]]:
     """Per request (`asset`, `partition`, `run_id`, `job_id`, `attempt`; distinct
     partitions), in order: take the partition's session lock and, if taken, mark the
@@ -181,26 +184,28 @@ def locked_start_plan(
             **r,
             "n": n,
             "partition": column(r["partition"]),
-            "key": lock_key(q.schema, r["asset"], r["partition"]),
+            "key": lock_key(materializations.schema, r["asset"], r["partition"]),
         }
         for n, r in enumerate(requests)
     ]
-    rows = yield q.locked_start, {"requests": Jsonb(payload)}
+    rows = yield materializations.locked_start, {"requests": Jsonb(payload)}
     return [(bool(row["locked"]), _record(row, _START_FIELDS), _last_finished(row)) for row in rows]
 
 
-def unlock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
+def unlock_plan(materializations: MaterializationQueries, keys: Sequence[str]) -> Plan[None]:
     """Release partition locks (keys of `lock_key`) taken by `locked_start_plan`."""
-    yield q.unlock, {"keys": list(keys)}
+    yield materializations.unlock, {"keys": list(keys)}
 
 
-def relock_plan(q: MaterializationQueries, keys: Sequence[str]) -> Plan[set[str]]:
+def relock_plan(materializations: MaterializationQueries, keys: Sequence[str]) -> Plan[set[str]]:
     """Take partition locks again (after a reconnect); the keys taken."""
-    rows = yield q.relock, {"keys": list(keys)}
+    rows = yield materializations.relock, {"keys": list(keys)}
     return {row["key"] for row in rows if row["locked"]}
 
 
-def enqueue_plan(jobs: JobQueries, q: MaterializationQueries, new: Sequence[NewJob]) -> Plan[list[Job]]:
+def enqueue_plan(
+    jobs: JobQueries, materializations: MaterializationQueries, new: Sequence[NewJob]
+) -> Plan[list[Job]]:
     """Insert asset jobs (one statement) and their pending records (a unique job that
     already existed keeps its own)."""
     inserted = yield from insert_plan(jobs, new)
@@ -213,21 +218,21 @@ def enqueue_plan(jobs: JobQueries, q: MaterializationQueries, new: Sequence[NewJ
         }
         for j, job in zip(new, inserted, strict=True)
     ]
-    yield from pending_plan(q, records)
+    yield from pending_plan(materializations, records)
     return inserted
 
 
 def eager_plan(
     jobs: JobQueries,
-    q: MaterializationQueries,
+    materializations: MaterializationQueries,
     candidates: Sequence[tuple[NewJob, Sequence[tuple[str, str | None]]]],
 ) -> Plan[list[Job]]:
     """Enqueue the candidates (a job and the upstream partitions it reads) whose every
     upstream partition has a success."""
-    ready = yield from ready_candidates_plan(q, [needs for _, needs in candidates])
+    ready = yield from ready_candidates_plan(materializations, [needs for _, needs in candidates])
     if not ready:
         return []
-    return (yield from enqueue_plan(jobs, q, [candidates[n][0] for n in ready]))
+    return (yield from enqueue_plan(jobs, materializations, [candidates[n][0] for n in ready]))
 
 
 @dataclass(frozen=True)
@@ -241,13 +246,13 @@ class Pending:
     logs: str | None = None
 
 
-def set_pending_plan(q: MaterializationQueries, records: Sequence[Pending]) -> Plan[None]:
+def set_pending_plan(materializations: MaterializationQueries, records: Sequence[Pending]) -> Plan[None]:
     """Back to pending (waiting or retrying), keeping each reason; a record cancelled
     meanwhile (its job ended) stays cancelled."""
     payload = [
         {"id": p.record_id, "absent": p.absent, "logs": p.logs, **_error_params(p.error)} for p in records
     ]
-    yield q.set_pending, {"records": Jsonb(payload), "ids": [p.record_id for p in records]}
+    yield materializations.set_pending, {"records": Jsonb(payload), "ids": [p.record_id for p in records]}
 
 
 @dataclass(frozen=True)
@@ -268,9 +273,9 @@ class Finish:
     logs: str | None = None
 
 
-def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[None]:
+def finish_plan(materializations: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[None]:
     """Finish records (success/failed/skipped) with their metadata and lineage, in one statement."""
-    yield q.finish, _finish_params(finishes)
+    yield materializations.finish, _finish_params(finishes)
 
 
 Waiting = tuple[str, str | None] | tuple[str, str, int]
@@ -279,14 +284,14 @@ Waiting = tuple[str, str | None] | tuple[str, str, int]
 
 
 def finish_and_wake_plan(
-    q: MaterializationQueries, finishes: Sequence[Finish], waiting: Sequence[Waiting]
+    materializations: MaterializationQueries, finishes: Sequence[Finish], waiting: Sequence[Waiting]
 ) -> Plan[int]:
     """Finish records as `finish_plan` does and, in the same statement, wake the jobs
     waiting on them, whatever their run, found through their unfinished records of the
     `waiting` patterns: scheduled ones become available, executing ones are spared their
     next snooze. Returns the number of jobs woken or marked."""
     patterns = [{"asset": w[0], "partition": w[1], "after": w[2] if len(w) > 2 else None} for w in waiting]
-    rows = yield q.finish_and_wake, {**_finish_params(finishes), "waiting": Jsonb(patterns)}
+    rows = yield materializations.finish_and_wake, {**_finish_params(finishes), "waiting": Jsonb(patterns)}
     return sum(row["count"] for row in rows)
 
 
@@ -314,48 +319,50 @@ def _present(**fields: Any) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value not in (None, [], {})}
 
 
-def started_since_plan(q: MaterializationQueries, record_id: int) -> Plan[bool]:
+def started_since_plan(materializations: MaterializationQueries, record_id: int) -> Plan[bool]:
     """Whether another run of the record's partition started since the record did."""
-    rows = yield q.started_since, {"id": record_id}
+    rows = yield materializations.started_since, {"id": record_id}
     return bool(rows)
 
 
 # -- read plans ------------------------------------------------------------------------
 
 
-def latest_plan(q: MaterializationQueries, asset: str, partition: str | None) -> Plan[Materialization | None]:
+def latest_plan(
+    materializations: MaterializationQueries, asset: str, partition: str | None
+) -> Plan[Materialization | None]:
     """The latest record of an asset and partition."""
-    rows = yield q.latest, {"asset": asset, "partition": column(partition)}
+    rows = yield materializations.latest, {"asset": asset, "partition": column(partition)}
     return _one(rows)
 
 
-def record_plan(q: MaterializationQueries, record_id: int) -> Plan[Materialization | None]:
+def record_plan(materializations: MaterializationQueries, record_id: int) -> Plan[Materialization | None]:
     """One record by id."""
-    rows = yield q.by_id, {"id": record_id}
+    rows = yield materializations.by_id, {"id": record_id}
     return _one(rows)
 
 
 def dependencies_plan(
-    q: MaterializationQueries, deps: Sequence[tuple[int, str, str | None]]
+    materializations: MaterializationQueries, deps: Sequence[tuple[int, str, str | None]]
 ) -> Plan[list[Row]]:
     """Per (request, asset, partition), in order: latest record status, its job's state,
     latest success id and data version."""
     payload = [{"request": n, "asset": asset, "partition": column(p)} for n, asset, p in deps]
-    rows = yield q.dependencies, {"deps": Jsonb(payload)}
+    rows = yield materializations.dependencies, {"deps": Jsonb(payload)}
     return rows
 
 
 def unavailable_plan(
-    q: MaterializationQueries, deps: Sequence[tuple[str, str | None]]
+    materializations: MaterializationQueries, deps: Sequence[tuple[str, str | None]]
 ) -> Plan[list[tuple[str, str | None]]]:
     """The (asset, partition) pairs with no success and nothing queued or running."""
     payload = [{"asset": asset, "partition": column(p)} for asset, p in dict.fromkeys(deps)]
-    rows = yield q.unavailable, {"deps": Jsonb(payload)}
+    rows = yield materializations.unavailable, {"deps": Jsonb(payload)}
     return [(row["asset"], row["partition"] or None) for row in rows]
 
 
 def ready_candidates_plan(
-    q: MaterializationQueries, needs: Sequence[Sequence[tuple[str, str | None]]]
+    materializations: MaterializationQueries, needs: Sequence[Sequence[tuple[str, str | None]]]
 ) -> Plan[list[int]]:
     """The indexes of the candidates (each a list of upstream (asset, partition) pairs it
     reads) whose every upstream partition has a success."""
@@ -363,7 +370,7 @@ def ready_candidates_plan(
         {"n": n, "needs": [{"asset": a, "partition": column(p)} for a, p in pairs]}
         for n, pairs in enumerate(needs)
     ]
-    rows = yield q.ready_candidates, {"candidates": Jsonb(payload)}
+    rows = yield materializations.ready_candidates, {"candidates": Jsonb(payload)}
     return [row["n"] for row in rows]
 
 
@@ -378,10 +385,13 @@ class PartitionState:
 
 
 def partition_states_plan(
-    q: MaterializationQueries, asset: str, partitions: Sequence[str | None]
+    materializations: MaterializationQueries, asset: str, partitions: Sequence[str | None]
 ) -> Plan[list[PartitionState]]:
     """The state of each partition of `asset`, in order."""
-    rows = yield q.partition_states, {"asset": asset, "partitions": [column(p) for p in partitions]}
+    rows = yield (
+        materializations.partition_states,
+        {"asset": asset, "partitions": [column(p) for p in partitions]},
+    )
     states = []
     for partition, row in zip(partitions, rows, strict=True):
         success = None
@@ -394,73 +404,90 @@ def partition_states_plan(
     return states
 
 
-def recorded_partitions_plan(q: MaterializationQueries, asset: str) -> Plan[list[str | None]]:
+def recorded_partitions_plan(materializations: MaterializationQueries, asset: str) -> Plan[list[str | None]]:
     """The partitions of `asset` that have records."""
-    rows = yield q.recorded_partitions, {"asset": asset}
+    rows = yield materializations.recorded_partitions, {"asset": asset}
     return [row["partition"] or None for row in rows]
 
 
-def check_results_plan(q: MaterializationQueries, record_ids: Sequence[int]) -> Plan[list[Row]]:
+def check_results_plan(
+    materializations: MaterializationQueries, record_ids: Sequence[int]
+) -> Plan[list[Row]]:
     """The check results recorded with these materializations, in order."""
-    rows = yield q.check_results, {"ids": list(record_ids)}
+    rows = yield materializations.check_results, {"ids": list(record_ids)}
     return rows
 
 
-def add_partitions_plan(q: MaterializationQueries, definition: str, keys: Sequence[str]) -> Plan[list[str]]:
+def add_partitions_plan(
+    materializations: MaterializationQueries, definition: str, keys: Sequence[str]
+) -> Plan[list[str]]:
     """Add keys to a dynamic partition set; the ones that were new."""
-    rows = yield q.add_partitions, {"definition": definition, "keys": list(keys)}
+    rows = yield materializations.add_partitions, {"definition": definition, "keys": list(keys)}
     return [row["key"] for row in rows]
 
 
 def delete_partitions_plan(
-    q: MaterializationQueries, definition: str, keys: Sequence[str]
+    materializations: MaterializationQueries, definition: str, keys: Sequence[str]
 ) -> Plan[list[str]]:
     """Remove keys from a dynamic partition set; the ones that were there."""
-    rows = yield q.delete_partitions, {"definition": definition, "keys": list(keys)}
+    rows = yield materializations.delete_partitions, {"definition": definition, "keys": list(keys)}
     return [row["key"] for row in rows]
 
 
-def dynamic_keys_plan(q: MaterializationQueries, definitions: Sequence[str]) -> Plan[dict[str, list[str]]]:
+def dynamic_keys_plan(
+    materializations: MaterializationQueries, definitions: Sequence[str]
+) -> Plan[dict[str, list[str]]]:
     """The keys of each dynamic partition set, in the order they were added."""
-    rows = yield q.dynamic_keys, {"definitions": list(definitions)}
+    rows = yield materializations.dynamic_keys, {"definitions": list(definitions)}
     found: dict[str, list[str]] = {name: [] for name in definitions}
     for row in rows:
         found[row["definition"]].append(row["key"])
     return found
 
 
-def by_job_plan(q: MaterializationQueries, job_id: int) -> Plan[tuple[Materialization | None, str | None]]:
+def by_job_plan(
+    materializations: MaterializationQueries, job_id: int
+) -> Plan[tuple[Materialization | None, str | None]]:
     """The record of a job and the job's state (None when the job is gone)."""
-    rows = yield q.by_job, {"job_id": job_id}
-    states = yield q.job_state, {"job_id": job_id}
+    rows = yield materializations.by_job, {"job_id": job_id}
+    states = yield materializations.job_state, {"job_id": job_id}
     return _one(rows), (states[0]["state"] if states else None)
 
 
 def history_plan(
-    q: MaterializationQueries, asset: str | None, partition: str | None, run_id: str | None, limit: int
+    materializations: MaterializationQueries,
+    asset: str | None,
+    partition: str | None,
+    run_id: str | None,
+    limit: int,
 ) -> Plan[list[Materialization]]:
     """Records matching every given filter, newest first."""
-    rows = yield q.history, {"asset": asset, "partition": partition, "run_id": run_id, "limit": limit}
+    rows = yield (
+        materializations.history,
+        {"asset": asset, "partition": partition, "run_id": run_id, "limit": limit},
+    )
     return [Materialization.from_row(row) for row in rows]
 
 
-def logs_plan(q: MaterializationQueries, record_ids: Sequence[int]) -> Plan[dict[int, str]]:
+def logs_plan(materializations: MaterializationQueries, record_ids: Sequence[int]) -> Plan[dict[int, str]]:
     """The compute logs of these records, by id (records without any are left out)."""
-    rows = yield q.logs, {"ids": list(record_ids)}
+    rows = yield materializations.logs, {"ids": list(record_ids)}
     return {row["id"]: row["logs"] for row in rows}
 
 
-def lineage_plan(q: MaterializationQueries, record_id: int, direction: str) -> Plan[list[Materialization]]:
+def lineage_plan(
+    materializations: MaterializationQueries, record_id: int, direction: str
+) -> Plan[list[Materialization]]:
     """What record `record_id` read (`upstream`) or what read it (`downstream`)."""
-    query = q.upstream if direction == "upstream" else q.downstream
+    query = materializations.upstream if direction == "upstream" else materializations.downstream
     rows = yield query, {"id": record_id}
     return [Materialization.from_row(row) for row in rows]
 
 
-def run_progress_plan(q: MaterializationQueries, run_id: str) -> Plan[dict[str, int]]:
+def run_progress_plan(materializations: MaterializationQueries, run_id: str) -> Plan[dict[str, int]]:
     """How many records of run `run_id` are pending, running, success, skipped, failed or
     cancelled (an unfinished record whose job is gone counts as cancelled)."""
-    rows = yield q.run_progress, {"run_id": run_id}
+    rows = yield materializations.run_progress, {"run_id": run_id}
     return {row["outcome"]: row["count"] for row in rows}
 
 
@@ -472,7 +499,7 @@ class MaterializationRecords:
     def __init__(self, fs: FlowStone | None = None, assets: AssetRegistry | None = None) -> None:
         self.fs = fs or get_default()
         self.assets = assets if assets is not None else registry_of(self.fs)
-        self.queries = MaterializationQueries.for_schema(self.fs.schema)
+        self.materializations = self.fs.database.statements.of(MaterializationQueries)
 
     def _partition(self, asset: str | Asset, partition: Any) -> tuple[str, str | None]:
         """Asset name and serialized partition; registered assets validate the key."""
@@ -488,11 +515,15 @@ class MaterializationRecords:
 
     def get(self, asset: str | Asset, partition: Any = None) -> Materialization | None:
         """The latest record of `asset` and `partition` (a key or its string form)."""
-        return self.fs.execute(latest_plan(self.queries, *self._partition(asset, partition)))
+        return self.fs.database.execute(
+            latest_plan(self.materializations, *self._partition(asset, partition))
+        )
 
     async def aget(self, asset: str | Asset, partition: Any = None) -> Materialization | None:
         """Async twin of `get`."""
-        return await self.fs.aexecute(latest_plan(self.queries, *self._partition(asset, partition)))
+        return await self.fs.database.aexecute(
+            latest_plan(self.materializations, *self._partition(asset, partition))
+        )
 
     def history(
         self,
@@ -504,7 +535,7 @@ class MaterializationRecords:
     ) -> list[Materialization]:
         """Records (newest first) of an asset, partition and/or run."""
         name, key = self._partition(asset, partition) if asset is not None else (None, None)
-        return self.fs.execute(history_plan(self.queries, name, key, run_id, limit))
+        return self.fs.database.execute(history_plan(self.materializations, name, key, run_id, limit))
 
     async def ahistory(
         self,
@@ -516,23 +547,23 @@ class MaterializationRecords:
     ) -> list[Materialization]:
         """Async twin of `history`."""
         name, key = self._partition(asset, partition) if asset is not None else (None, None)
-        return await self.fs.aexecute(history_plan(self.queries, name, key, run_id, limit))
+        return await self.fs.database.aexecute(history_plan(self.materializations, name, key, run_id, limit))
 
     def upstream(self, record_id: int) -> list[Materialization]:
         """The upstream materializations record `record_id` read."""
-        return self.fs.execute(lineage_plan(self.queries, record_id, "upstream"))
+        return self.fs.database.execute(lineage_plan(self.materializations, record_id, "upstream"))
 
     async def aupstream(self, record_id: int) -> list[Materialization]:
         """Async twin of `upstream`."""
-        return await self.fs.aexecute(lineage_plan(self.queries, record_id, "upstream"))
+        return await self.fs.database.aexecute(lineage_plan(self.materializations, record_id, "upstream"))
 
     def downstream(self, record_id: int) -> list[Materialization]:
         """The materializations that read record `record_id`."""
-        return self.fs.execute(lineage_plan(self.queries, record_id, "downstream"))
+        return self.fs.database.execute(lineage_plan(self.materializations, record_id, "downstream"))
 
     async def adownstream(self, record_id: int) -> list[Materialization]:
         """Async twin of `downstream`."""
-        return await self.fs.aexecute(lineage_plan(self.queries, record_id, "downstream"))
+        return await self.fs.database.aexecute(lineage_plan(self.materializations, record_id, "downstream"))
 
 
 Store = MaterializationRecords

@@ -33,7 +33,7 @@ from flowstone.assets.bookkeeper import Begin, Begun, Candidate, End, bookkeeper
 from flowstone.assets.checks import blocking_failure
 from flowstone.assets.compute_logs import ComputeLog, capturing
 from flowstone.assets.context import Context
-from flowstone.assets.definitions import Asset
+from flowstone.assets.definitions import ASSET_WORKER, Asset
 from flowstone.assets.materializer import Materializer, Readiness, Upstream
 from flowstone.assets.partitions import KeySpace, StaticPartitions, TimeWindowPartitions
 from flowstone.assets.records import (
@@ -80,7 +80,7 @@ class AssetArgs(pydantic.BaseModel):
 class AssetWorker(Worker):
     """Materializes `args.asset_name` at `args.partition` for run `args.run_id`."""
 
-    name = "flowstone.AssetWorker"
+    name = ASSET_WORKER
     queue = "assets"
     max_attempts = 3
     priority = 1
@@ -93,10 +93,10 @@ class AssetWorker(Worker):
     async def perform(self, job: Job) -> Result:
         """Resolve the asset and partition, then materialize under the partition's lock."""
         args = AssetArgs.model_construct(**job.args)  # validated by the executor (args_model)
-        fs = job.fs
+        fs: FlowStone = job.fs
         materializer = Materializer(fs)
         try:
-            check_sessions(fs)
+            check_sessions(fs.database)
             asset = materializer.assets.require(args.asset_name)
             ctx = materializer.build_context(
                 asset,
@@ -110,7 +110,7 @@ class AssetWorker(Worker):
             upstream = materializer.upstream(asset, ctx, space)
         except FlowStoneError as error:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_fail_unresolved, fs, materializer, job, args, error)
+                await anyio.to_thread.run_sync(_fail_unresolved, materializer, job, args, error)
             return Discard(str(error))
         return await _Run(materializer, asset, ctx, job, upstream, space).perform()
 
@@ -132,27 +132,27 @@ async def _key_space(m: Materializer, asset: Asset) -> KeySpace:
     sets = sorted({name for a in [asset, *eager] for name in m.assets.dynamic_sets(a)})
     if not sets:
         return KeySpace.at_present()
-    return KeySpace.at_present(await m.fs.aexecute(dynamic_keys_plan(m.queries, sets)))
+    return KeySpace.at_present(await m.database.aexecute(dynamic_keys_plan(m.materializations, sets)))
 
 
-def _fail_unresolved(
-    fs: FlowStone, materializer: Materializer, job: Job, args: AssetArgs, error: FlowStoneError
-) -> None:
+def _fail_unresolved(materializer: Materializer, job: Job, args: AssetArgs, error: FlowStoneError) -> None:
     """Record the failure of a job whose asset or partition cannot be resolved (a rare
     path: on the sync pool, which outlives any event loop)."""
-    q = materializer.queries
+    database, materializations = materializer.database, materializer.materializations
     plan = start_plan(
-        q,
+        materializations,
         asset=args.asset_name,
         partition=args.partition,
         run_id=args.run_id,
         job_id=job.id if job.id > 0 else None,
         attempt=job.attempt,
     )
-    with fs.session() as conn:
-        record = fs.execute(plan, conn)
+    with database.session() as conn:
+        record = database.execute(plan, conn)
         if record is not None:
-            fs.execute(finish_plan(q, [Finish(record.id, Status.FAILED, error=error)]), conn)
+            database.execute(
+                finish_plan(materializations, [Finish(record.id, Status.FAILED, error=error)]), conn
+            )
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class _Run:
         self.job = job
         self.upstream = upstream
         self.space = space
-        self.book = bookkeeper(materializer.fs)
+        self.book = bookkeeper(materializer.database)
         self.log = ComputeLog()  # what the function, its IO manager and checks print and log
 
     async def perform(self) -> Result:
@@ -200,7 +200,7 @@ class _Run:
         begun = await self.book.begin(request)
         if not begun.locked:
             return Snooze(SNOOZE_SECONDS)
-        end = End(request.key(self.m.fs.schema))
+        end = End(request.key(self.m.database.schema))
         try:
             outcome = None if begun.record is None else await self._materialize(begun.record, begun, end)
         except BaseException:

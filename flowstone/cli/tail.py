@@ -25,7 +25,7 @@ def cmd_jobs_tail(args: argparse.Namespace) -> int:
     """Print each event as it comes (JSON lines with --json); Ctrl-C ends it normally."""
     where = TailFilter(queue=args.queue, worker=args.worker, state=args.state)
     try:
-        for event in follow(app_of(args), where, ready=_ready):
+        for event in follow(app_of(args).database, where, ready=_ready):
             print(_line(event, args.json), flush=True)
     except KeyboardInterrupt:
         return 0

@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
-from flowstone.assets.definitions import AssetRegistry, registry_of
+from flowstone.assets.definitions import AssetHost, AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import Materialization, history_plan, logs_plan
 from flowstone.errors import ValidationError
@@ -67,11 +67,10 @@ from flowstone.insights.queues import (
     overview_plan,
     throughput_plan,
 )
-from flowstone.queue.instance import FlowStone
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, get_plan
 from flowstone.queue.plan import Plan
-from flowstone.queue.plugins.cron import CronEntry, entries_from, sourced_entries
+from flowstone.queue.plugins.cron import CronEntry
 from flowstone.queue.workflow import BatchState, WorkflowJob, WorkflowState, workflow_plan
 
 RECHECK_SECONDS = 5.0
@@ -110,55 +109,72 @@ __all__ = [
 ]
 
 
-class Insights:
-    """Reads of one FlowStone instance (and its asset graph) for front ends."""
+class Source(AssetHost, Protocol):
+    """What `Insights` reads: an instance (a `FlowStone`) — its database, its asset graph
+    and the cron entries its nodes run."""
 
-    def __init__(self, fs: FlowStone, assets: AssetRegistry | None = None) -> None:
-        self.fs = fs
+    def all_cron_entries(self) -> list[CronEntry]:
+        """The cron entries a node of the instance runs."""
+        ...
+
+
+class Insights:
+    """Reads of one FlowStone instance (and its asset graph: `assets`, else the
+    instance's) for front ends."""
+
+    def __init__(self, fs: Source, assets: AssetRegistry | None = None) -> None:
+        self.source = fs
+        self.database = fs.database
         self.graph = assets if assets is not None else registry_of(fs)
-        self.records = MaterializationQueries.for_schema(fs.schema)
+        self.materializations = self.database.statements.of(MaterializationQueries)
 
     @property
     def _recheck(self) -> float:
         """Longest wait on notifications while watching a run (the poll interval where
-        none can come: `FlowStone.poll_notices`)."""
-        return min(RECHECK_SECONDS, self.fs.poll_notices or RECHECK_SECONDS)
+        none can come: `Database.poll_notices`)."""
+        return min(RECHECK_SECONDS, self.database.poll_notices or RECHECK_SECONDS)
 
     # -- queues and jobs -------------------------------------------------------------------
 
     def overview(self) -> ClusterOverview:
         """Every queue's counts per state and how alive nodes run it; nodes; the leader.
         Counts above `SAMPLE_CAP` are the planner's estimates (`estimated` names those states)."""
-        return self.fs.execute(self._overview_plan(), atomic=False)
+        return self.database.execute(self._overview_plan(), atomic=False)
 
     async def aoverview(self) -> ClusterOverview:
         """Async twin of `overview`."""
-        return await self.fs.aexecute(self._overview_plan(), atomic=False)
+        return await self.database.aexecute(self._overview_plan(), atomic=False)
 
     def _overview_plan(self) -> Plan[ClusterOverview]:
-        fs = self.fs
-        return overview_plan(fs.queries, fs.node_queries, fs.settings.node_expiry, fs.settings.queues)
+        statements, settings = self.database.statements, self.database.settings
+        return overview_plan(statements.jobs, statements.nodes, settings.node_expiry, settings.queues)
 
     def throughput(self, minutes: int = 15) -> list[Throughput]:
         """Jobs completed and discarded per minute over the last `minutes` (oldest first)."""
-        return self.fs.execute(throughput_plan(self.fs.queries, minutes), atomic=False)
+        return self.database.execute(throughput_plan(self.database.statements.jobs, minutes), atomic=False)
 
     async def athroughput(self, minutes: int = 15) -> list[Throughput]:
         """Async twin of `throughput`."""
-        return await self.fs.aexecute(throughput_plan(self.fs.queries, minutes), atomic=False)
+        return await self.database.aexecute(
+            throughput_plan(self.database.statements.jobs, minutes), atomic=False
+        )
 
     def cron_entries(self) -> list[CronEntry]:
         """The cron entries a node of this instance runs: workers' `cron`, `fs.schedule` and
         the entries of higher layers (asset schedules)."""
-        return [*entries_from(self.fs.registry), *self.fs.cron_entries, *sourced_entries(self.fs)]
+        return self.source.all_cron_entries()
 
     def cron(self) -> list[CronStatus]:
         """Every cron entry with its next tick and its last firing (the job it inserted)."""
-        return self.fs.execute(cron_plan(self.fs.queries, self.fs.node_queries, self.cron_entries()))
+        return self.database.execute(
+            cron_plan(self.database.statements.jobs, self.database.statements.nodes, self.cron_entries())
+        )
 
     async def acron(self) -> list[CronStatus]:
         """Async twin of `cron`."""
-        return await self.fs.aexecute(cron_plan(self.fs.queries, self.fs.node_queries, self.cron_entries()))
+        return await self.database.aexecute(
+            cron_plan(self.database.statements.jobs, self.database.statements.nodes, self.cron_entries())
+        )
 
     def jobs(
         self,
@@ -173,7 +189,7 @@ class Insights:
     ) -> JobPage:
         """A page of jobs, newest first; pass the page's `next_cursor` for the next one."""
         where = JobFilter(queue, state, worker, tag, args, cursor=cursor, limit=limit)
-        return self.fs.execute(jobs_plan(self.fs.queries, where))
+        return self.database.execute(jobs_plan(self.database.statements.jobs, where))
 
     async def ajobs(
         self,
@@ -188,24 +204,24 @@ class Insights:
     ) -> JobPage:
         """Async twin of `jobs`."""
         where = JobFilter(queue, state, worker, tag, args, cursor=cursor, limit=limit)
-        return await self.fs.aexecute(jobs_plan(self.fs.queries, where))
+        return await self.database.aexecute(jobs_plan(self.database.statements.jobs, where))
 
     def job(self, job_id: int) -> Job | None:
         """One job in full (args, meta, every error with its traceback)."""
-        return self.fs.execute(get_plan(self.fs.queries, job_id))
+        return self.database.execute(get_plan(self.database.statements.jobs, job_id))
 
     async def ajob(self, job_id: int) -> Job | None:
         """Async twin of `job`."""
-        return await self.fs.aexecute(get_plan(self.fs.queries, job_id))
+        return await self.database.aexecute(get_plan(self.database.statements.jobs, job_id))
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
         """A workflow's jobs (name, dependencies, how many it still waits on, the job with
         its progress and result) and their counts per state; None when it has no jobs."""
-        return self.fs.execute(workflow_plan(self.fs.queries, workflow_id))
+        return self.database.execute(workflow_plan(self.database.statements.jobs, workflow_id))
 
     async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
         """Async twin of `workflow`."""
-        return await self.fs.aexecute(workflow_plan(self.fs.queries, workflow_id))
+        return await self.database.aexecute(workflow_plan(self.database.statements.jobs, workflow_id))
 
     def batch(self, batch_id: str) -> BatchState | None:
         """A batch's counts per state (its callback aside) and its callback job."""
@@ -223,11 +239,11 @@ class Insights:
         """Every asset in dependency order with how many of its existing partitions are in
         each status of `STATUSES` (fresh, stale, missing, queued, running, failed,
         cancelled): a read of every recorded partition."""
-        return self.fs.execute(assets_plan(self.records, self.graph))
+        return self.database.execute(assets_plan(self.materializations, self.graph))
 
     async def aassets(self) -> list[AssetOverview]:
         """Async twin of `assets`."""
-        return await self.fs.aexecute(assets_plan(self.records, self.graph))
+        return await self.database.aexecute(assets_plan(self.materializations, self.graph))
 
     def partitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
@@ -235,43 +251,45 @@ class Insights:
         """The status of each partition (given, start..end, or every one that exists), one
         of `STATUSES`, with the reason."""
         target = self.graph.require(asset)
-        return self.fs.execute(partitions_plan(self.records, self.graph, target, partitions, start, end))
+        return self.database.execute(
+            partitions_plan(self.materializations, self.graph, target, partitions, start, end)
+        )
 
     async def apartitions(
         self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
     ) -> list[PartitionStatus]:
         """Async twin of `partitions`."""
         target = self.graph.require(asset)
-        return await self.fs.aexecute(
-            partitions_plan(self.records, self.graph, target, partitions, start, end)
+        return await self.database.aexecute(
+            partitions_plan(self.materializations, self.graph, target, partitions, start, end)
         )
 
     def lineage(self, asset: str, partition: Any = None) -> Lineage | None:
         """The latest record of a partition, what it read and what read it (for a skip:
         those of the success it stands for), and its checks' results."""
         target = self.graph.require(asset)
-        return self.fs.execute(
-            lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
+        return self.database.execute(
+            lineage_of_plan(self.materializations, target.name, target.serialize_partition(partition))
         )
 
     async def alineage(self, asset: str, partition: Any = None) -> Lineage | None:
         """Async twin of `lineage`."""
         target = self.graph.require(asset)
-        plan = lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
-        return await self.fs.aexecute(plan)
+        plan = lineage_of_plan(self.materializations, target.name, target.serialize_partition(partition))
+        return await self.database.aexecute(plan)
 
     def history(
         self, asset: str | None = None, partition: Any = None, *, run_id: str | None = None, limit: int = 50
     ) -> list[Materialization]:
         """Records newest first: of a partition (every record of an unpartitioned asset),
         of a run, or both."""
-        return self.fs.execute(self._history_plan(asset, partition, run_id, limit))
+        return self.database.execute(self._history_plan(asset, partition, run_id, limit))
 
     async def ahistory(
         self, asset: str | None = None, partition: Any = None, *, run_id: str | None = None, limit: int = 50
     ) -> list[Materialization]:
         """Async twin of `history`."""
-        return await self.fs.aexecute(self._history_plan(asset, partition, run_id, limit))
+        return await self.database.aexecute(self._history_plan(asset, partition, run_id, limit))
 
     def _history_plan(
         self, asset: str | None, partition: Any, run_id: str | None, limit: int
@@ -282,43 +300,45 @@ class Insights:
             raise ValidationError("history needs an asset or a run_id")
         target = None if asset is None else self.graph.require(asset)
         key = None if target is None else target.serialize_partition(partition)
-        return history_plan(self.records, None if target is None else target.name, key, run_id, limit)
+        return history_plan(
+            self.materializations, None if target is None else target.name, key, run_id, limit
+        )
 
     def logs(self, record_ids: Sequence[int]) -> dict[int, str]:
         """The compute logs of these records by id (what each printed and logged; records
         without any are left out)."""
-        return self.fs.execute(logs_plan(self.records, record_ids))
+        return self.database.execute(logs_plan(self.materializations, record_ids))
 
     async def alogs(self, record_ids: Sequence[int]) -> dict[int, str]:
         """Async twin of `logs`."""
-        return await self.fs.aexecute(logs_plan(self.records, record_ids))
+        return await self.database.aexecute(logs_plan(self.materializations, record_ids))
 
     def record(self, record_id: int) -> Lineage | None:
         """One record with what it read and what read it (None when there is none)."""
-        return self.fs.execute(record_lineage_plan(self.records, record_id))
+        return self.database.execute(record_lineage_plan(self.materializations, record_id))
 
     async def arecord(self, record_id: int) -> Lineage | None:
         """Async twin of `record`."""
-        return await self.fs.aexecute(record_lineage_plan(self.records, record_id))
+        return await self.database.aexecute(record_lineage_plan(self.materializations, record_id))
 
     def run_progress(self, run_id: str) -> RunProgress:
         """How many of a run's materializations are pending, running, finished (and how:
         success, skipped, failed, cancelled)."""
-        return self.fs.execute(progress_plan(self.records, run_id))
+        return self.database.execute(progress_plan(self.materializations, run_id))
 
     async def arun_progress(self, run_id: str) -> RunProgress:
         """Async twin of `run_progress`."""
-        return await self.fs.aexecute(progress_plan(self.records, run_id))
+        return await self.database.aexecute(progress_plan(self.materializations, run_id))
 
     def watch_run(self, run_id: str, timeout: float) -> Iterator[RunProgress]:
         """The run's progress now and after each of its records finishes, until it is done
         or `timeout` seconds passed (woken by notifications, not polling)."""
         deadline = time.monotonic() + timeout
-        with self.fs.connect(direct=True, autocommit=True) as conn:
-            if self.fs.sessions:
-                conn.execute(self.records.listen)
+        with self.database.connect(direct=True, autocommit=True) as conn:
+            if self.database.sessions:
+                conn.execute(self.materializations.listen)
             while True:
-                progress = self.fs.execute(progress_plan(self.records, run_id), conn)
+                progress = self.database.execute(progress_plan(self.materializations, run_id), conn)
                 yield progress
                 remaining = deadline - time.monotonic()
                 if progress.done or remaining <= 0:
@@ -328,11 +348,11 @@ class Insights:
     async def awatch_run(self, run_id: str, timeout: float) -> AsyncIterator[RunProgress]:
         """Async twin of `watch_run`."""
         deadline = time.monotonic() + timeout
-        async with await self.fs.aconnect(direct=True, autocommit=True) as conn:
-            if self.fs.sessions:
-                await conn.execute(self.records.listen)
+        async with await self.database.aconnect(direct=True, autocommit=True) as conn:
+            if self.database.sessions:
+                await conn.execute(self.materializations.listen)
             while True:
-                progress = await self.fs.aexecute(progress_plan(self.records, run_id), conn)
+                progress = await self.database.aexecute(progress_plan(self.materializations, run_id), conn)
                 yield progress
                 remaining = deadline - time.monotonic()
                 if progress.done or remaining <= 0:

@@ -18,9 +18,10 @@ from typing import Any
 import psycopg
 
 from flowstone.errors import ValidationError
-from flowstone.queue.instance import FlowStone
+from flowstone.queue.database import Database
 from flowstone.queue.job import Job
 from flowstone.queue.plan import Plan, Row
+from flowstone.queue.queries.jobs import JobQueries
 
 OVERLAP = timedelta(seconds=2)
 """How far back each read looks again for rows of transactions that committed late."""
@@ -88,27 +89,27 @@ class Cursor:
         self.shown = {key: at for key, at in self.shown.items() if at >= floor - OVERLAP}
 
 
-def start_plan(fs: FlowStone) -> Plan[Cursor]:
+def start_plan(jobs: JobQueries) -> Plan[Cursor]:
     """A cursor at the newest job and the database's now: only what happens next shows."""
-    rows = yield fs.queries.tail_start, {}
+    rows = yield jobs.tail_start, {}
     return Cursor(rows[0]["max_id"], rows[0]["at"], marks=[(rows[0]["at"], rows[0]["max_id"])])
 
 
-def changes_plan(fs: FlowStone, cursor: Cursor, where: TailFilter) -> Plan[list[TailEvent]]:
+def changes_plan(jobs: JobQueries, cursor: Cursor, where: TailFilter) -> Plan[list[TailEvent]]:
     """The events since the cursor (inserts first, then ends, each in order); moves it on.
     One transaction: its now() is the time the cursor moves to."""
-    clock = yield fs.queries.tail_start, {}
+    clock = yield jobs.tail_start, {}
     now, after, max_id = clock[0]["at"], cursor.after_id, cursor.after_id
     events: list[TailEvent] = []
     while True:
-        rows = yield fs.queries.tail_inserted, {**where.params(), "after": after, "limit": PAGE}
+        rows = yield jobs.tail_inserted, {**where.params(), "after": after, "limit": PAGE}
         for row in rows:
             after, max_id = row["id"], max(max_id, row["id"])
             if (where.state is None or row["event"] == where.state) and cursor.fresh(row, "inserted"):
                 events.append(_event("inserted", row))
         if len(rows) < PAGE:
             break
-    ended = yield fs.queries.tail_ended, {**where.params(), "since": cursor.since}
+    ended = yield jobs.tail_ended, {**where.params(), "since": cursor.since}
     for row in sorted(ended, key=lambda r: (r[f"{r['event']}_at"], r["id"])):
         if cursor.fresh(row, row["event"]):
             events.append(_event("ended", row))
@@ -122,18 +123,21 @@ def _event(kind: str, row: Row) -> TailEvent:
     return TailEvent(kind, row["event"], at, job)
 
 
-def follow(fs: FlowStone, where: TailFilter, ready: Callable[[], None] = lambda: None) -> Iterator[TailEvent]:
+def follow(
+    database: Database, where: TailFilter, ready: Callable[[], None] = lambda: None
+) -> Iterator[TailEvent]:
     """Events as they happen, woken by notifications (or every `poll_interval` where none
     can come: behind a transaction pooler without `direct_url`), until the caller stops;
     `ready` is called once listening (what happens from then on shows)."""
-    with fs.connect(direct=True, autocommit=True) as conn:
-        if fs.sessions:
-            conn.execute(fs.queries.listen_tail)
-        cursor = fs.execute(start_plan(fs), conn)
+    jobs = database.statements.jobs
+    with database.connect(direct=True, autocommit=True) as conn:
+        if database.sessions:
+            conn.execute(jobs.listen_tail)
+        cursor = database.execute(start_plan(jobs), conn)
         ready()
         while True:
-            _wait(conn, where.queue, fs.poll_notices)
-            yield from fs.execute(changes_plan(fs, cursor, where), conn)
+            _wait(conn, where.queue, database.poll_notices)
+            yield from database.execute(changes_plan(jobs, cursor, where), conn)
 
 
 def _wait(conn: psycopg.Connection[Any], queue: str | None, poll: float | None) -> None:

@@ -1,6 +1,7 @@
 """The job queue: an Oban mirror on one Postgres table (never imports flowstone.assets)."""
 
 from flowstone.queue.config import Partition, QueueConfig, RateLimit
+from flowstone.queue.database import Database
 from flowstone.queue.instance import FlowStone, configure, get_default, set_default
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.results import Cancel, Discard, Snooze
@@ -12,6 +13,7 @@ __all__ = [
     "Batch",
     "BatchState",
     "Cancel",
+    "Database",
     "Discard",
     "FlowStone",
     "Job",

@@ -20,11 +20,10 @@ from flowstone.errors import ValidationError
 from flowstone.queue.config import MAX_LIMIT
 from flowstone.queue.engine import lock_workflows_of
 from flowstone.queue.job import Job
-from flowstone.queue.outcomes import clean_text
 from flowstone.queue.plan import Plan, Row, single
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
-from flowstone.queue.validation import check_name
+from flowstone.queue.validation import check_name, clean_text
 
 ALL_NODES = "*"
 Action = Literal["cancel", "pause", "resume", "scale", "reset"]
@@ -71,7 +70,7 @@ def parse_signal(payload: str) -> Signal:
 
 
 def set_control_plan(
-    queries: NodeQueries,
+    nodes: NodeQueries,
     queue: str,
     *,
     node: str | None = None,
@@ -88,13 +87,13 @@ def set_control_plan(
     action: Action = "scale" if limit is not None else ("pause" if paused else "resume")
     signal = Signal(action=action, queue=queue, node=target, paused=paused, limit=limit)
     rows = yield (
-        queries.set_control,
+        nodes.set_control,
         {
             "queue": queue,
             "node": target,
             "paused": paused,
             "limit": limit,
-            "channel": queries.control_channel,
+            "channel": nodes.control_channel,
             "signal": signal.to_json(),
         },
     )
@@ -113,22 +112,22 @@ class QueueControl:
     updated_at: datetime
 
 
-def reset_plan(queries: NodeQueries, queue: str, node: str | None = None) -> Plan[list[QueueControl]]:
+def reset_plan(nodes: NodeQueries, queue: str, node: str | None = None) -> Plan[list[QueueControl]]:
     """Clear the stored settings of `queue`: on every node (and for all of them), or only
     `node`'s own; the nodes concerned go back to their configured settings (then apply
     what is still stored for them). The settings cleared."""
     check_name(queue, "queue")
     if node is not None:
         check_name(node, "node")
-    rows = yield queries.reset_controls, {"queue": queue, "node": node}
+    rows = yield nodes.reset_controls, {"queue": queue, "node": node}
     signal = Signal(action="reset", queue=queue, node=node or ALL_NODES)
-    yield queries.signal, {"channel": queries.control_channel, "signal": signal.to_json()}
+    yield nodes.signal, {"channel": nodes.control_channel, "signal": signal.to_json()}
     return [QueueControl(**row) for row in rows]
 
 
-def controls_plan(queries: NodeQueries) -> Plan[list[QueueControl]]:
+def controls_plan(nodes: NodeQueries) -> Plan[list[QueueControl]]:
     """Every stored queue setting, by queue and node."""
-    rows = yield from single(queries.controls, {})
+    rows = yield from single(nodes.controls, {})
     return [QueueControl(**row) for row in rows]
 
 

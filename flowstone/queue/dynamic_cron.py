@@ -23,10 +23,10 @@ from flowstone.queue.plan import Plan, Row
 from flowstone.queue.plugins.cron import CronEntry, check_schedule
 from flowstone.queue.queries.cron import CronQueries
 from flowstone.queue.validation import check_name
-from flowstone.queue.worker import Worker
+from flowstone.queue.worker import Worker, WorkerRegistry
 
 if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
+    from flowstone.queue.database import Database
 
 
 @dataclass(frozen=True)
@@ -66,19 +66,21 @@ def _args(args: Mapping[str, Any] | None) -> Jsonb | None:
 class CronManager:
     """`fs.cron`: the stored cron entries of one instance (each call has an `a` twin)."""
 
-    def __init__(self, fs: FlowStone) -> None:
-        self.fs = fs
+    def __init__(self, database: Database, registry: WorkerRegistry) -> None:
+        self.database = database
+        self.registry = registry
 
     @property
     def queries(self) -> CronQueries:
-        return CronQueries.for_schema(self.fs.schema)
+        """The `cron_entries` table's statements."""
+        return self.database.statements.cron
 
     def _worker(self, worker: type[Worker] | str) -> str:
         """The worker's name; one this instance does not register is refused (unless it
         registers none: a bare command line cannot tell)."""
         name = worker.name if isinstance(worker, type) and issubclass(worker, Worker) else worker
         check_name(name, "cron worker")
-        known = self.fs.registry.names()
+        known = self.registry.names()
         if known and name not in known:
             raise ValidationError(
                 f"worker {name!r} is not registered with this instance; register it (or pass --app) first"
@@ -152,21 +154,21 @@ class CronManager:
     ) -> StoredCron:
         """Store a new entry `name`: `worker(args)` on each tick of `expression` (in `timezone`)."""
         options = {"args": args, "timezone": timezone, "paused": paused}
-        return self.fs.execute(self._add_plan(name, expression, worker, options))
+        return self.database.execute(self._add_plan(name, expression, worker, options))
 
     async def aadd(
         self, name: str, expression: str, worker: type[Worker] | str, **options: Any
     ) -> StoredCron:
         """Async twin of `add` (same options: `args`, `timezone`, `paused`)."""
-        return await self.fs.aexecute(self._add_plan(name, expression, worker, options))
+        return await self.database.aexecute(self._add_plan(name, expression, worker, options))
 
     def update(self, name: str, **fields: Any) -> StoredCron:
         """Change the given fields (`expression`, `worker`, `args`, `timezone`, `paused`)."""
-        return self.fs.execute(self._update_plan(name, **_known(fields)))
+        return self.database.execute(self._update_plan(name, **_known(fields)))
 
     async def aupdate(self, name: str, **fields: Any) -> StoredCron:
         """Async twin of `update`."""
-        return await self.fs.aexecute(self._update_plan(name, **_known(fields)))
+        return await self.database.aexecute(self._update_plan(name, **_known(fields)))
 
     def pause(self, name: str) -> StoredCron:
         """Stop inserting the entry's jobs until `resume`."""
@@ -186,19 +188,19 @@ class CronManager:
 
     def delete(self, name: str) -> bool:
         """Delete the entry; False when there was none of that name."""
-        return self.fs.execute(self._delete_plan(name))
+        return self.database.execute(self._delete_plan(name))
 
     async def adelete(self, name: str) -> bool:
         """Async twin of `delete`."""
-        return await self.fs.aexecute(self._delete_plan(name))
+        return await self.database.aexecute(self._delete_plan(name))
 
     def list(self) -> list[StoredCron]:
         """Every stored entry, by name."""
-        return self.fs.execute(self._list_plan())
+        return self.database.execute(self._list_plan())
 
     async def alist(self) -> builtins.list[StoredCron]:
         """Async twin of `list`."""
-        return await self.fs.aexecute(self._list_plan())
+        return await self.database.aexecute(self._list_plan())
 
 
 FIELDS = ("expression", "worker", "args", "timezone", "paused")

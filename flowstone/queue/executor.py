@@ -9,33 +9,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pydantic
 
 from flowstone.errors import ValidationError, one_line
-from flowstone.queue import telemetry
+from flowstone.queue import chaos, telemetry
 from flowstone.queue.job import Job, _running
 from flowstone.queue.jsonb import UndecodableJSON
 from flowstone.queue.outcomes import Outcome, failure, from_result, last_resort, unresolvable
 from flowstone.queue.threads import DaemonThreads
-from flowstone.queue.worker import Worker
+from flowstone.queue.worker import Worker, WorkerRegistry
 
 if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
     from flowstone.queue.process_pool import ProcessPool
-
-
-class ChaosError(Exception):
-    """A failure injected before `perform` by `flowstone.testing.with_chaos`, or on a node
-    by its `chaos` setting (FLOWSTONE_CHAOS, `flowstone worker --chaos`)."""
 
 
 class JobTimeoutError(TimeoutError):
@@ -50,65 +40,34 @@ class InvalidArgsError(ValueError):
     """The job's args do not match its worker's `args_model`."""
 
 
-@dataclass
-class Chaos:
-    """Fail a share of executions, reproducibly from `seed`."""
-
-    failure_rate: float
-    seed: int | None = None
-    rng: random.Random = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValidationError(f"failure_rate must be between 0 and 1; got {self.failure_rate!r}")
-        self.rng = random.Random(self.seed)  # test chaos, not crypto
-
-    def strike(self) -> bool:
-        """True when this execution should fail."""
-        return self.rng.random() < self.failure_rate
-
-
-_chaos: ContextVar[Chaos | None] = ContextVar("flowstone_chaos", default=None)
-
-
-def arm_chaos(failure_rate: float, seed: int | None = None) -> None:
-    """From now on in this context (and the tasks it starts), fail executions with
-    probability `failure_rate`: a node's `chaos` setting."""
-    _chaos.set(Chaos(failure_rate, seed))
-
-
-@contextmanager
-def chaos(failure_rate: float, seed: int | None = None) -> Iterator[Chaos]:
-    """Within the block, each execution fails with probability `failure_rate`."""
-    token = _chaos.set(Chaos(failure_rate, seed))
-    try:
-        yield _chaos.get()  # type: ignore[misc]
-    finally:
-        _chaos.reset(token)
-
-
 class Executor:
-    """Executes jobs of `fs`'s registered workers; sync `perform` runs in a daemon thread.
+    """Executes jobs of `registry`'s workers; sync `perform` runs in a daemon thread.
 
-    The job runs on the instance that claimed it: `job.fs` is `fs` while `perform` runs,
-    and `running_job()` returns the job in that context (a sync job's thread included).
-    A sync job cannot be stopped: `in_thread(job_id)` tells whether its thread still
-    runs after its caller stopped waiting, and `on_thread_end(job_id)` when it ends.
-    With `processes`, the sync jobs it takes run in its child processes instead, which
-    are killed at a timeout or cancel (the testing helpers give none: theirs run here)."""
+    The job runs on the instance that claimed it: `job.fs` is `instance` (the facade users
+    hold, given as a value) while `perform` runs, and `running_job()` returns the job in
+    that context (a sync job's thread included). A sync job cannot be stopped:
+    `in_thread(job_id)` tells whether its thread still runs after its caller stopped
+    waiting, and `on_thread_end(job_id)` when it ends. With `processes`, the sync jobs it
+    takes run in its child processes instead, which are killed at a timeout or cancel (the
+    testing helpers give none: theirs run here). Built inside `with_chaos`, or given a
+    node's `chaos`, it fails a share of executions (see `chaos`)."""
 
     def __init__(
         self,
-        fs: FlowStone,
+        registry: WorkerRegistry,
+        instance: object,
         on_thread_end: Callable[[int], None] = lambda job_id: None,
         on_progress: Callable[[Job], None] | None = None,
         processes: ProcessPool | None = None,
+        node_chaos: chaos.Chaos | None = None,
     ):
-        self.fs = fs
-        self.registry = fs.registry
+        self.registry = registry
+        self.instance = instance
         self.threads = DaemonThreads(on_thread_end)
         self.on_progress = on_progress
         self.processes = processes
+        injected = node_chaos or chaos.active()
+        self._call = self._perform if injected is None else injected.wrap(self._perform)
 
     def in_thread(self, job_id: int) -> bool:
         """Whether a sync `perform` of this job is still running in its thread."""
@@ -119,7 +78,7 @@ class Executor:
 
         Whatever perform does (raise anything, return anything, hang in a hostile
         `__str__`), the result is an outcome the ack statement can store."""
-        job._fs = self.fs
+        job._fs = self.instance
         job._on_progress = self.on_progress
         token = _running.set(job)
         try:
@@ -153,7 +112,7 @@ class Executor:
         try:
             worker = worker_cls()
             record = worker_cls.result_limit if worker_cls.record_result else None
-            outcome = from_result(job, await self._perform(worker, job), record)
+            outcome = from_result(job, await self._call(worker, job), record)
         except BaseException as error:  # a job's failure, whatever it raised, is the job's
             if _being_cancelled(error):
                 raise
@@ -166,9 +125,6 @@ class Executor:
         return outcome
 
     async def _perform(self, worker: Worker, job: Job) -> object:
-        active = _chaos.get()
-        if active is not None and active.strike():
-            raise ChaosError(f"chaos: a failure injected before perform (failure rate {active.failure_rate})")
         timeout = _checked_timeout(worker.timeout(job))
         if not inspect.iscoroutinefunction(worker.perform):
             if self.processes is not None and self.processes.takes(type(worker)):

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -27,11 +27,8 @@ from flowstone.queue.awaiting import settled
 from flowstone.queue.executor import Executor
 from flowstone.queue.job import FINAL_STATES, Job, JobState
 from flowstone.queue.outcomes import Outcome
-from flowstone.queue.worker import NewJob
+from flowstone.queue.worker import NewJob, WorkerRegistry
 from flowstone.queue.workflow import DEPENDENCY, Member, Workflow, plan_fates, prepared
-
-if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
 
 T = TypeVar("T")
 
@@ -47,29 +44,41 @@ def call(run: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(anyio.run, run).result()
 
 
-class InlineRunner:
-    """Runs an instance's jobs at insert; keeps them (by id, and workflows by name) so
-    `await_job` and appended workflows find them."""
+class InlineEngine:
+    """Runs an instance's jobs at insert (on `registry`'s workers, `instance` being their
+    `job.fs`); keeps them (by id, and workflows by name) so `await_job` and appended
+    workflows find them. Nodes run no queues and no plugins."""
 
-    def __init__(self, fs: FlowStone) -> None:
-        self.fs = fs
+    runs_queues = False
+
+    def __init__(self, registry: WorkerRegistry, instance: object) -> None:
+        self.registry = registry
+        self.instance = instance
         self.jobs: dict[int, Job] = {}
         self.workflows: dict[str, dict[str, Job]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    async def arun_all(self, jobs: Sequence[NewJob]) -> list[Job]:
-        """Run each job once, in order; the jobs as their executions left them."""
+    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+        """Run each job once, in order (`conn` is not used); the jobs as their executions left them."""
+        return call(lambda: self.ainsert_all(jobs, conn))
+
+    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+        """Async twin of `insert_all`."""
         return [await self._run(job) for job in jobs]
 
-    async def arun_workflow(self, wf: Workflow) -> dict[str, Job]:
+    def insert_workflow(self, workflow: Workflow, conn: Any) -> dict[str, Job]:
+        """Run a workflow's jobs in order (see `ainsert_workflow`)."""
+        return call(lambda: self.ainsert_workflow(workflow, conn))
+
+    async def ainsert_workflow(self, workflow: Workflow, conn: Any) -> dict[str, Job]:
         """Run a workflow's jobs in order: a job whose dependency failed (and does not
         ignore it) is cancelled; one whose dependency did not finish stays waiting."""
-        known = self.workflows.setdefault(wf.id, {})
-        plan_fates(wf, {name: Member(job.id, job.state) for name, job in known.items()})  # checks names
+        known = self.workflows.setdefault(workflow.id, {})
+        plan_fates(workflow, {name: Member(job.id, job.state) for name, job in known.items()})  # checks names
         ran: dict[str, Job] = {}
-        for step in wf.steps.values():
-            job = prepared(wf, step, "ready")
+        for step in workflow.steps.values():
+            job = prepared(workflow, step, "ready")
             states = [{**known, **ran}[dep].state for dep in step.deps]
             if any(s in _FAILED and s.value not in step.ignore for s in states):
                 ran[step.name] = self._end(self._new(job), JobState.CANCELLED, "a dependency failed")
@@ -82,13 +91,17 @@ class InlineRunner:
         known.update(ran)
         return ran
 
-    def settled(self, job_id: int) -> Any:
-        """`await_job` of an inline job: its recorded result, or the error it failed with."""
+    def await_job(self, job_id: int, timeout: float | None) -> Any:
+        """An inline job's recorded result, or the error it failed with (it ran already)."""
         job = self.jobs.get(job_id)
         row = None if job is None else {"state": job.state.value, "result": job.result, "errors": job.errors}
         if row is not None and row["state"] not in _ENDED:
             raise JobFailedError(job_id, row["state"], "it did not finish when it ran inline")
         return settled(job_id, row)
+
+    async def aawait_job(self, job_id: int, timeout: float | None) -> Any:
+        """Async twin of `await_job`."""
+        return self.await_job(job_id, timeout)
 
     def _new(self, new: NewJob) -> Job:
         now = datetime.now(UTC)
@@ -113,7 +126,7 @@ class InlineRunner:
 
     async def _run(self, new: NewJob) -> Job:
         job = self._new(new)
-        outcome = await Executor(self.fs).execute(job)
+        outcome = await Executor(self.registry, self.instance).execute(job)
         return self._apply(job, outcome)
 
     def _apply(self, job: Job, outcome: Outcome) -> Job:

@@ -1,4 +1,6 @@
-"""`FlowStone`: one configured connection to a FlowStone schema, with sync and async twins.
+"""`FlowStone`: the one object users hold — every public call, with sync and async twins,
+over a `Database` (connections and statements), an engine (how jobs are inserted and
+awaited: the testing modes) and an extension (what a higher layer adds to nodes).
 
 Convention: every call that talks to the database has an async twin named with an
 `a` prefix (`insert` / `ainsert`, `get_job` / `aget_job`, …).
@@ -9,50 +11,31 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import signal
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import psycopg
-import pydantic
 import structlog
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
-from pydantic_settings import SettingsError
 
-from flowstone import embedded
-from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import (
-    awaiting,
-    control,
-    inline,
-    jsonb,
-    manage,
-    outcome_log,
-    pool,
-    telemetry,
-)
-from flowstone.queue.config import QueuesOption, Settings
-from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
+from flowstone.errors import ValidationError, ValidationTypeError
+from flowstone.queue import control, manage, outcome_log, telemetry
+from flowstone.queue.config import QueuesOption, Settings, TestingMode
+from flowstone.queue.database import Database, settings_of
 from flowstone.queue.dynamic_cron import CronManager
-from flowstone.queue.insert import insert_plan
+from flowstone.queue.engines import engine_for
+from flowstone.queue.extension import Extension, extension_of
 from flowstone.queue.job import Job, JobState, running_job
-from flowstone.queue.migrate import migrate
-from flowstone.queue.plan import Plan, arun, arun_on, run, run_on
 from flowstone.queue.plugins import CronEntry, Plugin
-from flowstone.queue.plugins.base import sourced_plugins
-from flowstone.queue.plugins.cron import sourced_entries
-from flowstone.queue.queries.jobs import JobQueries
-from flowstone.queue.queries.nodes import NodeQueries
+from flowstone.queue.plugins.cron import entries_from
+from flowstone.queue.queries.statements import Statements
 from flowstone.queue.runtime.node import Node
-from flowstone.queue.transactional import ajoined, joined, offloader
-from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
-from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan, workflow_plan
+from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry, use_default
+from flowstone.queue.workflow import Batch, Workflow, WorkflowState, workflow_plan
 from flowstone.queue.workflow_retry import retry_job_plan, retry_workflow_plan
 
-T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
 
 
@@ -66,219 +49,120 @@ class FlowStone:
         schema: str | None = None,
         queues: QueuesOption | None = None,
         registry: WorkerRegistry | None = None,
-        assets: object | None = None,
+        assets: Extension | None = None,
         plugins: Sequence[Plugin] = (),
         data_dir: str | Path | None = None,
         **settings: Any,
     ) -> None:
         """`queues` maps names to a limit or a `QueueConfig`; `registry` holds the workers
         this instance runs (default: every `Worker` subclass); `assets` is the asset
-        graph (an `AssetRegistry`; default: the one `@asset` fills), carried for the asset
-        layer; `plugins` run on every node besides the built-in ones; `settings` are the
-        fields of `Settings` (intervals, pool size, node name, …). A setting not given is read
-        from its FLOWSTONE_* environment variable, else takes its default."""
+        graph (an `AssetRegistry`, the asset layer's `Extension`: its schedules run on every
+        node; default: the one `@asset` fills); `plugins` run on every node besides the
+        built-in ones; `settings` are the fields of `Settings` (intervals, pool size, node
+        name, …). A setting not given is read from its FLOWSTONE_* environment variable,
+        else takes its default."""
         given = {"database_url": database_url, "schema_name": schema, "queues": queues, "data_dir": data_dir}
-        self.settings = _settings(**{k: v for k, v in given.items() if v is not None}, **settings)
+        self.database = self._database(
+            settings_of(**{k: v for k, v in given.items() if v is not None}, **settings)
+        )
         self.registry = registry if registry is not None else default_registry
+        if assets is not None and not isinstance(assets, Extension):
+            raise ValidationTypeError(
+                f"FlowStone(assets=...) must be an AssetRegistry; got {type(assets).__name__}"
+            )
         self.assets = assets
         self.plugins = list(plugins)
-        self._url: str | None = None
-        self._lock = threading.Lock()
-        self._pool: ConnectionPool | None = None
-        self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
         self.cron_entries: list[CronEntry] = []
-        self.cron = CronManager(self)
+        self.cron = CronManager(self.database, self.registry)
         """Cron entries stored in the database, managed at run time (`add`, `pause`, …)."""
         self._nodes: dict[Node, asyncio.Task[None]] = {}
-        self._inline: inline.InlineRunner | None = None
+        self.engine = engine_for(self.settings.testing, self.database, self.registry, self)
+
+    def _database(self, settings: Settings) -> Database:
+        """The database of these settings (a subclass may give its own kind)."""
+        return Database(settings)
 
     def override(self, **settings: Any) -> None:
         """Change settings before the first connection (the CLI's --database-url, --node)."""
-        if self._pool is not None or self._apools:
-            raise RuntimeError("settings cannot change once the instance has connected")
-        self.settings = _settings(**{**self.settings.model_dump(), **settings})
-        self._url = None
+        self.database.override(**settings)
+        self.engine = engine_for(self.settings.testing, self.database, self.registry, self)
+
+    def _use_testing_mode(self, mode: TestingMode) -> None:
+        """Run in testing `mode` from now on (`flowstone.testing.with_testing_mode`)."""
+        self.database.settings = self.settings.model_copy(update={"testing": mode})
+        self.engine = engine_for(mode, self.database, self.registry, self)
 
     @property
-    def queries(self) -> JobQueries:
-        """The jobs table's statements for this schema (composed once per schema)."""
-        return JobQueries.for_schema(self.settings.schema_name)
+    def settings(self) -> Settings:
+        """The instance's settings (see `Settings`)."""
+        return self.database.settings
 
     @property
-    def node_queries(self) -> NodeQueries:
-        """The runtime tables' statements for this schema (composed once per schema)."""
-        return NodeQueries.for_schema(self.settings.schema_name)
+    def _statements(self) -> Statements:
+        return self.database.statements
 
     @property
     def schema(self) -> str:
         """The schema holding FlowStone's tables."""
-        return self.settings.schema_name
+        return self.database.schema
 
     @property
     def database_url(self) -> str:
         """The server in use: the given URL, FLOWSTONE_DATABASE_URL, or the embedded one."""
-        if self._url is None:
-            url = embedded.resolve_database_url(self.settings.database_url, self.settings.data_dir)
-            self._url = check_url(url)
-        return self._url
-
-    @property
-    def pooled(self) -> bool:
-        """Whether `database_url` leads to a transaction pooler (`pooler="transaction"`)."""
-        return self.settings.pooler == "transaction"
+        return self.database.url
 
     @property
     def sessions(self) -> bool:
-        """Whether `connect(direct=True)` gives a connection that keeps session state
-        (LISTEN, session advisory locks): yes, unless `database_url` leads to a transaction
-        pooler and no `direct_url` is given — then nodes and waiters poll instead."""
-        return not self.pooled or self.settings.direct_url is not None
-
-    @property
-    def poll_notices(self) -> float | None:
-        """None where waiters LISTEN; where no connection keeps a LISTEN (see `sessions`),
-        how often they re-read what they wait for instead: `poll_interval`."""
-        return None if self.sessions else self.settings.poll_interval
+        """Whether `connect(direct=True)` keeps session state (see `Database.sessions`)."""
+        return self.database.sessions
 
     def migrate(self) -> None:
         """Bring the schema up to date (idempotent; safe from many processes at once);
         through `direct_url` when given."""
-        migrate(self.settings.direct_url or self.database_url, self.schema)
+        self.database.migrate()
 
-    # -- connections -------------------------------------------------------------------
+    # -- connections (see `Database`) -----------------------------------------------------
 
     def connect(self, *, direct: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A new dedicated connection outside the pool; `direct=True` for session state
-        (LISTEN, session locks): to `direct_url` when given (see `sessions`)."""
-        url, pooled = self._target(direct)
-        conn = psycopg.connect(url, **pool.connection_kwargs(pooled=pooled, **self._bounded(url, kwargs)))
-        jsonb.prepare(conn)
-        return conn
+        """A new dedicated connection outside the pool (`Database.connect`)."""
+        return self.database.connect(direct=direct, **kwargs)
 
     async def aconnect(self, *, direct: bool = False, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         """Async twin of `connect`."""
-        url, pooled = self._target(direct)
-        conn = await psycopg.AsyncConnection.connect(
-            url, **pool.connection_kwargs(pooled=pooled, **self._bounded(url, kwargs))
-        )
-        jsonb.prepare(conn)
-        return conn
-
-    def _target(self, direct: bool) -> tuple[str, bool]:
-        """The URL of a dedicated connection and whether it leads to a transaction pooler."""
-        if direct and self.settings.direct_url is not None:
-            return self.settings.direct_url, False
-        return self.database_url, self.pooled
-
-    def _bounded(self, url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """`kwargs` with a connect timeout (`connect_timeout`) unless the URL or they set one."""
-        return {**connect_kwargs(url, self.settings.connect_timeout), **kwargs}
+        return await self.database.aconnect(direct=direct, **kwargs)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection inside a transaction that commits when the block exits
         cleanly (and rolls back on an exception)."""
-        with self.session() as conn, conn.transaction():
+        with self.database.connection() as conn:
             yield conn
 
     @asynccontextmanager
     async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Async twin of `connection` (one pool per event loop)."""
-        async with self.asession() as conn, conn.transaction():
+        async with self.database.aconnection() as conn:
             yield conn
 
     @contextmanager
     def session(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in autocommit mode: each statement commits on its own.
-
-        For single statements, or work that opens its own transactions; return it as you
-        found it (no open transaction). Behind a transaction pooler (`pooled`) it keeps no
-        session state from one transaction to the next."""
-        with self._lock:
-            if self._pool is None:
-                probe(self.database_url, self.settings.connect_timeout)
-                self._pool = pool.sync_pool(
-                    self.database_url,
-                    self.settings.pool_size,
-                    self.settings.connect_timeout,
-                    pooled=self.pooled,
-                )
-        with self._pool.connection() as conn:
+        """A pooled connection in autocommit mode (`Database.session`)."""
+        with self.database.session() as conn:
             yield conn
-            pool.mark_used(conn)
 
     @asynccontextmanager
     async def asession(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """Async twin of `session` (one pool per event loop)."""
-        apool = self._apools.get(asyncio.get_running_loop()) or await self._apool()
-        async with apool.connection() as conn:
+        """Async twin of `session`."""
+        async with self.database.asession() as conn:
             yield conn
-            pool.mark_used(conn)
-
-    async def _apool(self) -> AsyncConnectionPool:
-        """The running loop's pool, opened on first use. Callers that meet an unopened pool
-        at once each open one while the others wait for the server: the first kept wins,
-        the others are closed (a pool dropped unclosed leaves its connections and tasks
-        behind)."""
-        await aprobe(self.database_url, self.settings.connect_timeout)
-        opened = await pool.async_pool(
-            self.database_url, self.settings.pool_size, self.settings.connect_timeout, pooled=self.pooled
-        )
-        kept = self._apools.setdefault(asyncio.get_running_loop(), opened)
-        if kept is not opened:
-            await opened.close()
-        return kept
-
-    def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
-        """Run a plan in `conn`'s transaction (see `transactional`), or on a pooled connection
-        in a transaction of its own unless `atomic=False` (a single statement needs none)."""
-        with self._diagnosed():
-            if conn is not None:
-                with joined(conn, atomic=atomic) as cursor:
-                    return run_on(cursor, plan)
-            if atomic:
-                with self.connection() as pooled:
-                    return run(pooled, plan)
-            with self.session() as pooled:
-                return run(pooled, plan)
-
-    async def aexecute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
-        """Async twin of `execute`."""
-        with self._diagnosed():
-            if conn is not None:
-                offload = offloader(conn)
-                if offload is not None:  # bound to a thread of its own: the sync call, run there
-                    result: T = await offload(lambda: self.execute(plan, conn, atomic=atomic))
-                    return result
-                async with ajoined(conn, atomic=atomic) as cursor:
-                    return await arun_on(cursor, plan)
-            if atomic:
-                async with self.aconnection() as pooled:
-                    return await arun(pooled, plan)
-            async with self.asession() as pooled:
-                return await arun(pooled, plan)
-
-    @contextmanager
-    def _diagnosed(self) -> Iterator[None]:
-        """A statement failing because the schema is missing or behind: one line saying
-        to run `flowstone migrate` (a FlowStoneError of type schema_error)."""
-        try:
-            yield
-        except SCHEMA_MISSING as error:
-            raise schema_error(error, self.schema) from error
 
     def close(self) -> None:
         """Close the sync pool (async pools close with `aclose`)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self.database.close()
 
     async def aclose(self) -> None:
         """Close this loop's async pool and the sync pool."""
-        apool = self._apools.pop(asyncio.get_running_loop(), None)
-        if apool is not None:
-            await apool.close()
-        self.close()
+        await self.database.aclose()
 
     def __enter__(self) -> FlowStone:
         return self
@@ -306,33 +190,22 @@ class FlowStone:
     def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Insert many jobs in one statement; results in the same order as `jobs`."""
         with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
-            if self.settings.testing == "inline":
-                return inline.call(lambda: self.inline_runner.arun_all(checked))
-            return self.execute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
+            return self.engine.insert_all(checked, conn)
 
     async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
         """Async twin of `insert_all`."""
         with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
-            if self.settings.testing == "inline":
-                return await self.inline_runner.arun_all(checked)
-            return await self.aexecute(insert_plan(self.queries, checked), conn, atomic=_unique(checked))
-
-    @property
-    def inline_runner(self) -> inline.InlineRunner:
-        """What runs jobs at insert in the `inline` testing mode (and remembers them)."""
-        if self._inline is None:
-            self._inline = inline.InlineRunner(self)
-        return self._inline
+            return await self.engine.ainsert_all(checked, conn)
 
     # -- managing ------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with `job_id`, or None."""
-        return self.execute(manage.get_plan(self.queries, job_id))
+        return self.database.execute(manage.get_plan(self._statements.jobs, job_id))
 
     async def aget_job(self, job_id: int) -> Job | None:
         """Async twin of `get_job`."""
-        return await self.aexecute(manage.get_plan(self.queries, job_id))
+        return await self.database.aexecute(manage.get_plan(self._statements.jobs, job_id))
 
     def list_jobs(
         self,
@@ -344,7 +217,7 @@ class FlowStone:
     ) -> list[Job]:
         """Jobs matching every given filter, oldest first (`flowstone.insights` pages newest first)."""
         where = manage.JobFilter(queue, state, worker, oldest_first=True, limit=limit)
-        return self.execute(manage.list_plan(self.queries, where))
+        return self.database.execute(manage.list_plan(self._statements.jobs, where))
 
     async def alist_jobs(
         self,
@@ -356,16 +229,16 @@ class FlowStone:
     ) -> list[Job]:
         """Async twin of `list_jobs`."""
         where = manage.JobFilter(queue, state, worker, oldest_first=True, limit=limit)
-        return await self.aexecute(manage.list_plan(self.queries, where))
+        return await self.database.aexecute(manage.list_plan(self._statements.jobs, where))
 
     def retry_job(self, job_id: int) -> Job | None:
         """Run a discarded, cancelled, completed, scheduled or retryable job again now; a
         failed workflow job re-arms the dependents its failure cancelled."""
-        return self.execute(retry_job_plan(self.queries, job_id))
+        return self.database.execute(retry_job_plan(self._statements.jobs, job_id))
 
     async def aretry_job(self, job_id: int) -> Job | None:
         """Async twin of `retry_job`."""
-        return await self.aexecute(retry_job_plan(self.queries, job_id))
+        return await self.database.aexecute(retry_job_plan(self._statements.jobs, job_id))
 
     def cancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Cancel a job that has not finished; None when it already finished or does not exist.
@@ -375,19 +248,23 @@ class FlowStone:
         cannot be (a thread cannot be killed): its thread runs on, holding its slot, until
         `perform` returns, and its outcome is then ignored.
         """
-        return self.execute(control.cancel_plan(self.queries, self.node_queries, job_id, reason))
+        return self.database.execute(
+            control.cancel_plan(self._statements.jobs, self._statements.nodes, job_id, reason)
+        )
 
     async def acancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Async twin of `cancel_job`."""
-        return await self.aexecute(control.cancel_plan(self.queries, self.node_queries, job_id, reason))
+        return await self.database.aexecute(
+            control.cancel_plan(self._statements.jobs, self._statements.nodes, job_id, reason)
+        )
 
     def delete_job(self, job_id: int) -> bool:
         """Delete a job that is not executing."""
-        return self.execute(manage.delete_plan(self.queries, job_id))
+        return self.database.execute(manage.delete_plan(self._statements.jobs, job_id))
 
     async def adelete_job(self, job_id: int) -> bool:
         """Async twin of `delete_job`."""
-        return await self.aexecute(manage.delete_plan(self.queries, job_id))
+        return await self.database.aexecute(manage.delete_plan(self._statements.jobs, job_id))
 
     # -- in bulk -----------------------------------------------------------------------------
 
@@ -466,20 +343,22 @@ class FlowStone:
 
     def _bulk(self, bulk: manage.Bulk) -> int:
         if bulk.dry_run:
-            return self.execute(manage.bulk_count_plan(self.queries, bulk))
-        max_id, done, more = self.execute(manage.max_id_plan(self.queries)), 0, True
+            return self.database.execute(manage.bulk_count_plan(self._statements.jobs, bulk))
+        max_id, done, more = self.database.execute(manage.max_id_plan(self._statements.jobs)), 0, True
         while more:
-            count, more = self.execute(manage.bulk_batch_plan(self.queries, self.node_queries, bulk, max_id))
+            count, more = self.database.execute(
+                manage.bulk_batch_plan(self._statements.jobs, self._statements.nodes, bulk, max_id)
+            )
             done += count
         return done
 
     async def _abulk(self, bulk: manage.Bulk) -> int:
         if bulk.dry_run:
-            return await self.aexecute(manage.bulk_count_plan(self.queries, bulk))
-        max_id, done, more = await self.aexecute(manage.max_id_plan(self.queries)), 0, True
+            return await self.database.aexecute(manage.bulk_count_plan(self._statements.jobs, bulk))
+        max_id, done, more = await self.database.aexecute(manage.max_id_plan(self._statements.jobs)), 0, True
         while more:
-            plan = manage.bulk_batch_plan(self.queries, self.node_queries, bulk, max_id)
-            count, more = await self.aexecute(plan)
+            plan = manage.bulk_batch_plan(self._statements.jobs, self._statements.nodes, bulk, max_id)
+            count, more = await self.database.aexecute(plan)
             done += count
         return done
 
@@ -488,17 +367,11 @@ class FlowStone:
     def insert_workflow(self, workflow: Workflow, *, conn: Any = None) -> dict[str, Job]:
         """Insert a workflow's jobs in one transaction (in `conn`'s when given); the jobs
         by name. Appending (`Workflow(id=...)`) names jobs already in it as dependencies."""
-        checked = _check_workflow(workflow)
-        if self.settings.testing == "inline":
-            return inline.call(lambda: self.inline_runner.arun_workflow(checked))
-        return self.execute(insert_workflow_plan(self.queries, self.node_queries, checked), conn)
+        return self.engine.insert_workflow(_check_workflow(workflow), conn)
 
     async def ainsert_workflow(self, workflow: Workflow, *, conn: Any = None) -> dict[str, Job]:
         """Async twin of `insert_workflow`."""
-        checked = _check_workflow(workflow)
-        if self.settings.testing == "inline":
-            return await self.inline_runner.arun_workflow(checked)
-        return await self.aexecute(insert_workflow_plan(self.queries, self.node_queries, checked), conn)
+        return await self.engine.ainsert_workflow(_check_workflow(workflow), conn)
 
     def insert_batch(self, batch: Batch, *, conn: Any = None) -> dict[str, Job]:
         """Insert a batch's jobs (named "0", "1", …) and its callback ("callback") in one
@@ -512,98 +385,102 @@ class FlowStone:
     def retry_workflow(self, workflow_id: str) -> list[Job]:
         """Retry every discarded and cancelled job of a workflow in dependency order (those
         waiting on another retried job are held until it completes); the jobs changed."""
-        return self.execute(retry_workflow_plan(self.queries, workflow_id))
+        return self.database.execute(retry_workflow_plan(self._statements.jobs, workflow_id))
 
     async def aretry_workflow(self, workflow_id: str) -> list[Job]:
         """Async twin of `retry_workflow`."""
-        return await self.aexecute(retry_workflow_plan(self.queries, workflow_id))
+        return await self.database.aexecute(retry_workflow_plan(self._statements.jobs, workflow_id))
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
         """A workflow's (or batch's) jobs and their states, or None when it has none."""
-        return self.execute(workflow_plan(self.queries, workflow_id))
+        return self.database.execute(workflow_plan(self._statements.jobs, workflow_id))
 
     async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
         """Async twin of `workflow`."""
-        return await self.aexecute(workflow_plan(self.queries, workflow_id))
+        return await self.database.aexecute(workflow_plan(self._statements.jobs, workflow_id))
 
     def await_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Wait until the job finishes (woken by a notification) and return its recorded
         result (None when its worker records none); raise `JobFailedError` when it was
         discarded or cancelled, `AwaitTimeoutError` after `timeout` seconds."""
-        if self.settings.testing == "inline":
-            return self.inline_runner.settled(job_id)
-        with self.connect(direct=True, autocommit=True) as conn:
-            return awaiting.await_on(conn, self.queries, job_id, timeout, self.poll_notices)
+        return self.engine.await_job(job_id, timeout)
 
     async def aawait_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Async twin of `await_job`."""
-        if self.settings.testing == "inline":
-            return self.inline_runner.settled(job_id)
-        async with await self.aconnect(direct=True, autocommit=True) as conn:
-            return await awaiting.aawait_on(conn, self.queries, job_id, timeout, self.poll_notices)
+        return await self.engine.aawait_job(job_id, timeout)
 
     # -- steering --------------------------------------------------------------------------
 
     def pause_queue(self, queue: str, *, node: str | None = None) -> None:
         """Stop claiming from `queue` on `node` (default: every node); running jobs finish.
         Stored: nodes started later obey it too, until `reset_queue`."""
-        self.execute(control.set_control_plan(self.node_queries, queue, node=node, paused=True))
+        self.database.execute(control.set_control_plan(self._statements.nodes, queue, node=node, paused=True))
 
     async def apause_queue(self, queue: str, *, node: str | None = None) -> None:
         """Async twin of `pause_queue`."""
-        await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, paused=True))
+        await self.database.aexecute(
+            control.set_control_plan(self._statements.nodes, queue, node=node, paused=True)
+        )
 
     def resume_queue(self, queue: str, *, node: str | None = None) -> None:
         """Resume claiming from `queue` on `node` (default: every node)."""
-        self.execute(control.set_control_plan(self.node_queries, queue, node=node, paused=False))
+        self.database.execute(
+            control.set_control_plan(self._statements.nodes, queue, node=node, paused=False)
+        )
 
     async def aresume_queue(self, queue: str, *, node: str | None = None) -> None:
         """Async twin of `resume_queue`."""
-        await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, paused=False))
+        await self.database.aexecute(
+            control.set_control_plan(self._statements.nodes, queue, node=node, paused=False)
+        )
 
     def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
         """Run at most `limit` jobs of `queue` at once on `node` (default: every node).
         Stored: it overrides the limit nodes started later are configured with, until
         `reset_queue`."""
-        self.execute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
+        self.database.execute(control.set_control_plan(self._statements.nodes, queue, node=node, limit=limit))
 
     async def ascale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
         """Async twin of `scale_queue`."""
-        await self.aexecute(control.set_control_plan(self.node_queries, queue, node=node, limit=limit))
+        await self.database.aexecute(
+            control.set_control_plan(self._statements.nodes, queue, node=node, limit=limit)
+        )
 
     def reset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
         """Clear the stored pause/scale settings of `queue` on every node (default), or
         only `node`'s own; the nodes go back to what they were configured with (`queues=`,
         `--queues`). The settings cleared."""
-        return self.execute(control.reset_plan(self.node_queries, queue, node))
+        return self.database.execute(control.reset_plan(self._statements.nodes, queue, node))
 
     async def areset_queue(self, queue: str, *, node: str | None = None) -> list[control.QueueControl]:
         """Async twin of `reset_queue`."""
-        return await self.aexecute(control.reset_plan(self.node_queries, queue, node))
+        return await self.database.aexecute(control.reset_plan(self._statements.nodes, queue, node))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Job counts per queue and state."""
-        return self.execute(control.queue_counts_plan(self.queries))
+        return self.database.execute(control.queue_counts_plan(self._statements.jobs))
 
     async def aqueue_counts(self) -> dict[str, dict[str, int]]:
         """Async twin of `queue_counts`."""
-        return await self.aexecute(control.queue_counts_plan(self.queries))
+        return await self.database.aexecute(control.queue_counts_plan(self._statements.jobs))
 
     def nodes(self) -> list[dict[str, Any]]:
         """Known nodes, their queues and whether their heartbeat is current."""
-        return self.execute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
+        return self.database.execute(control.nodes_plan(self._statements.nodes, self.settings.node_expiry))
 
     async def anodes(self) -> list[dict[str, Any]]:
         """Async twin of `nodes`."""
-        return await self.aexecute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
+        return await self.database.aexecute(
+            control.nodes_plan(self._statements.nodes, self.settings.node_expiry)
+        )
 
     def leader(self) -> str | None:
         """The node currently holding the leader lease."""
-        return self.execute(control.leader_plan(self.node_queries))
+        return self.database.execute(control.leader_plan(self._statements.nodes))
 
     async def aleader(self) -> str | None:
         """Async twin of `leader`."""
-        return await self.aexecute(control.leader_plan(self.node_queries))
+        return await self.database.aexecute(control.leader_plan(self._statements.nodes))
 
     # -- running a node ----------------------------------------------------------------------
 
@@ -620,10 +497,18 @@ class FlowStone:
         self.cron_entries.append(entry)
         return entry
 
+    def all_cron_entries(self) -> list[CronEntry]:
+        """The cron entries a node of this instance runs: workers' `cron`, `schedule` and
+        the extension's (asset schedules)."""
+        extension = extension_of(self.assets)
+        added = [] if extension is None else extension.cron_entries(self.registry)
+        return [*entries_from(self.registry), *self.cron_entries, *added]
+
     def node(self, queues: QueuesOption | None = None) -> Node:
         """A node for this instance (call inside an event loop; `run` and `start` do)."""
-        plugins = [*self.plugins, *sourced_plugins(self)]
-        return Node(self, queues, [*self.cron_entries, *sourced_entries(self)], plugins)
+        extension = extension_of(self.assets)
+        added = [] if extension is None else extension.plugins()
+        return Node(self, queues, self.all_cron_entries(), [*self.plugins, *added])
 
     def _started_node(self, queues: QueuesOption | None) -> Node:
         """A node about to run: its job outcomes are logged unless `log_jobs=False`."""
@@ -671,19 +556,6 @@ async def _stop_on_signal(node: Node) -> None:
         async for received in signals:
             _log.info("stopping on signal", signal=signal.Signals(received).name, node=node.name)
             node.stop()
-
-
-def _settings(**values: Any) -> Settings:
-    """Validated settings; invalid ones raise one ValidationError naming every bad field."""
-    try:
-        return Settings(**values)
-    except (pydantic.ValidationError, SettingsError) as error:
-        raise ValidationError(f"invalid FlowStone settings: {one_line(error)}") from None
-
-
-def _unique(jobs: Sequence[NewJob]) -> bool:
-    """Whether inserting `jobs` takes several statements (which must commit together)."""
-    return any(job.unique is not None for job in jobs)
 
 
 def _filter(where: dict[str, Any]) -> manage.JobFilter:
@@ -760,7 +632,7 @@ def current() -> FlowStone:
     """The instance of the job running in this context, else the default instance: what
     `Worker.enqueue` and the module-level asset API use when given no instance."""
     running = running_job()
-    if running is not None and running._fs is not None:
+    if running is not None and isinstance(running._fs, FlowStone):
         return running._fs
     return get_default()
 
@@ -769,3 +641,6 @@ def set_default(instance: FlowStone | None) -> None:
     """Replace the default instance (the test fixtures use this)."""
     global _default
     _default = instance
+
+
+use_default(get_default)  # `Worker.enqueue` outside a job (the worker module lies below)

@@ -7,12 +7,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowstone.errors import FlowStoneError, ValidationError, ValidationTypeError
-
-if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
+from flowstone.queue.validation import clean_text
 
 
 class JobState(enum.StrEnum):
@@ -68,13 +66,14 @@ class Job:
     result: Any = None
     progress_report: dict[str, Any] | None = None
     conflict: bool = False
-    _fs: FlowStone | None = field(default=None, repr=False, compare=False)
+    _fs: Any = field(default=None, repr=False, compare=False)
     _on_progress: Callable[[Job], None] | None = field(default=None, repr=False, compare=False)
 
     @property
-    def fs(self) -> FlowStone:
-        """The FlowStone instance that claimed this job and runs it: insert follow-up jobs
-        or read records through it, never through a process default."""
+    def fs(self) -> Any:
+        """The `FlowStone` instance that claimed this job and runs it: insert follow-up jobs
+        or read records through it, never through a process default. (Typed `Any`: this
+        module lies below the facade, which builds on it.)"""
         if self._fs is None:
             raise FlowStoneError(
                 "validation_error",
@@ -119,8 +118,6 @@ def progress_report(fraction: float, message: str | None) -> dict[str, Any]:
         raise ValidationError(f"progress fraction must be a number from 0.0 to 1.0; got {fraction!r}")
     if message is not None and not isinstance(message, str):
         raise ValidationTypeError(f"progress message must be a string or None; got {type(message).__name__}")
-    from flowstone.queue.outcomes import clean_text  # outcomes builds on jobs
-
     text = None if message is None else clean_text(message, MAX_PROGRESS_MESSAGE)
     return {"fraction": float(fraction), "message": text}
 

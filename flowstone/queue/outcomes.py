@@ -22,6 +22,7 @@ from flowstone.queue import backoff as backoff_
 from flowstone.queue.job import FINAL_STATES, Job, JobState
 from flowstone.queue.results import Cancel, Discard, Snooze
 from flowstone.queue.threads import BaseExceptionInThreadError
+from flowstone.queue.validation import clean_text
 
 _log = structlog.get_logger("flowstone.executor")
 
@@ -77,15 +78,6 @@ class Outcome:
             "refund": self.refund,
             **({"result": self.result} if self.recorded else {}),
         }
-
-
-def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """`text` as Postgres can store it: NUL and lone surrogates escaped, at most `limit`
-    characters (the cut is marked)."""
-    cleaned = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-    if len(cleaned) > limit:
-        return f"{cleaned[:limit]}… [{len(cleaned) - limit} more characters cut]"
-    return cleaned
 
 
 def storable(error: dict[str, Any]) -> dict[str, Any]:

@@ -115,7 +115,8 @@ class Channel:
 def answer(result: object, worker: type[Worker]) -> dict[str, Any]:
     """What `perform` returned, as the parent rebuilds it (a recorded value checked here,
     where it was made: the parent gets JSON only)."""
-    from flowstone.queue.outcomes import clean_text, recordable, safe_str
+    from flowstone.queue.outcomes import recordable, safe_str
+    from flowstone.queue.validation import clean_text
 
     if result is None:
         return {"kind": "none"}

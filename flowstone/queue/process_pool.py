@@ -38,7 +38,7 @@ from flowstone.queue.worker import Worker, _importable_module
 
 if TYPE_CHECKING:
     from flowstone.queue.config import QueueConfig
-    from flowstone.queue.instance import FlowStone
+    from flowstone.queue.database import Database
 
 _log = structlog.get_logger("flowstone.process_pool")
 
@@ -241,8 +241,8 @@ class ProcessPool:
     back after a normal reply unless it is due for recycling. A child recycled, timed out or
     dead is replaced in the background, so the next job finds one started."""
 
-    def __init__(self, fs: FlowStone, queue: str, config: QueueConfig) -> None:
-        self.fs = fs
+    def __init__(self, database: Database, queue: str, config: QueueConfig) -> None:
+        self.database = database
         self.queue = queue
         self.config = config
         self.idle: list[ChildProcess] = []
@@ -337,11 +337,11 @@ class ProcessPool:
 
     def _setup(self) -> dict[str, Any]:
         """What a new child is told: where to import from, and how to build `job.fs`."""
-        settings = self.fs.settings
+        settings = self.database.settings
         return {
             "sys_path": [path for path in sys.path if path],
             "settings": {
-                "database_url": self.fs.database_url,
+                "database_url": self.database.url,
                 "schema": settings.schema_name,
                 "pooler": settings.pooler,
                 "direct_url": settings.direct_url,

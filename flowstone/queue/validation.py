@@ -132,3 +132,12 @@ def check_args(args: Any, field: str = "args") -> dict[str, Any]:
         raise ValidationTypeError(f"{field} must be a mapping (a JSON object); got {type(args).__name__}")
     copy: dict[str, Any] = check_json(args, field)
     return copy
+
+
+def clean_text(text: str, limit: int) -> str:
+    """`text` as Postgres can store it: NUL and lone surrogates escaped, at most `limit`
+    characters (the cut is marked)."""
+    cleaned = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(cleaned) > limit:
+        return f"{cleaned[:limit]}… [{len(cleaned) - limit} more characters cut]"
+    return cleaned

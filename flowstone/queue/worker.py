@@ -5,17 +5,17 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import pydantic
 
 from flowstone.errors import ValidationError, ValidationTypeError
 from flowstone.queue import backoff as backoff_
-from flowstone.queue.job import Job
+from flowstone.queue.job import Job, running_job
 from flowstone.queue.results import Result
 from flowstone.queue.unique import Unique
 from flowstone.queue.validation import (
@@ -25,9 +25,6 @@ from flowstone.queue.validation import (
     check_priority,
     check_text,
 )
-
-if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +215,35 @@ def _importable_module(module: str) -> str | None:
     return ".".join(parts)
 
 
-def _instance() -> FlowStone:
-    """The running job's instance, else the default one."""
-    from flowstone.queue.instance import current  # the instance module builds on this one
+class Inserter(Protocol):
+    """What `enqueue` inserts through: an instance (`FlowStone`)."""
 
-    return current()
+    def insert(self, job: NewJob, *, conn: Any = None) -> Job:
+        """Insert one job."""
+        ...
+
+    async def ainsert(self, job: NewJob, *, conn: Any = None) -> Job:
+        """Async twin of `insert`."""
+        ...
+
+
+_defaults: list[Callable[[], Inserter]] = []
+"""Where `enqueue` outside a job finds its instance: the facade's module, which builds on
+this one, gives its `get_default` through `use_default`."""
+
+
+def use_default(get_default: Callable[[], Inserter]) -> None:
+    """Make `get_default` what `enqueue` calls outside a running job."""
+    _defaults[:] = [get_default]
+
+
+def _instance() -> Inserter:
+    """The running job's instance, else the default one."""
+    running = running_job()
+    if running is not None and running._fs is not None:
+        found: Inserter = running._fs
+        return found
+    return _defaults[0]()
 
 
 def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:

@@ -13,9 +13,10 @@ import anyio
 from psycopg.types.json import Jsonb
 
 from flowstone.errors import ValidationError
+from flowstone.queue.chaos import chaos
 from flowstone.queue.config import TestingMode
 from flowstone.queue.engine import MAX_ID, ack_plans, claim_plan, stage_plan
-from flowstone.queue.executor import Executor, chaos
+from flowstone.queue.executor import Executor
 from flowstone.queue.instance import FlowStone, configured_default, get_default
 from flowstone.queue.job import Job, JobState, _running
 from flowstone.queue.outcomes import Outcome
@@ -110,7 +111,7 @@ def _enqueued_plan(
     priority: int | None,
 ) -> Plan[list[Job]]:
     rows = yield from single(
-        fs.queries.enqueued,
+        fs.database.statements.jobs.enqueued,
         {
             "worker": worker if worker is None or isinstance(worker, str) else worker.name,
             "queue": queue,
@@ -135,7 +136,7 @@ def all_enqueued(
 ) -> list[Job]:
     """Available or scheduled jobs matching the filters (args and meta match partially)."""
     instance = fs or get_default()
-    return instance.execute(_enqueued_plan(instance, worker, queue, args, meta, tags, priority))
+    return instance.database.execute(_enqueued_plan(instance, worker, queue, args, meta, tags, priority))
 
 
 def assert_enqueued(**filters: Any) -> Job:
@@ -203,23 +204,25 @@ async def adrain_queue(
     re-raises the first exception a job raised (after recording its outcome).
     """
     instance = fs or get_default()
-    executor = Executor(instance)
+    executor = Executor(instance.registry, instance)
     until = _LATEST if with_scheduled is True else (with_scheduled or None)
     result = DrainResult()
     conn = await instance.aconnect(autocommit=True)
     try:
         max_id = MAX_ID
         if not with_recursion:
-            rows = await arun(conn, single(instance.queries.max_id, {}))
+            rows = await arun(conn, single(instance.database.statements.jobs.max_id, {}))
             max_id = rows[0]["max_id"]
         for _ in range(MAX_DRAIN_ROUNDS):
-            stage = stage_plan(instance.queries, until=_until_text(until), queue=queue)
+            stage = stage_plan(instance.database.statements.jobs, until=_until_text(until), queue=queue)
             await arun(conn, stage)
-            jobs = await arun(conn, claim_plan(instance.queries, queue, DRAIN_BATCH, DRAIN_NODE, max_id))
+            jobs = await arun(
+                conn, claim_plan(instance.database.statements.jobs, queue, DRAIN_BATCH, DRAIN_NODE, max_id)
+            )
             if not jobs:
                 return result
             outcomes = [await executor.execute(job) for job in jobs]
-            await arun_together(conn, ack_plans(instance.queries, outcomes))
+            await arun_together(conn, ack_plans(instance.database.statements.jobs, outcomes))
             result.add(outcomes)
             raised = next((o.exception for o in outcomes if o.exception is not None), None)
             if raised is not None and not with_safety:
@@ -270,9 +273,9 @@ def with_testing_mode(mode: TestingMode, fs: FlowStone | None = None) -> Iterato
     if mode not in ("disabled", "inline", "manual"):
         raise ValidationError(f"testing mode must be 'disabled', 'inline' or 'manual'; got {mode!r}")
     instance = fs or get_default()
-    before = instance.settings
-    instance.settings = before.model_copy(update={"testing": mode})
+    before = instance.settings.testing
+    instance._use_testing_mode(mode)
     try:
         yield instance
     finally:
-        instance.settings = before
+        instance._use_testing_mode(before)

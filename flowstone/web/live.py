@@ -65,7 +65,7 @@ class LiveHub:
     @property
     def channels(self) -> list[str]:
         """The notification channels of the instance's schema."""
-        schema = self.insights.fs.schema
+        schema = self.insights.database.schema
         return [f"{schema}.jobs", f"{schema}.control", f"{schema}.materializations"]
 
     @property
@@ -123,9 +123,9 @@ class LiveHub:
         """Listen until no one subscribed for `LINGER` seconds; reconnect after errors."""
         while self._subscribers or not await self._idle():
             try:
-                fs = self.insights.fs
-                async with await fs.aconnect(direct=True, autocommit=True) as conn:
-                    for channel in self.channels if fs.sessions else ():  # else: fingerprints only
+                database = self.insights.database
+                async with await database.aconnect(direct=True, autocommit=True) as conn:
+                    for channel in self.channels if database.sessions else ():  # else: fingerprints only
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     await self._check_fingerprint()
                     self._listening, self._epoch = True, self._epoch + 1

@@ -34,7 +34,7 @@ def drain_on_insert(flowstone: FlowStone) -> Iterator[Callable[[], threading.Thr
 
     def start() -> threading.Thread:
         conn = flowstone.connect(autocommit=True)
-        conn.execute(f'LISTEN "{flowstone.queries.channel}"')
+        conn.execute(f'LISTEN "{flowstone.database.statements.jobs.channel}"')
 
         def drain() -> None:
             try:

@@ -25,10 +25,9 @@ from flowstone import (
     materialize,
     materialize_all,
 )
-from flowstone.assets.schedules import schedule_entries, tick_args
+from flowstone.assets import default_assets
 from flowstone.insights import Insights
 from flowstone.queue.plugins import Cron
-from flowstone.queue.plugins.cron import sourced_entries
 from flowstone.testing import all_enqueued, drain_queue
 
 DAYS = DailyPartitions("2025-01-06")
@@ -225,25 +224,25 @@ def test_a_daily_schedule_materializes_yesterday_in_its_time_zone(
     timezone: str, tick: datetime, partition: str
 ) -> None:
     daily = asset(name="daily", partitions=DAYS, schedule="0 1 * * *", schedule_timezone=timezone)(_value)
-    assert tick_args(daily, tick) == {
+    assert daily.tick_args(tick) == {
         "asset_name": "daily",
         "partition": partition,
         "run_id": f"schedule/daily/{tick.isoformat()}",
         "force": True,  # a source asset fetches again on each tick
     }
     derived = asset(name="derived", depends_on=[daily], partitions=DAYS, schedule="0 2 * * *")(_value)
-    assert tick_args(derived, tick)["force"] is False  # type: ignore[index]  # recomputed when stale
+    assert derived.tick_args(tick)["force"] is False  # type: ignore[index]  # recomputed when stale
 
 
 def test_an_hourly_schedule_takes_the_hour_that_closed_and_nothing_before_the_first() -> None:
     hourly = asset(
         name="hourly", partitions=HourlyPartitions("2025-01-06T00:00:00+00:00"), schedule="5 * * * *"
     )(_value)
-    args = tick_args(hourly, datetime(2025, 1, 16, 14, 5, tzinfo=UTC))
+    args = hourly.tick_args(datetime(2025, 1, 16, 14, 5, tzinfo=UTC))
     assert args is not None and args["partition"] == "2025-01-16T13:00:00+00:00"
-    assert tick_args(hourly, datetime(2025, 1, 6, 0, 5, tzinfo=UTC)) is None
+    assert hourly.tick_args(datetime(2025, 1, 6, 0, 5, tzinfo=UTC)) is None
     whole = asset(name="whole", schedule="0 * * * *")(_value)
-    assert tick_args(whole, datetime(2025, 1, 16, 14, 0, tzinfo=UTC))["partition"] is None  # type: ignore[index]
+    assert whole.tick_args(datetime(2025, 1, 16, 14, 0, tzinfo=UTC))["partition"] is None  # type: ignore[index]
 
 
 @pytest.mark.anyio
@@ -252,9 +251,10 @@ async def test_a_scheduled_tick_is_inserted_once_by_two_leaders_and_materializes
 ) -> None:
     asset(name="daily", partitions=DAYS, schedule="0 1 * * *", schedule_timezone="Europe/Paris")(_value)
     asset(name="plain")(_value)
-    entries = schedule_entries(flowstone)
+    entries = default_assets.cron_entries(flowstone.registry)
     assert [e.expression for e in entries] == ["0 1 * * *"]
-    assert [e.expression for e in sourced_entries(flowstone)] == ["0 1 * * *"], "the node's cron gets it"
+    cron = [e.expression for e in flowstone.all_cron_entries()]
+    assert cron == ["0 1 * * *"], "the node's cron gets it (the default graph is the extension)"
     node = flowstone.node({})
     tick = datetime(2025, 1, 16, 0, 0, 20, tzinfo=UTC)  # 01:00 in Paris
     for leader in (Cron(entries), Cron(entries)):

@@ -264,9 +264,11 @@ def test_a_dependent_still_executing_when_its_upstream_finishes_is_spared_its_sn
     partition = "2025-01-15" if partitioned else ""
     queries = MaterializationQueries.for_schema(flowstone.schema)
     other = [("derived", "2025-01-16"), ("source", partition)]
-    assert flowstone.execute(finish_and_wake_plan(queries, [], other)) == 0
-    assert flowstone.execute(finish_and_wake_plan(queries, [], [("derived", partition)])) == 1
-    assert flowstone.execute(finish_and_wake_plan(queries, [], [("derived", None)])) == 1, "any partition"
+    assert flowstone.database.execute(finish_and_wake_plan(queries, [], other)) == 0
+    assert flowstone.database.execute(finish_and_wake_plan(queries, [], [("derived", partition)])) == 1
+    assert flowstone.database.execute(finish_and_wake_plan(queries, [], [("derived", None)])) == 1, (
+        "any partition"
+    )
     job = flowstone.get_job(waiting.job_id)
     assert job is not None and job.meta.get("wake_pending") is True
 
@@ -314,6 +316,8 @@ def test_a_finish_wakes_the_next_duplicate_of_its_partition_only(flowstone: Flow
         )
     finished = Store().history("busy", "2025-01-15")[-1]  # the first one's record
     queries = MaterializationQueries.for_schema(flowstone.schema)
-    woken = flowstone.execute(finish_and_wake_plan(queries, [], [("busy", "2025-01-15", finished.id)]))
+    woken = flowstone.database.execute(
+        finish_and_wake_plan(queries, [], [("busy", "2025-01-15", finished.id)])
+    )
     states = [flowstone.get_job(job).state for job in jobs]  # type: ignore[union-attr]
     assert woken == 1 and states == ["scheduled", "available", "scheduled", "scheduled"]

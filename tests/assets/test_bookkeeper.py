@@ -35,7 +35,7 @@ def advisory_locks(fs: FlowStone) -> int:
 
 
 async def test_a_partition_locked_by_another_session_is_busy_until_released(flowstone: FlowStone) -> None:
-    book = bookkeeper(flowstone)
+    book = bookkeeper(flowstone.database)
     key = lock_key(flowstone.schema, "daily", DAY)
     with flowstone.session() as other:
         other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
@@ -51,7 +51,7 @@ async def test_a_partition_locked_by_another_session_is_busy_until_released(flow
 async def test_one_process_runs_a_partition_once_at_a_time(flowstone: FlowStone) -> None:
     """Postgres advisory locks are re-entrant within a session: the bookkeeper, which holds
     every lock of its process on one session, must turn a second taker away itself."""
-    book = bookkeeper(flowstone)
+    book = bookkeeper(flowstone.database)
     answers: list[Begun] = []
 
     async def take() -> None:
@@ -67,7 +67,7 @@ async def test_one_process_runs_a_partition_once_at_a_time(flowstone: FlowStone)
 
 
 async def test_concurrent_requests_are_all_answered_and_every_lock_released(flowstone: FlowStone) -> None:
-    book = bookkeeper(flowstone)
+    book = bookkeeper(flowstone.database)
     days = [f"2025-02-{day:02d}" for day in range(1, 21)]
     begun: dict[str, Begun] = {}
 
@@ -97,7 +97,7 @@ async def test_a_record_cancelled_while_its_run_goes_on_stays_cancelled(flowston
         return 1
 
     queued = await amaterialize("daily", DAY, fs=flowstone)
-    book = bookkeeper(flowstone)
+    book = bookkeeper(flowstone.database)
     started = Begin("daily", DAY, queued.run_id, queued.job_id, 1, [])
     begun = await book.begin(started)
     assert begun.record is not None and begun.record.status == "running"

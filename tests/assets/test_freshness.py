@@ -11,15 +11,10 @@ import pytest
 
 from flowstone import AssetWorker, Context, FlowStone, FlowStoneError, asset
 from flowstone.assets import default_assets
-from flowstone.assets.freshness import OVERDUE_EVENT, FreshnessSentry, freshness_plugins
+from flowstone.assets.freshness import OVERDUE_EVENT, FreshnessSentry
 from flowstone.queue import telemetry
-from flowstone.queue.plugins.base import InstanceRuntime
 from flowstone.testing import aperform_job
-
-
-class _Runtime(InstanceRuntime):
-    def __init__(self, fs: FlowStone) -> None:
-        self.fs = fs
+from tests.support import TickRuntime
 
 
 def _age_by_an_hour(fs: FlowStone) -> None:
@@ -48,10 +43,10 @@ async def test_the_sentry_announces_each_transition_once(flowstone: FlowStone) -
 
     events: list[Mapping[str, Any]] = []
     detach = telemetry.attach(OVERDUE_EVENT, lambda event, m, meta: events.append(meta))
-    (sentry,) = freshness_plugins(flowstone)
+    (sentry,) = default_assets.plugins()
     assert isinstance(sentry, FreshnessSentry) and sentry.interval == 30.0
-    assert freshness_plugins(FlowStone(flowstone.database_url, assets=type(default_assets)())) == []
-    runtime = _Runtime(flowstone)
+    assert type(default_assets)().plugins() == []
+    runtime = TickRuntime(flowstone)
     try:
         assert await aperform_job(AssetWorker, {"asset_name": "hourly", "run_id": "one"}) is None
         await sentry.tick(runtime)

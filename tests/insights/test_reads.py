@@ -78,7 +78,9 @@ def test_counts_above_the_cap_are_the_planners_estimates(flowstone: FlowStone) -
     few = flowstone.insert_all([Task.new({"n": n}, queue="rare") for n in range(40)])
     finish(flowstone, [job.id for job in many[:240] + few[:30]], "completed")
     sql(flowstone, "ANALYZE flowstone.jobs")
-    counts, estimated = flowstone.execute(reads.job_counts_plan(flowstone.queries, (), cap=50))
+    counts, estimated = flowstone.database.execute(
+        reads.job_counts_plan(flowstone.database.statements.jobs, (), cap=50)
+    )
     assert estimated == {"completed", "available"}
     for queue, state, truth in (
         (QUEUE, "completed", 240),
@@ -99,7 +101,7 @@ def test_throughput_counts_finished_jobs_per_minute(flowstone: FlowStone) -> Non
     counted = {m.minute: (m.completed, m.discarded) for m in found}  # a new minute may have begun
     assert len(found) == 5 and counted.pop(minute - timedelta(minutes=1)) == (5, 1)
     assert set(counted.values()) == {(0, 0)}
-    capped = flowstone.execute(reads.throughput_plan(flowstone.queries, 2, cap=3))
+    capped = flowstone.database.execute(reads.throughput_plan(flowstone.database.statements.jobs, 2, cap=3))
     busy = next(m for m in capped if m.minute == minute - timedelta(minutes=1))
     assert busy.estimated and busy.completed >= 4 and busy.discarded == 1
     with pytest.raises(ValueError, match="minutes must be"):

@@ -20,13 +20,13 @@ class Ok(Worker):
 
 
 def changes(fs: FlowStone, cursor, where: TailFilter | None = None) -> list[tuple[str, str, int]]:
-    events = fs.execute(changes_plan(fs, cursor, where or TailFilter()))
+    events = fs.database.execute(changes_plan(fs.database.statements.jobs, cursor, where or TailFilter()))
     return [(event.kind, event.event, event.job.id) for event in events]
 
 
 def test_inserts_and_ends_show_once(flowstone):
     old = flowstone.insert(Ok.new())
-    cursor = flowstone.execute(start_plan(flowstone))
+    cursor = flowstone.database.execute(start_plan(flowstone.database.statements.jobs))
     now = flowstone.insert(Ok.new())
     later = flowstone.insert(Ok.new(scheduled_in=60))
     assert changes(flowstone, cursor) == [
@@ -39,7 +39,7 @@ def test_inserts_and_ends_show_once(flowstone):
 
 
 def test_filters(flowstone):
-    cursor = flowstone.execute(start_plan(flowstone))
+    cursor = flowstone.database.execute(start_plan(flowstone.database.statements.jobs))
     here = flowstone.insert(Ok.new())
     flowstone.insert(Ok.new(queue="other"))
     flowstone.cancel_job(here.id)
@@ -51,7 +51,7 @@ def test_filters(flowstone):
 
 
 def test_a_transaction_committing_late_is_still_shown(flowstone, flowstone_url):
-    cursor = flowstone.execute(start_plan(flowstone))
+    cursor = flowstone.database.execute(start_plan(flowstone.database.statements.jobs))
     with psycopg.connect(flowstone_url) as slow:
         early = flowstone.insert(Ok.new(), conn=slow)  # its id comes first, its commit last
         late = flowstone.insert(Ok.new())

@@ -20,10 +20,10 @@ class Engine:
 
     def __init__(self, fs: FlowStone) -> None:
         self.fs = fs
-        self.executor = Executor(fs)
+        self.executor = Executor(fs.registry, fs)
 
     def claim(self, queue: str, limit: int = 10, node: str = NODE) -> list[Job]:
-        return self.fs.execute(claim_plan(self.fs.queries, queue, limit, node))
+        return self.fs.database.execute(claim_plan(self.fs.database.statements.jobs, queue, limit, node))
 
     def execute(self, jobs: Sequence[Job]) -> list[Outcome]:
         async def run() -> list[Outcome]:
@@ -32,10 +32,12 @@ class Engine:
         return anyio.run(run)
 
     def ack(self, outcomes: Sequence[Outcome]) -> set[int]:
-        return self.fs.execute(ack_plan(self.fs.queries, outcomes))
+        return self.fs.database.execute(ack_plan(self.fs.database.statements.jobs, outcomes))
 
     def stage(self, until: str | None = None, queue: str | None = None) -> dict[str, int]:
-        return self.fs.execute(stage_plan(self.fs.queries, until=until, queue=queue))
+        return self.fs.database.execute(
+            stage_plan(self.fs.database.statements.jobs, until=until, queue=queue)
+        )
 
     def round(self, queue: str, limit: int = 10) -> list[Outcome]:
         """Claim, execute and acknowledge once; every ack must land."""

@@ -73,7 +73,7 @@ def test_where_no_session_listens_a_waiter_reads_again_every_poll(
     flowstone_url, engine, sql, waiters, timeout
 ):
     polled = FlowStone(flowstone_url, pooler="transaction", poll_interval=0.05)
-    assert polled.poll_notices == 0.05
+    assert polled.database.poll_notices == 0.05
     job = polled.insert(Doubler.new({"n": 4}))
     try:
         waiting = waiters.submit(polled.await_job, job.id, timeout=timeout)

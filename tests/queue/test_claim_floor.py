@@ -122,7 +122,9 @@ def test_an_update_that_leaves_a_job_available_notifies_its_key_rounded_down(
 def test_a_claim_starts_at_its_floor(flowstone: FlowStone) -> None:
     jobs = flowstone.insert_all([Plain.new(priority=p) for p in (1, 2, 3)])
     at = (jobs[1].priority, jobs[1].scheduled_at, jobs[1].id)
-    claimed = flowstone.execute(claim_plan(flowstone.queries, "floor", 10, "n", floor=at))
+    claimed = flowstone.database.execute(
+        claim_plan(flowstone.database.statements.jobs, "floor", 10, "n", floor=at)
+    )
     assert [job.id for job in claimed] == [jobs[1].id, jobs[2].id], "inclusive of the floor's key"
 
 

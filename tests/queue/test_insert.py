@@ -91,8 +91,8 @@ def traced(plan, seen: list[str]):
 def test_insert_all_is_one_statement(flowstone, sql):
     seen: list[str] = []
     jobs = [Plain.new({"n": n}) for n in range(500)]
-    flowstone.execute(traced(insert_plan(flowstone.queries, jobs), seen))
-    assert seen == [flowstone.queries.insert]
+    flowstone.database.execute(traced(insert_plan(flowstone.database.statements.jobs, jobs), seen))
+    assert seen == [flowstone.database.statements.jobs.insert]
     assert jobs_count(sql) == 500
 
 

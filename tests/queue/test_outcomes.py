@@ -147,8 +147,8 @@ def test_claim_skips_locked_jobs(flowstone):
     (lock_timeout: a claim that waits fails in seconds instead of hanging the test)."""
     jobs = flowstone.insert_all([Ok.new({"n": n}) for n in range(4)])
     with flowstone.connect() as held, flowstone.connect(options="-c lock_timeout=5s") as other:
-        mine = run(held, claim_plan(flowstone.queries, QUEUE, 2, "holder"))
-        theirs = run(other, claim_plan(flowstone.queries, QUEUE, 10, "other"))
+        mine = run(held, claim_plan(flowstone.database.statements.jobs, QUEUE, 2, "holder"))
+        theirs = run(other, claim_plan(flowstone.database.statements.jobs, QUEUE, 10, "other"))
         assert {j.id for j in mine}.isdisjoint({j.id for j in theirs})
         assert {j.id for j in mine} | {j.id for j in theirs} == {j.id for j in jobs}
         held.rollback()

@@ -324,7 +324,7 @@ def test_another_kind_of_connection_joins_through_a_registered_joiner(flowstone,
 
 def read_back(fs: FlowStone, job_id: int, conn: Any) -> Any:
     """The job as read through `conn` (inside its transaction)."""
-    return fs.execute(manage.get_plan(fs.queries, job_id), conn)
+    return fs.database.execute(manage.get_plan(fs.database.statements.jobs, job_id), conn)
 
 
 def test_the_callers_cursor_class_and_loaders_do_not_change_what_flowstone_reads(flowstone, flowstone_url):
@@ -351,7 +351,9 @@ async def test_an_async_callers_cursor_class_and_loaders_do_not_change_what_flow
     ) as conn:
         conn.adapters.register_loader("jsonb", TextLoader)
         job = await flowstone.ainsert(Plain.new({"n": 2}), conn=conn)
-        found = await flowstone.aexecute(manage.get_plan(flowstone.queries, job.id), conn)
+        found = await flowstone.database.aexecute(
+            manage.get_plan(flowstone.database.statements.jobs, job.id), conn
+        )
         assert found.args == {"n": 2}
     await flowstone.aclose()
 

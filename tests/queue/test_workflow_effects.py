@@ -31,7 +31,9 @@ def test_the_lifeline_discarding_a_dependency_cancels_its_dependents(flowstone, 
         Workflow().add("a", Ok.new(max_attempts=1)).add("b", Ok.new(), deps=["a"])
     )
     engine.claim(QUEUE, node="ghost")
-    rescued = flowstone.execute(rescue_plan(flowstone.queries, alive=[], grace=0, limit=10))
+    rescued = flowstone.database.execute(
+        rescue_plan(flowstone.database.statements.jobs, alive=[], grace=0, limit=10)
+    )
     assert [row["state"] for row in rescued] == ["discarded"]
     assert states(flowstone, jobs) == {"a": "discarded", "b": "cancelled"}
 

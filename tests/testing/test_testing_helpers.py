@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flowstone import Cancel, Discard, Snooze, Worker
-from flowstone.queue.executor import ChaosError
+from flowstone.queue.chaos import ChaosError
 from flowstone.testing import (
     all_enqueued,
     aperform_job,

@@ -47,7 +47,7 @@ async def end_each_day_differently(fs: FlowStone) -> str:
             "'{gone,1}', attempted_at = now() - interval '1 minute' WHERE id = %s",
             (jobs[DAYS[2]],),
         )
-    assert len(await fs.aexecute(rescue_plan(fs.queries, [], 10, 100))) == 1
+    assert len(await fs.database.aexecute(rescue_plan(fs.database.statements.jobs, [], 10, 100))) == 1
     only = json.dumps({"partition": DAYS[3]})
     command = [sys.executable, "-m", "flowstone.cli", "jobs", "cancel-all", "--args", only]
     env = {**os.environ, "FLOWSTONE_DATABASE_URL": fs.database_url}

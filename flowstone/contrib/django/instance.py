@@ -21,7 +21,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.connection import ConnectionProxy
 
 from flowstone.errors import ValidationError, ValidationTypeError
+from flowstone.queue.config import Settings
 from flowstone.queue.connecting import check_url
+from flowstone.queue.database import Database
 from flowstone.queue.instance import FlowStone, configured_default, set_default
 from flowstone.queue.plan import Plan
 from flowstone.queue.transactional import Joiner, register
@@ -96,6 +98,41 @@ JOINER = Joiner(
 _forget_joiner = register(JOINER)
 
 
+class DjangoDatabase(Database):
+    """The `Database` of a `DjangoFlowStone`: on Django's database `alias` (unless given a
+    `database_url`), its plans joining Django's transaction inside `transaction.atomic()`."""
+
+    def __init__(self, settings: Settings, alias: str, *, follows_django: bool) -> None:
+        self.alias = alias
+        self.follows_django = follows_django
+        super().__init__(settings)
+
+    @property
+    def url(self) -> str:
+        """`DATABASES[alias]` as a URL, or the `database_url` given."""
+        if self.follows_django:
+            return database_url(_postgresql(connections[self.alias]).settings_dict)
+        return super().url
+
+    def override(self, **settings: Any) -> None:
+        """As `Database.override`; a `database_url` given stops following Django's."""
+        if settings.get("database_url") is not None:
+            self.follows_django = False
+        super().override(**settings)
+
+    def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
+        """As `Database.execute`; given no `conn` inside `transaction.atomic()` (in this
+        thread, on Django's database), in Django's transaction."""
+        if conn is None and self.in_atomic_block():
+            conn = connections[self.alias]
+        return super().execute(plan, conn, atomic=atomic)
+
+    def in_atomic_block(self) -> bool:
+        """Whether this thread's code runs inside `transaction.atomic()` on FlowStone's
+        database (always False when `database_url` names another)."""
+        return self.follows_django and bool(connections[self.alias].in_atomic_block)
+
+
 class DjangoFlowStone(FlowStone):
     """A FlowStone on the database of Django's connection `alias` (unless given a
     `database_url`) whose inserts join Django's transaction when called inside
@@ -107,33 +144,11 @@ class DjangoFlowStone(FlowStone):
     def __init__(self, alias: str = DEFAULT_DB_ALIAS, **options: Any) -> None:
         """`options`: the keyword arguments of `FlowStone(...)` (`settings.FLOWSTONE`)."""
         self.alias = alias
-        self.follows_django = options.get("database_url") is None
+        self._follows_django = options.get("database_url") is None
         super().__init__(**options)
 
-    @property
-    def database_url(self) -> str:
-        """`DATABASES[alias]` as a URL, or the `database_url` given."""
-        if self.follows_django:
-            return database_url(_postgresql(connections[self.alias]).settings_dict)
-        return super().database_url
-
-    def override(self, **settings: Any) -> None:
-        """As `FlowStone.override`; a `database_url` given stops following Django's."""
-        if settings.get("database_url") is not None:
-            self.follows_django = False
-        super().override(**settings)
-
-    def execute(self, plan: Plan[T], conn: Any = None, *, atomic: bool = True) -> T:
-        """As `FlowStone.execute`; given no `conn` inside `transaction.atomic()` (in this
-        thread, on Django's database), in Django's transaction."""
-        if conn is None and self.in_atomic_block():
-            conn = connections[self.alias]
-        return super().execute(plan, conn, atomic=atomic)
-
-    def in_atomic_block(self) -> bool:
-        """Whether this thread's code runs inside `transaction.atomic()` on FlowStone's
-        database (always False when `database_url` names another)."""
-        return self.follows_django and bool(connections[self.alias].in_atomic_block)
+    def _database(self, settings: Settings) -> Database:
+        return DjangoDatabase(settings, self.alias, follows_django=self._follows_django)
 
 
 _lock = threading.Lock()

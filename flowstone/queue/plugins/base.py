@@ -4,7 +4,7 @@ inserting jobs and waking a queue — nothing else of the node."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -16,7 +16,7 @@ from flowstone.queue.pool import transaction_timeout
 
 if TYPE_CHECKING:
     from flowstone.queue.config import Settings
-    from flowstone.queue.instance import FlowStone
+    from flowstone.queue.host import Host
     from flowstone.queue.job import Job
     from flowstone.queue.plan import Plan
     from flowstone.queue.queries.jobs import JobQueries
@@ -69,36 +69,36 @@ class PluginRuntime(Protocol):
 
 
 class InstanceRuntime:
-    """What an instance (`fs`) gives a `PluginRuntime`: its settings and statements, plans
-    in a transaction of their own on its pool, inserts. A node adds its name, its
+    """What an instance (`host`) gives a `PluginRuntime`: its settings and statements,
+    plans in a transaction of their own on its pool, inserts. A node adds its name, its
     connection's age and wake-ups."""
 
-    fs: FlowStone
+    host: Host
 
     @property
     def settings(self) -> Settings:
         """The instance's settings."""
-        return self.fs.settings
+        return self.host.database.settings
 
     @property
     def jobs(self) -> JobQueries:
         """The jobs table's statements."""
-        return self.fs.queries
+        return self.host.database.statements.jobs
 
     @property
     def nodes(self) -> NodeQueries:
         """The runtime tables' statements."""
-        return self.fs.node_queries
+        return self.host.database.statements.nodes
 
     async def execute(self, plan: Plan[T]) -> T:
         """Run a plan on a pooled connection, in a transaction of its own (see `_bounded`)."""
         async with self._bounded() as conn:
-            return await self.fs.aexecute(plan, conn)
+            return await self.host.database.aexecute(plan, conn)
 
     async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Insert jobs through the instance, in a transaction of their own (see `_bounded`)."""
         async with self._bounded() as conn:
-            return await self.fs.ainsert_all(jobs, conn=conn)
+            return await self.host.ainsert_all(jobs, conn=conn)
 
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -107,7 +107,7 @@ class InstanceRuntime:
         fail a plugin's longer statements at every tick — and are abandoned 5 s after."""
         timeout = self.settings.statement_timeout
         with anyio.fail_after(timeout + 5.0):
-            async with self.fs.aconnection() as conn:
+            async with self.host.database.aconnection() as conn:
                 await arun(conn, transaction_timeout(timeout))
                 yield conn
 
@@ -129,14 +129,3 @@ class Plugin(Protocol):
     async def tick(self, runtime: PluginRuntime) -> None:
         """Do one round of work."""
         ...
-
-
-PluginSource = Callable[["FlowStone"], Sequence[Plugin]]
-plugin_sources: list[PluginSource] = []
-"""Functions adding plugins for an instance when it builds a node: how a higher layer
-(the assets' freshness policies) runs periodic work without the queue importing it."""
-
-
-def sourced_plugins(fs: FlowStone) -> list[Plugin]:
-    """The plugins every registered source gives for `fs`."""
-    return [plugin for source in plugin_sources for plugin in source(fs)]

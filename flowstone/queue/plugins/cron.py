@@ -3,7 +3,7 @@
 Each tick's job carries the tick in its meta and is unique forever on (worker, queue,
 args, meta), so two nodes that both believe they lead still insert it once. An entry's
 args may be a function of the tick (e.g. the partition that just closed); a higher layer
-adds entries of its own through `cron_sources` (the asset layer: asset schedules).
+adds entries of its own as an instance's `Extension` (the asset layer: asset schedules).
 
 Expressions are read in the entry's time zone (`cron_timezone` on a Worker, `timezone=`
 of `fs.schedule`; UTC by default), where each local minute fires at most once across
@@ -35,7 +35,6 @@ from flowstone.queue.unique import Unique
 from flowstone.queue.worker import NewJob, Worker, WorkerRegistry
 
 if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
     from flowstone.queue.plan import Plan
     from flowstone.queue.plugins.base import PluginRuntime
     from flowstone.queue.queries.nodes import NodeQueries
@@ -108,17 +107,6 @@ class CronEntry:
         if self.name is not None:
             meta["cron_name"] = self.name
         return self.worker.new(dict(args), meta=meta, unique=TICK_UNIQUE)
-
-
-CronSource = Callable[["FlowStone"], Iterable[CronEntry]]
-cron_sources: list[CronSource] = []
-"""Functions adding entries for an instance when it builds a node: how a higher layer
-(the assets' schedules) schedules work without the queue importing it."""
-
-
-def sourced_entries(fs: FlowStone) -> list[CronEntry]:
-    """The entries every registered source gives for `fs`."""
-    return [entry for source in cron_sources for entry in source(fs)]
 
 
 def entries_from(registry: WorkerRegistry) -> list[CronEntry]:

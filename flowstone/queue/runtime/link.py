@@ -13,7 +13,7 @@ from flowstone.queue.plan import Plan, arun
 from flowstone.queue.pool import bounded_options, local_timeout
 
 if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
+    from flowstone.queue.database import Database
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10
@@ -22,8 +22,8 @@ CONNECT_TIMEOUT = 10
 class Link:
     """One connection, used by one statement at a time, replaced whenever it fails."""
 
-    def __init__(self, fs: FlowStone, name: str) -> None:
-        self.fs = fs
+    def __init__(self, database: Database, name: str) -> None:
+        self.database = database
         self.name = name
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = anyio.Lock()
@@ -31,14 +31,14 @@ class Link:
     async def execute(self, plan: Plan[T]) -> T:
         """Run `plan` in a transaction of its own within the statement timeout; on any
         failure the connection is dropped (the next call opens a new one)."""
-        timeout = self.fs.settings.statement_timeout
+        timeout = self.database.settings.statement_timeout
         deadline = timeout + 5
         async with self._lock:
             try:
                 with anyio.fail_after(deadline):
                     conn = await self._connection()
                     async with conn.transaction():
-                        for bound in local_timeout(timeout, pooled=self.fs.pooled):
+                        for bound in local_timeout(timeout, pooled=self.database.pooled):
                             await arun(conn, bound)
                         return await arun(conn, plan)
             except TimeoutError as error:
@@ -50,11 +50,11 @@ class Link:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await self.fs.aconnect(
+            self._conn = await self.database.aconnect(
                 autocommit=True,
                 application_name=self.name[:63],
                 connect_timeout=CONNECT_TIMEOUT,
-                **bounded_options(self.fs.settings.statement_timeout, pooled=self.fs.pooled),
+                **bounded_options(self.database.settings.statement_timeout, pooled=self.database.pooled),
             )
         return self._conn
 

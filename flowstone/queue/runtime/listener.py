@@ -14,7 +14,7 @@ from psycopg import sql
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
+    from flowstone.queue.database import Database
 
 _log = structlog.get_logger("flowstone.listener")
 
@@ -28,11 +28,11 @@ class Listener:
 
     def __init__(
         self,
-        fs: FlowStone,
+        database: Database,
         handlers: Mapping[str, Callable[[str], None]],
         on_connect: Callable[[], None],
     ) -> None:
-        self.fs = fs
+        self.database = database
         self.handlers = dict(handlers)
         self.on_connect = on_connect
         self.connected = anyio.Event()
@@ -48,7 +48,7 @@ class Listener:
             await backoff.wait()
 
     async def _listen(self, backoff: Backoff) -> None:
-        conn = await self.fs.aconnect(direct=True, autocommit=True)
+        conn = await self.database.aconnect(direct=True, autocommit=True)
         async with conn:
             for channel in self.handlers:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import psycopg
@@ -18,22 +18,20 @@ import psycopg.errors
 import structlog
 from psycopg.types.json import Jsonb
 
-from flowstone.queue import executor, telemetry
+from flowstone.queue import telemetry
+from flowstone.queue.chaos import node_chaos
 from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
 from flowstone.queue.floor import BOTTOM, parse_notification
+from flowstone.queue.host import Host
 from flowstone.queue.plan import Row, single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
 from flowstone.queue.plugins.base import InstanceRuntime
-from flowstone.queue.plugins.cron import entries_from
 from flowstone.queue.runtime.link import Link
 from flowstone.queue.runtime.listener import Listener, Poller
 from flowstone.queue.runtime.producer import Producer
 from flowstone.queue.runtime.progress import ProgressWriter
 from flowstone.queue.runtime.reconnect import TRANSIENT, until_done
-
-if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
 
 T = TypeVar("T")
 
@@ -41,32 +39,33 @@ _log = structlog.get_logger("flowstone.node")
 
 
 class Node(InstanceRuntime):
-    """Runs the configured queues of `fs` until `stop()`; see `FlowStone.run`/`start`."""
+    """Runs the configured queues of `host` (its settings' unless given `queues`) until
+    `stop()`, with the built-in plugins (cron running `cron`) and `plugins` — neither when
+    the host's engine runs no queues (a testing mode); see `FlowStone.run`/`start`."""
 
     def __init__(
         self,
-        fs: FlowStone,
+        host: Host,
         queues: QueuesOption | None = None,
         cron: Sequence[CronEntry] = (),
         plugins: Sequence[Plugin] = (),
     ) -> None:
-        self.fs = fs
-        self.progress = ProgressWriter(fs)
-        configs = queue_configs(queues) if queues is not None else fs.settings.queues
-        manual = fs.settings.testing == "manual"  # jobs run only when a test drains them
-        self.producers = {
-            queue: Producer(self, queue, config) for queue, config in configs.items() if not manual
-        }
-        workers = [w for w in map(fs.registry.get, fs.registry.names()) if w is not None]
+        self.host = host
+        database = host.database
+        self.progress = ProgressWriter(database)
+        configs = queue_configs(queues) if queues is not None else database.settings.queues
+        runs = host.engine.runs_queues
+        self.chaos = node_chaos(database.settings)
+        self.producers = {queue: Producer(self, queue, config) for queue, config in configs.items() if runs}
+        workers = [w for w in map(host.registry.get, host.registry.names()) if w is not None]
         for producer in self.producers.values():
             producer.processes.check(workers)
         self.incarnation = uuid.uuid4().hex[:12]
-        self.link = Link(fs, "flowstone.node")
+        self.link = Link(database, "flowstone.node")
         self.is_leader = False
         self._connected_since: float | None = None
-        entries = [*entries_from(fs.registry), *cron]
         self.plugins: list[Plugin] = (
-            [] if manual else [*builtin_plugins(fs.settings, entries, fs.registry), *plugins]
+            [*builtin_plugins(database.settings, cron, host.registry), *plugins] if runs else []
         )
         self.started = anyio.Event()
         self.stopped = anyio.Event()
@@ -157,11 +156,11 @@ class Node(InstanceRuntime):
 
     def _listener(self) -> Listener | Poller:
         """What tells the node of inserts, controls and cancels: a LISTEN where a
-        connection keeps one (see `FlowStone.sessions`), else polling."""
-        if not self.fs.sessions:
+        connection keeps one (see `Database.sessions`), else polling."""
+        if not self.host.database.sessions:
             return Poller(self.settings.poll_interval, self._poll)
         handlers = {self.jobs.channel: self._on_available, self.nodes.control_channel: self._on_control}
-        return Listener(self.fs, handlers, self._on_connect)
+        return Listener(self.host.database, handlers, self._on_connect)
 
     async def _poll(self) -> None:
         """What notifications would have said: the stored controls, and which running jobs
@@ -179,7 +178,7 @@ class Node(InstanceRuntime):
     async def run(self) -> None:
         """Run until `stop()` is called (or the surrounding scope is cancelled)."""
         self._reload_controls = anyio.Event()
-        self._arm_chaos()
+        self._warn_of_chaos()
         await until_done(self._heartbeat, "register node")
         await self._load_controls()
         listener = self._listener()
@@ -205,15 +204,14 @@ class Node(InstanceRuntime):
         self.stopped.set()
         _log.info("node stopped", node=self.name)
 
-    def _arm_chaos(self) -> None:
-        """With the `chaos` setting, fail that share of this node's jobs before perform (for
-        the job tasks started from here on: they copy this context)."""
-        rate = self.settings.chaos
-        if rate > 0:
+    def _warn_of_chaos(self) -> None:
+        """Say loudly that this node fails a share of its jobs on purpose."""
+        if self.chaos is not None:
             _log.warning(
-                "chaos: failing a share of jobs before perform", rate=rate, seed=self.settings.chaos_seed
+                "chaos: failing a share of jobs before perform",
+                rate=self.chaos.failure_rate,
+                seed=self.chaos.seed,
             )
-            executor.arm_chaos(rate, self.settings.chaos_seed)
 
     def stop(self) -> None:
         """Begin a graceful shutdown; called again, skip what is left of the grace period."""

@@ -32,11 +32,12 @@ from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.floor import BOTTOM, Floor, Key
 from flowstone.queue.job import Job, JobState
-from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
+from flowstone.queue.outcomes import Outcome, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
 from flowstone.queue.pool import bounded_options, local_timeout
 from flowstone.queue.process_pool import ProcessPool
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
+from flowstone.queue.validation import clean_text
 
 if TYPE_CHECKING:
     from flowstone.queue.runtime.node import Node
@@ -71,13 +72,15 @@ class Producer:
         self.finished: list[Outcome] = []
         self.left_behind: list[int] = []
         self.turned_at = time.monotonic()
-        self.processes = ProcessPool(node.fs, queue, config)
-        self.executor = Executor(node.fs, self._thread_ended, node.progress.note, self.processes)
+        self.processes = ProcessPool(node.host.database, queue, config)
+        self.executor = Executor(
+            node.host.registry, node.host, self._thread_ended, node.progress.note, self.processes, node.chaos
+        )
         self._held_back = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
-        self.floor = Floor(enabled=node.fs.sessions)  # no notifications, no floor
+        self.floor = Floor(enabled=node.host.database.sessions)  # no notifications, no floor
         self._wake = anyio.Event()
         self._stopping = False
         self._released = False
@@ -269,18 +272,20 @@ class Producer:
             settings = self.node.settings
             options = bounded_options(
                 settings.statement_timeout,
-                pooled=self.node.fs.pooled,
+                pooled=self.node.host.database.pooled,
                 generic=True,
                 asynchronous=settings.async_commit,
             )
             name = f"flowstone.producer.{self.queue}"[:63]  # visible in pg_stat_activity
-            self._conn = await self.node.fs.aconnect(autocommit=True, application_name=name, **options)
+            self._conn = await self.node.host.database.aconnect(
+                autocommit=True, application_name=name, **options
+            )
         return self._conn
 
     async def _together(self, conn: psycopg.AsyncConnection[Any], plans: list[Plan[Any]]) -> list[Any]:
         """Run one-statement plans in one transaction and round trip (a single one as is),
         behind a transaction pooler after the statement that bounds the transaction."""
-        prelude = local_timeout(self.node.settings.statement_timeout, pooled=self.node.fs.pooled)
+        prelude = local_timeout(self.node.settings.statement_timeout, pooled=self.node.host.database.pooled)
         if not prelude and len(plans) == 1:
             return [await arun(conn, plans[0])]
         return (await arun_together(conn, [*prelude, *plans]))[len(prelude) :]

@@ -24,7 +24,7 @@ from flowstone.queue.plan import Plan
 from flowstone.queue.queries.jobs import JobQueries
 
 if TYPE_CHECKING:
-    from flowstone.queue.instance import FlowStone
+    from flowstone.queue.database import Database
 
 _log = structlog.get_logger("flowstone.progress")
 
@@ -37,8 +37,8 @@ def progress_plan(queries: JobQueries, reports: dict[int, dict[str, Any]]) -> Pl
 class ProgressWriter:
     """Collects progress reports and writes them in batches (see the module's text)."""
 
-    def __init__(self, fs: FlowStone) -> None:
-        self.fs = fs
+    def __init__(self, database: Database) -> None:
+        self.database = database
         self._pending: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,7 +61,7 @@ class ProgressWriter:
                 await self._ready.wait()
                 self._ready.clear()
                 await self.flush()
-                await anyio.sleep(self.fs.settings.progress_interval)  # the coalescing window
+                await anyio.sleep(self.database.settings.progress_interval)  # the coalescing window
         finally:
             self._loop = None
 
@@ -72,6 +72,6 @@ class ProgressWriter:
         if not pending:
             return
         try:
-            await self.fs.aexecute(progress_plan(self.fs.queries, pending), atomic=False)
+            await self.database.aexecute(progress_plan(self.database.statements.jobs, pending), atomic=False)
         except Exception as error:  # never fatal: the reports are a view, not an outcome
             _log.warning("progress reports not written", count=len(pending), error=describe(error))

@@ -79,7 +79,7 @@ def test_the_instance_comes_from_the_settings(shop_url: str) -> None:
     assert set(fs.settings.queues) == {"shop"} and fs.settings.poll_interval == 0.2
     with override_settings(FLOWSTONE={"schema": "elsewhere", "database_url": shop_url}):
         assert contrib.fs is not fs and contrib.fs.schema == "elsewhere"
-        assert not contrib.fs.in_atomic_block(), "another database: never Django's transaction"
+        assert not contrib.fs.database.in_atomic_block(), "another database: never Django's transaction"
     with pytest.raises(FlowStoneError) as bad, override_settings(FLOWSTONE={"queues": {"shop": "many"}}):
         pass  # bad settings fail where they are given
     assert "invalid FlowStone settings" in str(bad.value) and "queues" in str(bad.value)

@@ -130,7 +130,7 @@ async def test_a_leader_back_from_an_outage_waits_one_expiry_before_rescuing(flo
 def rescue_around(fs: FlowStone, between: str, job_id: int) -> list[dict[str, Any]]:
     """Run the rescue's statements in one transaction, with `between` committed by another
     connection after the orphans were found and before they are rescued."""
-    plan = rescue_plan(fs.queries, [], EXPIRY, limit=10)
+    plan = rescue_plan(fs.database.statements.jobs, [], EXPIRY, limit=10)
     with fs.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         query, params = next(plan)
         cursor.execute(query, params)
