@@ -20,16 +20,12 @@ from flowstone.errors import ValidationError, one_line
 from flowstone.queue import chaos, telemetry
 from flowstone.queue.job import Job, _running
 from flowstone.queue.jsonb import UndecodableJSON
-from flowstone.queue.outcomes import Outcome, failure, from_result, last_resort, unresolvable
+from flowstone.queue.outcomes import JobTimeoutError, Outcome, failure, from_result, last_resort, unresolvable
 from flowstone.queue.threads import DaemonThreads
 from flowstone.queue.worker import Worker, WorkerRegistry
 
 if TYPE_CHECKING:
     from flowstone.queue.process_pool import ProcessPool
-
-
-class JobTimeoutError(TimeoutError):
-    """`perform` ran longer than the worker's `timeout(job)`."""
 
 
 class UnknownWorkerError(LookupError):

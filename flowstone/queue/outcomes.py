@@ -33,6 +33,10 @@ MAX_ERROR_CHARS = 10_000
 MAX_TRACEBACK_CHARS = 50_000
 
 
+class JobTimeoutError(TimeoutError):
+    """`perform` ran longer than the worker's `timeout(job)` (in a thread or a child)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one execution of a job, ready to acknowledge.

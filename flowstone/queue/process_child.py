@@ -17,69 +17,18 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowstone.queue.job import STATES, Job, _running
+from flowstone.queue.job import Job, _running
+from flowstone.queue.process_frames import HEADER, frame, job_from_json, length_of
 from flowstone.queue.results import Cancel, Discard, Snooze
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
     from flowstone.queue.worker import Worker
-
-_HEADER = struct.Struct(">I")
-_DATES = ("inserted_at", "scheduled_at", "attempted_at", "completed_at", "discarded_at", "cancelled_at")
-_FIELDS = (
-    "id",
-    "state",
-    "queue",
-    "worker",
-    "args",
-    "meta",
-    "tags",
-    "errors",
-    "attempt",
-    "max_attempts",
-    "priority",
-    "attempted_by",
-    "unique_key",
-    *_DATES,
-)
-
-
-def frame(message: dict[str, Any]) -> bytes:
-    """One message as sent: its length, then its JSON (ASCII: a lone surrogate a job put in
-    a text crosses escaped, to be made storable by the node like any other text)."""
-    body = json.dumps(message, allow_nan=False).encode("ascii")
-    return _HEADER.pack(len(body)) + body
-
-
-def length_of(header: bytes) -> int:
-    """The body length a frame's 4-byte header announces."""
-    (length,) = _HEADER.unpack(header)
-    return int(length)
-
-
-def job_to_json(job: Job) -> dict[str, Any]:
-    """The columns of `job` a child needs, as JSON."""
-    values = {name: getattr(job, name) for name in _FIELDS}
-    values["state"] = job.state.value
-    for name in _DATES:
-        values[name] = None if values[name] is None else values[name].isoformat()
-    return values
-
-
-def job_from_json(values: dict[str, Any]) -> Job:
-    """The `Job` that `job_to_json` describes."""
-    values = dict(values)
-    values["state"] = STATES[values["state"]]
-    for name in _DATES:
-        values[name] = None if values[name] is None else datetime.fromisoformat(values[name])
-    return Job(**values)
 
 
 class Channel:
@@ -96,7 +45,7 @@ class Channel:
 
     def receive(self) -> dict[str, Any] | None:
         """The next message, or None when the node closed its end."""
-        header = self._exactly(_HEADER.size)
+        header = self._exactly(HEADER.size)
         if header is None:
             return None
         body = self._exactly(length_of(header))

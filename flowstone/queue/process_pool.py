@@ -29,10 +29,9 @@ import anyio
 import structlog
 
 from flowstone.errors import ValidationError
-from flowstone.queue.executor import JobTimeoutError
 from flowstone.queue.job import Job
-from flowstone.queue.outcomes import describe
-from flowstone.queue.process_child import frame, job_to_json, length_of
+from flowstone.queue.outcomes import JobTimeoutError, describe
+from flowstone.queue.process_frames import frame, job_to_json, length_of
 from flowstone.queue.results import Cancel, Discard, Snooze
 from flowstone.queue.worker import Worker, _importable_module
 
