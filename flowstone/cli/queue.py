@@ -1,5 +1,5 @@
 """The queue's commands: migrate, worker, jobs (ls, show, retry, cancel, delete, and in
-bulk: cancel-all, retry-all, delete-all), workflows (show) and queues."""
+bulk: cancel-all, retry-all, delete-all; tail), workflows (show, retry) and queues."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from flowstone.cli.common import Commands, UsageError, app_of, cell, emit, emit_one
+from flowstone.cli.tail import add_tail
 from flowstone.insights import SAMPLE_CAP, ClusterOverview, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
@@ -32,6 +33,15 @@ def add_commands(commands: Commands) -> None:
     worker.add_argument("--node", help="node name (default host.pid)")
     worker.add_argument("--log-format", choices=["console", "json"], default="console")
     worker.add_argument("--log-level", default="info")
+    worker.add_argument(
+        "--chaos",
+        type=float,
+        metavar="RATE",
+        help="fail this share of jobs (0 to 1) before perform, to rehearse failures (FLOWSTONE_CHAOS)",
+    )
+    worker.add_argument(
+        "--chaos-seed", type=int, metavar="N", help="seed the chaos draws (FLOWSTONE_CHAOS_SEED)"
+    )
     worker.add_argument(
         "--wait-for-database",
         type=float,
@@ -59,10 +69,17 @@ def add_commands(commands: Commands) -> None:
         "id", type=int
     )
     _add_bulk_commands(commands, jobs)
+    add_tail(commands, jobs)
 
-    workflows = commands.group("workflows", "inspect workflows and batches")
+    workflows = commands.group("workflows", "inspect and retry workflows and batches")
     commands.add(
         "show", "a workflow's (or batch's) jobs and states", cmd_workflow_show, workflows
+    ).add_argument("id")
+    commands.add(
+        "retry",
+        "retry a workflow's failed and cancelled jobs in dependency order",
+        cmd_workflow_retry,
+        workflows,
     ).add_argument("id")
 
     queues = commands.add(
@@ -131,6 +148,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown queue(s) {', '.join(unknown)} (known: {known})")
     if args.node:
         app.override(node=args.node)
+    _override_chaos(app, args)
     if not args.wait_for_database >= 0:
         raise UsageError(f"--wait-for-database must be 0 or more seconds; got {args.wait_for_database}")
     app.node(queues)  # validates cron entries before anything runs
@@ -140,6 +158,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app.run(queues)
     _exit_past_lingering_threads()
     return 0
+
+
+def _override_chaos(app: FlowStone, args: argparse.Namespace) -> None:
+    """`--chaos` and `--chaos-seed` over the app's (and the environment's) settings."""
+    if args.chaos is not None and not 0 <= args.chaos <= 1:
+        raise UsageError(f"--chaos must be a share of jobs from 0 to 1 (0.3 fails 30 %); got {args.chaos}")
+    given = {"chaos": args.chaos, "chaos_seed": args.chaos_seed}
+    if any(value is not None for value in given.values()):
+        app.override(**{name: value for name, value in given.items() if value is not None})
 
 
 def _exit_past_lingering_threads() -> None:
@@ -321,6 +348,16 @@ def cmd_workflow_show(args: argparse.Namespace) -> int:
         callback = "-" if batch.callback is None else batch.callback.state.value
         summary += f"; batch of {batch.total}: {json.dumps(batch.counts)}, callback {callback}"
     print(summary)
+    return 0
+
+
+def cmd_workflow_retry(args: argparse.Namespace) -> int:
+    """Retry every discarded and cancelled job of a workflow; print the jobs changed."""
+    app = app_of(args)
+    changed = app.retry_workflow(args.id)
+    if not changed and app.workflow(args.id) is None:
+        raise UsageError(f"no workflow or batch with id {args.id!r}")
+    emit([_job_summary(job) for job in changed], args.json)
     return 0
 
 
