@@ -5,11 +5,16 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "venv"
 DEV = ".[dev]"
+PYTHONS = ["3.11", "3.12", "3.13"]
+"""Every Python the package declares: pyproject's classifiers list these and no other."""
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, in parallel, against the embedded or the given Postgres."""
+    """The whole test suite, in parallel, under each Python of PYTHONS on the PATH.
+
+    Against the embedded or the given Postgres; `tests-3.13` runs one Python. A Python not
+    found is skipped with a warning, or fails the session when CI is set (nox's default)."""
     session.install("-e", DEV)
     session.run("pytest", "-n", "2", *session.posargs)
 

@@ -22,6 +22,7 @@ Not run: the pages in NOT_RUN (each says why).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -100,7 +101,8 @@ def test_the_readme_starts_with_the_demo_and_the_test_suite() -> None:
     first, second = README[:2]
     assert (first.info, first.body.strip()) == ("bash", DEMO)
     assert (second.info, second.body.strip()) == ("bash", SUITE)
-    assert (ROOT / ".ci" / "run").read_text().strip().endswith(SUITE), ".ci/run runs the README's command"
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert f"{SUITE} || exit" in ci, ".ci/run runs the README's command (and stops if it fails)"
     examples = (ROOT / "tests" / "test_examples.py").read_text()
     assert '"run_pipeline.py"' in examples, "the examples test runs it"
     assert (ROOT / "README.md").read_text().index(DEMO) < 400, "the README starts with the two commands"
@@ -130,17 +132,43 @@ def test_the_install_block_names_real_extras() -> None:
     assert all(line.startswith("pip install ") for line in block.body.splitlines() if line.strip())
 
 
+def nox_sessions() -> set[str]:
+    """The sessions nox lists, a session run under several Pythons also by its own name."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "--list"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout
+    names = {line.split()[1] for line in listed.splitlines() if line[:2] in ("* ", "- ")}
+    return names | {name.split("-")[0] for name in names}
+
+
 def test_the_development_block_names_real_tasks() -> None:
     [block] = [b for b in BLOCKS if b.info == "bash dev"]
-    noxfile = (ROOT / "noxfile.py").read_text()
+    sessions = nox_sessions()
     for line in block.body.splitlines():
         command = line.split("#")[0].split()
         if command[0].endswith("nox"):
-            sessions = command[command.index("-s") + 1 :]
-            assert all(f"@nox.session\ndef {name}(" in noxfile for name in sessions), line
+            assert set(command[command.index("-s") + 1 :]) <= sessions, line
         else:
             python = [sys.executable, *command[1:]]
             assert subprocess.run(python, cwd=ROOT, capture_output=True, timeout=60).returncode == 0, line
+
+
+def test_every_declared_python_is_tested() -> None:
+    """The classifiers name the Pythons nox runs the suite under, and CI runs the newest."""
+    noxfile = ast.parse((ROOT / "noxfile.py").read_text())
+    [pythons] = [
+        ast.literal_eval(node.value)
+        for node in noxfile.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PYTHONS"
+    ]
+    classifiers = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["classifiers"]
+    versions = [c.removeprefix("Programming Language :: Python :: ") for c in classifiers]
+    declared = [v for v in versions if v.startswith("3.")]
+    assert declared == pythons, "pyproject's classifiers list exactly the Pythons noxfile tests"
+    assert {f"tests-{python}" for python in pythons} <= nox_sessions()
+    newest = max(pythons, key=lambda version: tuple(map(int, version.split("."))))
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"newest={newest}\n" in ci and '".venv-$newest/bin/pytest" -n 2' in ci, "CI runs the newest too"
 
 
 def test_the_settings_table_lists_every_setting_with_its_variable() -> None:

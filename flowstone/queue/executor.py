@@ -22,6 +22,7 @@ from flowstone.queue.job import Job, _running
 from flowstone.queue.jsonb import UndecodableJSON
 from flowstone.queue.outcomes import JobTimeoutError, Outcome, failure, from_result, last_resort, unresolvable
 from flowstone.queue.threads import DaemonThreads
+from flowstone.queue.validation import MAX_JSON_DEPTH
 from flowstone.queue.worker import Worker, WorkerRegistry
 
 if TYPE_CHECKING:
@@ -92,9 +93,9 @@ class Executor:
         if worker_cls is None:
             unknown = UnknownWorkerError(f"worker {job.worker!r} is not registered on this node")
             return _unresolved(job, start, unknown)
-        if isinstance(job.args, UndecodableJSON) or isinstance(job.meta, UndecodableJSON):
-            undecodable = InvalidArgsError(f"the job's args or meta cannot be decoded: {job.args}")
-            return _unresolved(job, start, undecodable)
+        undecodable = _undecodable(job)
+        if undecodable is not None:
+            return _unresolved(job, start, InvalidArgsError(undecodable))
         if worker_cls.args_model is not None:
             try:
                 worker_cls.parse_args(job.args)
@@ -165,6 +166,17 @@ def _unresolved(job: Job, start: float, error: Exception) -> Outcome:
     if telemetry.observed(JOB_EVENTS):
         _emit_end("job.exception", job, start, outcome, error=error)
     return outcome
+
+
+def _undecodable(job: Job) -> str | None:
+    """Why the job's args or meta could not be decoded, if they could not."""
+    for field_name, value in (("args", job.args), ("meta", job.meta)):
+        if isinstance(value, UndecodableJSON):
+            return (
+                f"the job's {field_name} cannot be decoded: {value.reason}; a node reads JSON nested at "
+                f"most {MAX_JSON_DEPTH} levels deep, as Worker.new writes it"
+            )
+    return None
 
 
 def _being_cancelled(error: BaseException) -> bool:

@@ -20,9 +20,10 @@ import structlog
 from flowstone.errors import ValidationError
 from flowstone.queue import backoff as backoff_
 from flowstone.queue.job import FINAL_STATES, Job, JobState
+from flowstone.queue.jsonb import nests_deeper
 from flowstone.queue.results import Cancel, Discard, Snooze
 from flowstone.queue.threads import BaseExceptionInThreadError
-from flowstone.queue.validation import clean_text
+from flowstone.queue.validation import MAX_JSON_DEPTH, clean_text
 
 _log = structlog.get_logger("flowstone.executor")
 
@@ -188,12 +189,18 @@ _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 def recordable(value: object, limit: int) -> Any:
     """`value` as it is stored and read back: JSON Postgres accepts (no NUL, no lone
-    surrogate, finite numbers) of at most `limit` bytes; else a ValidationError saying why."""
+    surrogate, finite numbers, nested at most MAX_JSON_DEPTH levels, which every node
+    decodes) of at most `limit` bytes; else a ValidationError saying why."""
+    too_deep = f"perform's return value cannot be recorded: it nests deeper than {MAX_JSON_DEPTH} levels"
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
         size = len(text.encode("utf-8"))
     except (TypeError, ValueError) as error:
         raise ValidationError(f"perform's return value cannot be recorded as JSON: {error}") from None
+    except RecursionError:  # deeper still than the encoder follows
+        raise ValidationError(too_deep) from None
+    if nests_deeper(text, MAX_JSON_DEPTH):
+        raise ValidationError(too_deep)
     if _NUL.search(text):
         raise ValidationError("perform's return value cannot be recorded: it holds a NUL character")
     if size > limit:

@@ -49,15 +49,18 @@ def check_max_attempts(value: int) -> int:
 
 
 MAX_JSON_DEPTH = 200
-"""How deeply args and meta may nest: far beyond real use, well within what every
-decoder on the way (Postgres, psycopg, Python's json) handles."""
+"""How many arrays and objects deep a JSON document FlowStone writes may nest (args,
+meta, results, asset values), and the deepest a node decodes when it reads a row (see
+`jsonb`): far beyond real use, well within what every decoder on the way (Postgres,
+psycopg, Python's json on any version) handles."""
 
 
 def check_json(value: Any, path: str = "args", depth: int = 0) -> Any:
     """`value` as JSON gives it back (mappings become dicts, tuples lists); a TypeError
     names the key path of the first value JSON (as Postgres stores it) cannot carry, and
-    a ValueError the path where it nests deeper than MAX_JSON_DEPTH."""
-    if depth > MAX_JSON_DEPTH:
+    a ValueError the path of the first array or object nested deeper than MAX_JSON_DEPTH
+    (`depth` counts the arrays and objects around `value`)."""
+    if depth >= MAX_JSON_DEPTH and isinstance(value, Mapping | list | tuple):
         raise ValidationError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
         return check_text(value, path)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from flowstone import Cancel, Discard, Snooze, Unique, Worker
-from flowstone.queue import backoff
+from flowstone.queue import backoff, jsonb
 from flowstone.queue.job import FINAL_STATES, JobState
 
 DB = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -101,6 +102,32 @@ class Keep(Worker):
 def test_args_round_trip_through_the_table(flowstone, args):
     job = flowstone.insert(Keep.new(args))
     assert flowstone.get_job(job.id).args == job.args == args
+
+
+def nesting(value: object) -> int:
+    """How many arrays and objects deep `value` nests."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    return 0
+
+
+# strings full of what a scan of the text could mistake for structure
+tricky_texts = texts | st.text(alphabet='[]{}"\\, :a', max_size=8)
+tricky_values = st.recursive(
+    st.none() | st.integers() | tricky_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_texts, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@given(tricky_values, st.integers(0, 6), st.sampled_from([(", ", ": "), (",", ":")]), st.booleans())
+@example(["\\", [[1]]], 2, (", ", ": "), False)  # an escaped backslash ends the string
+@example(['"]]', [[1]]], 2, (", ", ": "), False)  # an escaped quote does not
+def test_the_depth_read_from_the_text_is_the_depth_decoded(value, limit, separators, as_text):
+    text = json.dumps(value, separators=separators, ensure_ascii=False)
+    assert jsonb.nests_deeper(text if as_text else text.encode(), limit) == (nesting(value) > limit)
 
 
 # -- unique with replace -----------------------------------------------------------------

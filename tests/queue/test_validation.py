@@ -56,8 +56,9 @@ def test_args_that_json_cannot_carry_name_the_key_path(args, path):
 
 
 def nested(depth: int) -> dict:
+    """`depth` objects, one inside the other."""
     value: dict = {}
-    for _ in range(depth):
+    for _ in range(depth - 1):
         value = {"a": value}
     return value
 
@@ -66,23 +67,40 @@ def nested(depth: int) -> dict:
 def test_args_nested_too_deep_name_the_field_with_a_clear_error(depth):
     with pytest.raises(ValueError, match=r"^args\.a\.a.* nests deeper than 200 levels$"):
         Plain.new(nested(depth))
-    assert Plain.new(nested(199)).args == nested(199)
+    assert Plain.new(nested(200)).args == nested(200)
 
 
-def test_args_nested_too_deep_to_decode_are_discarded_and_the_row_still_reads(flowstone, sql):
-    """Another producer may write any jsonb with SQL: a node decoding it must not crash."""
-    deep = sql(
-        "INSERT INTO flowstone.jobs (queue, worker, args) VALUES (%s, %s,"
-        " (repeat('{\"a\": ', 3000) || '1' || repeat('}', 3000))::jsonb) RETURNING id",
-        [QUEUE, Plain.name],
+def deep_row(sql, args: int = 1, meta: int = 1) -> int:
+    """A job written with SQL whose args and meta nest `args` and `meta` objects deep."""
+    return sql(
+        "INSERT INTO flowstone.jobs (queue, worker, args, meta) VALUES (%(queue)s, %(worker)s,"
+        " (repeat('{\"a\": ', %(args)s) || '{}' || repeat('}', %(args)s))::jsonb,"
+        " (repeat('{\"a\": ', %(meta)s) || '{}' || repeat('}', %(meta)s))::jsonb) RETURNING id",
+        {"queue": QUEUE, "worker": Plain.name, "args": args - 1, "meta": meta - 1},
     )[0]["id"]
+
+
+def test_rows_nested_deeper_than_the_limit_are_discarded_alike_on_every_python(flowstone, sql):
+    """Another producer may write any jsonb with SQL: a node reads what `Worker.new` could
+    have written (200 levels) and discards anything deeper with one error, found from the
+    text, whether or not this interpreter's decoder could have followed it."""
+    deep = {depth: deep_row(sql, args=depth) for depth in (201, 3000)}
+    deep_meta = deep_row(sql, meta=201)
+    at_limit = deep_row(sql, args=200, meta=200)
     fine = flowstone.insert(Plain.new({}))
     result = drain_queue(QUEUE)
-    assert (result.discarded, result.completed) == (1, 1)
-    row = flowstone.get_job(deep)
-    assert row is not None and row.state == "discarded"
-    assert "cannot be decoded" in row.errors[0]["error"] and "nested too deeply" in row.errors[0]["error"]
-    assert flowstone.get_job(fine.id).state == "completed"
+    assert (result.discarded, result.completed) == (3, 2)
+    for depth, job_id in deep.items():
+        row = flowstone.get_job(job_id)
+        assert row is not None and row.state == "discarded"
+        assert row.errors[0]["error"] == (
+            "the job's args cannot be decoded: it nests deeper than 200 levels"
+            f" ({7 * depth - 5} bytes of JSON); a node reads JSON nested at most 200 levels deep,"
+            " as Worker.new writes it"
+        )
+    meta_row = flowstone.get_job(deep_meta)
+    assert meta_row is not None and meta_row.errors[0]["error"].startswith("the job's meta cannot be decoded")
+    assert [flowstone.get_job(i).state for i in (at_limit, fine.id)] == ["completed", "completed"]
 
 
 def test_meta_is_checked_too():

@@ -187,17 +187,21 @@ class Producer:
         """How long one cycle's statements may take before the connection is abandoned."""
         return self.node.settings.statement_timeout + 5.0
 
+    def _demand(self) -> int:
+        """How many jobs to claim now: none while paused or stopping."""
+        return 0 if self.paused or self._stopping else max(0, self.limit - self.busy)
+
     async def _cycle(self) -> None:
-        demand = 0 if self.paused or self._stopping else max(0, self.limit - self.busy)
         outcomes, self.finished = self.finished, []
         sweep = self._lost_connection or time.monotonic() >= self._next_sweep
-        if not outcomes and not demand and not sweep:
+        if not outcomes and not self._demand() and not sweep:
             return
-        floor = self.floor.claiming() if demand else BOTTOM
         try:
             conn = await self._connection()
             if sweep:
                 await self._release_orphans(conn, outcomes)
+            demand = self._demand()  # a pause may have come while this cycle connected
+            floor = self.floor.claiming() if demand else BOTTOM
             plans = cycle_plans(
                 self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config, floor
             )

@@ -12,7 +12,9 @@ import pytest
 from support import MakeFs, rows, wait_for, wait_for_job, wait_until
 
 from flowstone import AwaitTimeoutError, Job, JobFailedError, JobState
+from flowstone.errors import ValidationError
 from flowstone.insights import Insights
+from flowstone.queue.outcomes import recordable
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +83,24 @@ async def test_a_value_that_cannot_be_recorded_fails_the_job(make_fs: MakeFs, ba
     failed = await wait_for_job(fs, job.id, "retryable")
     assert why in failed.errors[0]["error"]
     assert failed.result is None
+
+
+def lists(depth: int) -> object:
+    """`depth` lists, one inside the other."""
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [201, 5000])
+def test_a_value_nested_deeper_than_a_node_reads_is_not_recorded(depth: int) -> None:
+    """Every node must be able to read a recorded result back, so the read limit applies:
+    the same error whether or not this interpreter's encoder follows the value."""
+    why = "^perform's return value cannot be recorded: it nests deeper than 200 levels$"
+    with pytest.raises(ValidationError, match=why):
+        recordable(lists(depth), 10**6)
+    assert recordable(lists(200), 10**6) == lists(200)
 
 
 COUNT_PROGRESS_WRITES = """

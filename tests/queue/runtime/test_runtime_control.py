@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 import runtime_workers as w
 import structlog
@@ -31,6 +32,28 @@ async def test_pause_stops_claiming_and_resume_restarts_it(make_fs: MakeFs) -> N
     await proves_idle(fs, job.id)
     await fs.aresume_queue(w.QUEUE)
     await wait_for_job(fs, job.id, "completed")
+
+
+async def test_a_pause_that_comes_while_a_cycle_connects_stops_its_claim(make_fs: MakeFs) -> None:
+    """The pause signal may land while a cycle awaits its connection (a node's first cycle
+    connects): the claim that follows must see it."""
+    fs = make_fs()
+    await fs.apause_queue(w.QUEUE)
+    node = await fs.start({w.QUEUE: 2, OTHER: 1})
+    producer = node.producers[w.QUEUE]
+    job = await fs.ainsert(w.Echo.new())
+    connect, connected = producer._connection, anyio.Event()
+
+    async def paused_meanwhile() -> object:
+        producer.pause(True)
+        connected.set()
+        return await connect()
+
+    producer._connection = paused_meanwhile  # type: ignore[method-assign]
+    producer.pause(False)  # a cycle starts, demanding jobs
+    with anyio.fail_after(10):
+        await connected.wait()
+    await proves_idle(fs, job.id)
 
 
 async def test_scale_changes_how_many_jobs_run_at_once(make_fs: MakeFs) -> None:
