@@ -52,7 +52,7 @@ class RateLimit(BaseModel):
         return self.period / 20
 
 
-class Partition(BaseModel):
+class LimitPartition(BaseModel):
     """Apply a queue's global and rate limits per distinct value of these args keys."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,7 +82,7 @@ class QueueConfig(BaseModel):
     paused: bool = False
     global_limit: int | None = Field(default=None, ge=1, le=MAX_GLOBAL_LIMIT)
     rate_limit: RateLimit | None = None
-    partition: Partition | None = None
+    partition: LimitPartition | None = None
 
     @model_validator(mode="after")
     def _partitioned(self) -> QueueConfig:

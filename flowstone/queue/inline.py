@@ -113,7 +113,7 @@ class InlineRunner:
 
     async def _run(self, new: NewJob) -> Job:
         job = self._new(new)
-        outcome = await Executor(self.fs).execute(job)
+        outcome = await Executor(self.fs).run_job(job)
         return self._apply(job, outcome)
 
     def _apply(self, job: Job, outcome: Outcome) -> Job:

@@ -215,7 +215,7 @@ async def adrain_queue(
             jobs = await arun(conn, claim_plan(instance.queries, queue, DRAIN_BATCH, DRAIN_NODE, max_id))
             if not jobs:
                 return result
-            outcomes = [await executor.execute(job) for job in jobs]
+            outcomes = [await executor.run_job(job) for job in jobs]
             await arun_together(conn, ack_plans(instance.queries, outcomes))
             result.add(outcomes)
             raised = next((o.exception for o in outcomes if o.exception is not None), None)

@@ -42,7 +42,7 @@ class Engine:
 
     def execute(self, jobs: Sequence[Job]) -> list[Outcome]:
         async def run() -> list[Outcome]:
-            return [await self.executor.execute(job) for job in jobs]
+            return [await self.executor.run_job(job) for job in jobs]
 
         return anyio.run(run)
 
