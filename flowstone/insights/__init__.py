@@ -18,19 +18,6 @@ Reads stay cheap on tables of millions of rows: counts come from the partial ind
 (exact up to `SAMPLE_CAP`) or the planner's estimates, pages from keyset paging.
 """
 
-from __future__ import annotations
-
-import json
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
-
-import psycopg
-
-from flowstone.assets.definitions import AssetRegistry, registry_of
-from flowstone.assets.queries import MaterializationQueries
-from flowstone.assets.records import Materialization, history_plan
-from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
     CANCELLED,
     FAILED,
@@ -45,37 +32,20 @@ from flowstone.insights.assets import (
     Lineage,
     PartitionStatus,
     RunProgress,
-    assets_plan,
     describe_partitions,
-    lineage_of_plan,
-    partitions_plan,
-    progress_plan,
-    record_lineage_plan,
 )
 from flowstone.insights.queues import (
     SAMPLE_CAP,
     ClusterOverview,
     CronStatus,
     JobPage,
-    NodeInfo,
     QueueOverview,
     Throughput,
-    cron_plan,
-    jobs_plan,
-    overview_plan,
-    throughput_plan,
 )
-from flowstone.queue.instance import FlowStone
-from flowstone.queue.job import Job, JobState
-from flowstone.queue.manage import JobFilter, get_plan
-from flowstone.queue.plan import Plan
-from flowstone.queue.plugins.cron import CronEntry, entries_from, sourced_entries
-from flowstone.queue.workflow import BatchState, WorkflowJob, WorkflowState, workflow_plan
-
-RECHECK_SECONDS = 5.0
-"""Longest wait on notifications alone while watching a run: a record its job left
-unfinished without the database settling it (a job removed by hand) notifies nothing, so
-the run is re-counted this often."""
+from flowstone.insights.reader import Insights
+from flowstone.queue.control import NodeInfo
+from flowstone.queue.manage import JobFilter
+from flowstone.queue.workflow import BatchState, WorkflowJob, WorkflowState
 
 __all__ = [
     "CANCELLED",
@@ -105,247 +75,3 @@ __all__ = [
     "WorkflowState",
     "describe_partitions",
 ]
-
-
-class Insights:
-    """Reads of one FlowStone instance (and its asset graph) for front ends."""
-
-    def __init__(self, fs: FlowStone, assets: AssetRegistry | None = None) -> None:
-        self.fs = fs
-        self.graph = assets if assets is not None else registry_of(fs)
-        self.records = MaterializationQueries.for_schema(fs.schema)
-
-    @property
-    def _recheck(self) -> float:
-        """Longest wait on notifications while watching a run (the poll interval where
-        none can come: `FlowStone.poll_notices`)."""
-        return min(RECHECK_SECONDS, self.fs.poll_notices or RECHECK_SECONDS)
-
-    # -- queues and jobs -------------------------------------------------------------------
-
-    def overview(self) -> ClusterOverview:
-        """Every queue's counts per state and how alive nodes run it; nodes; the leader.
-        Counts above `SAMPLE_CAP` are the planner's estimates (`estimated` names those states)."""
-        return self.fs.execute(self._overview_plan(), atomic=False)
-
-    async def aoverview(self) -> ClusterOverview:
-        """Async twin of `overview`."""
-        return await self.fs.aexecute(self._overview_plan(), atomic=False)
-
-    def _overview_plan(self) -> Plan[ClusterOverview]:
-        fs = self.fs
-        return overview_plan(fs.queries, fs.node_queries, fs.settings.node_expiry, fs.settings.queues)
-
-    def throughput(self, minutes: int = 15) -> list[Throughput]:
-        """Jobs completed and discarded per minute over the last `minutes` (oldest first)."""
-        return self.fs.execute(throughput_plan(self.fs.queries, minutes), atomic=False)
-
-    async def athroughput(self, minutes: int = 15) -> list[Throughput]:
-        """Async twin of `throughput`."""
-        return await self.fs.aexecute(throughput_plan(self.fs.queries, minutes), atomic=False)
-
-    def cron_entries(self) -> list[CronEntry]:
-        """The cron entries a node of this instance runs: workers' `cron`, `fs.schedule` and
-        the entries of higher layers (asset schedules)."""
-        return [*entries_from(self.fs.registry), *self.fs.cron_entries, *sourced_entries(self.fs)]
-
-    def cron(self) -> list[CronStatus]:
-        """Every cron entry with its next tick and its last firing (the job it inserted)."""
-        return self.fs.execute(cron_plan(self.fs.queries, self.fs.node_queries, self.cron_entries()))
-
-    async def acron(self) -> list[CronStatus]:
-        """Async twin of `cron`."""
-        return await self.fs.aexecute(cron_plan(self.fs.queries, self.fs.node_queries, self.cron_entries()))
-
-    def jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: str | JobState | None = None,
-        worker: str | None = None,
-        tag: str | None = None,
-        args: dict[str, Any] | None = None,
-        cursor: int | None = None,
-        limit: int = 50,
-    ) -> JobPage:
-        """A page of jobs, newest first; pass the page's `next_cursor` for the next one."""
-        where = JobFilter(queue, state, worker, tag, args, cursor=cursor, limit=limit)
-        return self.fs.execute(jobs_plan(self.fs.queries, where))
-
-    async def ajobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: str | JobState | None = None,
-        worker: str | None = None,
-        tag: str | None = None,
-        args: dict[str, Any] | None = None,
-        cursor: int | None = None,
-        limit: int = 50,
-    ) -> JobPage:
-        """Async twin of `jobs`."""
-        where = JobFilter(queue, state, worker, tag, args, cursor=cursor, limit=limit)
-        return await self.fs.aexecute(jobs_plan(self.fs.queries, where))
-
-    def job(self, job_id: int) -> Job | None:
-        """One job in full (args, meta, every error with its traceback)."""
-        return self.fs.execute(get_plan(self.fs.queries, job_id))
-
-    async def ajob(self, job_id: int) -> Job | None:
-        """Async twin of `job`."""
-        return await self.fs.aexecute(get_plan(self.fs.queries, job_id))
-
-    def workflow(self, workflow_id: str) -> WorkflowState | None:
-        """A workflow's jobs (name, dependencies, how many it still waits on, the job with
-        its progress and result) and their counts per state; None when it has no jobs."""
-        return self.fs.execute(workflow_plan(self.fs.queries, workflow_id))
-
-    async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
-        """Async twin of `workflow`."""
-        return await self.fs.aexecute(workflow_plan(self.fs.queries, workflow_id))
-
-    def batch(self, batch_id: str) -> BatchState | None:
-        """A batch's counts per state (its callback aside) and its callback job."""
-        state = self.workflow(batch_id)
-        return None if state is None else state.batch
-
-    async def abatch(self, batch_id: str) -> BatchState | None:
-        """Async twin of `batch`."""
-        state = await self.aworkflow(batch_id)
-        return None if state is None else state.batch
-
-    # -- assets ------------------------------------------------------------------------------
-
-    def assets(self) -> list[AssetOverview]:
-        """Every asset in dependency order with how many of its existing partitions are in
-        each status of `STATUSES` (fresh, stale, missing, queued, running, failed,
-        cancelled): a read of every recorded partition."""
-        return self.fs.execute(assets_plan(self.records, self.graph))
-
-    async def aassets(self) -> list[AssetOverview]:
-        """Async twin of `assets`."""
-        return await self.fs.aexecute(assets_plan(self.records, self.graph))
-
-    def partitions(
-        self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
-    ) -> list[PartitionStatus]:
-        """The status of each partition (given, start..end, or every one that exists), one
-        of `STATUSES`, with the reason."""
-        target = self.graph.require(asset)
-        return self.fs.execute(partitions_plan(self.records, self.graph, target, partitions, start, end))
-
-    async def apartitions(
-        self, asset: str, partitions: Sequence[Any] | None = None, *, start: Any = None, end: Any = None
-    ) -> list[PartitionStatus]:
-        """Async twin of `partitions`."""
-        target = self.graph.require(asset)
-        return await self.fs.aexecute(
-            partitions_plan(self.records, self.graph, target, partitions, start, end)
-        )
-
-    def lineage(self, asset: str, partition: Any = None) -> Lineage | None:
-        """The latest record of a partition, what it read and what read it (for a skip:
-        those of the success it stands for), and its checks' results."""
-        target = self.graph.require(asset)
-        return self.fs.execute(
-            lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
-        )
-
-    async def alineage(self, asset: str, partition: Any = None) -> Lineage | None:
-        """Async twin of `lineage`."""
-        target = self.graph.require(asset)
-        plan = lineage_of_plan(self.records, target.name, target.serialize_partition(partition))
-        return await self.fs.aexecute(plan)
-
-    def history(
-        self, asset: str | None = None, partition: Any = None, *, run_id: str | None = None, limit: int = 50
-    ) -> list[Materialization]:
-        """Records newest first: of a partition (every record of an unpartitioned asset),
-        of a run, or both."""
-        return self.fs.execute(self._history_plan(asset, partition, run_id, limit))
-
-    async def ahistory(
-        self, asset: str | None = None, partition: Any = None, *, run_id: str | None = None, limit: int = 50
-    ) -> list[Materialization]:
-        """Async twin of `history`."""
-        return await self.fs.aexecute(self._history_plan(asset, partition, run_id, limit))
-
-    def _history_plan(
-        self, asset: str | None, partition: Any, run_id: str | None, limit: int
-    ) -> Plan[list[Materialization]]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise ValidationError(f"limit must be an integer from 1 to 1000; got {limit!r}")
-        if asset is None and run_id is None:
-            raise ValidationError("history needs an asset or a run_id")
-        target = None if asset is None else self.graph.require(asset)
-        key = None if target is None else target.serialize_partition(partition)
-        return history_plan(self.records, None if target is None else target.name, key, run_id, limit)
-
-    def record(self, record_id: int) -> Lineage | None:
-        """One record with what it read and what read it (None when there is none)."""
-        return self.fs.execute(record_lineage_plan(self.records, record_id))
-
-    async def arecord(self, record_id: int) -> Lineage | None:
-        """Async twin of `record`."""
-        return await self.fs.aexecute(record_lineage_plan(self.records, record_id))
-
-    def run_progress(self, run_id: str) -> RunProgress:
-        """How many of a run's materializations are pending, running, finished (and how:
-        success, skipped, failed, cancelled)."""
-        return self.fs.execute(progress_plan(self.records, run_id))
-
-    async def arun_progress(self, run_id: str) -> RunProgress:
-        """Async twin of `run_progress`."""
-        return await self.fs.aexecute(progress_plan(self.records, run_id))
-
-    def watch_run(self, run_id: str, timeout: float) -> Iterator[RunProgress]:
-        """The run's progress now and after each of its records finishes, until it is done
-        or `timeout` seconds passed (woken by notifications, not polling)."""
-        deadline = time.monotonic() + timeout
-        with self.fs.connect(direct=True, autocommit=True) as conn:
-            if self.fs.sessions:
-                conn.execute(self.records.listen)
-            while True:
-                progress = self.fs.execute(progress_plan(self.records, run_id), conn)
-                yield progress
-                remaining = deadline - time.monotonic()
-                if progress.done or remaining <= 0:
-                    return
-                _next_notice(conn, run_id, min(remaining, self._recheck))
-
-    async def awatch_run(self, run_id: str, timeout: float) -> AsyncIterator[RunProgress]:
-        """Async twin of `watch_run`."""
-        deadline = time.monotonic() + timeout
-        async with await self.fs.aconnect(direct=True, autocommit=True) as conn:
-            if self.fs.sessions:
-                await conn.execute(self.records.listen)
-            while True:
-                progress = await self.fs.aexecute(progress_plan(self.records, run_id), conn)
-                yield progress
-                remaining = deadline - time.monotonic()
-                if progress.done or remaining <= 0:
-                    return
-                await _anext_notice(conn, run_id, min(remaining, self._recheck))
-
-
-def _about(payload: str, run_id: str) -> bool:
-    return bool(json.loads(payload).get("run_id") == run_id)
-
-
-def _next_notice(conn: psycopg.Connection[Any], run_id: str, timeout: float) -> None:
-    """Return when a record of `run_id` finished (or `timeout` passed), consuming the
-    notifications already queued so that one re-count covers them all."""
-    for notify in conn.notifies(timeout=timeout):
-        if _about(notify.payload, run_id):
-            break
-    for _ in conn.notifies(timeout=0):
-        pass
-
-
-async def _anext_notice(conn: psycopg.AsyncConnection[Any], run_id: str, timeout: float) -> None:
-    """Async twin of `_next_notice`."""
-    async for notify in conn.notifies(timeout=timeout):
-        if _about(notify.payload, run_id):
-            break
-    async for _ in conn.notifies(timeout=0):
-        pass

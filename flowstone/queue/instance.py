@@ -27,6 +27,7 @@ from flowstone.errors import ValidationError, ValidationTypeError, one_line
 from flowstone.queue import awaiting, control, inline, jsonb, manage, outcome_log, pool, telemetry
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
+from flowstone.queue.control import NodeInfo
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
@@ -35,10 +36,11 @@ from flowstone.queue.plugins import CronEntry, Plugin
 from flowstone.queue.plugins.cron import sourced_entries
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
+from flowstone.queue.reads import QueueReads
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.transactional import ajoined, joined, offloader
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
-from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan, workflow_plan
+from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan
 
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
@@ -77,6 +79,9 @@ class FlowStone:
         self.cron_entries: list[CronEntry] = []
         self._nodes: dict[Node, asyncio.Task[None]] = {}
         self._inline: inline.InlineRunner | None = None
+        self.reads = QueueReads(self)
+        """The queue's reads for people (`get_job`, `workflow`, `nodes`, `leader` answer
+        through them; `flowstone.insights.Insights` extends them)."""
 
     def override(self, **settings: Any) -> None:
         """Change settings before the first connection (the CLI's --database-url, --node)."""
@@ -313,12 +318,12 @@ class FlowStone:
     # -- managing ------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job | None:
-        """The job with `job_id`, or None."""
-        return self.execute(manage.get_plan(self.queries, job_id))
+        """The job with `job_id`, or None (`Insights.job`)."""
+        return self.reads.job(job_id)
 
     async def aget_job(self, job_id: int) -> Job | None:
         """Async twin of `get_job`."""
-        return await self.aexecute(manage.get_plan(self.queries, job_id))
+        return await self.reads.ajob(job_id)
 
     def list_jobs(
         self,
@@ -389,7 +394,9 @@ class FlowStone:
         `args` by containment) in transactions of `batch_size`; how many were (with
         `dry_run`: would be) cancelled. An empty filter is refused; with none, `all=True`
         must say that every job is meant."""
-        return self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all))
+        return self.execute(
+            self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all)), atomic=False
+        )
 
     async def acancel_all_jobs(
         self,
@@ -401,7 +408,9 @@ class FlowStone:
         **where: Any,
     ) -> int:
         """Async twin of `cancel_all_jobs`."""
-        return await self._abulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all))
+        return await self.aexecute(
+            self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all)), atomic=False
+        )
 
     def retry_all_jobs(
         self,
@@ -413,7 +422,10 @@ class FlowStone:
     ) -> int:
         """Retry every scheduled, retryable or finished job matching `where` (see
         `cancel_all_jobs`); how many were (with `dry_run`: would be) retried."""
-        return self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all))
+        return self.execute(
+            self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all)),
+            atomic=False,
+        )
 
     async def aretry_all_jobs(
         self,
@@ -424,7 +436,10 @@ class FlowStone:
         **where: Any,
     ) -> int:
         """Async twin of `retry_all_jobs`."""
-        return await self._abulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all))
+        return await self.aexecute(
+            self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all)),
+            atomic=False,
+        )
 
     def delete_all_jobs(
         self,
@@ -436,7 +451,10 @@ class FlowStone:
     ) -> int:
         """Delete every job matching `where` that is not executing (see `cancel_all_jobs`);
         how many were (with `dry_run`: would be) deleted."""
-        return self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all))
+        return self.execute(
+            self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all)),
+            atomic=False,
+        )
 
     async def adelete_all_jobs(
         self,
@@ -447,26 +465,13 @@ class FlowStone:
         **where: Any,
     ) -> int:
         """Async twin of `delete_all_jobs`."""
-        return await self._abulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all))
+        return await self.aexecute(
+            self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all)),
+            atomic=False,
+        )
 
-    def _bulk(self, bulk: manage.Bulk) -> int:
-        if bulk.dry_run:
-            return self.execute(manage.bulk_count_plan(self.queries, bulk))
-        max_id, done, more = self.execute(manage.max_id_plan(self.queries)), 0, True
-        while more:
-            count, more = self.execute(manage.bulk_batch_plan(self.queries, self.node_queries, bulk, max_id))
-            done += count
-        return done
-
-    async def _abulk(self, bulk: manage.Bulk) -> int:
-        if bulk.dry_run:
-            return await self.aexecute(manage.bulk_count_plan(self.queries, bulk))
-        max_id, done, more = await self.aexecute(manage.max_id_plan(self.queries)), 0, True
-        while more:
-            plan = manage.bulk_batch_plan(self.queries, self.node_queries, bulk, max_id)
-            count, more = await self.aexecute(plan)
-            done += count
-        return done
+    def _bulk(self, bulk: manage.Bulk) -> Plan[int]:
+        return manage.bulk_plan(self.queries, self.node_queries, bulk)
 
     # -- workflows, batches and results ---------------------------------------------------------
 
@@ -495,12 +500,13 @@ class FlowStone:
         return await self.ainsert_workflow(_check_batch(batch).workflow(), conn=conn)
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
-        """A workflow's (or batch's) jobs and their states, or None when it has none."""
-        return self.execute(workflow_plan(self.queries, workflow_id))
+        """A workflow's (or batch's) jobs and their states, or None when it has none
+        (`Insights.workflow`)."""
+        return self.reads.workflow(workflow_id)
 
     async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
         """Async twin of `workflow`."""
-        return await self.aexecute(workflow_plan(self.queries, workflow_id))
+        return await self.reads.aworkflow(workflow_id)
 
     def await_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Wait until the job finishes (woken by a notification) and return its recorded
@@ -508,15 +514,17 @@ class FlowStone:
         discarded or cancelled, `AwaitTimeoutError` after `timeout` seconds."""
         if self.settings.testing == "inline":
             return self.inline_runner.settled(job_id)
+        plan = awaiting.await_plan(self.queries, awaiting.Deadline(job_id, timeout), self.poll_notices)
         with self.connect(direct=True, autocommit=True) as conn:
-            return awaiting.await_on(conn, self.queries, job_id, timeout, self.poll_notices)
+            return run(conn, plan)
 
     async def aawait_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Async twin of `await_job`."""
         if self.settings.testing == "inline":
             return self.inline_runner.settled(job_id)
+        plan = awaiting.await_plan(self.queries, awaiting.Deadline(job_id, timeout), self.poll_notices)
         async with await self.aconnect(direct=True, autocommit=True) as conn:
-            return await awaiting.aawait_on(conn, self.queries, job_id, timeout, self.poll_notices)
+            return await arun(conn, plan)
 
     # -- steering --------------------------------------------------------------------------
 
@@ -565,21 +573,22 @@ class FlowStone:
         """Async twin of `queue_counts`."""
         return await self.aexecute(control.queue_counts_plan(self.queries))
 
-    def nodes(self) -> list[dict[str, Any]]:
-        """Known nodes, their queues and whether their heartbeat is current."""
-        return self.execute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
+    def nodes(self) -> list[NodeInfo]:
+        """Known nodes, their queues, whether their heartbeat is current and who leads
+        (`Insights.nodes`)."""
+        return self.reads.nodes()
 
-    async def anodes(self) -> list[dict[str, Any]]:
+    async def anodes(self) -> list[NodeInfo]:
         """Async twin of `nodes`."""
-        return await self.aexecute(control.nodes_plan(self.node_queries, self.settings.node_expiry))
+        return await self.reads.anodes()
 
     def leader(self) -> str | None:
-        """The node currently holding the leader lease."""
-        return self.execute(control.leader_plan(self.node_queries))
+        """The node currently holding the leader lease (`Insights.leader`)."""
+        return self.reads.leader()
 
     async def aleader(self) -> str | None:
         """Async twin of `leader`."""
-        return await self.aexecute(control.leader_plan(self.node_queries))
+        return await self.reads.aleader()
 
     # -- running a node ----------------------------------------------------------------------
 

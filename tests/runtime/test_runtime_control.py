@@ -8,7 +8,7 @@ import structlog
 from support import MakeFs, rows, wait_for, wait_for_job
 
 from flowstone import FlowStone
-from flowstone.insights import Insights
+from flowstone.insights import Insights, NodeInfo
 from flowstone.queue.runtime import Node
 
 pytestmark = pytest.mark.anyio
@@ -31,6 +31,17 @@ async def test_pause_stops_claiming_and_resume_restarts_it(make_fs: MakeFs) -> N
     await proves_idle(fs, job.id)
     await fs.aresume_queue(w.QUEUE)
     await wait_for_job(fs, job.id, "completed")
+
+
+async def test_the_facade_reads_nodes_as_insights_does_typed(make_fs: MakeFs) -> None:
+    fs = make_fs()
+    node = await fs.start({w.QUEUE: 2})
+    [info] = await fs.anodes()
+    assert isinstance(info, NodeInfo) and (info.name, info.alive) == (node.name, True)
+    assert info.queues[w.QUEUE]["limit"] == 2
+    assert [n.name for n in await Insights(fs).anodes()] == [node.name]
+    await wait_for(lambda: node.is_leader, message="the node's election")
+    assert [n.leader for n in await fs.anodes()] == [True] and await fs.aleader() == node.name
 
 
 async def test_scale_changes_how_many_jobs_run_at_once(make_fs: MakeFs) -> None:
