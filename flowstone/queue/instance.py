@@ -394,9 +394,7 @@ class FlowStone:
         `args` by containment) in transactions of `batch_size`; how many were (with
         `dry_run`: would be) cancelled. An empty filter is refused; with none, `all=True`
         must say that every job is meant."""
-        return self.execute(
-            self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all)), atomic=False
-        )
+        return self.execute(self._bulk("cancel", where, batch_size, dry_run, reason, all), atomic=False)
 
     async def acancel_all_jobs(
         self,
@@ -409,7 +407,7 @@ class FlowStone:
     ) -> int:
         """Async twin of `cancel_all_jobs`."""
         return await self.aexecute(
-            self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all)), atomic=False
+            self._bulk("cancel", where, batch_size, dry_run, reason, all), atomic=False
         )
 
     def retry_all_jobs(
@@ -422,10 +420,7 @@ class FlowStone:
     ) -> int:
         """Retry every scheduled, retryable or finished job matching `where` (see
         `cancel_all_jobs`); how many were (with `dry_run`: would be) retried."""
-        return self.execute(
-            self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all)),
-            atomic=False,
-        )
+        return self.execute(self._bulk("retry", where, batch_size, dry_run, everything=all), atomic=False)
 
     async def aretry_all_jobs(
         self,
@@ -437,8 +432,7 @@ class FlowStone:
     ) -> int:
         """Async twin of `retry_all_jobs`."""
         return await self.aexecute(
-            self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all)),
-            atomic=False,
+            self._bulk("retry", where, batch_size, dry_run, everything=all), atomic=False
         )
 
     def delete_all_jobs(
@@ -451,10 +445,7 @@ class FlowStone:
     ) -> int:
         """Delete every job matching `where` that is not executing (see `cancel_all_jobs`);
         how many were (with `dry_run`: would be) deleted."""
-        return self.execute(
-            self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all)),
-            atomic=False,
-        )
+        return self.execute(self._bulk("delete", where, batch_size, dry_run, everything=all), atomic=False)
 
     async def adelete_all_jobs(
         self,
@@ -466,11 +457,20 @@ class FlowStone:
     ) -> int:
         """Async twin of `delete_all_jobs`."""
         return await self.aexecute(
-            self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all)),
-            atomic=False,
+            self._bulk("delete", where, batch_size, dry_run, everything=all), atomic=False
         )
 
-    def _bulk(self, bulk: manage.Bulk) -> Plan[int]:
+    def _bulk(
+        self,
+        action: manage.BulkAction,
+        where: dict[str, Any],
+        batch_size: int,
+        dry_run: bool,
+        reason: str | None = None,
+        everything: bool = False,
+    ) -> Plan[int]:
+        """A bulk operation's plan, run outside a transaction (a transaction per batch)."""
+        bulk = manage.Bulk(action, _filter(where), batch_size, dry_run, reason, everything)
         return manage.bulk_plan(self.queries, self.node_queries, bulk)
 
     # -- workflows, batches and results ---------------------------------------------------------
