@@ -10,21 +10,13 @@ from pathlib import Path
 import pytest
 
 from flowstone import FlowStone
-from flowstone.assets import FilesystemIOManager, default_assets, default_io_managers
-from flowstone.assets.io import MemoryIOManager
+from flowstone.assets import FilesystemIOManager, default_io_managers
 from flowstone.testing import drain_queue
 
 
 @pytest.fixture(autouse=True)
-def clean_graph() -> Iterator[None]:
-    """Every test defines its own assets; values stored in memory do not leak either."""
-    memory = default_io_managers.get("memory")
-    assert isinstance(memory, MemoryIOManager)
-    default_assets.clear()
-    memory.clear()
-    yield
-    default_assets.clear()
-    memory.clear()
+def _clean_graph(clean_graph: None) -> None:
+    """Every asset test starts on an empty graph and memory store (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -1,33 +1,18 @@
-"""Shared helpers for the queue-core tests: plain SQL, and one claim/execute/ack round."""
+"""Shared helpers for the queue-core tests: one claim/execute/ack round (plain SQL: the
+`sql` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import anyio
 import pytest
-from psycopg.rows import dict_row
 
 from flowstone import FlowStone, Job
 from flowstone.queue.engine import Outcome, ack_plan, claim_plan, stage_plan
 from flowstone.queue.executor import Executor
 
 NODE = "test-node"
-
-Sql = Callable[..., list[dict[str, Any]]]
-
-
-@pytest.fixture
-def sql(flowstone: FlowStone) -> Sql:
-    """Run one statement on the test database (committed) and return its rows as dicts."""
-
-    def run(query: str, params: Any = None) -> list[dict[str, Any]]:
-        with flowstone.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description is not None else []
-
-    return run
 
 
 class Engine:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import feature_workers
 import pytest
-import runtime_workers
 from support import MakeFs
 
 from flowstone import FlowStone
@@ -25,12 +23,8 @@ FAST: dict[str, Any] = {
 
 
 @pytest.fixture(autouse=True)
-def _fresh_workers() -> Iterator[None]:
-    runtime_workers.reset()
-    feature_workers.reset()
-    yield
-    runtime_workers.RELEASE.set()
-    feature_workers.GATE.set()
+def _fresh_workers(fresh_workers: None) -> None:
+    """Every runtime test starts with the shared workers reset (tests/conftest.py)."""
 
 
 @pytest.fixture
