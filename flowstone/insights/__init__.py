@@ -9,10 +9,16 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights.job(42).progress_report         # a job in full: errors, recorded result, progress
     insights.workflow(workflow_id)           # a workflow's jobs, dependencies, states
     insights.batch(batch_id)                 # a batch's counts per state and its callback
+    insights.nodes()                         # NodeInfo per node: queues, alive, leader
     insights.assets()                        # per asset: partitions fresh, stale, missing, …
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     insights.history("daily", "2025-01-15")  # a partition's records, newest first
+    insights.record(record_id).upstream      # what a record read (and .downstream)
     for progress in insights.watch_run(run_id, timeout=60): ...
+
+`Insights` lives in `reader.py`, its plans in `queues.py` and `assets.py`; the queue's own
+reads (job, workflow, batch, nodes, leader) come from `flowstone.queue.reads.QueueReads`,
+which `FlowStone.get_job`/`workflow`/`nodes`/`leader` answer through too.
 
 Reads stay cheap on tables of millions of rows: counts come from the partial indexes
 (exact up to `SAMPLE_CAP`) or the planner's estimates, pages from keyset paging.
