@@ -1,4 +1,4 @@
-"""Project tasks: `nox -s tests`, `lint`, `typecheck`, `coverage`, `demo`, `bench`."""
+"""Project tasks: `nox -s tests`, `lint`, `typecheck`, `coverage`, `docs`, `demo`, `bench`."""
 
 import nox
 
@@ -35,6 +35,17 @@ def coverage(session: nox.Session) -> None:
     """The test suite with an HTML coverage report in htmlcov/."""
     session.install("-e", DEV)
     session.run("pytest", "-n", "2", "--cov=flowstone", "--cov-report=html", "--cov-report=term")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built into site/ with --strict (a broken link or reference
+    fails); `nox -s docs -- serve` serves it with live reload instead."""
+    session.install("-e", ".[docs]")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session

@@ -5,7 +5,7 @@ discarded, cancelled, available, scheduled, retryable and executing, over five q
 and thirteen workers) and `--records` materialization records (four daily assets), then
 renders every page, its JSON twin and /metrics in process (ASGI, no network), each
 `--repeat` times after two warm-ups, and prints the milliseconds per request: median,
-p95 and max. Results go to docs/benchmarks.md.
+p95 and max. Results: a dated file in docs/results/, the latest in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """FlowStone: a Postgres-native job queue that mirrors Oban, with asset materialization on top.
 
-The names below are imported on first use, not with the package: `import flowstone` (and
-the pytest plugin that pytest loads in every project FlowStone is installed into) stays
-cheap, and starts no server, writes no file and leaves no thread.
+The names of `__all__` are imported on first use, not with the package: `import flowstone`
+(and the pytest plugin that pytest loads in every project FlowStone is installed into) stays
+cheap, and starts no server, writes no file and leaves no thread. `__all__` is the one list
+of them (flowstone/_lazy.py); the imports under TYPE_CHECKING show type checkers the same.
 """
 
 from __future__ import annotations
@@ -12,88 +13,76 @@ from typing import TYPE_CHECKING
 from flowstone._lazy import lazy_exports
 
 __version__ = "0.1.0"
+"""FlowStone's version (what `flowstone --version` prints)."""
 
-_EXPORTS: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "AllPartitions",
-            "Asset",
-            "AssetRegistry",
-            "AssetWorker",
-            "CheckResult",
-            "Context",
-            "DailyPartitions",
-            "Dep",
-            "DynamicPartitions",
-            "HourlyPartitions",
-            "IOManager",
-            "Identity",
-            "LatestPartition",
-            "MaterializationRecords",
-            "Materializer",
-            "MonthlyPartitions",
-            "Output",
-            "RollUp",
-            "StaticPartitions",
-            "WeeklyPartitions",
-            "Window",
-            "aadd_partitions",
-            "abackfill",
-            "add_partitions",
-            "adelete_partitions",
-            "alist_partitions",
-            "amaterialize",
-            "amaterialize_all",
-            "asset",
-            "asset_check",
-            "backfill",
-            "delete_partitions",
-            "list_partitions",
-            "materialize",
-            "materialize_all",
-            "register_io_manager",
-        ],
-        "flowstone.assets",
-    ),
-    **dict.fromkeys(
-        [
-            "AwaitTimeoutError",
-            "FlowStoneError",
-            "JobFailedError",
-            "ValidationError",
-        ],
-        "flowstone.errors",
-    ),
-    **dict.fromkeys(
-        [
-            "Batch",
-            "Cancel",
-            "Discard",
-            "FlowStone",
-            "Job",
-            "JobState",
-            "NewJob",
-            "QueueConfig",
-            "Snooze",
-            "Unique",
-            "Worker",
-            "WorkerRegistry",
-            "Workflow",
-            "WorkflowState",
-            "configure",
-            "default_registry",
-            "get_default",
-        ],
-        "flowstone.queue",
-    ),
-    **dict.fromkeys(["attach", "detach"], "flowstone.queue.telemetry"),
-}
-
-__all__ = sorted([*_EXPORTS, "__version__"])
-
+__all__ = [
+    "AllPartitions",
+    "Asset",
+    "AssetRegistry",
+    "AssetWorker",
+    "AwaitTimeoutError",
+    "Batch",
+    "Cancel",
+    "CheckResult",
+    "Context",
+    "DailyPartitions",
+    "Dep",
+    "Discard",
+    "DynamicPartitions",
+    "FlowStone",
+    "FlowStoneError",
+    "HourlyPartitions",
+    "IOManager",
+    "Identity",
+    "Job",
+    "JobFailedError",
+    "JobState",
+    "LatestPartition",
+    "MaterializationRecords",
+    "Materializer",
+    "MonthlyPartitions",
+    "NewJob",
+    "Output",
+    "QueueConfig",
+    "RollUp",
+    "Snooze",
+    "StaticPartitions",
+    "Unique",
+    "ValidationError",
+    "WeeklyPartitions",
+    "Window",
+    "Worker",
+    "WorkerRegistry",
+    "Workflow",
+    "WorkflowState",
+    "__version__",
+    "aadd_partitions",
+    "abackfill",
+    "add_partitions",
+    "adelete_partitions",
+    "alist_partitions",
+    "amaterialize",
+    "amaterialize_all",
+    "asset",
+    "asset_check",
+    "attach",
+    "backfill",
+    "configure",
+    "default_registry",
+    "delete_partitions",
+    "detach",
+    "get_default",
+    "list_partitions",
+    "materialize",
+    "materialize_all",
+    "register_io_manager",
+]
 
 __getattr__, __dir__ = lazy_exports(
-    __name__, globals(), {name: (module, name) for name, module in _EXPORTS.items()}
+    __name__,
+    globals(),
+    __all__,
+    homes=["flowstone.errors", "flowstone.queue", "flowstone.queue.telemetry", "flowstone.assets"],
 )
 
 if TYPE_CHECKING:

@@ -38,6 +38,7 @@ class Tables:
     rate_limits: sa.Table
     asset_check_results: sa.Table
     dynamic_partitions: sa.Table
+    cron_entries: sa.Table
 
 
 def _jobs(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -188,6 +189,22 @@ def _asset_extras(metadata: sa.MetaData, schema: str, records: sa.Table) -> tupl
     return checks, dynamic
 
 
+def _cron_entries(metadata: sa.MetaData, schema: str) -> sa.Table:
+    return sa.Table(
+        "cron_entries",
+        metadata,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("expression", sa.Text, nullable=False),
+        sa.Column("worker", sa.Text, nullable=False),
+        sa.Column("args", pg.JSONB, nullable=False),
+        sa.Column("timezone", sa.Text, nullable=False),
+        sa.Column("paused", sa.Boolean, nullable=False),
+        sa.Column("inserted_at", _TIMESTAMP, nullable=False),
+        sa.Column("updated_at", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+
+
 @lru_cache(maxsize=64)
 def tables(schema: str = "flowstone") -> Tables:
     """The tables of FlowStone's `schema`."""
@@ -210,6 +227,7 @@ def tables(schema: str = "flowstone") -> Tables:
         rate_limits_table,
         checks,
         dynamic,
+        _cron_entries(metadata, schema),
     )
 
 
@@ -225,11 +243,13 @@ job_deps = _default.job_deps
 rate_limits = _default.rate_limits
 asset_check_results = _default.asset_check_results
 dynamic_partitions = _default.dynamic_partitions
+cron_entries = _default.cron_entries
 
 __all__ = [
     "MATERIALIZATION_STATUSES",
     "Tables",
     "asset_check_results",
+    "cron_entries",
     "dynamic_partitions",
     "job_deps",
     "jobs",

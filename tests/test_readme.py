@@ -1,17 +1,23 @@
-"""README.md runs as written: its code blocks are run here, in order, in a fresh project
-directory against this test's database, so they cannot rot.
+"""README.md and the documentation site run as written: their code blocks are run here, in
+order (the README, then the pages in the order of mkdocs.yml's `nav`: a page may use the
+files and the data an earlier page made), in one fresh project directory against this
+test's database, so they cannot rot.
 
 A block's info string says how it runs:
-- ```python file=NAME   written to the project as NAME (later blocks import it);
+- ```python title="NAME"  written to the project as NAME (later blocks import it; the
+                        site shows NAME above the block);
 - ```python             run as a script in the project;
 - ```bash               run by bash -e in the project, `flowstone` and `pytest` on the PATH;
                         what it starts in the background (`flowstone worker … &`) is
                         stopped with SIGTERM when the block ends, and must exit cleanly;
 - ```sql                each statement run on the database;
 - ```bash install       every extra it names exists;
-- ```bash dev           every nox session it names exists, and the other commands run.
-The first two blocks are the demo and the test suite: the demo test runs the first (after
-the install step that `.ci/run` shares), and `.ci/run` runs the second.
+- ```bash dev           every nox session it names exists, and the other commands run;
+- ```                   (no language) not code: a diagram or an output, shown as is.
+The README's first two blocks are the demo and the test suite: the demo test runs the
+first (after the install step that `.ci/run` shares), and `.ci/run` runs the second; a
+block that is exactly one of those two commands is not run here either.
+Not run: the pages in NOT_RUN (each says why).
 """
 
 from __future__ import annotations
@@ -34,10 +40,16 @@ FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTIL
 INSTALL = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]'"
 DEMO = f"{INSTALL} && .venv/bin/python examples/run_pipeline.py"
 SUITE = f"{INSTALL} && .venv/bin/pytest -n 2"
+TITLE = re.compile(r'^title="(?P<name>[^"]+)"$')
+# The benchmark report and its sittings' records (docs/results/, out of the site's nav):
+# their commands are hours of load with the peers' harness (../shared/bench); what they
+# measure is checked by tests/test_benchmarks.py.
+NOT_RUN = ("docs/benchmarks.md", "docs/results/")
 
 
 @dataclass(frozen=True)
 class Block:
+    path: str
     line: int
     info: str
     body: str
@@ -50,23 +62,42 @@ class Block:
     def options(self) -> list[str]:
         return self.info.split()[1:]
 
+    @property
+    def file(self) -> str | None:
+        """The file a `python title="NAME"` block is written to."""
+        match = TITLE.match(" ".join(self.options))
+        return match.group("name") if self.kind == "python" and match else None
+
+    @property
+    def runs(self) -> bool:
+        """Run by test_the_code_runs_as_written (the others are checked apart, or are text)."""
+        checked_apart = self.info in ("bash install", "bash dev") or self.body.strip() in (DEMO, SUITE)
+        return self.info != "" and not checked_apart and not self.path.startswith(NOT_RUN)
+
     def __str__(self) -> str:
-        return f"README.md:{self.line} ```{self.info}"
+        return f"{self.path}:{self.line} ```{self.info}"
 
 
-def readme_blocks() -> list[Block]:
-    text = (ROOT / "README.md").read_text()
+def pages() -> list[str]:
+    """README.md, then the site's pages in the order of its navigation."""
+    nav = (ROOT / "mkdocs.yml").read_text().partition("\nnav:\n")[2]
+    return ["README.md", *(f"docs/{page}" for page in re.findall(r"^\s+- (?:.*: )?(\S+\.md)$", nav, re.M))]
+
+
+def blocks_of(path: str) -> list[Block]:
+    text = (ROOT / path).read_text()
     return [
-        Block(text.count("\n", 0, m.start()) + 1, m.group("info").strip(), m.group("body"))
+        Block(path, text.count("\n", 0, m.start()) + 1, m.group("info").strip(), m.group("body"))
         for m in FENCE.finditer(text)
     ]
 
 
-BLOCKS = readme_blocks()
+BLOCKS = [block for page in pages() for block in blocks_of(page)]
+README = [block for block in BLOCKS if block.path == "README.md"]
 
 
 def test_the_readme_starts_with_the_demo_and_the_test_suite() -> None:
-    first, second = BLOCKS[:2]
+    first, second = README[:2]
     assert (first.info, first.body.strip()) == ("bash", DEMO)
     assert (second.info, second.body.strip()) == ("bash", SUITE)
     assert (ROOT / ".ci" / "run").read_text().strip().endswith(SUITE), ".ci/run runs the README's command"
@@ -75,11 +106,20 @@ def test_the_readme_starts_with_the_demo_and_the_test_suite() -> None:
     assert (ROOT / "README.md").read_text().index(DEMO) < 400, "the README starts with the two commands"
 
 
+def test_every_page_of_the_site_is_run_in_its_order() -> None:
+    on_disk = {str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*.md")}
+    on_disk -= {path for path in on_disk if path.startswith("docs/results/")}  # not in the nav
+    assert set(pages()) == {"README.md", *on_disk}, "mkdocs.yml's nav lists every page once"
+    assert len(pages()) == len(set(pages()))
+
+
 def test_every_block_is_of_a_kind_this_test_runs() -> None:
-    known = {"python", "python file=", "bash", "bash install", "bash dev", "sql"}
-    for block in BLOCKS:
-        kind = "python file=" if block.options and block.options[0].startswith("file=") else block.info
+    known = {"", "python", 'python title=""', "bash", "bash install", "bash dev", "sql"}
+    for block in (block for block in BLOCKS if not block.path.startswith(NOT_RUN)):
+        kind = 'python title=""' if block.file else block.info
         assert kind in known, f"{block}: unknown block kind (see the docstring of {__name__})"
+    files = [block.file for block in BLOCKS if block.file]
+    assert len(files) == len(set(files)), "each file is written by one block"
 
 
 def test_the_install_block_names_real_extras() -> None:
@@ -106,7 +146,7 @@ def test_the_development_block_names_real_tasks() -> None:
 def test_the_settings_table_lists_every_setting_with_its_variable() -> None:
     from flowstone.queue.config import Settings
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "reference" / "settings.md").read_text()
     for name in Settings.model_fields:
         option = "schema" if name == "schema_name" else name
         variable = "FLOWSTONE_SCHEMA" if name == "schema_name" else f"FLOWSTONE_{name.upper()}"
@@ -130,10 +170,10 @@ class Project:
         }
 
     def run(self, block: Block, index: int) -> None:
-        if block.kind == "python" and block.options:
-            (self.path / block.options[0].removeprefix("file=")).write_text(block.body)
+        if block.file:
+            (self.path / block.file).write_text(block.body)
         elif block.kind == "python":
-            script = self.path / f"readme_block_{index}.py"
+            script = self.path / f"block_{index}.py"
             script.write_text(block.body)
             self.check(block, [sys.executable, str(script)])
         elif block.kind == "sql":
@@ -152,7 +192,7 @@ class Project:
     def bash(self, block: Block) -> None:
         """Run the block; then stop what it left in the background (its workers) with SIGTERM.
         Output goes to a file: a background worker keeps a pipe open after bash exits."""
-        log = self.path / f"readme_block_{block.line}.log"
+        log = self.path / f"block_{block.line}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
                 ["bash", "-e", "-c", block.body],
@@ -190,15 +230,18 @@ def stop_group(group: int, timeout: float = 30) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs the shell blocks with bash")
-@pytest.mark.timeout(900)  # every block, a worker and a dashboard: about a minute, three under load
-def test_the_readme_code_runs_as_written(tmp_path: Path, flowstone_url: str) -> None:
+@pytest.mark.timeout(1200)  # every block of the README and the site: about three minutes, seven under load
+def test_the_code_runs_as_written(tmp_path: Path, flowstone_url: str) -> None:
     project = Project(tmp_path, flowstone_url)
-    for index, block in enumerate(BLOCKS[2:], start=2):
-        if block.info in ("bash install", "bash dev"):
-            continue
-        project.run(block, index)
+    for index, block in enumerate(BLOCKS):
+        if block.runs:
+            project.run(block, index)
     with psycopg.connect(flowstone_url) as conn:
         revenue = conn.execute(
             "SELECT value FROM flowstone_assets.daily_revenue WHERE partition = '2025-01-15'"
         )
         assert revenue.fetchone() == ({"total": 25},)
+        window = conn.execute(
+            "SELECT value FROM flowstone_assets.visits_3_days WHERE partition = '2025-01-03'"
+        )
+        assert window.fetchone() == (60,), "docs/guides/partitions.md: 10 + 20 + 30"

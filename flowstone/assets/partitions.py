@@ -190,7 +190,8 @@ class _DatePartitions(TimeWindowPartitions):
 
 @dataclass(frozen=True, init=False)
 class DailyPartitions(_DatePartitions):
-    """One partition per calendar day from `start` (to `end`, when given)."""
+    """`DailyPartitions(start, end=None)`: one partition per calendar day from `start`
+    (to `end`, when given), each a `date` or an ISO string (`"2025-01-01"`)."""
 
     label = "a daily partition"
 
@@ -232,7 +233,8 @@ class WeeklyPartitions(_DatePartitions):
 
 @dataclass(frozen=True, init=False)
 class MonthlyPartitions(_DatePartitions):
-    """One partition per calendar month, named by its first day (`"2025-01-01"`)."""
+    """`MonthlyPartitions(start, end=None)`: one partition per calendar month from `start`
+    (to `end`, when given), named by its first day (`"2025-01-01"`)."""
 
     label = "a monthly partition"
 

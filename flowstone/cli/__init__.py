@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from flowstone import __version__
-from flowstone.cli import assets, embedded, queue, web
+from flowstone.cli import assets, cron, embedded, queue, web
 from flowstone.cli.common import Commands, UsageError, common_options
 from flowstone.errors import FlowStoneError, one_line
 from flowstone.logs import configure_logging
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     common_options(parser, None)
     commands = Commands(parser.add_subparsers(dest="command", required=True))
     queue.add_commands(commands)
+    cron.add_commands(commands)
     assets.add_commands(commands)
     web.add_commands(commands)
     embedded.add_commands(commands)

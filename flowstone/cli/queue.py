@@ -1,5 +1,5 @@
 """The queue's commands: migrate, worker, jobs (ls, show, retry, cancel, delete, and in
-bulk: cancel-all, retry-all, delete-all), workflows (show) and queues."""
+bulk: cancel-all, retry-all, delete-all; tail), workflows (show, retry) and queues."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from flowstone.cli.common import Commands, UsageError, app_of, cell, emit, emit_one
+from flowstone.cli.tail import add_tail
 from flowstone.insights import SAMPLE_CAP, ClusterOverview, Insights, QueueOverview, WorkflowState
 from flowstone.logs import configure_logging
 from flowstone.queue import config
@@ -59,10 +60,17 @@ def add_commands(commands: Commands) -> None:
         "id", type=int
     )
     _add_bulk_commands(commands, jobs)
+    add_tail(commands, jobs)
 
-    workflows = commands.group("workflows", "inspect workflows and batches")
+    workflows = commands.group("workflows", "inspect and retry workflows and batches")
     commands.add(
         "show", "a workflow's (or batch's) jobs and states", cmd_workflow_show, workflows
+    ).add_argument("id")
+    commands.add(
+        "retry",
+        "retry a workflow's failed and cancelled jobs in dependency order",
+        cmd_workflow_retry,
+        workflows,
     ).add_argument("id")
 
     queues = commands.add(
@@ -321,6 +329,16 @@ def cmd_workflow_show(args: argparse.Namespace) -> int:
         callback = "-" if batch.callback is None else batch.callback.state.value
         summary += f"; batch of {batch.total}: {json.dumps(batch.counts)}, callback {callback}"
     print(summary)
+    return 0
+
+
+def cmd_workflow_retry(args: argparse.Namespace) -> int:
+    """Retry every discarded and cancelled job of a workflow; print the jobs changed."""
+    app = app_of(args)
+    changed = app.retry_workflow(args.id)
+    if not changed and app.workflow(args.id) is None:
+        raise UsageError(f"no workflow or batch with id {args.id!r}")
+    emit([_job_summary(job) for job in changed], args.json)
     return 0
 
 

@@ -93,6 +93,7 @@ def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[list[Job]]:
         conflicted = _match(pending, jobs, keys, rows, results)
         lost = set(conflicted)
         yield from _release_unheld(queries, jobs, [i for i in pending if i not in lost], results)
+        yield from _replace(queries, jobs, keys, conflicted)
         pending = yield from _resolve_conflicts(queries, conflicted, keys, results)
     if pending:
         raise RuntimeError(f"unique insert did not settle after {MAX_UNIQUE_ROUNDS} rounds")
@@ -135,6 +136,22 @@ def _release_unheld(
         rows = yield queries.release_unheld_unique, {"ids": list(new)}
         for row in rows:
             new[row["id"]].unique_key = None
+
+
+def _replace(
+    queries: JobQueries, jobs: Sequence[NewJob], keys: Sequence[str | None], conflicted: list[int]
+) -> Plan[None]:
+    """Set the `replace` fields of the jobs the conflicting inputs lost to (those not yet
+    started), before they are read; of inputs sharing a key, the last one wins."""
+    latest: dict[str, dict[str, Any]] = {}
+    for index in conflicted:
+        job, key = jobs[index], keys[index]
+        if key is not None and job.unique is not None and job.unique.replace:
+            row = _encode(index, job, key)
+            row["fields"] = list(job.unique.replace)
+            latest[key] = row
+    if latest:
+        yield queries.replace_unique, {"jobs": Jsonb(list(latest.values()))}
 
 
 def _resolve_conflicts(

@@ -24,10 +24,20 @@ from pydantic_settings import SettingsError
 
 from flowstone import embedded
 from flowstone.errors import ValidationError, ValidationTypeError, one_line
-from flowstone.queue import awaiting, control, inline, jsonb, manage, outcome_log, pool, telemetry
+from flowstone.queue import (
+    awaiting,
+    control,
+    inline,
+    jsonb,
+    manage,
+    outcome_log,
+    pool,
+    telemetry,
+)
 from flowstone.queue.config import QueuesOption, Settings
 from flowstone.queue.connecting import SCHEMA_MISSING, aprobe, check_url, connect_kwargs, probe, schema_error
 from flowstone.queue.control import NodeInfo
+from flowstone.queue.dynamic_cron import CronManager
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
@@ -41,6 +51,7 @@ from flowstone.queue.runtime.node import Node
 from flowstone.queue.transactional import ajoined, joined, offloader
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry
 from flowstone.queue.workflow import Batch, Workflow, WorkflowState, insert_workflow_plan
+from flowstone.queue.workflow_retry import retry_job_plan, retry_workflow_plan
 
 T = TypeVar("T")
 _log = structlog.get_logger("flowstone")
@@ -77,6 +88,8 @@ class FlowStone:
         self._pool: ConnectionPool | None = None
         self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
         self.cron_entries: list[CronEntry] = []
+        self.cron = CronManager(self)
+        """Cron entries stored in the database, managed at run time (`add`, `pause`, …)."""
         self._nodes: dict[Node, asyncio.Task[None]] = {}
         self._inline: inline.InlineRunner | None = None
         self.reads = QueueReads(self)
@@ -350,12 +363,13 @@ class FlowStone:
         return await self.aexecute(manage.list_plan(self.queries, where))
 
     def retry_job(self, job_id: int) -> Job | None:
-        """Run a discarded, cancelled, completed, scheduled or retryable job again now."""
-        return self.execute(manage.retry_plan(self.queries, job_id))
+        """Run a discarded, cancelled, completed, scheduled or retryable job again now; a
+        failed workflow job re-arms the dependents its failure cancelled."""
+        return self.execute(retry_job_plan(self.queries, job_id))
 
     async def aretry_job(self, job_id: int) -> Job | None:
         """Async twin of `retry_job`."""
-        return await self.aexecute(manage.retry_plan(self.queries, job_id))
+        return await self.aexecute(retry_job_plan(self.queries, job_id))
 
     def cancel_job(self, job_id: int, *, reason: str | None = None) -> Job | None:
         """Cancel a job that has not finished; None when it already finished or does not exist.
@@ -498,6 +512,15 @@ class FlowStone:
     async def ainsert_batch(self, batch: Batch, *, conn: Any = None) -> dict[str, Job]:
         """Async twin of `insert_batch`."""
         return await self.ainsert_workflow(_check_batch(batch).workflow(), conn=conn)
+
+    def retry_workflow(self, workflow_id: str) -> list[Job]:
+        """Retry every discarded and cancelled job of a workflow in dependency order (those
+        waiting on another retried job are held until it completes); the jobs changed."""
+        return self.execute(retry_workflow_plan(self.queries, workflow_id))
+
+    async def aretry_workflow(self, workflow_id: str) -> list[Job]:
+        """Async twin of `retry_workflow`."""
+        return await self.aexecute(retry_workflow_plan(self.queries, workflow_id))
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
         """A workflow's (or batch's) jobs and their states, or None when it has none

@@ -18,6 +18,8 @@ STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
     "scheduled": (JobState.SCHEDULED,),
 }
 FIELDS = ("worker", "queue", "args", "meta")
+REPLACEABLE = ("args", "scheduled_at", "priority", "max_attempts", "tags", "meta")
+"""Fields `replace` may name: what a conflicting insert may change in a job not yet started."""
 UNCOMPARED_META = frozenset({"trace_context"})
 """Meta keys that never take part in uniqueness: a trace context differs per caller."""
 
@@ -46,12 +48,18 @@ class Unique:
     narrows args (and meta) to the named keys; `states` is a group name (`all`,
     `incomplete`, `successful`, `scheduled`) or a list of states. The default mirrors
     Oban: 60 s, worker + queue + args, every state but cancelled and discarded.
+
+    `replace` (Oban's `replace:`) names fields of `REPLACEABLE`: a conflicting insert sets
+    them on the existing job when it has not started (scheduled, available, retryable),
+    in the insert's transaction — e.g. debouncing with `replace=("args", "scheduled_at")`.
+    A started job is never changed.
     """
 
     period: float | None = 60
     fields: Sequence[str] = ("worker", "queue", "args")
     keys: Sequence[str] | None = None
     states: str | Sequence[str] = "successful"
+    replace: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.period is not None and (
@@ -69,7 +77,12 @@ class Unique:
             isinstance(self.keys, str) or not all(isinstance(k, str) for k in self.keys)
         ):
             raise ValidationError(f"Unique keys must be a list of argument names; got {self.keys!r}")
+        if isinstance(self.replace, str) or any(name not in REPLACEABLE for name in self.replace):
+            raise ValidationError(
+                f"Unique replace must be a list of fields among {REPLACEABLE}; got {self.replace!r}"
+            )
         object.__setattr__(self, "fields", tuple(self.fields))
+        object.__setattr__(self, "replace", tuple(self.replace))
         object.__setattr__(self, "keys", None if self.keys is None else tuple(self.keys))
         _resolve_states(self.states)
 

@@ -252,3 +252,5 @@ class WorkerRegistry:
 
 
 default_registry = WorkerRegistry()
+"""Every `Worker` subclass, registered under its name as it is defined: the workers an
+instance runs unless given `registry=`."""

@@ -1,7 +1,8 @@
 """Test helpers mirroring Oban.Testing, plus pytest fixtures (`flowstone.testing.pytest_plugin`).
 
-The helpers are imported on first use: pytest loads the plugin module below this package
-in every project FlowStone is installed into, and that must cost nothing.
+The helpers of `__all__` are imported on first use (flowstone/_lazy.py): pytest loads the
+plugin module below this package in every project FlowStone is installed into, and that
+must cost nothing.
 """
 
 from __future__ import annotations
@@ -9,24 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowstone._lazy import lazy_exports
-
-_EXPORTS: dict[str, tuple[str, str]] = {
-    "with_chaos": ("flowstone.queue.executor", "chaos"),
-    **{
-        name: ("flowstone.testing.helpers", name)
-        for name in (
-            "DrainResult",
-            "adrain_queue",
-            "all_enqueued",
-            "aperform_job",
-            "assert_enqueued",
-            "drain_queue",
-            "perform_job",
-            "refute_enqueued",
-            "with_testing_mode",
-        )
-    },
-}
 
 __all__ = [
     "DrainResult",
@@ -42,10 +25,9 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), __all__, homes=["flowstone.testing.helpers"])
 
 if TYPE_CHECKING:
-    from flowstone.queue.executor import chaos as with_chaos
     from flowstone.testing.helpers import (
         DrainResult as DrainResult,
         adrain_queue as adrain_queue,
@@ -55,5 +37,6 @@ if TYPE_CHECKING:
         drain_queue as drain_queue,
         perform_job as perform_job,
         refute_enqueued as refute_enqueued,
+        with_chaos as with_chaos,
         with_testing_mode as with_testing_mode,
     )

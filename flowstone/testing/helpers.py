@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from flowstone.errors import ValidationError
 from flowstone.queue.config import TestingMode
 from flowstone.queue.engine import MAX_ID, ack_plans, claim_plan, stage_plan
-from flowstone.queue.executor import Executor
+from flowstone.queue.executor import Executor, chaos
 from flowstone.queue.instance import FlowStone, configured_default, get_default
 from flowstone.queue.job import Job, JobState, _running
 from flowstone.queue.outcomes import Outcome
@@ -26,6 +26,8 @@ from flowstone.queue.workflow import HELD_AT
 DRAIN_NODE = "flowstone.testing.drain"
 DRAIN_BATCH = 100
 MAX_DRAIN_ROUNDS = 10_000
+
+with_chaos = chaos  # `with with_chaos(failure_rate, seed):` fails that share of the jobs run inside
 
 
 def _job_for(
@@ -137,7 +139,8 @@ def all_enqueued(
 
 
 def assert_enqueued(**filters: Any) -> Job:
-    """Fail unless a matching job is enqueued; return the first match."""
+    """Fail unless a job matching the filters of `all_enqueued` is enqueued; return the
+    first match."""
     found = all_enqueued(**filters)
     if not found:
         raise AssertionError(f"expected a job matching {_describe(filters)} to be enqueued; found none")
@@ -145,7 +148,7 @@ def assert_enqueued(**filters: Any) -> Job:
 
 
 def refute_enqueued(**filters: Any) -> None:
-    """Fail if a matching job is enqueued."""
+    """Fail if a job matching the filters of `all_enqueued` is enqueued."""
     found = all_enqueued(**filters)
     if found:
         raise AssertionError(

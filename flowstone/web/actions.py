@@ -5,6 +5,7 @@ act only once that is confirmed."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -97,6 +98,52 @@ async def bulk_action(request: Request) -> Response:
     kept = [(k, v) for k, values in parse_qs(query).items() if k not in ("notice", "count") for v in values]
     notice = urlencode([*kept, ("notice", verb if done else "skipped"), ("count", len(done))])
     return RedirectResponse(f"{root(request)}{path}?{notice}", 303)
+
+
+async def workflow_retry_action(request: Request) -> Response:
+    """Retry a workflow's failed and cancelled jobs (the dependents held until they complete)."""
+    await form_of(request)
+    changed = await dashboard(request).fs.aretry_workflow(request.path_params["workflow_id"])
+    return _back(request, "/jobs", notice="retried" if changed else "skipped", count=len(changed))
+
+
+async def cron_add_action(request: Request) -> Response:
+    """Store a cron entry from the cron page's form."""
+    form = await form_of(request)
+    args = _one(form, "args") or "{}"
+    try:
+        values = json.loads(args)
+    except json.JSONDecodeError as error:
+        raise ValidationError(f"args must be a JSON object: {error}") from None
+    await dashboard(request).fs.cron.aadd(
+        _one(form, "name") or "",
+        _one(form, "expression") or "",
+        _one(form, "worker") or "",
+        args=values,
+        timezone=_one(form, "timezone") or "UTC",
+    )
+    return _back(request, "/cron", notice="cron-added")
+
+
+async def cron_action(request: Request) -> Response:
+    """Pause, resume or delete a stored cron entry."""
+    await form_of(request)
+    cron, name, action = (
+        dashboard(request).fs.cron,
+        request.path_params["name"],
+        request.path_params["action"],
+    )
+    if action == "pause":
+        await cron.apause(name)
+    elif action == "resume":
+        await cron.aresume(name)
+    elif action == "delete":
+        if not await cron.adelete(name):
+            raise ValidationError(f"no cron entry named {name!r}")
+    else:
+        raise HTTPException(404, f"no cron action {action!r}")
+    notices = {"pause": "cron-paused", "resume": "cron-resumed", "delete": "cron-deleted"}
+    return _back(request, "/cron", notice=notices[action])
 
 
 async def queue_action(request: Request) -> Response:

@@ -33,6 +33,7 @@ from flowstone.insights import (
     QueueOverview,
     describe_partitions,
 )
+from flowstone.queue.dynamic_cron import listing
 from flowstone.queue.job import Job
 from flowstone.web import graph
 from flowstone.web.base import compact, dashboard, preview, wants_json
@@ -253,8 +254,14 @@ def _cron(status: CronStatus) -> dict[str, Any]:
 
 
 async def load_cron(request: Request) -> dict[str, Any]:
-    """Every cron entry: next tick, last firing and the job it inserted."""
-    return {"entries": [_cron(status) for status in await dashboard(request).insights.acron()]}
+    """Every cron entry: next tick, last firing and the job it inserted; and the entries
+    stored in the database (`fs.cron`), those an entry in code shadows marked."""
+    board = dashboard(request)
+    stored = listing(board.insights.cron_entries(), await board.fs.cron.alist())
+    return {
+        "entries": [_cron(status) for status in await board.insights.acron()],
+        "stored": [row for row in stored if row["source"] == "database"],
+    }
 
 
 # -- assets ------------------------------------------------------------------------------

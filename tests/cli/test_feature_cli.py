@@ -74,3 +74,18 @@ def test_jobs_show_includes_the_recorded_result(cli: Run, flowstone: FlowStone) 
     drain_queue(fw.QUEUE)
     code, out, _ = cli("jobs", "show", str(job.id), "--json")
     assert code == 0 and json.loads(out)["result"] == {"answer": 8}
+
+
+def test_workflows_retry_re_arms_what_a_failure_cancelled(cli: Run, flowstone: FlowStone) -> None:  # noqa: F811 - the fixture
+    wf = Workflow().add("a", fw.Timed.new()).add("b", fw.Timed.new(), deps=["a"])
+    jobs = flowstone.insert_workflow(wf)
+    flowstone.cancel_job(jobs["a"].id)
+    assert flowstone.get_job(jobs["b"].id).state == "cancelled"
+    code, out, _ = cli("workflows", "retry", wf.id, "--json")
+    assert code == 0
+    assert [(row["id"], row["state"]) for row in json.loads(out)] == [
+        (jobs["a"].id, "available"),
+        (jobs["b"].id, "scheduled"),
+    ]
+    assert cli("workflows", "retry", wf.id)[1] == "(none)\n"
+    one_line_error(*_code_err(cli("workflows", "retry", "nope")), "no workflow or batch with id 'nope'")

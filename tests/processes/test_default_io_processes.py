@@ -1,6 +1,7 @@
-"""The default IO manager works in the deployment shape the README recommends: several
-worker processes, a dependent reading what another process computed; and a materialization
-whose worker died on its last attempt is settled `cancelled` by another's lifeline."""
+"""The default IO manager works in the deployment shape docs/guides/deployment.md
+recommends: several worker processes, a dependent reading what another process computed;
+and a materialization whose worker died on its last attempt is settled `cancelled` by
+another's lifeline."""
 
 from __future__ import annotations
 

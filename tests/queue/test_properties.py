@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
@@ -100,6 +101,41 @@ class Keep(Worker):
 def test_args_round_trip_through_the_table(flowstone, args):
     job = flowstone.insert(Keep.new(args))
     assert flowstone.get_job(job.id).args == job.args == args
+
+
+# -- unique with replace -----------------------------------------------------------------
+
+
+class Debounce(Worker):
+    queue = "props"
+    unique = Unique(period=None, keys=["doc"], states="incomplete", replace=("args", "scheduled_at"))
+
+    def perform(self, job):
+        return None
+
+
+changes = st.lists(st.tuples(st.integers(0, 2), st.integers(1, 3600), st.booleans()), min_size=1, max_size=12)
+
+
+@DB
+@given(changes=changes)
+def test_replace_leaves_one_job_per_key_with_the_last_values(flowstone, changes):
+    """However inserts are batched, each key ends as one job carrying its last insert."""
+    run = uuid.uuid4().hex
+    batch: list = []
+    for n, (doc, delay, flush) in enumerate(changes):
+        batch.append(Debounce.new({"doc": f"{run}-{doc}", "rev": n}, scheduled_in=delay))
+        if flush:
+            flowstone.insert_all(batch)
+            batch = []
+    flowstone.insert_all(batch)
+    last = {f"{run}-{doc}": (n, delay) for n, (doc, delay, _) in enumerate(changes)}
+    jobs = [job for job in flowstone.list_jobs(worker=Debounce.name, limit=1000) if job.args["doc"] in last]
+    assert sorted(job.args["doc"] for job in jobs) == sorted(last)
+    for job in jobs:
+        rev, delay = last[job.args["doc"]]
+        assert job.args["rev"] == rev and job.state == "scheduled"
+        assert abs((job.scheduled_at - job.inserted_at).total_seconds() - delay) < 60
 
 
 # -- the state machine ---------------------------------------------------------------------

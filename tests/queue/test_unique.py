@@ -51,18 +51,23 @@ def test_conflict_returns_the_existing_job(flowstone, sql):
     assert count(sql, Once) == 2
 
 
-def test_fifty_concurrent_inserters_make_one_row(flowstone, flowstone_url, sql):
-    barrier = threading.Barrier(50)
+def insert_concurrently(flowstone, url: str, jobs: list) -> list:
+    """Insert each job on its own connection, all released at once by a barrier."""
+    barrier = threading.Barrier(len(jobs))
 
-    def insert(_: int):
-        with psycopg.connect(flowstone_url) as conn:
+    def insert(new):
+        with psycopg.connect(url) as conn:
             barrier.wait(timeout=30)
-            job = flowstone.insert(Once.new({"race": True}), conn=conn)
+            job = flowstone.insert(new, conn=conn)
             conn.commit()
             return job
 
-    with ThreadPoolExecutor(50) as pool:
-        jobs = list(pool.map(insert, range(50)))
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(insert, jobs))
+
+
+def test_fifty_concurrent_inserters_make_one_row(flowstone, flowstone_url, sql):
+    jobs = insert_concurrently(flowstone, flowstone_url, [Once.new({"race": True}) for _ in range(50)])
     assert count(sql, Once) == 1
     assert sum(not job.conflict for job in jobs) == 1
     assert len({job.id for job in jobs}) == 1
@@ -185,3 +190,84 @@ def test_states_limit_which_existing_jobs_conflict(flowstone):
     assert flowstone.get_job(again.id).unique_key is None and again.unique_key is None
     pair = flowstone.insert_all([Once.new({"s": 3}, unique=only_scheduled)] * 2)
     assert [j.conflict for j in pair] == [False, False] and pair[0].id != pair[1].id
+
+
+# -- replace (Oban's replace:) ------------------------------------------------------------
+
+
+class Debounced(Worker):
+    queue = QUEUE
+    unique = Unique(period=None, keys=["doc"], states="incomplete", replace=("args", "scheduled_at"))
+
+    def perform(self, job):
+        return None
+
+
+def test_replace_debounces_a_waiting_job(flowstone, sql):
+    first = flowstone.insert(Debounced.new({"doc": 7, "rev": 1}, scheduled_in=10))
+    second = flowstone.insert(Debounced.new({"doc": 7, "rev": 2}, scheduled_in=600))
+    assert second.conflict and second.id == first.id
+    assert second.args == {"doc": 7, "rev": 2} and second.state == "scheduled"
+    assert second.scheduled_at > first.scheduled_at
+    assert count(sql, Debounced) == 1
+    stored = flowstone.get_job(first.id)
+    assert stored.args == {"doc": 7, "rev": 2} and stored.scheduled_at == second.scheduled_at
+
+
+def test_replace_makes_a_job_due_now_available(flowstone):
+    first = flowstone.insert(Debounced.new({"doc": 1, "rev": 1}, scheduled_in=600))
+    now = flowstone.insert(Debounced.new({"doc": 1, "rev": 2}))
+    assert now.id == first.id and now.state == "available" and now.args["rev"] == 2
+
+
+def test_replace_sets_only_the_named_fields(flowstone):
+    options = Unique(period=None, keys=["doc"], replace=("priority", "tags", "max_attempts", "meta"))
+    first = flowstone.insert(Debounced.new({"doc": 2, "rev": 1}, unique=options))
+    again = flowstone.insert(
+        Debounced.new(
+            {"doc": 2, "rev": 2}, unique=options, priority=3, tags=["t"], max_attempts=9, meta={"m": 1}
+        )
+    )
+    assert again.id == first.id and again.args == {"doc": 2, "rev": 1}
+    assert (again.priority, again.tags, again.max_attempts, again.meta["m"]) == (3, ["t"], 9, 1)
+
+
+def test_replace_never_changes_a_started_job(flowstone, engine):
+    first = flowstone.insert(Debounced.new({"doc": 3, "rev": 1}))
+    [claimed] = engine.claim(QUEUE)
+    again = flowstone.insert(Debounced.new({"doc": 3, "rev": 2}, scheduled_in=600))
+    assert again.conflict and again.id == first.id == claimed.id
+    assert again.state == "executing" and again.args == {"doc": 3, "rev": 1}
+    assert flowstone.get_job(first.id).scheduled_at == claimed.scheduled_at
+
+
+def test_replace_in_insert_all_keeps_the_last(flowstone, sql):
+    existing = flowstone.insert(Debounced.new({"doc": 4, "rev": 0}, scheduled_in=5))
+    jobs = flowstone.insert_all(
+        [
+            Debounced.new({"doc": 4, "rev": 1}, scheduled_in=60),
+            Debounced.new({"doc": 5, "rev": 1}),
+            Debounced.new({"doc": 4, "rev": 2}, scheduled_in=120),
+            Debounced.new({"doc": 5, "rev": 2}, scheduled_in=60),
+        ]
+    )
+    assert [j.conflict for j in jobs] == [True, False, True, True]
+    assert jobs[0].id == jobs[2].id == existing.id and jobs[3].id == jobs[1].id
+    assert flowstone.get_job(existing.id).args == {"doc": 4, "rev": 2}
+    latest = flowstone.get_job(jobs[1].id)
+    assert latest.args == {"doc": 5, "rev": 2} and latest.state == "scheduled"
+    assert count(sql, Debounced) == 2
+
+
+def test_replace_under_concurrent_inserters_makes_one_job(flowstone, flowstone_url, sql):
+    news = [Debounced.new({"doc": 9, "rev": n}, scheduled_in=60) for n in range(20)]
+    jobs = insert_concurrently(flowstone, flowstone_url, news)
+    assert count(sql, Debounced) == 1
+    assert sum(not job.conflict for job in jobs) == 1 and len({job.id for job in jobs}) == 1
+    assert flowstone.get_job(jobs[0].id).args["rev"] in range(20)
+
+
+@pytest.mark.parametrize("replace", [("queue",), "args", ("args", "state")])
+def test_bad_replace_fields_are_rejected(replace):
+    with pytest.raises(ValueError, match="replace"):
+        Unique(replace=replace)

@@ -23,7 +23,13 @@ MALFORMED = ("", "a@localhost", "localhost/x", "[::1", "localhost:port", "local 
 
 def requests_of(app: Any, job_id: int) -> list[tuple[str, str]]:
     """(method, path) for every route of the dashboard, its parameters filled in."""
-    values = {"job_id:int": str(job_id), "queue": QUEUE, "name": "raw", "run_id": "run-1"}
+    values = {
+        "job_id:int": str(job_id),
+        "queue": QUEUE,
+        "name": "raw",
+        "run_id": "run-1",
+        "workflow_id": "wf-1",
+    }
     actions = {"/jobs/{job_id:int}/{action}": "retry", "/queues/{queue}/{action}": "pause"}
     found: list[tuple[str, str]] = []
     for route in app.routes:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from web_support import QUEUE, Client, Echo, FailOnce, client_for, heartbeat
 
-from flowstone import FlowStone, amaterialize_all
+from flowstone import FlowStone, Workflow, amaterialize_all
 from flowstone.testing import adrain_queue
 from flowstone.web import basic_auth, create_app, token_auth
 
@@ -32,7 +32,19 @@ async def seed(fs: FlowStone) -> dict[str, Any]:
     waiting = await fs.ainsert_all([Echo.new({"n": 1}), Echo.new({"html": SCRIPT})])
     run = await amaterialize_all("report", "2025-01-12", fs=fs)
     await adrain_queue("assets", with_scheduled=True, fs=fs)
-    return {"failed": failed.id, "done": done.id, "waiting": [job.id for job in waiting], "run": run.run_id}
+    flow = await fs.ainsert_workflow(
+        Workflow().add("a", Echo.new({}, queue="flows")).add("b", Echo.new({}, queue="flows"), deps=["a"])
+    )
+    await fs.acancel_job(flow["a"].id)
+    await fs.cron.aadd("seeded", "0 * * * *", Echo)
+    return {
+        "failed": failed.id,
+        "done": done.id,
+        "waiting": [job.id for job in waiting],
+        "run": run.run_id,
+        "workflow": flow["a"].meta["workflow"]["id"],
+        "cancelled": flow["a"].id,
+    }
 
 
 async def rows(fs: FlowStone, query: str) -> list[dict[str, Any]]:
@@ -83,7 +95,8 @@ async def test_every_page_renders_what_its_api_serves(client: Client, app_fs: Fl
     run = (await client.get(f"/api/runs/{seeded['run']}")).json()
     assert (run["total"], run["finished"], run["percent"], run["done"]) == (3, 3, 100, True)
     assert "100 %" in (await client.get(f"/runs/{seeded['run']}")).text
-    assert (await client.get("/api/cron")).json() == {"entries": []}
+    cron = (await client.get("/api/cron")).json()
+    assert cron["entries"] == [] and [entry["name"] for entry in cron["stored"]] == ["seeded"]
     assert (await client.get("/cron")).status_code == 200
     home = await client.get("/")
     assert home.status_code == 307 and home.headers["location"] == "/queues"
@@ -138,6 +151,34 @@ async def test_a_job_action_leads_back_to_the_job_with_a_notice(client: Client, 
     assert "Retried 1 job(s)." in (await client.get(done.headers["location"])).text
 
 
+async def test_a_failed_workflow_job_offers_to_retry_its_workflow(client: Client, app_fs: FlowStone) -> None:
+    seeded = await seed(app_fs)
+    page = await client.get(f"/jobs/{seeded['cancelled']}")
+    path = f"/workflows/{seeded['workflow']}/retry"
+    assert f'action="{path}"' in page.text
+    done = await client.submit(path, {})
+    assert done.status_code == 303 and done.headers["location"] == "/jobs?notice=retried&count=2"
+    flow = await app_fs.aworkflow(seeded["workflow"])
+    assert flow is not None and [job.job.state for job in flow.jobs] == ["available", "scheduled"]
+
+
+async def test_the_cron_page_edits_stored_entries(client: Client, app_fs: FlowStone) -> None:
+    await seed(app_fs)
+    page = await client.get("/cron")
+    assert "seeded" in page.text and 'action="/cron/entries/seeded/pause"' in page.text
+    form = {"name": "nightly", "expression": "0 3 * * *", "worker": Echo.name, "args": '{"n": 1}'}
+    added = await client.submit("/cron/entries", form)
+    assert added.status_code == 303 and added.headers["location"] == "/cron?notice=cron-added"
+    assert [(e.name, e.args) for e in await app_fs.cron.alist()] == [("nightly", {"n": 1}), ("seeded", {})]
+    listed = (await client.get("/api/cron")).json()["stored"]
+    assert [(e["name"], e["paused"], e["shadowed"]) for e in listed] == [
+        ("nightly", False, False),
+        ("seeded", False, False),
+    ]
+    refused = await client.submit("/cron/entries", {**form, "expression": "nope"})
+    assert refused.status_code == 400 and "not a valid" in refused.text
+
+
 Form = list[tuple[str, str]]
 
 
@@ -168,6 +209,15 @@ def acting_requests(seeded: dict[str, Any]) -> dict[str, list[tuple[str, Form]]]
             (f"/queues/{QUEUE}/scale", [("limit", "7")]),
         ],
         "/assets/{name}/materialize": [("/assets/raw/materialize", [("partition", "2025-01-05")])],
+        "/workflows/{workflow_id}/retry": [(f"/workflows/{seeded['workflow']}/retry", [])],
+        "/cron/entries": [
+            ("/cron/entries", [("name", "added"), ("expression", "*/5 * * * *"), ("worker", Echo.name)])
+        ],
+        "/cron/entries/{name}/{action}": [
+            ("/cron/entries/seeded/pause", []),
+            ("/cron/entries/seeded/resume", []),
+            ("/cron/entries/seeded/delete", []),
+        ],
         "/assets/{name}/backfill": [
             ("/assets/raw/backfill", [("start", "2025-01-01"), ("end", "2025-01-03")])
         ],
@@ -180,7 +230,8 @@ async def snapshot(fs: FlowStone) -> list[dict[str, Any]]:
         fs,
         "SELECT (SELECT json_agg(json_build_array(id, state) ORDER BY id) FROM flowstone.jobs) AS jobs,"
         " (SELECT json_agg(c ORDER BY queue, node) FROM flowstone.queue_controls c) AS controls,"
-        " (SELECT count(*) FROM flowstone.materializations) AS records",
+        " (SELECT count(*) FROM flowstone.materializations) AS records,"
+        " (SELECT json_agg(json_build_array(name, paused) ORDER BY name) FROM flowstone.cron_entries) AS c",
     )
 
 

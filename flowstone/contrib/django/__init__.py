@@ -21,18 +21,22 @@ from typing import TYPE_CHECKING
 
 from flowstone._lazy import lazy_exports
 
-_EXPORTS = {
-    "DjangoFlowStone": ("flowstone.contrib.django.instance", "DjangoFlowStone"),
-    "reset": ("flowstone.contrib.django.instance", "reset"),
-    "database_url": ("flowstone.contrib.django.instance", "database_url"),
-    "get_flowstone": ("flowstone.contrib.django.instance", "get_flowstone"),
-    "PrefixRouter": ("flowstone.contrib.django.dashboard", "PrefixRouter"),
-    "staff_dashboard": ("flowstone.contrib.django.dashboard", "staff_dashboard"),
-}
+__all__ = [
+    "DjangoFlowStone",
+    "PrefixRouter",
+    "database_url",
+    "fs",
+    "get_flowstone",
+    "reset",
+    "staff_dashboard",
+]
 
-__all__ = sorted([*_EXPORTS, "fs"])
-
-_getattr, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+_getattr, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    __all__,
+    homes=["flowstone.contrib.django.instance", "flowstone.contrib.django.dashboard"],
+)
 
 
 def __getattr__(name: str) -> object:

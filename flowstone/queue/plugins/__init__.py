@@ -12,15 +12,19 @@ from flowstone.queue.plugins.cron import Cron, CronEntry
 from flowstone.queue.plugins.lifeline import Lifeline
 from flowstone.queue.plugins.pruner import Pruner
 from flowstone.queue.plugins.stager import Stager
+from flowstone.queue.worker import WorkerRegistry
 
 
-def builtin_plugins(settings: Settings, cron: Sequence[CronEntry]) -> list[Plugin]:
-    """The plugins every node runs, configured from `settings`."""
+def builtin_plugins(
+    settings: Settings, cron: Sequence[CronEntry], registry: WorkerRegistry | None = None
+) -> list[Plugin]:
+    """The plugins every node runs, configured from `settings`; with `registry`, cron runs
+    the entries stored in the database too."""
     return [
         Stager(settings.stage_interval),
         Lifeline(settings.lifeline_interval, settings.node_expiry, settings.lifeline_limit),
         Pruner(settings.prune_interval, settings.prune_max_age, settings.prune_limit, settings.prune_budget),
-        Cron(cron, settings.cron_interval),
+        Cron(cron, settings.cron_interval, registry),
     ]
 
 

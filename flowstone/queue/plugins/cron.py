@@ -30,6 +30,7 @@ from croniter import croniter
 
 from flowstone.errors import ValidationError
 from flowstone.queue import telemetry
+from flowstone.queue.queries.cron import CronQueries
 from flowstone.queue.unique import Unique
 from flowstone.queue.worker import NewJob, Worker, WorkerRegistry
 
@@ -64,12 +65,19 @@ def check_schedule(expression: str, timezone: str, owner: str) -> None:
 
 @dataclass(frozen=True)
 class CronEntry:
-    """`worker` with `args` (or `args(tick)`), every time `expression` matches (in `timezone`)."""
+    """`worker` with `args` (or `args(tick)`), every time `expression` matches (in `timezone`).
+    `name`: a stored entry's name (`fs.cron`); an entry in code is named by its worker."""
 
     expression: str
     worker: type[Worker]
     args: Mapping[str, Any] | TickArgs = field(default_factory=dict)
     timezone: str = "UTC"
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The name stored entries are compared with: code entries win on a conflict."""
+        return self.name or self.worker.name
 
     def __post_init__(self) -> None:
         check_schedule(self.expression, self.timezone, self.worker.name)
@@ -97,6 +105,8 @@ class CronEntry:
         if args is None:
             return None
         meta = {"cron": self.expression, "cron_tick": minute.isoformat()}
+        if self.name is not None:
+            meta["cron_name"] = self.name
         return self.worker.new(dict(args), meta=meta, unique=TICK_UNIQUE)
 
 
@@ -134,23 +144,53 @@ def floor_minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
+def stored_entries_plan(queries: CronQueries, registry: WorkerRegistry) -> Plan[list[CronEntry]]:
+    """The stored entries that run (not paused), as entries of this node's workers; one
+    whose worker this node does not register, or that is invalid, is skipped and logged."""
+    rows = yield queries.list, {}
+    entries = []
+    for row in rows:
+        worker = registry.get(row["worker"])
+        if row["paused"]:
+            continue
+        if worker is None:
+            _log.warning("cron entry skipped: worker not registered", entry=row["name"], worker=row["worker"])
+            continue
+        try:
+            entries.append(CronEntry(row["expression"], worker, row["args"], row["timezone"], row["name"]))
+        except ValidationError as error:
+            _log.warning("cron entry skipped", entry=row["name"], error=str(error))
+    return entries
+
+
+def shadowing(code: Iterable[CronEntry], stored: Iterable[CronEntry]) -> list[CronEntry]:
+    """The stored entries that run: those no code entry shadows (same name)."""
+    names = {entry.key for entry in code}
+    return [entry for entry in stored if entry.key not in names]
+
+
 class Cron:
-    """Leader only: checks once per interval whether a new minute has begun."""
+    """Leader only: checks once per interval whether a new minute has begun. With a
+    `registry`, the entries stored in the database (`fs.cron`) run too, read once a minute."""
 
     name = "cron"
     leader_only = True
 
-    def __init__(self, entries: Iterable[CronEntry], interval: float = 1.0) -> None:
+    def __init__(
+        self, entries: Iterable[CronEntry], interval: float = 1.0, registry: WorkerRegistry | None = None
+    ) -> None:
         self.entries = list(entries)
         self.interval = interval
+        self.registry = registry
         self.last_minute: datetime | None = None
 
-    def due(self, now: datetime) -> tuple[datetime, list[NewJob]] | None:
+    def due(self, now: datetime, stored: Iterable[CronEntry] = ()) -> tuple[datetime, list[NewJob]] | None:
         """The current minute's jobs, if that minute has not been handled yet."""
         minute = floor_minute(now)
         if minute == self.last_minute:
             return None
-        jobs = [entry.job(minute) for entry in self.entries if entry.matches(minute)]
+        entries = [*self.entries, *shadowing(self.entries, stored)]
+        jobs = [entry.job(minute) for entry in entries if entry.matches(minute)]
         return minute, [job for job in jobs if job is not None]
 
     async def tick(self, runtime: PluginRuntime) -> None:
@@ -159,7 +199,13 @@ class Cron:
 
     async def insert_due(self, runtime: PluginRuntime, now: datetime) -> None:
         """Insert the jobs of `now`'s minute unless this plugin handled that minute already."""
-        due = self.due(now)
+        if floor_minute(now) == self.last_minute:
+            return
+        stored: list[CronEntry] = []
+        if self.registry is not None:
+            queries = CronQueries.for_schema(runtime.jobs.schema)
+            stored = await runtime.execute(stored_entries_plan(queries, self.registry))
+        due = self.due(now, stored)
         if due is None:
             return
         minute, jobs = due

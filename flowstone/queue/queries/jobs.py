@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from flowstone.queue.queries import SchemaStatements, composer
-from flowstone.queue.queries.workflows import EFFECTS, INSERT_DEPS, LOCK, WORKFLOW_JOBS
+from flowstone.queue.queries.workflows import EFFECTS, INSERT_DEPS, LOCK, REARM, WORKFLOW_JOBS
 from flowstone.queue.validation import check_identifier
 
 JOB_COLUMNS = (
@@ -71,6 +71,31 @@ UPDATE {jobs} SET unique_key = NULL
 WHERE id = ANY(%(ids)s::bigint[]) AND unique_key IS NOT NULL
   AND NOT coalesce((meta -> 'unique_states') ? state::text, false)
 RETURNING id
+"""
+
+# Unique with replace: the named fields (`fields`, a jsonb list) of the job holding each
+# key are set from the conflicting input, only while it has not started (the row lock
+# makes a concurrent claim wait or skip it, and the state is checked again after it).
+# A new schedule makes a waiting job scheduled or available again; a retryable one stays
+# retryable (the stager makes it available when due).
+_REPLACE_UNIQUE = """
+UPDATE {jobs} AS j SET
+    args = CASE WHEN r.fields ? 'args' THEN r.args ELSE j.args END,
+    meta = CASE WHEN r.fields ? 'meta' THEN coalesce(r.meta, '{{}}') ELSE j.meta END,
+    tags = CASE WHEN r.fields ? 'tags' THEN coalesce(r.tags, '{{}}') ELSE j.tags END,
+    priority = CASE WHEN r.fields ? 'priority' THEN r.priority ELSE j.priority END,
+    max_attempts = CASE WHEN r.fields ? 'max_attempts' THEN r.max_attempts ELSE j.max_attempts END,
+    scheduled_at = CASE WHEN r.fields ? 'scheduled_at' THEN r.at ELSE j.scheduled_at END,
+    state = CASE WHEN r.fields ? 'scheduled_at' AND j.state <> 'retryable'
+                 THEN CASE WHEN r.at > now() THEN 'scheduled' ELSE 'available' END::{state}
+                 ELSE j.state END
+FROM (
+    SELECT t.*, coalesce(t.scheduled_at, now() + make_interval(secs => coalesce(t.scheduled_in, 0))) AS at
+    FROM jsonb_to_recordset(%(jobs)s::jsonb) AS t(
+        unique_key text, fields jsonb, args jsonb, meta jsonb, tags text[], max_attempts smallint,
+        priority smallint, scheduled_at timestamptz, scheduled_in float8)
+) AS r
+WHERE j.unique_key = r.unique_key AND j.state IN ('scheduled', 'available', 'retryable')
 """
 
 _BY_UNIQUE_KEYS = "SELECT {columns} FROM {jobs} WHERE unique_key = ANY(%(keys)s::text[])"
@@ -522,6 +547,32 @@ _ENDING = "SELECT state::text AS state, result, errors FROM {jobs} WHERE id = %(
 
 _LISTEN_FINISHED = "LISTEN {finished}"
 
+# `jobs tail` (insights/tail.py), woken by `<schema>.tail` (migration 0010): where it starts,
+# then what was inserted after an id (the primary key) and what ended after a time (the
+# partial indexes of the terminal timestamps), with the filters given; now() is the cursor.
+_LISTEN_TAIL = "LISTEN {tail}"
+_TAIL_START = "SELECT coalesce(max(id), 0) AS max_id, now() AS at FROM {jobs}"
+_TAIL_FILTER = """
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s)"""
+_TAIL_INSERTED = (
+    """
+SELECT {job_columns}, now() AS at,
+       CASE WHEN scheduled_at > inserted_at THEN 'scheduled' ELSE 'available' END AS event
+FROM {jobs} WHERE id > %(after)s"""
+    + _TAIL_FILTER
+    + "\nORDER BY id LIMIT %(limit)s"
+)
+_TAIL_END = (
+    """
+SELECT {job_columns}, now() AS at, '<end>' AS event FROM {jobs}
+WHERE state = '<end>' AND <end>_at > %(since)s AND coalesce(%(state)s::text = '<end>', true)"""
+    + _TAIL_FILTER
+)
+_TAIL_ENDED = "\nUNION ALL".join(
+    _TAIL_END.replace("<end>", end) for end in ("completed", "discarded", "cancelled")
+)
+
 # Polling in place of the control channel: which of a node's running jobs were cancelled.
 _CANCELLED_AMONG = "SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND state = 'cancelled'"
 
@@ -556,6 +607,7 @@ class JobQueries(SchemaStatements):
     release_expired_unique: str
     release_unheld_unique: str
     by_unique_keys: str
+    replace_unique: str
     claim: str
     ack: str
     ack_claim: str
@@ -589,9 +641,14 @@ class JobQueries(SchemaStatements):
     workflows_of: str
     insert_deps: str
     workflow_jobs: str
+    rearm: str
     await_job: str
     ending: str
     listen_finished: str
+    listen_tail: str
+    tail_start: str
+    tail_inserted: str
+    tail_ended: str
     cancelled_among: str
     progress: str
 
@@ -614,6 +671,7 @@ class JobQueries(SchemaStatements):
             "deps": sql.Identifier(schema, "job_deps"),
             "rates": sql.Identifier(schema, "rate_limits"),
             "finished": sql.Identifier(f"{schema}.finished"),
+            "tail": sql.Identifier(f"{schema}.tail"),
             "columns": sql.SQL(DETAIL_COLUMNS),
             "job_columns": sql.SQL(JOB_COLUMNS),
             "j_columns": sql.SQL(", ".join(f"j.{c}" for c in DETAIL_COLUMNS.split(", "))),
@@ -629,6 +687,7 @@ class JobQueries(SchemaStatements):
             release_expired_unique=compose(_RELEASE_EXPIRED_UNIQUE),
             release_unheld_unique=compose(_RELEASE_UNHELD_UNIQUE),
             by_unique_keys=compose(_BY_UNIQUE_KEYS),
+            replace_unique=compose(_REPLACE_UNIQUE),
             claim=compose(_CLAIM),
             ack=compose(_filled(_ACK_UPDATE, _PLAIN_ACK)),
             ack_claim=compose(_filled(_ACK_CLAIM, _PLAIN_ACK)),
@@ -662,9 +721,14 @@ class JobQueries(SchemaStatements):
             workflows_of=compose(_WORKFLOWS_OF),
             insert_deps=compose(INSERT_DEPS),
             workflow_jobs=compose(WORKFLOW_JOBS),
+            rearm=compose(REARM),
             await_job=compose(_AWAIT),
             ending=compose(_ENDING),
             listen_finished=compose(_LISTEN_FINISHED),
+            listen_tail=compose(_LISTEN_TAIL),
+            tail_start=compose(_TAIL_START),
+            tail_inserted=compose(_TAIL_INSERTED),
+            tail_ended=compose(_TAIL_ENDED),
             cancelled_among=compose(_CANCELLED_AMONG),
             progress=compose(_PROGRESS),
         )

@@ -84,3 +84,13 @@ FROM {jobs} AS jobs
 WHERE meta ? 'workflow' AND (meta -> 'workflow' ->> 'id') = %(workflow)s
 ORDER BY id
 """
+
+# Retrying a workflow (workflow_retry.py): a failed job or a dependent its failure
+# cancelled waits again on its pending dependencies (their rows written just before).
+REARM = """
+UPDATE {jobs} AS j SET state = 'scheduled', scheduled_at = %(held)s,
+    max_attempts = GREATEST(max_attempts, attempt + 1),
+    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('discarded', 'cancelled')
+RETURNING {columns}
+"""

@@ -61,7 +61,9 @@ class Node(InstanceRuntime):
         self.is_leader = False
         self._connected_since: float | None = None
         entries = [*entries_from(fs.registry), *cron]
-        self.plugins: list[Plugin] = [] if manual else [*builtin_plugins(fs.settings, entries), *plugins]
+        self.plugins: list[Plugin] = (
+            [] if manual else [*builtin_plugins(fs.settings, entries, fs.registry), *plugins]
+        )
         self.started = anyio.Event()
         self.stopped = anyio.Event()
         self._stop = anyio.Event()
