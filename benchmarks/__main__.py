@@ -7,8 +7,9 @@ enqueue+drain (`throughput`), `latency`,
 10k and 200k jobs), `pgbouncer` (throughput through a PgBouncer in transaction mode, beside
 direct), and the asset workloads `assets` (backfill) and `chain`. Beyond the harness:
 `realistic` (jobs of 5 ms of I/O at concurrency 100), `scaleout` (1, 2 and 4 worker
-processes) and `soak` (a steady load for `--minutes` on a server of its own with
-autovacuum on).
+processes), `soak` (a steady load for `--minutes` on a server of its own with
+autovacuum on) and `mvcc` (the soak's load at `--insert-rate` while a snapshot is
+pinned for `--pin-minutes`, between an unpinned baseline and a release).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import psycopg
 
 import flowstone
-from benchmarks import scaling, soak, workloads
+from benchmarks import mvcc, scaling, soak, workloads
 
 WORKLOADS = {
     "throughput": workloads.throughput,
@@ -36,6 +37,7 @@ WORKLOADS = {
     "realistic": scaling.realistic,
     "scaleout": scaling.scaleout,
     "soak": soak.soak,
+    "mvcc": mvcc.mvcc,
 }
 
 
@@ -61,10 +63,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long it runs")
     parser.add_argument("--rate", type=float, help="soak: max rate (jobs/s); it inserts at half")
     parser.add_argument("--prune-max-age", type=float, default=60.0, help="soak: the pruner's horizon (s)")
-    parser.add_argument("--sample-every", type=float, default=30.0, help="soak: seconds between samples")
+    parser.add_argument(
+        "--sample-every", type=float, default=30.0, help="soak, mvcc: seconds between samples"
+    )
     parser.add_argument(
         "--samples-out", help="soak: the samples' JSON lines (default /tmp/flowstone-soak-*.jsonl)"
     )
+    parser.add_argument("--insert-rate", type=float, default=1000.0, help="mvcc: jobs/s inserted")
+    parser.add_argument("--baseline-minutes", type=float, default=2.0, help="mvcc: unpinned, before the pin")
+    parser.add_argument("--pin-minutes", type=float, default=30.0, help="mvcc: how long the snapshot is held")
+    parser.add_argument("--release-minutes", type=float, default=2.0, help="mvcc: after the pin is released")
     parser.add_argument("--append", help="also append each JSON line to this file")
     args = parser.parse_args()
     rows = []
@@ -99,6 +107,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "chain_ms",
         "rss_ratio",
         "fraction_of_ideal",
+        "pinned_p99_ratio",
         "jobs_per_s_by_processes",
         "count_ok",
     ]

@@ -76,6 +76,7 @@ __all__ = [
     "materialize",
     "materialize_all",
     "register_io_manager",
+    "source_asset",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -123,6 +124,7 @@ if TYPE_CHECKING:
         materialize as materialize,
         materialize_all as materialize_all,
         register_io_manager as register_io_manager,
+        source_asset as source_asset,
     )
     from flowstone.errors import (
         AwaitTimeoutError as AwaitTimeoutError,

@@ -52,3 +52,38 @@ def test_a_chain_run_not_announced_in_time_is_a_failure(bench: ModuleType, flows
         with psycopg.connect(flowstone_url, autocommit=True) as other:
             other.execute("SELECT pg_notify('flowstone.materializations', 'run-1 chain_9')")
         assert announced(listener, ("run-1", "chain_9"), timeout=10) is True
+
+
+def test_the_mvcc_summary_compares_each_phase_with_the_baseline(bench: ModuleType) -> None:
+    from benchmarks.mvcc import PinnedLoad
+    from benchmarks.noop import Runs
+
+    load = PinnedLoad.__new__(PinnedLoad)  # the summary only: no server, no worker
+    load.inserted, load.inserted_ids, load.drained = 4, Runs(), True
+    for job_id in range(1, 5):
+        load.inserted_ids.add(job_id)
+    load.stats = {"runs": load.inserted_ids.to_json()}
+    load.samples, load.lat_by_sample = [], []
+    for phase, p99, dead in (
+        ("baseline", 10.0, 5),
+        ("pinned", 12.0, 50),
+        ("pinned", 30.0, 90),
+        ("released", 11.0, 7),
+    ):
+        load.samples.append(
+            {
+                "phase": phase,
+                "processed": 300,
+                "window_s": 1.0,
+                "p99_ms": p99,
+                "dead_rows": dead,
+                "total_mb": 1.0,
+                "pending": 0,
+            }
+        )
+        load.lat_by_sample.append([1.0] * 98 + [p99] * 2)
+    summary = load.phases()
+    assert summary["count_ok"] is True
+    assert (summary["pinned"]["p99_ms_max_sample"], summary["pinned"]["dead_rows_max"]) == (30.0, 90)
+    assert summary["pinned_worst_sample_p99_ratio"] == 3.0
+    assert summary["pinned_throughput_ratio"] == 1.0

@@ -2,7 +2,10 @@
 managers, the materializer, materialization records and lineage, data versions and
 staleness, checks, schedules and eager automation, the AssetWorker and the public API."""
 
-from flowstone.assets import schedules as _schedules  # registers asset schedules with cron
+from flowstone.assets import (
+    freshness as _freshness,  # registers the freshness sentry plugin
+    schedules as _schedules,  # registers asset schedules with cron
+)
 from flowstone.assets.api import (
     BackfillResult,
     MaterializeAllResult,
@@ -43,6 +46,7 @@ from flowstone.assets.mappings import (
     Window,
 )
 from flowstone.assets.materializer import Materializer, Readiness
+from flowstone.assets.observed import source_asset
 from flowstone.assets.partitions import (
     DailyPartitions,
     DynamicPartitions,
@@ -112,6 +116,7 @@ __all__ = [
     "materialize_all",
     "register_io_manager",
     "registry_of",
+    "source_asset",
 ]
 
-del _schedules
+del _freshness, _schedules

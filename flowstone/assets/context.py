@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from flowstone.assets.compute_logs import asset_logger
 
 if TYPE_CHECKING:
     from flowstone.assets.definitions import Asset
@@ -22,6 +25,7 @@ class Context:
     unpartitioned). Entries the function adds to `metadata` are recorded with it.
     `as_type`, in the context an IO manager loads an upstream's data with: the type the
     dependent asked for (`Dep(..., as_type=polars.DataFrame)`), None for as stored.
+    `log`: a logger whose records show in the materialization's compute log.
     """
 
     asset: str
@@ -34,6 +38,12 @@ class Context:
     fs: FlowStone | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     as_type: type | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        """The asset's logger (`flowstone.asset.<name>`, from INFO up): what it records
+        is kept in the materialization's compute log, as is anything printed."""
+        return asset_logger(self.asset)
 
     def for_upstream(self, upstream: Asset, partition: Any = SAME) -> Context:
         """The context locating `upstream`'s data at `partition` (a canonical key of the

@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from flowstone.assets.io import IOManagerRegistry, default_io_managers
@@ -65,6 +66,8 @@ class Asset:
     schedule_timezone: str = "UTC"
     automation: Automation | None = None
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT
+    freshness: timedelta | None = None
+    observed: bool = False
     mappings: tuple[tuple[str, PartitionMapping], ...] = ()
     load_types: tuple[tuple[str, type], ...] = ()
 
@@ -101,6 +104,13 @@ class Asset:
             or not 0 < timeout < float("inf")
         ):
             raise _invalid(f"asset {self.name!r}: dependency_timeout must be a positive number of seconds")
+        if self.freshness is not None and (
+            not isinstance(self.freshness, timedelta) or self.freshness <= timedelta(0)
+        ):
+            raise _invalid(
+                f"asset {self.name!r}: freshness must be a positive timedelta (how old its latest "
+                f"success may get), e.g. timedelta(hours=26); got {self.freshness!r}"
+            )
         if self.schedule is None:
             return
         check_schedule(self.schedule, self.schedule_timezone, f"asset {self.name!r}")
@@ -501,6 +511,7 @@ def asset(
     schedule_timezone: str = "UTC",
     automation: Automation | None = None,
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT,
+    freshness: timedelta | None = None,
     registry: AssetRegistry | None = None,
 ) -> Callable[[ExecuteFn], Asset]: ...
 
@@ -521,6 +532,7 @@ def asset(
     schedule_timezone: str = "UTC",
     automation: Automation | None = None,
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT,
+    freshness: timedelta | None = None,
     registry: AssetRegistry | None = None,
 ) -> Asset | Callable[[ExecuteFn], Asset]:
     """Define and register an asset from `fn(ctx, deps)`; its name defaults to the function's.
@@ -531,7 +543,9 @@ def asset(
     partitions when an upstream partition gets new data. `dependency_timeout`: seconds to
     wait for a dependency that nothing is materializing before failing. `io_manager`: where
     its values are stored; `postgres` (the default) keeps them as JSON in the database, so
-    every worker process reads them (`memory` keeps them in one process: tests, scripts)."""
+    every worker process reads them (`memory` keeps them in one process: tests, scripts).
+    `freshness`: how old its latest success may get before it is overdue (see
+    `flowstone.assets.freshness`)."""
 
     def define(function: ExecuteFn) -> Asset:
         defined = Asset(
@@ -548,6 +562,7 @@ def asset(
             schedule_timezone=schedule_timezone,
             automation=automation,
             dependency_timeout=dependency_timeout,
+            freshness=freshness,
         )
         return (registry if registry is not None else default_assets).register(defined)
 

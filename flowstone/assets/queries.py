@@ -107,9 +107,10 @@ _LOCKED_START = (
 # scanning the table.
 _SET_PENDING = """
 UPDATE {m} AS m SET status = 'pending', error_type = r.error_type, error_message = r.error_message,
-    waiting_since = CASE WHEN r.absent THEN coalesce(m.waiting_since, now()) END
+    waiting_since = CASE WHEN r.absent THEN coalesce(m.waiting_since, now()) END,
+    logs = coalesce(r.logs, m.logs)
 FROM jsonb_to_recordset(%(records)s::jsonb)
-     AS r(id bigint, error_type text, error_message text, absent boolean)
+     AS r(id bigint, error_type text, error_message text, absent boolean, logs text)
 WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = r.id AND m.status <> 'cancelled'
 """
 
@@ -120,14 +121,14 @@ _FINISH_CTES = """
 finishing AS (
     SELECT * FROM jsonb_to_recordset(%(records)s::jsonb) AS f(
         id bigint, status text, error_type text, error_message text, metadata jsonb,
-        upstream bigint[], code_version text, data_version text, stands_for bigint)
+        upstream bigint[], code_version text, data_version text, stands_for bigint, logs text)
 ), done AS (
     UPDATE {m} AS m SET
         status = f.status::{status}, finished_at = now(),
         error_type = f.error_type, error_message = f.error_message,
         metadata = m.metadata || coalesce(f.metadata, '{{}}'),
         code_version = f.code_version, data_version = f.data_version, stands_for = f.stands_for,
-        waiting_since = NULL
+        waiting_since = NULL, logs = f.logs
     FROM finishing AS f WHERE m.id = ANY(%(ids)s::bigint[]) AND m.id = f.id
     RETURNING m.id, m.asset, m.partition
 ), lineage AS (
@@ -299,6 +300,27 @@ _BY_JOB = "SELECT {columns} FROM {m} WHERE job_id = %(job_id)s"
 
 _BY_ID = "SELECT {columns} FROM {m} WHERE id = %(id)s"
 
+# Freshness: per asset, when its latest success (or skip: a confirmation that its data is
+# current) finished; the partitions' latest records serve it (an index scan per asset).
+_LAST_SUCCESSES = """
+SELECT a.asset, now() AS now,
+       (SELECT max(m.finished_at) FROM {m} AS m
+        WHERE m.asset = a.asset AND m.status IN ('success', 'skipped')) AS last_success
+FROM unnest(%(assets)s::text[]) AS a(asset)
+"""
+
+# The overdue assets, as the freshness sentry last saw them: those newly overdue are
+# inserted and returned (their event is sent once, whichever node leads), those no longer
+# overdue removed.
+_MARK_OVERDUE = """
+WITH recovered AS (DELETE FROM {overdue} WHERE NOT (asset = ANY(%(overdue)s::text[])))
+INSERT INTO {overdue} (asset) SELECT unnest(%(overdue)s::text[])
+ON CONFLICT DO NOTHING RETURNING asset
+"""
+
+# Compute logs are read apart from the records (they can be long): for the ids asked.
+_LOGS = "SELECT id, logs FROM {m} WHERE id = ANY(%(ids)s::bigint[]) AND logs IS NOT NULL"
+
 _JOB_STATE = "SELECT state::text AS state FROM {jobs} WHERE id = %(job_id)s"
 
 _HISTORY = """
@@ -376,6 +398,9 @@ class MaterializationQueries(SchemaStatements):
     by_id: str
     job_state: str
     history: str
+    logs: str
+    last_successes: str
+    mark_overdue: str
     upstream: str
     downstream: str
     run_progress: str
@@ -393,6 +418,7 @@ class MaterializationQueries(SchemaStatements):
             "jobs": sql.Identifier(schema, "jobs"),
             "checks": sql.Identifier(schema, "asset_check_results"),
             "dynamic": sql.Identifier(schema, "dynamic_partitions"),
+            "overdue": sql.Identifier(schema, "overdue_assets"),
             "status": sql.Identifier(schema, "materialization_status"),
             "columns": sql.SQL(COLUMNS),
             "start_columns": sql.SQL(START_COLUMNS),
@@ -427,6 +453,9 @@ class MaterializationQueries(SchemaStatements):
             by_id=compose(_BY_ID),
             job_state=compose(_JOB_STATE),
             history=compose(_HISTORY),
+            logs=compose(_LOGS),
+            last_successes=compose(_LAST_SUCCESSES),
+            mark_overdue=compose(_MARK_OVERDUE),
             upstream=compose(_UPSTREAM),
             downstream=compose(_DOWNSTREAM),
             run_progress=compose(_RUN_PROGRESS),

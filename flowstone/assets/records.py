@@ -239,19 +239,23 @@ class Pending:
     record_id: int
     error: FlowStoneError
     absent: bool = False
+    logs: str | None = None
 
 
 def set_pending_plan(q: MaterializationQueries, records: Sequence[Pending]) -> Plan[None]:
     """Back to pending (waiting or retrying), keeping each reason; a record cancelled
     meanwhile (its job ended) stays cancelled."""
-    payload = [{"id": p.record_id, "absent": p.absent, **_error_params(p.error)} for p in records]
+    payload = [
+        {"id": p.record_id, "absent": p.absent, "logs": p.logs, **_error_params(p.error)} for p in records
+    ]
     yield q.set_pending, {"records": Jsonb(payload), "ids": [p.record_id for p in records]}
 
 
 @dataclass(frozen=True)
 class Finish:
     """How one record finishes: its status, error, metadata, lineage, versions (a skip:
-    the success it stands for) and check results (rows of `CheckOutcome.row`)."""
+    the success it stands for), check results (rows of `CheckOutcome.row`) and compute
+    logs (None: nothing printed or logged)."""
 
     record_id: int
     status: Status
@@ -262,6 +266,7 @@ class Finish:
     data_version: str | None = None
     stands_for: int | None = None
     checks: Sequence[Mapping[str, Any]] = ()
+    logs: str | None = None
 
 
 def finish_plan(q: MaterializationQueries, finishes: Sequence[Finish]) -> Plan[None]:
@@ -297,6 +302,7 @@ def _finish_params(finishes: Sequence[Finish]) -> dict[str, Any]:
             code_version=f.code_version,
             data_version=f.data_version,
             stands_for=f.stands_for,
+            logs=f.logs,
             **_error_params(f.error),
         )
         for f in finishes
@@ -437,6 +443,12 @@ def history_plan(
     """Records matching every given filter, newest first."""
     rows = yield q.history, {"asset": asset, "partition": partition, "run_id": run_id, "limit": limit}
     return [Materialization.from_row(row) for row in rows]
+
+
+def logs_plan(q: MaterializationQueries, record_ids: Sequence[int]) -> Plan[dict[int, str]]:
+    """The compute logs of these records, by id (records without any are left out)."""
+    rows = yield q.logs, {"ids": list(record_ids)}
+    return {row["id"]: row["logs"] for row in rows}
 
 
 def lineage_plan(q: MaterializationQueries, record_id: int, direction: str) -> Plan[list[Materialization]]:

@@ -31,6 +31,7 @@ import pydantic
 
 from flowstone.assets.bookkeeper import Begin, Begun, Candidate, End, bookkeeper, check_sessions
 from flowstone.assets.checks import blocking_failure
+from flowstone.assets.compute_logs import ComputeLog, capturing
 from flowstone.assets.context import Context
 from flowstone.assets.definitions import Asset
 from flowstone.assets.materializer import Materializer, Readiness, Upstream
@@ -190,6 +191,7 @@ class _Run:
         self.upstream = upstream
         self.space = space
         self.book = bookkeeper(materializer.fs)
+        self.log = ComputeLog()  # what the function, its IO manager and checks print and log
 
     async def perform(self) -> Result:
         ctx = self.ctx
@@ -241,13 +243,14 @@ class _Run:
             raise readiness.failed
         if readiness.absent:
             return self._wait_for_absent(record, readiness)
-        return self._compute(record, readiness, begun.last)
+        with capturing(self.log):
+            return self._compute(record, readiness, begun.last)
 
     def _fresh(self, last: LastFinished | None, readiness: Readiness) -> LastSuccess | None:
         """The last success when it is fresh (same code version, same upstream data
         versions) and its data is there; None when this run must compute."""
-        if self.ctx.force or last is None or last.success is None:
-            return None
+        if self.ctx.force or self.asset.observed or last is None or last.success is None:
+            return None  # an observed source is never fresh without looking
         if stale_reason(self.asset.code_version, last.success, readiness.inputs) is not None:
             return None
         return last.success if self.m.io_manager(self.asset).exists(self.ctx) else None
@@ -294,6 +297,7 @@ class _Run:
             code_version=self.asset.code_version,
             data_version=version,
             checks=[outcome.row() for outcome in outcomes],
+            logs=self.log.text(),
         )
         previous = last.success.data_version if last is not None and last.success is not None else None
         changed = error is None and version != previous
@@ -301,10 +305,12 @@ class _Run:
 
     def _failed(self, record: Materialization, error: FlowStoneError, end: End) -> Result:
         """Final failure → record failed and Discard; retryable with attempts left → raise."""
+        logs = self.log.text()
         if error.retryable and self.job.attempt < self.job.max_attempts:
-            end.pending = Pending(record.id, error)
+            end.pending = Pending(record.id, error, logs=logs)
             raise error
-        end.finish, end.waiting = Finish(record.id, Status.FAILED, error=error), self._waiting(record)
+        end.finish = Finish(record.id, Status.FAILED, error=error, logs=logs)
+        end.waiting = self._waiting(record)
         if error.retryable:
             raise error  # out of attempts: the queue discards it, keeping the traceback
         return Discard(str(error))

@@ -1,4 +1,5 @@
-"""The asset commands: `assets ls`, `assets status`, `materialize`, `backfill` and `lineage`.
+"""The asset commands: `assets ls`, `assets status`, `assets history`, `materialize`,
+`backfill` and `lineage`.
 
 Asset definitions live in the user's module, so these commands load `--app module:attr`
 (importing it defines its assets). An unknown asset or a partition that does not fit is
@@ -22,7 +23,7 @@ from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.records import Materialization
 from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.errors import FlowStoneError
-from flowstone.insights import STATUSES, AssetOverview, Insights, PartitionStatus, RunProgress
+from flowstone.insights import OVERDUE, STATUSES, AssetOverview, Insights, PartitionStatus, RunProgress
 from flowstone.queue.instance import FlowStone
 
 DEFAULT_TIMEOUT = 3600.0
@@ -50,6 +51,17 @@ def add_commands(commands: Commands) -> None:
     status.add_argument("asset")
     status.add_argument("--from", dest="start", help="first partition key (default: every partition)")
     status.add_argument("--to", dest="end", help="last partition key (included)")
+
+    history = commands.add(
+        "history",
+        "a partition's materializations, newest first (--logs: what each printed)",
+        cmd_history,
+        group,
+    )
+    history.add_argument("asset")
+    history.add_argument("--partition", help="partition key (omit when unpartitioned)")
+    history.add_argument("--limit", type=int, default=20, help="how many records (default 20)")
+    history.add_argument("--logs", action="store_true", help="with each record's compute logs")
 
     mat = commands.add("materialize", "queue the materialization of an asset partition", cmd_materialize)
     mat.add_argument("asset")
@@ -108,6 +120,8 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
             "partitions": overview.partitions,
             "io_manager": asset.io_manager,
             "status": counts,
+            "overdue": overview.overdue,
+            "last_success": None if overview.freshness is None else overview.freshness.last_success,
         }
     return {
         "asset": asset.name,
@@ -115,12 +129,48 @@ def _asset_row(overview: AssetOverview, as_json: bool) -> dict[str, Any]:
         "partitions": overview.partitions or "-",
         "io_manager": asset.io_manager,
         "status": _tally(counts) or "no partition yet",
+        "freshness": _freshness(overview),
     }
+
+
+def _freshness(overview: AssetOverview) -> str:
+    """`OVERDUE (2:00:00 old, policy 1:00:00)`, `ok`, or `-` without a policy."""
+    seen = overview.freshness
+    if seen is None:
+        return "-"
+    if not seen.overdue or seen.last_success is None:
+        return "ok"
+    age = seen.now - seen.last_success
+    return f"{OVERDUE.upper()} ({str(age).split('.')[0]} old, policy {seen.policy})"
 
 
 def _tally(counts: dict[str, int]) -> str:
     """`fresh=2 missing=5`: the statuses some partition is in, in the vocabulary's order."""
     return " ".join(f"{status}={counts[status]}" for status in STATUSES if counts.get(status))
+
+
+# -- assets history --------------------------------------------------------------------
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """A partition's records, newest first; with --logs, what each printed and logged."""
+    app, graph = _loaded(args)
+    insights = Insights(app, graph)
+    records = insights.history(args.asset, args.partition, limit=args.limit)
+    logs = insights.logs([r.id for r in records]) if args.logs else {}
+    if args.json:
+        rows = [{**asdict(r), **({"logs": logs.get(r.id)} if args.logs else {})} for r in records]
+        emit(rows, True)
+        return 0
+    if not args.logs:
+        emit([_record_row(r) for r in records], False)
+        return 0
+    for record in records:
+        emit_one(_record_row(record), False)
+        print(f"--- logs of materialization {record.id} ---")
+        print(logs.get(record.id, "(nothing printed or logged)").rstrip("\n"))
+        print()
+    return 0
 
 
 # -- assets status ---------------------------------------------------------------------

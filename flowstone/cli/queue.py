@@ -34,6 +34,15 @@ def add_commands(commands: Commands) -> None:
     worker.add_argument("--log-format", choices=["console", "json"], default="console")
     worker.add_argument("--log-level", default="info")
     worker.add_argument(
+        "--chaos",
+        type=float,
+        metavar="RATE",
+        help="fail this share of jobs (0 to 1) before perform, to rehearse failures (FLOWSTONE_CHAOS)",
+    )
+    worker.add_argument(
+        "--chaos-seed", type=int, metavar="N", help="seed the chaos draws (FLOWSTONE_CHAOS_SEED)"
+    )
+    worker.add_argument(
         "--wait-for-database",
         type=float,
         default=60.0,
@@ -139,6 +148,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown queue(s) {', '.join(unknown)} (known: {known})")
     if args.node:
         app.override(node=args.node)
+    _override_chaos(app, args)
     if not args.wait_for_database >= 0:
         raise UsageError(f"--wait-for-database must be 0 or more seconds; got {args.wait_for_database}")
     app.node(queues)  # validates cron entries before anything runs
@@ -148,6 +158,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app.run(queues)
     _exit_past_lingering_threads()
     return 0
+
+
+def _override_chaos(app: FlowStone, args: argparse.Namespace) -> None:
+    """`--chaos` and `--chaos-seed` over the app's (and the environment's) settings."""
+    if args.chaos is not None and not 0 <= args.chaos <= 1:
+        raise UsageError(f"--chaos must be a share of jobs from 0 to 1 (0.3 fails 30 %); got {args.chaos}")
+    given = {"chaos": args.chaos, "chaos_seed": args.chaos_seed}
+    if any(value is not None for value in given.values()):
+        app.override(**{name: value for name, value in given.items() if value is not None})
 
 
 def _exit_past_lingering_threads() -> None:

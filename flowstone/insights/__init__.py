@@ -14,6 +14,7 @@ one API instead of SQL of their own. Sync and async twins, as everywhere in Flow
     insights.partitions("daily", start=..., end=...)   # a partition status strip
     insights.history("daily", "2025-01-15")  # a partition's records, newest first
     insights.record(record_id).upstream      # what a record read (and .downstream)
+    insights.logs([record.id])               # what they printed and logged, by id
     for progress in insights.watch_run(run_id, timeout=60): ...
 
 `Insights` lives in `reader.py`, its plans in `queues.py` and `assets.py`; the queue's own
@@ -29,6 +30,7 @@ from flowstone.insights.assets import (
     FAILED,
     FRESH,
     MISSING,
+    OVERDUE,
     QUEUED,
     RUNNING,
     STALE,
@@ -58,6 +60,7 @@ __all__ = [
     "FAILED",
     "FRESH",
     "MISSING",
+    "OVERDUE",
     "QUEUED",
     "RUNNING",
     "SAMPLE_CAP",

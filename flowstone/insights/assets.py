@@ -14,7 +14,8 @@ progress, lineage and check results, all on one instance's asset graph.
 - running: its job is executing;
 - failed: its latest materialization failed;
 - cancelled: its job ended without a result (cancelled, discarded, deleted).
-`overdue` is reserved as a flag beside them (a freshness policy, not yet defined).
+`overdue` is a flag beside them: an asset with a freshness policy whose latest success
+is older than the policy allows (see `flowstone.assets.freshness`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from flowstone.assets.definitions import Asset, AssetRegistry
+from flowstone.assets.freshness import Freshness, freshness_plan
 from flowstone.assets.partitions import KeySpace, PartitionsDefinition, dynamic_names
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import (
@@ -60,6 +62,10 @@ FRESH, STALE, MISSING, QUEUED, RUNNING, FAILED, CANCELLED = (
 STATUSES = (FRESH, STALE, MISSING, QUEUED, RUNNING, FAILED, CANCELLED)
 """A partition's status, in the order front ends list them."""
 
+OVERDUE = "overdue"
+"""The flag beside the statuses: the asset's latest success is older than its freshness
+policy allows."""
+
 _WAITING = {JobState.AVAILABLE.value, JobState.SCHEDULED.value, JobState.RETRYABLE.value}
 _DONE = (Status.SUCCESS, Status.SKIPPED)
 
@@ -79,10 +85,17 @@ class PartitionStatus:
 @dataclass(frozen=True)
 class AssetOverview:
     """An asset as defined, with how many of its partitions (those that exist now) are in
-    each status of `STATUSES` (every one, zeros included, in that order)."""
+    each status of `STATUSES` (every one, zeros included, in that order), and its
+    freshness (None without a policy)."""
 
     asset: Asset
     counts: dict[str, int]
+    freshness: Freshness | None = None
+
+    @property
+    def overdue(self) -> bool:
+        """Whether its latest success is older than its freshness policy allows."""
+        return self.freshness is not None and self.freshness.overdue
 
     @property
     def partitions(self) -> str | None:
@@ -204,9 +217,10 @@ def assets_plan(q: MaterializationQueries, graph: AssetRegistry) -> Plan[list[As
     space = yield from space_plan(q, graph)
     memo: Memo = {}
     overviews = []
+    freshness = yield from freshness_plan(q, ordered)
     for asset in ordered:
         counts = yield from _status_counts_plan(q, graph, asset, space, memo)
-        overviews.append(AssetOverview(asset, counts))
+        overviews.append(AssetOverview(asset, counts, freshness.get(asset.name)))
     return overviews
 
 

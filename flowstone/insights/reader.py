@@ -13,7 +13,7 @@ from typing import Any
 
 from flowstone.assets.definitions import AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
-from flowstone.assets.records import Materialization, history_plan
+from flowstone.assets.records import Materialization, history_plan, logs_plan
 from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
     AssetOverview,
@@ -204,6 +204,15 @@ class Insights(QueueReads):
         return history_plan(
             self.materialization_queries, None if target is None else target.name, key, run_id, limit
         )
+
+    def logs(self, record_ids: Sequence[int]) -> dict[int, str]:
+        """The compute logs of these records by id (what each printed and logged; records
+        without any are left out)."""
+        return self.fs.execute(logs_plan(self.materialization_queries, record_ids))
+
+    async def alogs(self, record_ids: Sequence[int]) -> dict[int, str]:
+        """Async twin of `logs`."""
+        return await self.fs.aexecute(logs_plan(self.materialization_queries, record_ids))
 
     def record(self, record_id: int) -> Lineage | None:
         """One record with what it read and what read it (None when there is none)."""

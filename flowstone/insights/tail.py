@@ -1,9 +1,10 @@
 """Following jobs as they are inserted and end (`flowstone jobs tail`).
 
-Woken by `<schema>.tail` (one notification per statement and queue, carrying the queue),
-the follower reads what changed since its cursor: rows inserted after an id, rows that
-ended after a time (of the database's clock), through indexes; no loop polls the table.
-A transaction that commits after a later one has been read is caught by reading again
+Woken by `<schema>.tail` (per insert statement and queue, carrying the queue; per
+statement setting jobs' state, carrying nothing, so that acks stay cheap), the follower
+reads what changed since its cursor: rows inserted after an id, rows that ended after a
+time (of the database's clock), through indexes; no loop polls the table. A transaction
+that commits after a later one has been read is caught by reading again
 `OVERLAP` seconds back; what was already shown is skipped.
 """
 
@@ -136,10 +137,11 @@ def follow(fs: FlowStone, where: TailFilter, ready: Callable[[], None] = lambda:
 
 
 def _wait(conn: psycopg.Connection[Any], queue: str | None, poll: float | None) -> None:
-    """Return after a notification about `queue` (any queue when None), having consumed
-    those already queued, so that one read covers them all."""
+    """Return after a notification about `queue` (any queue when None) or a change of
+    state (an empty payload: any queue), having consumed those already queued, so that
+    one read covers them all."""
     for notify in conn.notifies(timeout=poll):
-        if queue is None or notify.payload == queue:
+        if queue is None or notify.payload in (queue, ""):
             break
     for _ in conn.notifies(timeout=0):
         pass

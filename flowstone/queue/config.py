@@ -73,6 +73,11 @@ class QueueConfig(BaseModel):
     together), `rate_limit` (at most `allowed` started per `period` seconds) and
     `partition` (apply both per value of some args keys, e.g. per tenant).
 
+    `executor="process"` runs the queue's sync jobs in child processes (a worker's own
+    `executor` wins), recycling a child after `max_tasks_per_child` jobs or once a job
+    leaves its resident memory above `max_memory_per_child` MiB (these two apply to every
+    child of the queue, whoever chose the process executor).
+
     `queues={"mail": 10}` is short for `{"mail": QueueConfig(limit=10)}`; a dict of the
     same fields works too. Unknown options are refused by name."""
 
@@ -83,6 +88,9 @@ class QueueConfig(BaseModel):
     global_limit: int | None = Field(default=None, ge=1, le=MAX_GLOBAL_LIMIT)
     rate_limit: RateLimit | None = None
     partition: LimitPartition | None = None
+    executor: Literal["thread", "process"] = "thread"
+    max_tasks_per_child: int | None = Field(default=None, ge=1)
+    max_memory_per_child: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _partitioned(self) -> QueueConfig:
@@ -190,6 +198,11 @@ class Settings(BaseSettings):
     lose the last ~0.6 s of them, and those jobs run again (at-least-once still holds)."""
     progress_interval: float = Field(default=1.0, gt=0)
     testing: TestingMode = "disabled"
+    chaos: float = Field(default=0.0, ge=0.0, le=1.0)
+    """The share of jobs a node fails before `perform` (a `ChaosError`), to rehearse
+    failures on real workers and staging; 0 (off) unless FLOWSTONE_CHAOS says otherwise."""
+    chaos_seed: int | None = None
+    """Seeds the node's chaos draws (FLOWSTONE_CHAOS_SEED), for a reproducible sequence."""
 
     @field_validator("database_url", "direct_url")
     @classmethod

@@ -148,7 +148,8 @@ def cancel_ids_plan(
     waiting on them in workflows are cancelled too unless they ignore it."""
     yield from lock_workflows_of(jobs, ids)
     why = clean_text(reason or "by request", 1000)
-    rows = yield jobs.cancel, {"ids": list(ids), "reason": why, "channel": nodes.control_channel}
+    params = {"ids": list(ids), "reason": why, "kind": None, "channel": nodes.control_channel}
+    rows = yield jobs.cancel, params
     return [Job.from_row(_without(row, "previous_state", "notified")) for row in rows]
 
 

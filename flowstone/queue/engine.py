@@ -14,6 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from flowstone.queue.config import QueueConfig
+from flowstone.queue.floor import BOTTOM, Key
 from flowstone.queue.job import Job
 from flowstone.queue.outcomes import Outcome
 from flowstone.queue.plan import Plan, Row
@@ -23,13 +24,18 @@ MAX_ID = 2**63 - 1
 
 
 def claim_plan(
-    queries: JobQueries, queue: str, limit: int, claimer: str | Sequence[str], max_id: int = MAX_ID
+    queries: JobQueries,
+    queue: str,
+    limit: int,
+    claimer: str | Sequence[str],
+    max_id: int = MAX_ID,
+    floor: Key = BOTTOM,
 ) -> Plan[list[Job]]:
-    """Claim up to `limit` available jobs of `queue` (SKIP LOCKED), in priority order, for
-    `claimer` (node name and incarnation, stored in `attempted_by`)."""
+    """Claim up to `limit` available jobs of `queue` (SKIP LOCKED), in priority order past
+    `floor`, for `claimer` (node name and incarnation, stored in `attempted_by`)."""
     if limit <= 0:
         return []
-    params = {"queue": queue, "limit": limit, "claimer": _claimer(claimer), "max_id": max_id}
+    params = {"queue": queue, "limit": limit, "claimer": _claimer(claimer), "max_id": max_id, **_floor(floor)}
     rows = yield queries.claim, params
     return _claimed(rows)
 
@@ -105,13 +111,14 @@ def cycle_plans(
     limit: int,
     claimer: Sequence[str],
     config: QueueConfig,
+    floor: Key = BOTTOM,
 ) -> list[Plan[Any]]:
     """One producer cycle as plans to run together in one transaction; when `limit` > 0,
     the last one's result is the claimed jobs. A plain cycle is the one statement of
-    `ack_claim_plan`."""
+    `ack_claim_plan`. A limited queue's claim ignores `floor` (it ranks from the head)."""
     limited = config.limited and limit > 0
     if not limited and not any(outcome.rich for outcome in outcomes):
-        return [ack_claim_plan(queries, outcomes, queue, limit, claimer)]
+        return [ack_claim_plan(queries, outcomes, queue, limit, claimer, floor)]
     names = workflow_locks(queries.schema, _ending_workflows(outcomes))
     if limited:
         names.append(queue_lock(queries.schema, queue))
@@ -121,20 +128,27 @@ def cycle_plans(
     if limited:
         plans.append(claim_limited_plan(queries, queue, limit, claimer, config))
     elif limit > 0:
-        plans.append(claim_plan(queries, queue, limit, claimer))
+        plans.append(claim_plan(queries, queue, limit, claimer, floor=floor))
     return plans
 
 
 def ack_claim_plan(
-    queries: JobQueries, outcomes: Sequence[Outcome], queue: str, limit: int, claimer: str | Sequence[str]
+    queries: JobQueries,
+    outcomes: Sequence[Outcome],
+    queue: str,
+    limit: int,
+    claimer: str | Sequence[str],
+    floor: Key = BOTTOM,
 ) -> Plan[list[Job]]:
-    """Acknowledge `outcomes` and claim up to `limit` jobs of `queue` in one statement."""
+    """Acknowledge `outcomes` and claim up to `limit` jobs of `queue` past `floor` in one
+    statement."""
     params = {
         **_acks(outcomes),
         "queue": queue,
         "limit": limit,
         "claimer": _claimer(claimer),
         "max_id": MAX_ID,
+        **_floor(floor),
     }
     rows = yield queries.ack_claim, params
     return _claimed(rows)
@@ -151,6 +165,11 @@ def release_orphans_plan(
 def _claimer(claimer: str | Sequence[str]) -> list[str]:
     """`attempted_by` of claimed jobs: the node's name, then its incarnation."""
     return [claimer] if isinstance(claimer, str) else list(claimer)
+
+
+def _floor(floor: Key) -> dict[str, Any]:
+    priority, at, job_id = floor
+    return {"floor_priority": priority, "floor_at": at, "floor_id": job_id}
 
 
 def _acks(outcomes: Sequence[Outcome]) -> dict[str, Any]:

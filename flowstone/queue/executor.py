@@ -30,10 +30,12 @@ from flowstone.queue.worker import Worker
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
+    from flowstone.queue.process_pool import ProcessPool
 
 
 class ChaosError(Exception):
-    """A failure injected by `flowstone.testing.with_chaos`."""
+    """A failure injected before `perform` by `flowstone.testing.with_chaos`, or on a node
+    by its `chaos` setting (FLOWSTONE_CHAOS, `flowstone worker --chaos`)."""
 
 
 class JobTimeoutError(TimeoutError):
@@ -69,6 +71,12 @@ class Chaos:
 _chaos: ContextVar[Chaos | None] = ContextVar("flowstone_chaos", default=None)
 
 
+def arm_chaos(failure_rate: float, seed: int | None = None) -> None:
+    """From now on in this context (and the tasks it starts), fail executions with
+    probability `failure_rate`: a node's `chaos` setting."""
+    _chaos.set(Chaos(failure_rate, seed))
+
+
 @contextmanager
 def chaos(failure_rate: float, seed: int | None = None) -> Iterator[Chaos]:
     """Within the block, each execution fails with probability `failure_rate`."""
@@ -85,18 +93,22 @@ class Executor:
     The job runs on the instance that claimed it: `job.fs` is `fs` while `perform` runs,
     and `running_job()` returns the job in that context (a sync job's thread included).
     A sync job cannot be stopped: `in_thread(job_id)` tells whether its thread still
-    runs after its caller stopped waiting, and `on_thread_end(job_id)` when it ends."""
+    runs after its caller stopped waiting, and `on_thread_end(job_id)` when it ends.
+    With `processes`, the sync jobs it takes run in its child processes instead, which
+    are killed at a timeout or cancel (the testing helpers give none: theirs run here)."""
 
     def __init__(
         self,
         fs: FlowStone,
         on_thread_end: Callable[[int], None] = lambda job_id: None,
         on_progress: Callable[[Job], None] | None = None,
+        processes: ProcessPool | None = None,
     ):
         self.fs = fs
         self.registry = fs.registry
         self.threads = DaemonThreads(on_thread_end)
         self.on_progress = on_progress
+        self.processes = processes
 
     def in_thread(self, job_id: int) -> bool:
         """Whether a sync `perform` of this job is still running in its thread."""
@@ -156,9 +168,11 @@ class Executor:
     async def _perform(self, worker: Worker, job: Job) -> object:
         active = _chaos.get()
         if active is not None and active.strike():
-            raise ChaosError(f"injected failure (rate {active.failure_rate})")
+            raise ChaosError(f"chaos: a failure injected before perform (failure rate {active.failure_rate})")
         timeout = _checked_timeout(worker.timeout(job))
         if not inspect.iscoroutinefunction(worker.perform):
+            if self.processes is not None and self.processes.takes(type(worker)):
+                return await self.processes.perform(type(worker), job, timeout)
             return await self._perform_in_thread(worker, job, timeout)
         if timeout is None:
             return await worker.perform(job)

@@ -28,7 +28,7 @@ from flowstone.queue.executor import Executor
 from flowstone.queue.job import FINAL_STATES, Job, JobState
 from flowstone.queue.outcomes import Outcome
 from flowstone.queue.worker import NewJob
-from flowstone.queue.workflow import Member, Workflow, plan_fates, prepared
+from flowstone.queue.workflow import DEPENDENCY, Member, Workflow, plan_fates, prepared
 
 if TYPE_CHECKING:
     from flowstone.queue.instance import FlowStone
@@ -131,9 +131,11 @@ class InlineRunner:
         return job
 
     def _end(self, job: Job, state: JobState, why: str | None = None) -> Job:
-        """A job that does not run: cancelled (why) or left waiting."""
+        """A job that does not run: cancelled because a dependency failed (why) or left waiting."""
         job.attempt = 0
-        error = None if why is None else {"attempt": 0, "error": f"cancelled: {why}", "traceback": None}
+        error = None
+        if why is not None:
+            error = {"attempt": 0, "error": f"cancelled: {why}", "kind": DEPENDENCY, "traceback": None}
         return self._apply(job, Outcome(job, state, error=error))
 
 

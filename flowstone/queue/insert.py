@@ -33,14 +33,16 @@ def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "priority": job.priority,
     }
-    optional = {
-        "meta": _meta(job),
-        "tags": list(job.tags),
-        "scheduled_at": None if job.scheduled_at is None else job.scheduled_at.isoformat(),
-        "scheduled_in": job.scheduled_in,
-        "unique_key": key,
-    }
-    row.update((name, value) for name, value in optional.items() if value)
+    if job.meta or job.unique is not None:
+        row["meta"] = _meta(job)
+    if job.tags:
+        row["tags"] = list(job.tags)
+    if job.scheduled_at is not None:
+        row["scheduled_at"] = job.scheduled_at.isoformat()
+    if job.scheduled_in:
+        row["scheduled_in"] = job.scheduled_in
+    if key:
+        row["unique_key"] = key
     return row
 
 

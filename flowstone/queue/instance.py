@@ -43,6 +43,7 @@ from flowstone.queue.job import Job, JobState, running_job
 from flowstone.queue.migrate import migrate
 from flowstone.queue.plan import Plan, arun, arun_on, run, run_on
 from flowstone.queue.plugins import CronEntry, Plugin
+from flowstone.queue.plugins.base import sourced_plugins
 from flowstone.queue.plugins.cron import sourced_entries
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
@@ -630,7 +631,8 @@ class FlowStone:
 
     def node(self, queues: QueuesOption | None = None) -> Node:
         """A node for this instance (call inside an event loop; `run` and `start` do)."""
-        return Node(self, queues, [*self.cron_entries, *sourced_entries(self)], self.plugins)
+        plugins = [*self.plugins, *sourced_plugins(self)]
+        return Node(self, queues, [*self.cron_entries, *sourced_entries(self)], plugins)
 
     def _started_node(self, queues: QueuesOption | None) -> Node:
         """A node about to run: its job outcomes are logged unless `log_jobs=False`."""

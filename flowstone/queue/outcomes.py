@@ -116,7 +116,11 @@ def _original(error: BaseException) -> BaseException:
 
 
 def trace_of(error: BaseException) -> str | None:
-    """The formatted traceback, or None when formatting it fails."""
+    """The formatted traceback (for an error raised in a job's child process, the child's),
+    or None when formatting it fails."""
+    remote = getattr(error, "child_traceback", None)
+    if isinstance(remote, str):
+        return remote
     try:
         return "".join(traceback.format_exception(_original(error)))
     except BaseException:  # formatting calls __str__ and walks frames: never fatal

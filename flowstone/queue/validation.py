@@ -68,9 +68,15 @@ def check_json(value: Any, path: str = "args", depth: int = 0) -> Any:
             raise ValidationTypeError(f"{path} is {value!r}, which JSON cannot represent")
         return value
     if isinstance(value, Mapping):
-        return {
-            _check_key(key, path): check_json(item, f"{path}.{key}", depth + 1) for key, item in value.items()
-        }
+        # Plain keys and values are kept as they are; a path is named only on the way
+        # to a nested value or an error (job args are mostly flat: this is the insert's
+        # hot path).
+        checked: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str or not _storable(key):
+                key = _check_key(key, path)
+            checked[key] = item if _plain(item) else check_json(item, f"{path}.{key}", depth + 1)
+        return checked
     if isinstance(value, list | tuple):
         return [check_json(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
     raise ValidationTypeError(f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}")
@@ -86,11 +92,26 @@ def check_text(value: str, path: str) -> str:
     """`value`, a string Postgres can store as text."""
     if not isinstance(value, str):
         raise ValidationTypeError(f"{path} must be a string; got {type(value).__name__}")
-    if "\x00" in value or _has_surrogate(value):
+    if not _storable(value):
         raise ValidationTypeError(
             f"{path} has a NUL or lone surrogate character, which Postgres cannot store"
         )
     return value
+
+
+def _plain(value: Any) -> bool:
+    """A scalar JSON keeps as it is (exact types: a subclass takes the long way)."""
+    kind = type(value)
+    if kind is str:
+        return _storable(value)
+    if kind is float:
+        return math.isfinite(value)
+    return value is None or kind is int or kind is bool
+
+
+def _storable(text: str) -> bool:
+    """No NUL, no lone surrogate: a string Postgres can store."""
+    return "\x00" not in text and (text.isascii() or not _has_surrogate(text))
 
 
 def _has_surrogate(value: str) -> bool:

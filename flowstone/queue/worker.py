@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pydantic
 
@@ -63,6 +64,8 @@ class Worker:
     A subclass registers itself in `default_registry` under `name`
     (`module.QualName` unless set; see `default_name` for a script run as `__main__`).
     `cron_timezone` is the time zone of `cron` (UTC unless set).
+    `executor = "process"` runs a sync `perform` in a child process that is killed at
+    `timeout` or on cancel ("thread": in a thread of the node; None: as its queue says).
     """
 
     name: ClassVar[str] = ""
@@ -77,6 +80,7 @@ class Worker:
     record_result: ClassVar[bool] = False
     result_limit: ClassVar[int] = 64 * 1024
     register: ClassVar[bool] = True
+    executor: ClassVar[Literal["thread", "process"] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,8 +97,14 @@ class Worker:
             )
         if cls.unique is not None and not isinstance(cls.unique, Unique):
             raise ValidationTypeError(f"{cls.__qualname__}.unique must be a Unique; got {cls.unique!r}")
+        _check_executor(cls)
         if cls.__dict__.get("register", True):
             default_registry.register(cls)
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """Whether `perform` is a coroutine function (it runs on the node's event loop)."""
+        return inspect.iscoroutinefunction(cls.perform)
 
     def perform(self, job: Job) -> Result | Awaitable[Result]:
         """Do the work. Return None to complete, or Snooze/Discard/Cancel; raise to fail."""
@@ -135,7 +145,7 @@ class Worker:
         checked = check_args({} if args is None else args)
         if cls.args_model is not None:
             checked = cls.args_model.model_validate(checked).model_dump(mode="json")
-        meta_dict = check_args({} if meta is None else meta, "meta")
+        meta_dict = {} if meta is None else check_args(meta, "meta")
         return NewJob(
             worker=cls.name,
             queue=check_name(queue if queue is not None else cls.queue, "queue"),
@@ -161,6 +171,19 @@ class Worker:
         """Async twin of `enqueue`."""
         conn = options.pop("conn", None)
         return await _instance().ainsert(cls.new(args, **options), conn=conn)
+
+
+def _check_executor(cls: type[Worker]) -> None:
+    if cls.executor not in (None, "thread", "process"):
+        raise ValidationError(
+            f"{cls.__qualname__}.executor must be 'thread' or 'process'; got {cls.executor!r}"
+        )
+    if cls.executor == "process" and cls.is_async():
+        raise ValidationError(
+            f"{cls.__qualname__}.perform is async, and executor='process' runs a sync perform only "
+            "(an async perform is already cancelled at its timeout): make perform a plain def, "
+            "or remove executor"
+        )
 
 
 UNNAMED_MAIN = "__main__."
@@ -203,6 +226,8 @@ def _instance() -> FlowStone:
 
 
 def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    if tags == ():
+        return ()
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
         raise ValidationError(f"tags must be a list of strings; got {tags!r}")
     return tuple(check_text(tag, f"tags[{index}]") for index, tag in enumerate(tags))

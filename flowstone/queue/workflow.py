@@ -38,6 +38,9 @@ from flowstone.queue.worker import NewJob
 
 HELD_AT = datetime(9999, 1, 1, tzinfo=UTC)
 """`scheduled_at` of a job waiting on its dependencies: the stager never reaches it."""
+DEPENDENCY = "dependency"
+"""The `kind` of the error entry of a job cancelled because a dependency of its workflow
+failed (at insert here, later by the effects of the dependency's end): a retry re-arms it."""
 
 Ignored = Literal["cancelled", "discarded"]
 BatchOn = Literal["finished", "completed"]
@@ -206,7 +209,7 @@ def insert_workflow_plan(jobs: JobQueries, nodes: NodeQueries, wf: Workflow) -> 
     doomed = [by_name[name].id for name, fate in fates.items() if fate == "doomed"]
     if doomed:
         reason = "a dependency had already been discarded or cancelled"
-        params = {"ids": doomed, "reason": reason, "channel": nodes.control_channel}
+        params = {"ids": doomed, "reason": reason, "kind": DEPENDENCY, "channel": nodes.control_channel}
         rows = yield jobs.cancel, params
         cancelled = {row["id"]: row for row in rows}
         for job in by_name.values():

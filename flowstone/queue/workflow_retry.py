@@ -21,11 +21,9 @@ from flowstone.queue.engine import lock_plan, workflow_locks
 from flowstone.queue.job import FINAL_STATES, Job, JobState
 from flowstone.queue.plan import Plan
 from flowstone.queue.queries.jobs import JobQueries
-from flowstone.queue.workflow import HELD_AT, WorkflowJob, workflow_plan
+from flowstone.queue.workflow import DEPENDENCY, HELD_AT, WorkflowJob, workflow_plan
 
 FAILED = (JobState.DISCARDED, JobState.CANCELLED)
-DEPENDENCY_CANCELS = ("cancelled: its dependency", "cancelled: a dependency")
-"""How the errors of a job cancelled by its dependency's failure begin (EFFECTS, insert)."""
 
 
 @dataclass
@@ -54,10 +52,9 @@ class _Walk:
 
 
 def cancelled_by_dependency(job: Job) -> bool:
-    """Whether `job` was cancelled because a dependency failed (not by hand)."""
-    if job.state != JobState.CANCELLED or not job.errors:
-        return False
-    return str(job.errors[-1].get("error", "")).startswith(DEPENDENCY_CANCELS)
+    """Whether `job` was cancelled because a dependency failed (not by hand): the `kind`
+    its cancellation recorded, whatever its message says."""
+    return job.state == JobState.CANCELLED and bool(job.errors) and job.errors[-1].get("kind") == DEPENDENCY
 
 
 def retry_workflow_plan(

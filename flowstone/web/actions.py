@@ -107,22 +107,38 @@ async def workflow_retry_action(request: Request) -> Response:
     return _back(request, "/jobs", notice="retried" if changed else "skipped", count=len(changed))
 
 
+def _json_args(text: str) -> Any:
+    """The cron form's `args` field, parsed (FlowStone checks it is an object)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValidationError(f"args must be a JSON object: {error}") from None
+
+
 async def cron_add_action(request: Request) -> Response:
     """Store a cron entry from the cron page's form."""
     form = await form_of(request)
-    args = _one(form, "args") or "{}"
-    try:
-        values = json.loads(args)
-    except json.JSONDecodeError as error:
-        raise ValidationError(f"args must be a JSON object: {error}") from None
     await dashboard(request).fs.cron.aadd(
         _one(form, "name") or "",
         _one(form, "expression") or "",
         _one(form, "worker") or "",
-        args=values,
+        args=_json_args(_one(form, "args") or "{}"),
         timezone=_one(form, "timezone") or "UTC",
     )
     return _back(request, "/cron", notice="cron-added")
+
+
+async def cron_update_action(request: Request) -> Response:
+    """Change a stored cron entry's expression, args and time zone from its edit form
+    (a field left empty stays as it was)."""
+    form = await form_of(request)
+    fields: dict[str, Any] = {
+        name: value for name in ("expression", "timezone") if (value := _one(form, name))
+    }
+    if args := _one(form, "args"):
+        fields["args"] = _json_args(args)
+    await dashboard(request).fs.cron.aupdate(request.path_params["name"], **fields)
+    return _back(request, "/cron", notice="cron-updated")
 
 
 async def cron_action(request: Request) -> Response:

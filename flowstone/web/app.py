@@ -90,6 +90,7 @@ def _routes() -> list[Route | Mount]:
         Route("/workflows/{workflow_id}/retry", actions.workflow_retry_action, methods=["POST"]),
         Route("/cron", page("cron.html", pages.load_cron)),
         Route("/cron/entries", actions.cron_add_action, methods=["POST"]),
+        Route("/cron/entries/{name}", actions.cron_update_action, methods=["POST"]),
         Route("/cron/entries/{name}/{action}", actions.cron_action, methods=["POST"]),
         Route("/assets", page("assets.html", pages.load_assets, pages.assets_drawing)),
         Route("/assets/{name}", page("asset.html", pages.load_partitions)),

@@ -34,6 +34,7 @@ NOTICES = {
     "scaled": "Scaled the queue (stored: it overrides the nodes' configured limit until reset).",
     "reset": "Reset the queue: its nodes are back to their configured settings.",
     "cron-added": "Stored the cron entry: the leader runs it from the next tick.",
+    "cron-updated": "Updated the cron entry: the leader runs it as changed from the next tick.",
     "cron-paused": "Paused the cron entry.",
     "cron-resumed": "Resumed the cron entry.",
     "cron-deleted": "Deleted the cron entry.",

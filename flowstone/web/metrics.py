@@ -93,10 +93,18 @@ class FlowStoneCollector(Collector):
             "Partitions of an asset by status (fresh, stale, missing, queued, running, failed, cancelled).",
             ["asset", "status"],
         )
+        overdue = _gauge(
+            "asset_overdue",
+            "1 when an asset's latest success is older than its freshness policy allows (assets with one).",
+            ["asset"],
+        )
         for overview in self.insights.assets():
             for status, count in overview.counts.items():
                 partitions.add_metric([overview.asset.name, status], count)
+            if overview.freshness is not None:
+                overdue.add_metric([overview.asset.name], int(overview.overdue))
         yield partitions
+        yield overdue
 
 
 def registry_for(insights: Insights) -> CollectorRegistry:

@@ -282,7 +282,15 @@ def _describe(asset: Asset, dependents: list[str]) -> dict[str, Any]:
 
 def _asset(overview: AssetOverview, dependents: list[str]) -> dict[str, Any]:
     counts = overview.counts
-    return {**_describe(overview.asset, dependents), "counts": counts, "health": graph.health(counts)}
+    last = None if overview.freshness is None else overview.freshness.last_success
+    return {
+        **_describe(overview.asset, dependents),
+        "counts": counts,
+        "health": graph.health(counts),
+        "overdue": overview.overdue,
+        "freshness": None if overview.asset.freshness is None else overview.asset.freshness.total_seconds(),
+        "last_success": last,
+    }
 
 
 async def load_assets(request: Request) -> dict[str, Any]:
@@ -290,7 +298,13 @@ async def load_assets(request: Request) -> dict[str, Any]:
     (the read layer's vocabulary, zeros included)."""
     insights = dashboard(request).insights
     overviews = await insights.aassets()
-    return {"assets": [_asset(o, insights.graph.dependents(o.asset.name)) for o in overviews]}
+    overdue_only = bool(request.query_params.get("overdue"))
+    if overdue_only:
+        overviews = [o for o in overviews if o.overdue]
+    return {
+        "assets": [_asset(o, insights.graph.dependents(o.asset.name)) for o in overviews],
+        "overdue_only": overdue_only,
+    }
 
 
 async def assets_drawing(request: Request, data: dict[str, Any]) -> dict[str, Any]:
@@ -389,14 +403,16 @@ async def load_history(request: Request) -> dict[str, Any]:
     lineage = None if chosen is None else await insights.arecord(chosen)
     if lineage is not None and lineage.record.asset != asset.name:
         raise HTTPException(404, f"record {chosen} is not a materialization of {asset.name!r}")
+    logs = await insights.alogs([r.id for r in records] + ([] if chosen is None else [chosen]))
     return {
         "asset": asset.name,
         "depends_on": list(asset.depends_on),
         "dependents": insights.graph.dependents(asset.name),
         "partitioned": asset.partitions is not None,
         "partition": asset.serialize_partition(partition),
-        "records": [_record(r) for r in records],
+        "records": [{**_record(r), "logs": logs.get(r.id)} for r in records],
         "lineage": _lineage(lineage),
+        "logs": None if chosen is None else logs.get(chosen),
     }
 
 

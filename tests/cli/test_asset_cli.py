@@ -174,6 +174,8 @@ def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: 
         "partitions": "daily(2025-01-01)",
         "io_manager": "postgres",
         "status": {**none, "missing": days},
+        "overdue": False,
+        "last_success": None,
     }
     assert rows["cli_flaky"]["status"] == {**none, "fresh": 2, "missing": days - 5, "failed": 3}
     assert rows["cli_retried"]["status"] == {**none, "fresh": 1, "missing": days - 2, "queued": 1}, (
@@ -183,7 +185,7 @@ def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: 
     code, out, _ = cli("assets", "ls")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "STATUS"]
+    assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "STATUS", "FRESHNESS"]
     assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[4]
     assert f"fresh=1 missing={days - 2} queued=1" in lines[3]
 

@@ -191,6 +191,10 @@ def test_version_and_migrate_json(cli: Run, capsys: pytest.CaptureFixture[str]) 
             ["node: node must not be empty"],
         ),
         (["--app", "apps.bad_cron:app", "--queues", "rt=1"], ["cron expression '0 25 * * *'"]),
+        (
+            ["--app", "apps.good:app", "--queues", "rt=1", "--chaos", "1.5"],
+            ["--chaos must be a share of jobs from 0 to 1", "got 1.5"],
+        ),
     ],
 )
 def test_bad_worker_input_exits_2_with_one_line(

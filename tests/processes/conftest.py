@@ -53,3 +53,20 @@ def asset_workers(
         return nodes
 
     return start
+
+
+@pytest.fixture
+def isolated(flowstone_url: str, workers: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
+    """Start a node running `proc_isolated` (queues iso and chaos); returns it started."""
+    with psycopg.connect(flowstone_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.children (job_id bigint NOT NULL, pid int NOT NULL,"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+
+    def start(node: str = "iso", argv: tuple[str, ...] = (), **env: str) -> WorkerProcess:
+        process = workers(node, queues="iso=2,chaos=10", app="proc_isolated:app", argv=argv, **env)
+        process.wait_started()
+        return process
+
+    return start

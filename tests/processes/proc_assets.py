@@ -9,20 +9,35 @@ been tried (so that they meet on its lock). proc_a fails for good on the partiti
 listed in PROC_FAIL (comma-separated), takes PROC_SLOW seconds, and a blocking check
 fails it on the partitions listed in PROC_BAD_DATA. PROC_DEP_TIMEOUT bounds proc_b's wait
 for a dependency nothing materializes. In the workers only: PROC_EAGER=1 adds proc_eager
-(eager on proc_a), PROC_SCHEDULE=1 adds proc_clock (unpartitioned, every minute).
+(eager on proc_a), PROC_SCHEDULE=1 adds proc_clock (unpartitioned, every minute),
+PROC_FRESH=1 adds proc_fresh (FRESH_ASSET: unpartitioned, a 1-second freshness policy)
+and records each `asset.overdue` telemetry event in `public.overdue_events`;
+PROC_OBSERVED=1 adds OBSERVED: proc_source, a source observed as the text in
+`public.source_version`, and proc_follower, its eager dependent.
 """
 
 import os
 import time
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proc_app import app
 
-from flowstone import Asset, Context, DailyPartitions, FlowStoneError, WeeklyPartitions
+from flowstone import (
+    Asset,
+    AssetRegistry,
+    Context,
+    DailyPartitions,
+    FlowStoneError,
+    WeeklyPartitions,
+    source_asset,
+)
 from flowstone.assets import AssetCheck, CheckResult, default_assets
+from flowstone.assets.freshness import OVERDUE_EVENT
+from flowstone.queue import telemetry
 
-__all__ = ["ASSETS", "app", "register"]
+__all__ = ["ASSETS", "FRESH_ASSET", "OBSERVED", "app", "register"]
 
 DAYS = DailyPartitions("2025-01-01")
 
@@ -61,8 +76,11 @@ def _ran(ctx: Context, value: dict[str, int]) -> dict[str, int]:
 
 
 def proc_a(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
-    """The source: the day of the month, unless the partition's data is 'corrupt'."""
+    """The source: the day of the month, unless the partition's data is 'corrupt' (then it
+    prints and logs what it found: its compute log)."""
     if ctx.partition_key in os.environ.get("PROC_FAIL", "").split(","):
+        print(f"reading the source of {ctx.partition_key}")
+        ctx.log.error("checksum mismatch in %s", ctx.partition_key)
         raise FlowStoneError(
             "execution_error", f"source data of {ctx.partition_key} is corrupt", retryable=False
         )
@@ -99,6 +117,46 @@ def proc_eager(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
 def proc_clock(ctx: Context, deps: dict[str, Any]) -> dict[str, int]:
     """A scheduled source."""
     return _ran(ctx, {"rows": 1})
+
+
+def proc_fresh(ctx: Context, deps: dict[str, Any]) -> int:
+    """A source that must be no older than a second."""
+    return 1
+
+
+FRESH_ASSET = Asset(
+    name="proc_fresh", execute_fn=proc_fresh, io_manager="postgres", freshness=timedelta(seconds=1)
+)
+
+
+def _note_overdue(event: str, measurements: Mapping[str, float], metadata: Mapping[str, Any]) -> None:
+    """Record an `asset.overdue` event (in the worker) where the test reads it."""
+    with app.connection() as conn:
+        conn.execute("INSERT INTO public.overdue_events VALUES (%s)", (metadata["asset"],))
+
+
+def proc_source(ctx: Context) -> str:
+    """The outside data's version: what another system wrote in public.source_version."""
+    with app.connection() as conn:
+        row = conn.execute("SELECT version FROM public.source_version").fetchone()
+    return str(row[0])
+
+
+def proc_follower(ctx: Context, deps: dict[str, Any]) -> dict[str, Any]:
+    """Recomputed when the source's observed version changes."""
+    return _ran(ctx, dict(deps["proc_source"]))
+
+
+OBSERVED = [
+    source_asset(observe=proc_source, schedule=None, registry=AssetRegistry()),
+    Asset(
+        name="proc_follower",
+        depends_on=("proc_source",),
+        execute_fn=proc_follower,
+        io_manager="postgres",
+        automation="eager",
+    ),
+]
 
 
 def _assets() -> list[Asset]:
@@ -139,6 +197,11 @@ def _assets() -> list[Asset]:
         defined.append(
             Asset(name="proc_clock", execute_fn=proc_clock, io_manager="postgres", schedule="* * * * *")
         )
+    if os.environ.get("PROC_OBSERVED") == "1":
+        defined.extend(OBSERVED)
+    if os.environ.get("PROC_FRESH") == "1":
+        defined.append(FRESH_ASSET)
+        telemetry.attach(OVERDUE_EVENT, _note_overdue)
     return defined
 
 

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from flowstone import Worker
+from flowstone.queue.floor import parse_notification
 from flowstone.queue.insert import insert_plan
 from flowstone.testing import adrain_queue, drain_queue
 
@@ -158,14 +159,15 @@ def listen(url: str, channel: str) -> psycopg.Connection:
 
 
 def received_until_sentinel(conn: psycopg.Connection, url: str, channel: str) -> list[str]:
-    """Notifications delivered before a sentinel sent now (delivery follows commit order)."""
+    """The queues of the notifications delivered before a sentinel sent now (delivery
+    follows commit order)."""
     with psycopg.connect(url, autocommit=True) as other:
         other.execute("SELECT pg_notify(%s, 'sentinel')", [channel])
     payloads = []
     for notify in conn.notifies(timeout=10):
         if notify.payload == "sentinel":
             return payloads
-        payloads.append(notify.payload)
+        payloads.append(parse_notification(notify.payload)[0])
     raise AssertionError(f"sentinel never arrived; got {payloads}")
 
 

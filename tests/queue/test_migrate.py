@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from flowstone import FlowStone, Worker
+from flowstone.queue.floor import parse_notification
 from flowstone.queue.migrate import current_revision, migrate, script_location
 from flowstone.testing import drain_queue
 
@@ -69,7 +70,8 @@ def test_a_non_default_schema_works_end_to_end(flowstone_url):
         with psycopg.connect(flowstone_url, autocommit=True) as listener:
             listener.execute('LISTEN "tenant_2.jobs"')
             job = fs.insert(Ok.new({"x": 1}))
-            assert next(listener.notifies(timeout=10)).payload == "migrate"
+            payload = next(listener.notifies(timeout=10)).payload
+            assert parse_notification(payload) == ("migrate", (0, job.scheduled_at, job.id))
         assert drain_queue("migrate", fs=fs).completed == 1
         assert fs.get_job(job.id).state == "completed"
     with psycopg.connect(flowstone_url) as conn:

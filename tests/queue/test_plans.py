@@ -66,7 +66,13 @@ def index_scans_only(plan: dict[str, Any]) -> bool:
     return bool(scans) and all(node["Node Type"] == "Index Scan" for node in scans)
 
 
-CLAIM = {"queue": QUEUE, "limit": 10, "claimer": ["n", "1"], "max_id": 2**63 - 1}
+CLAIM = {
+    "queue": QUEUE,
+    "limit": 10,
+    "claimer": ["n", "1"],
+    "max_id": 2**63 - 1,
+    **{"floor_priority": -1, "floor_at": "0001-01-01T00:00:00Z", "floor_id": 0},  # no floor
+}
 
 
 def acks(ids: range) -> dict[str, Any]:
@@ -91,6 +97,8 @@ def test_the_claim_finds_and_updates_its_rows_through_indexes(analyzed: str, sta
     ]
     assert scans and all(node["Node Type"] == "Index Scan" for node in scans), scans
     assert plan["Plan Rows"] <= 100, "the update expects a claim's few rows, not a tenth of the table"
+    [walk] = [node for node in scans if node["Index Name"] == "jobs_claim_idx"]
+    assert "ROW(priority, scheduled_at, id) >=" in walk["Index Cond"], "the walk starts at the floor"
 
 
 def test_the_ack_finds_its_rows_through_the_primary_key(analyzed: str) -> None:

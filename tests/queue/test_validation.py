@@ -45,6 +45,8 @@ class Typed(Worker):
         ({"a": {3: "int key"}}, "args.a"),
         ({"s": "nul\x00byte"}, "args.s"),
         ({"s": ["\ud800"]}, r"args.s\[0\]"),
+        ({"s": "é\ud800"}, "args.s"),  # not ASCII: the slow check finds the lone surrogate
+        ({"k\x00": 1}, "args key"),
         ({"d": date.today()}, "args.d"),
     ],
 )

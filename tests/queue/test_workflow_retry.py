@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import anyio
+from psycopg import sql
 from test_manage import QUEUE, Ok
 
 from flowstone import FlowStone, Worker, Workflow
@@ -100,3 +101,27 @@ def test_async_retry_workflow(flowstone, engine):
     assert len(changed) == 3
     run_until_idle(engine)
     assert set(states(flowstone, jobs).values()) == {"completed"}
+
+
+def test_a_dependency_cancel_is_known_by_its_kind_not_its_wording(flowstone, engine):
+    """Dependents cancelled by a failure (at its end, or at insert after it) are re-armed
+    whatever their messages say; a job cancelled by hand in the same words is not."""
+    jobs = failed_chain(flowstone, engine)
+    wf_id = jobs["a"].meta["workflow"]["id"]
+    late = flowstone.insert_workflow(Workflow(wf_id).add("late", Ok.new(), deps=["a"]))["late"]
+    mimic = flowstone.insert_workflow(Workflow(wf_id).add("mimic", Ok.new(), deps=["side"]))["mimic"]
+    flowstone.cancel_job(mimic.id, reason=f"its dependency (job {jobs['a'].id}) was discarded")
+    with flowstone.connect() as conn:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {}.jobs SET errors = jsonb_set(errors, '{{-1,error}}', '\"reworded\"')"
+                " WHERE id = ANY(%s)"
+            ).format(sql.Identifier(flowstone.schema)),
+            [[jobs["b"].id, jobs["c"].id, late.id]],
+        )
+    for job in (jobs["b"], jobs["c"], late):
+        assert flowstone.get_job(job.id).errors[-1]["error"] == "reworded"
+    flowstone.retry_job(jobs["a"].id)
+    run_until_idle(engine)
+    everything = {**jobs, "late": late, "mimic": mimic}
+    assert states(flowstone, everything) == {**dict.fromkeys(jobs, DONE), "late": DONE, "mimic": "cancelled"}

@@ -4,6 +4,7 @@ read-only, the auth hook, actions and their confirmations, errors, mounting."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -179,6 +180,30 @@ async def test_the_cron_page_edits_stored_entries(client: Client, app_fs: FlowSt
     assert refused.status_code == 400 and "not a valid" in refused.text
 
 
+QUOTED = 'it\'s "quoted"'
+"""Args text with both quotes: the edit form's attribute must carry it back intact."""
+
+
+async def test_the_cron_page_updates_a_stored_entry(client: Client, app_fs: FlowStone) -> None:
+    await app_fs.cron.aadd("nightly", "0 3 * * *", Echo, args={"n": 1}, timezone="Europe/Paris")
+    page = await client.get("/cron")
+    assert 'action="/cron/entries/nightly"' in page.text and """value='{"n": 1}'""" in page.text
+    form = {"expression": "30 4 * * *", "args": json.dumps({"n": 2, "q": QUOTED}), "timezone": "UTC"}
+    updated = await client.submit("/cron/entries/nightly", form)
+    assert updated.status_code == 303 and updated.headers["location"] == "/cron?notice=cron-updated"
+    (entry,) = await app_fs.cron.alist()
+    assert (entry.expression, entry.args, entry.timezone) == ("30 4 * * *", {"n": 2, "q": QUOTED}, "UTC")
+    shown = (await client.get("/cron")).text
+    assert """value='{"n": 2, "q": "it\\u0027s \\"quoted\\""}'""" in shown, "args survive the quotes"
+    kept = await client.submit("/cron/entries/nightly", {"expression": "", "args": "", "timezone": ""})
+    assert kept.status_code == 303 and (await app_fs.cron.alist())[0].expression == "30 4 * * *"
+    for bad, says in (({"expression": "nope"}, "not a valid"), ({"args": "[1"}, "must be a JSON object")):
+        refused = await client.submit("/cron/entries/nightly", bad)
+        assert refused.status_code == 400 and says in refused.text, bad
+    missing = await client.submit("/cron/entries/absent", {"expression": "0 * * * *"})
+    assert missing.status_code == 400 and "absent" in missing.text
+
+
 Form = list[tuple[str, str]]
 
 
@@ -213,6 +238,7 @@ def acting_requests(seeded: dict[str, Any]) -> dict[str, list[tuple[str, Form]]]
         "/cron/entries": [
             ("/cron/entries", [("name", "added"), ("expression", "*/5 * * * *"), ("worker", Echo.name)])
         ],
+        "/cron/entries/{name}": [("/cron/entries/seeded", [("expression", "*/7 * * * *")])],
         "/cron/entries/{name}/{action}": [
             ("/cron/entries/seeded/pause", []),
             ("/cron/entries/seeded/resume", []),
@@ -231,7 +257,8 @@ async def snapshot(fs: FlowStone) -> list[dict[str, Any]]:
         "SELECT (SELECT json_agg(json_build_array(id, state) ORDER BY id) FROM flowstone.jobs) AS jobs,"
         " (SELECT json_agg(c ORDER BY queue, node) FROM flowstone.queue_controls c) AS controls,"
         " (SELECT count(*) FROM flowstone.materializations) AS records,"
-        " (SELECT json_agg(json_build_array(name, paused) ORDER BY name) FROM flowstone.cron_entries) AS c",
+        " (SELECT json_agg(json_build_array(name, paused, expression, args, timezone) ORDER BY name)"
+        "  FROM flowstone.cron_entries) AS c",
     )
 
 
@@ -267,7 +294,7 @@ def dict_of(form: Form) -> dict[str, list[str]]:
 async def test_read_only_hides_and_refuses_actions(app_fs: FlowStone) -> None:
     seeded = await seed(app_fs)
     async with client_for(create_app(app_fs, read_only=True)) as http:
-        for path in ("/queues", "/jobs", f"/jobs/{seeded['failed']}", "/assets", "/assets/clean"):
+        for path in ("/queues", "/jobs", f"/jobs/{seeded['failed']}", "/assets", "/assets/clean", "/cron"):
             page = await http.get(path)
             assert page.status_code == 200 and 'method="post"' not in page.text, path
             assert "read-only" in page.text

@@ -4,7 +4,7 @@ inserting jobs and waking a queue — nothing else of the node."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -129,3 +129,14 @@ class Plugin(Protocol):
     async def tick(self, runtime: PluginRuntime) -> None:
         """Do one round of work."""
         ...
+
+
+PluginSource = Callable[["FlowStone"], Sequence[Plugin]]
+plugin_sources: list[PluginSource] = []
+"""Functions adding plugins for an instance when it builds a node: how a higher layer
+(the assets' freshness policies) runs periodic work without the queue importing it."""
+
+
+def sourced_plugins(fs: FlowStone) -> list[Plugin]:
+    """The plugins every registered source gives for `fs`."""
+    return [plugin for source in plugin_sources for plugin in source(fs)]

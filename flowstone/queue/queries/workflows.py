@@ -13,7 +13,8 @@ sees the first's effects and the last dependency to finish wakes the job waiting
 from __future__ import annotations
 
 # A dependent whose dependency was discarded or cancelled is cancelled in turn (and so
-# on down the graph) unless it ignores that state (meta.workflow.ignore); a dependent
+# on down the graph) unless it ignores that state (meta.workflow.ignore), its error entry
+# saying so (`kind` 'dependency', the `dependency`'s id: what a retry re-arms); a dependent
 # none of whose dependencies is left becomes available; a batch's callback gets the
 # counts per state of the batch's jobs (those ended by this statement as they end).
 EFFECTS = """
@@ -37,7 +38,8 @@ ended_flow AS (
     UPDATE {jobs} AS j SET state = 'cancelled', cancelled_at = now(),
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', now(), 'traceback', NULL,
-            'error', 'cancelled: its dependency (job ' || x.cause || ') was ' || x.cause_state))
+            'error', 'cancelled: its dependency (job ' || x.cause || ') was ' || x.cause_state,
+            'kind', 'dependency', 'dependency', x.cause))
     FROM (SELECT DISTINCT ON (id) id, cause, cause_state FROM doomed ORDER BY id, cause) AS x
     WHERE j.id = x.id AND j.state = 'scheduled'
     RETURNING j.id

@@ -18,9 +18,10 @@ import psycopg.errors
 import structlog
 from psycopg.types.json import Jsonb
 
-from flowstone.queue import telemetry
+from flowstone.queue import executor, telemetry
 from flowstone.queue.config import QueuesOption, Settings, queue_configs
 from flowstone.queue.control import parse_signal
+from flowstone.queue.floor import BOTTOM, parse_notification
 from flowstone.queue.plan import Row, single
 from flowstone.queue.plugins import CronEntry, Plugin, builtin_plugins
 from flowstone.queue.plugins.base import InstanceRuntime
@@ -56,6 +57,9 @@ class Node(InstanceRuntime):
         self.producers = {
             queue: Producer(self, queue, config) for queue, config in configs.items() if not manual
         }
+        workers = [w for w in map(fs.registry.get, fs.registry.names()) if w is not None]
+        for producer in self.producers.values():
+            producer.processes.check(workers)
         self.incarnation = uuid.uuid4().hex[:12]
         self.link = Link(fs, "flowstone.node")
         self.is_leader = False
@@ -94,6 +98,13 @@ class Node(InstanceRuntime):
         producer = self.producers.get(queue)
         if producer is not None:
             producer.wake()
+
+    def _on_available(self, payload: str) -> None:
+        """A job became available (notified, with its claim key when the payload has one)."""
+        queue, key = parse_notification(payload)
+        producer = self.producers.get(queue)
+        if producer is not None:
+            producer.available(key)
 
     def _on_control(self, payload: str) -> None:
         """Apply a control signal; one that does not parse is logged and ignored (any
@@ -138,9 +149,10 @@ class Node(InstanceRuntime):
         self._reload_controls.set()
 
     def _on_connect(self) -> None:
-        """After (re)connecting: fetch everywhere, and re-read controls we may have missed."""
+        """After (re)connecting: fetch everywhere from the head of the claim index (jobs
+        may have become available unannounced), and re-read controls we may have missed."""
         for producer in self.producers.values():
-            producer.wake()
+            producer.available(BOTTOM)
         self._reload_controls.set()
 
     def _listener(self) -> Listener | Poller:
@@ -148,7 +160,7 @@ class Node(InstanceRuntime):
         connection keeps one (see `FlowStone.sessions`), else polling."""
         if not self.fs.sessions:
             return Poller(self.settings.poll_interval, self._poll)
-        handlers = {self.jobs.channel: self.wake, self.nodes.control_channel: self._on_control}
+        handlers = {self.jobs.channel: self._on_available, self.nodes.control_channel: self._on_control}
         return Listener(self.fs, handlers, self._on_connect)
 
     async def _poll(self) -> None:
@@ -167,6 +179,7 @@ class Node(InstanceRuntime):
     async def run(self) -> None:
         """Run until `stop()` is called (or the surrounding scope is cancelled)."""
         self._reload_controls = anyio.Event()
+        self._arm_chaos()
         await until_done(self._heartbeat, "register node")
         await self._load_controls()
         listener = self._listener()
@@ -191,6 +204,16 @@ class Node(InstanceRuntime):
         await self.link.close()
         self.stopped.set()
         _log.info("node stopped", node=self.name)
+
+    def _arm_chaos(self) -> None:
+        """With the `chaos` setting, fail that share of this node's jobs before perform (for
+        the job tasks started from here on: they copy this context)."""
+        rate = self.settings.chaos
+        if rate > 0:
+            _log.warning(
+                "chaos: failing a share of jobs before perform", rate=rate, seed=self.settings.chaos_seed
+            )
+            executor.arm_chaos(rate, self.settings.chaos_seed)
 
     def stop(self) -> None:
         """Begin a graceful shutdown; called again, skip what is left of the grace period."""

@@ -30,10 +30,12 @@ import structlog
 from flowstone.queue.config import QueueConfig
 from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
+from flowstone.queue.floor import BOTTOM, Floor, Key
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, clean_text, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
 from flowstone.queue.pool import bounded_options, local_timeout
+from flowstone.queue.process_pool import ProcessPool
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 
 if TYPE_CHECKING:
@@ -69,11 +71,13 @@ class Producer:
         self.finished: list[Outcome] = []
         self.left_behind: list[int] = []
         self.turned_at = time.monotonic()
-        self.executor = Executor(node.fs, self._thread_ended, node.progress.note)
+        self.processes = ProcessPool(node.fs, queue, config)
+        self.executor = Executor(node.fs, self._thread_ended, node.progress.note, self.processes)
         self._held_back = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
+        self.floor = Floor(enabled=node.fs.sessions)  # no notifications, no floor
         self._wake = anyio.Event()
         self._stopping = False
         self._released = False
@@ -83,6 +87,11 @@ class Producer:
 
     def wake(self) -> None:
         """Run a cycle as soon as possible."""
+        self._wake.set()
+
+    def available(self, key: Key) -> None:
+        """A job became available at `key` (notified): claim down to it, soon."""
+        self.floor.lower(key)
         self._wake.set()
 
     def scale(self, limit: int) -> None:
@@ -142,6 +151,7 @@ class Producer:
             self.left_behind = sorted(self.running)
             for task in self._tasks:  # only jobs left behind, or when the node is torn down
                 task.cancel()
+            await self.processes.aclose()
             await self._disconnect()
 
     async def _turn(self) -> None:
@@ -180,16 +190,24 @@ class Producer:
         sweep = self._lost_connection or time.monotonic() >= self._next_sweep
         if not outcomes and not demand and not sweep:
             return
+        floor = self.floor.claiming() if demand else BOTTOM
         try:
             conn = await self._connection()
             if sweep:
                 await self._release_orphans(conn, outcomes)
-            plans = cycle_plans(self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config)
+            plans = cycle_plans(
+                self.node.jobs, outcomes, self.queue, demand, self.node.claimer, self.config, floor
+            )
             results = await self._together(conn, plans)
         except BaseException:
             self.finished[:0] = outcomes  # written once the database is back
+            self.floor.drop()  # a claim that failed may have locked jobs others skipped
             raise
         claimed: list[Job] = results[-1] if demand else []
+        if claimed and not self.config.limited:
+            last = claimed[-1]
+            assert last.scheduled_at is not None  # a claimed row has every column
+            self.floor.claimed((last.priority, last.scheduled_at, last.id))
         self._held_back = len(claimed) < demand
         for job in claimed:
             if self._stopping:  # claimed while the stop began: nobody would stop it later
@@ -310,8 +328,9 @@ class Producer:
 
     async def stop(self, grace: float) -> None:
         """Stop claiming and give running jobs `grace` seconds. Then async jobs are cancelled
-        and handed back (attempt refunded); sync jobs, whose threads cannot be stopped, are
-        left behind `executing` for the lifeline (see docs/reliability.md)."""
+        and jobs in child processes killed, and handed back (attempt refunded); sync jobs in
+        threads, which cannot be stopped, are left behind `executing` for the lifeline (see
+        docs/reliability.md)."""
         self._stopping = True
         self.wake()
         if self.running:
