@@ -25,6 +25,8 @@ sys.path.insert(0, str(HERE / "orders"))
 import pipeline  # noqa: E402
 
 from flowstone import MaterializationRecords, materialize_all  # noqa: E402
+from flowstone.assets import Materialization  # noqa: E402
+from flowstone.insights import Insights  # noqa: E402
 
 DEADLINE = 120
 
@@ -97,7 +99,7 @@ def report(url: str, schema: str) -> None:
             print(line.rstrip())
     last = store.get("daily_revenue", pipeline.DAYS.end)
     assert last is not None
-    chain = " ← ".join(f"{m.asset}#{m.id}" for m in [last, *_upstream(store, last.id)])
+    chain = " ← ".join(f"{m.asset}#{m.id}" for m in [last, *_upstream(Insights(pipeline.app), last.id)])
     print(f"\nlineage of daily_revenue {pipeline.DAYS.end}: {chain}")
     print(f'\nLook at it yourself (psql "{url}"):')
     for query in (  # shown to the reader, not run here
@@ -115,12 +117,13 @@ def _revenue(day: str) -> str:
     return "" if value is None else str(value[0])
 
 
-def _upstream(store: MaterializationRecords, record_id: int) -> list:  # type: ignore[type-arg]
-    chain = []
-    ups = store.upstream(record_id)
-    while ups:
-        chain.append(ups[0])
-        ups = store.upstream(ups[0].id)
+def _upstream(insights: Insights, record_id: int) -> list[Materialization]:
+    """The first record each record read, down the chain from `record_id`."""
+    chain: list[Materialization] = []
+    lineage = insights.record(record_id)
+    while lineage is not None and lineage.upstream:
+        chain.append(lineage.upstream[0])
+        lineage = insights.record(lineage.upstream[0].id)
     return chain
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import flowstone
+import flowstone.queue.plan
 import flowstone.testing
 from flowstone import FlowStone, MaterializationRecords, Worker
 from flowstone.insights import Insights
@@ -42,6 +43,7 @@ OWNERS: list[type | ModuleType] = [
     Worker,
     flowstone,
     flowstone.testing,
+    flowstone.queue.plan,  # the drivers of plans: run_on / arun_on, stream / astream
 ]
 PAIRS = [(owner, *pair) for owner in OWNERS for pair in twins(owner)]
 
@@ -57,6 +59,8 @@ def test_the_public_api_has_twins() -> None:
         "materialize",
         "backfill",
         "drain_queue",
+        "watch_run",
+        "stream",
     }
     assert expected <= names
 

@@ -53,7 +53,7 @@ from flowstone.assets.partitions import (
     TimeWindowPartitions,
     WeeklyPartitions,
 )
-from flowstone.assets.records import Materialization, MaterializationRecords, Status, Store
+from flowstone.assets.records import Materialization, MaterializationRecords, Status
 from flowstone.assets.versions import Output
 from flowstone.assets.worker import AssetWorker
 
@@ -91,7 +91,6 @@ __all__ = [
     "RollUp",
     "StaticPartitions",
     "Status",
-    "Store",
     "TimeWindowPartitions",
     "WeeklyPartitions",
     "Window",

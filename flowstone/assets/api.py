@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-import psycopg
 
 from flowstone.assets.context import Context
 from flowstone.assets.definitions import Asset, AssetRegistry, registry_of
@@ -39,7 +38,7 @@ from flowstone.assets.worker import asset_job
 from flowstone.errors import FlowStoneError, ValidationError
 from flowstone.queue.instance import FlowStone, current
 from flowstone.queue.job import Job, JobState
-from flowstone.queue.plan import Plan
+from flowstone.queue.plan import Plan, atomic, notice_plan
 
 RunStatus = Literal["queued", "completed", "skipped", "failed"]
 Target = tuple[Asset, str | None]
@@ -298,60 +297,30 @@ class _Reporter:
 RECHECK_SECONDS = 5.0
 
 
-def _remaining(fs: FlowStone, deadline: float | None) -> float:
-    """How long to wait for the next notification before checking again (at most the
-    poll interval where no notification can come: `fs.database.poll_notices`)."""
+def _wait_plan(
+    fs: FlowStone, enqueue: Plan[list[Job]], target: Target, run_id: str, timeout: float | None
+) -> Plan[MaterializeResult]:
+    """Insert the job (its own transaction), then check its record whenever a finish
+    notification names the job, until it finished or `timeout` passed (checked one last
+    time then, e.g. for a job discarded before it could finish its record). Runs outside
+    a transaction, on a connection of its own."""
+    queries = _materializations(fs)
     recheck = min(RECHECK_SECONDS, fs.database.poll_notices or RECHECK_SECONDS)
-    if deadline is None:
-        return recheck
-    return min(recheck, max(0.0, deadline - time.monotonic()))
-
-
-def _wait(
-    fs: FlowStone, conn: psycopg.Connection[Any], target: Target, run_id: str, job: Job, timeout: float | None
-) -> MaterializeResult:
-    """Check the job's record whenever a finish notification names the job, until it
-    finished or `timeout` passed (checked one last time then, e.g. for a job discarded
-    before it could finish its record)."""
-    materializations = _materializations(fs)
+    if fs.database.sessions:
+        yield queries.listen, {}
+    [job] = yield from atomic(enqueue)
     deadline = None if timeout is None else time.monotonic() + timeout
     reporter = _Reporter(target)
     while True:
-        record, state = fs.database.execute(by_job_plan(materializations, job.id), conn)
+        record, state = yield from by_job_plan(queries, job.id)
         result = _outcome(run_id, target, job, record, state)
         if result is not None:
             return result
         reporter.see(record)
         if deadline is not None and time.monotonic() >= deadline:
             raise _timed_out(target, run_id, job, timeout, record)
-        for notify in conn.notifies(timeout=_remaining(fs, deadline)):
-            if _concerns(notify.payload, job.id):
-                break
-
-
-async def _await(
-    fs: FlowStone,
-    conn: psycopg.AsyncConnection[Any],
-    target: Target,
-    run_id: str,
-    job: Job,
-    timeout: float | None,
-) -> MaterializeResult:
-    """Async twin of `_wait`."""
-    materializations = _materializations(fs)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    reporter = _Reporter(target)
-    while True:
-        record, state = await fs.database.aexecute(by_job_plan(materializations, job.id), conn)
-        result = _outcome(run_id, target, job, record, state)
-        if result is not None:
-            return result
-        reporter.see(record)
-        if deadline is not None and time.monotonic() >= deadline:
-            raise _timed_out(target, run_id, job, timeout, record)
-        async for notify in conn.notifies(timeout=_remaining(fs, deadline)):
-            if _concerns(notify.payload, job.id):
-                break
+        wait = recheck if deadline is None else min(recheck, max(0.0, deadline - time.monotonic()))
+        yield from notice_plan(lambda payload: _concerns(payload, job.id), wait)
 
 
 # -- materialize, materialize_all, backfill ----------------------------------------------------
@@ -382,11 +351,7 @@ def materialize(
         job = instance.database.execute(plan)[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
     with instance.connect(direct=True, autocommit=True) as conn:
-        if instance.sessions:
-            conn.execute(_materializations(instance).listen)
-        with conn.transaction():
-            job = instance.database.execute(plan, conn)[0]
-        return _wait(instance, conn, target, run, job, timeout)
+        return instance.database.execute(_wait_plan(instance, plan, target, run, timeout), conn, atomic=False)
 
 
 async def amaterialize(
@@ -410,11 +375,9 @@ async def amaterialize(
         job = (await instance.database.aexecute(plan))[0]
         return MaterializeResult(run, "queued", target[0].name, target[1], job.id)
     async with await instance.aconnect(direct=True, autocommit=True) as conn:
-        if instance.sessions:
-            await conn.execute(_materializations(instance).listen)
-        async with conn.transaction():
-            job = (await instance.database.aexecute(plan, conn))[0]
-        return await _await(instance, conn, target, run, job, timeout)
+        return await instance.database.aexecute(
+            _wait_plan(instance, plan, target, run, timeout), conn, atomic=False
+        )
 
 
 def materialize_all(

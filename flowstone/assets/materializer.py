@@ -232,7 +232,7 @@ class Materializer:
                 context={"asset": asset.name, "upstream": dep_ctx.asset, "partition": dep_ctx.partition_key},
             )
 
-    def execute(self, asset: Asset, ctx: Context, deps: Mapping[str, Any]) -> Any:
+    def call_asset(self, asset: Asset, ctx: Context, deps: Mapping[str, Any]) -> Any:
         """Run the asset function; an exception becomes a (retryable) execution_error."""
         try:
             return asset.execute_fn(ctx, dict(deps))

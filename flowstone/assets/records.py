@@ -1,9 +1,10 @@
 """Materialization records: the `Materialization` row, plans over the records, and
-`MaterializationRecords`, the read API over them (also importable as `Store`).
+`MaterializationRecords`, the latest record of a partition.
 
-Plans (sans-IO, see flowstone.queue.plan) carry the logic once; `MaterializationRecords`
-runs the read side for users with sync and async twins, the worker and the API run the
-write side, and the read layer (`flowstone.insights`) reads for front ends.
+Plans (sans-IO, see flowstone.queue.plan) carry the logic once: the worker and the API
+run the write side; the read layer (`flowstone.insights`: history, lineage, statuses,
+run progress) runs the reads people look at. `MaterializationRecords` keeps only what a
+caller that queued a job needs next: the record it left.
 """
 
 from __future__ import annotations
@@ -492,7 +493,8 @@ def run_progress_plan(materializations: MaterializationQueries, run_id: str) -> 
 
 
 class MaterializationRecords:
-    """Read materialization records: latest per partition, history and lineage.
+    """The latest materialization record of a partition (history, lineage and statuses:
+    `flowstone.insights.Insights`).
 
     On `fs` (default: the default instance) with `fs`'s asset graph unless given one."""
 
@@ -524,47 +526,3 @@ class MaterializationRecords:
         return await self.fs.database.aexecute(
             latest_plan(self.materializations, *self._partition(asset, partition))
         )
-
-    def history(
-        self,
-        asset: str | Asset | None = None,
-        partition: Any = None,
-        *,
-        run_id: str | None = None,
-        limit: int = 100,
-    ) -> list[Materialization]:
-        """Records (newest first) of an asset, partition and/or run."""
-        name, key = self._partition(asset, partition) if asset is not None else (None, None)
-        return self.fs.database.execute(history_plan(self.materializations, name, key, run_id, limit))
-
-    async def ahistory(
-        self,
-        asset: str | Asset | None = None,
-        partition: Any = None,
-        *,
-        run_id: str | None = None,
-        limit: int = 100,
-    ) -> list[Materialization]:
-        """Async twin of `history`."""
-        name, key = self._partition(asset, partition) if asset is not None else (None, None)
-        return await self.fs.database.aexecute(history_plan(self.materializations, name, key, run_id, limit))
-
-    def upstream(self, record_id: int) -> list[Materialization]:
-        """The upstream materializations record `record_id` read."""
-        return self.fs.database.execute(lineage_plan(self.materializations, record_id, "upstream"))
-
-    async def aupstream(self, record_id: int) -> list[Materialization]:
-        """Async twin of `upstream`."""
-        return await self.fs.database.aexecute(lineage_plan(self.materializations, record_id, "upstream"))
-
-    def downstream(self, record_id: int) -> list[Materialization]:
-        """The materializations that read record `record_id`."""
-        return self.fs.database.execute(lineage_plan(self.materializations, record_id, "downstream"))
-
-    async def adownstream(self, record_id: int) -> list[Materialization]:
-        """Async twin of `downstream`."""
-        return await self.fs.database.aexecute(lineage_plan(self.materializations, record_id, "downstream"))
-
-
-Store = MaterializationRecords
-"""The earlier name of `MaterializationRecords` (an IO manager is what stores values)."""

@@ -280,7 +280,7 @@ class _Run:
     def _compute(self, record: Materialization, readiness: Readiness, last: LastFinished | None) -> _Decision:
         """Load, run, store and check; the finish (failed when a blocking check failed)."""
         deps = self.m.load_dependencies(self.asset, self.ctx, self.upstream)
-        value = self.m.execute(self.asset, self.ctx, deps)
+        value = self.m.call_asset(self.asset, self.ctx, deps)
         version = None
         if isinstance(value, Output):
             value, version = value.value, value.data_version

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from flowstone.errors import ValidationError
-from flowstone.queue.control import QueueControl, controls_plan, leader_plan, nodes_plan
+from flowstone.queue.control import NodeInfo, QueueControl, cluster_plan, controls_plan
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.manage import JobFilter, list_plan
 from flowstone.queue.plan import Plan, Row
@@ -32,20 +32,6 @@ SAMPLE_CAP = 1000
 
 CRON_LOOKBACK = 5
 """Past ticks of a cron entry searched for the job its last firing inserted."""
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """A node as its heartbeat describes it: its queues (limit, paused, running) and
-    whether it is alive (heartbeat within the expiry) and leading."""
-
-    name: str
-    incarnation: str
-    queues: dict[str, dict[str, Any]]
-    started_at: datetime
-    heartbeat_at: datetime
-    alive: bool
-    leader: bool
 
 
 @dataclass(frozen=True)
@@ -93,10 +79,8 @@ def overview_plan(
 ) -> Plan[ClusterOverview]:
     """Counts per queue and state, the nodes and the leader, assembled per queue; `known`
     queues (the instance's configured ones) are listed even without jobs or nodes."""
-    node_rows = yield from nodes_plan(nodes, expiry)
-    leader = yield from leader_plan(nodes)
+    infos, leader = yield from cluster_plan(nodes, expiry)
     controls = yield from controls_plan(nodes)
-    infos = [NodeInfo(**row, leader=row["name"] == leader) for row in node_rows]
     running = {queue for info in infos for queue in info.queues}
     counts, estimated = yield from job_counts_plan(jobs, {*known, *running})
     names = sorted({*counts, *known, *running})

@@ -1,6 +1,6 @@
 """The job queue: an Oban mirror on one Postgres table (never imports flowstone.assets)."""
 
-from flowstone.queue.config import Partition, QueueConfig, RateLimit
+from flowstone.queue.config import LimitPartition, QueueConfig, RateLimit
 from flowstone.queue.database import Database
 from flowstone.queue.instance import FlowStone, configure, get_default, set_default
 from flowstone.queue.job import Job, JobState
@@ -18,8 +18,8 @@ __all__ = [
     "FlowStone",
     "Job",
     "JobState",
+    "LimitPartition",
     "NewJob",
-    "Partition",
     "QueueConfig",
     "RateLimit",
     "Snooze",

@@ -12,11 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psycopg
-
 from flowstone.errors import AwaitTimeoutError, JobFailedError, ValidationError
 from flowstone.queue.job import FINAL_STATES, JobState
-from flowstone.queue.plan import Plan, Row, arun, run, single
+from flowstone.queue.plan import Plan, Row, notice_plan, single
 from flowstone.queue.queries.jobs import JobQueries
 
 _FINAL = {state.value for state in FINAL_STATES}
@@ -72,37 +70,14 @@ class Deadline:
         return poll if left is None else min(left, poll)
 
 
-def await_on(
-    conn: psycopg.Connection[Any], queries: JobQueries, job_id: int, timeout: float | None, poll: float | None
-) -> Any:
-    """Wait on `conn` (autocommit, dedicated) for the job to finish; see the module."""
-    deadline = Deadline(job_id, timeout)
+def await_plan(queries: JobQueries, deadline: Deadline, poll: float | None) -> Plan[Any]:
+    """Wait (on an autocommit connection of its own, outside a transaction) for the job to
+    finish; see the module."""
+    job_id = deadline.job_id
     if poll is None:
-        conn.execute(queries.listen_finished)
-    row = run(conn, mark_plan(queries, job_id))
+        yield queries.listen_finished, {}
+    row = yield from mark_plan(queries, job_id)
     while row is not None and row["state"] not in _FINAL:
-        for notify in conn.notifies(timeout=deadline.next_read(poll)):
-            if notify.payload == str(job_id):
-                break
-        row = run(conn, read_plan(queries, job_id))
-    return settled(job_id, row)
-
-
-async def aawait_on(
-    conn: psycopg.AsyncConnection[Any],
-    queries: JobQueries,
-    job_id: int,
-    timeout: float | None,
-    poll: float | None,
-) -> Any:
-    """Async twin of `await_on`."""
-    deadline = Deadline(job_id, timeout)
-    if poll is None:
-        await conn.execute(queries.listen_finished)
-    row = await arun(conn, mark_plan(queries, job_id))
-    while row is not None and row["state"] not in _FINAL:
-        async for notify in conn.notifies(timeout=deadline.next_read(poll)):
-            if notify.payload == str(job_id):
-                break
-        row = await arun(conn, read_plan(queries, job_id))
+        yield from notice_plan(str(job_id).__eq__, deadline.next_read(poll))
+        row = yield from read_plan(queries, job_id)
     return settled(job_id, row)

@@ -52,7 +52,7 @@ class RateLimit(BaseModel):
         return self.period / 20
 
 
-class Partition(BaseModel):
+class LimitPartition(BaseModel):
     """Apply a queue's global and rate limits per distinct value of these args keys."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -87,7 +87,7 @@ class QueueConfig(BaseModel):
     paused: bool = False
     global_limit: int | None = Field(default=None, ge=1, le=MAX_GLOBAL_LIMIT)
     rate_limit: RateLimit | None = None
-    partition: Partition | None = None
+    partition: LimitPartition | None = None
     executor: Literal["thread", "process"] = "thread"
     max_tasks_per_child: int | None = Field(default=None, ge=1)
     max_memory_per_child: int | None = Field(default=None, ge=1)

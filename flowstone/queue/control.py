@@ -165,10 +165,32 @@ def queue_counts_plan(jobs: JobQueries) -> Plan[dict[str, dict[str, int]]]:
     return counts
 
 
-def nodes_plan(nodes: NodeQueries, expiry: float) -> Plan[list[dict[str, Any]]]:
-    """Known nodes with their queues, heartbeats and whether they are alive."""
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node as its heartbeat describes it: its queues (limit, paused, running) and
+    whether it is alive (heartbeat within the expiry) and leading."""
+
+    name: str
+    incarnation: str
+    queues: dict[str, dict[str, Any]]
+    started_at: datetime
+    heartbeat_at: datetime
+    alive: bool
+    leader: bool
+
+
+def cluster_plan(nodes: NodeQueries, expiry: float) -> Plan[tuple[list[NodeInfo], str | None]]:
+    """Known nodes (their queues, heartbeats, whether they are alive and leading) and the
+    leader (which may be a node no longer listed)."""
     rows = yield from single(nodes.live_nodes, {"expiry": expiry})
-    return [dict(row) for row in rows]
+    leader = yield from leader_plan(nodes)
+    return [NodeInfo(**row, leader=row["name"] == leader) for row in rows], leader
+
+
+def nodes_plan(nodes: NodeQueries, expiry: float) -> Plan[list[NodeInfo]]:
+    """Known nodes with their queues, heartbeats and whether they are alive and leading."""
+    infos, _ = yield from cluster_plan(nodes, expiry)
+    return infos
 
 
 def leader_plan(nodes: NodeQueries) -> Plan[str | None]:

@@ -15,6 +15,7 @@ from flowstone.queue.database import Database
 from flowstone.queue.inline import InlineEngine
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.job import Job
+from flowstone.queue.plan import arun, run
 from flowstone.queue.worker import NewJob, WorkerRegistry
 from flowstone.queue.workflow import Workflow, insert_workflow_plan
 
@@ -82,16 +83,20 @@ class DatabaseEngine:
     def await_job(self, job_id: int, timeout: float | None) -> Any:
         """LISTEN for the job's end on a connection of its own (or poll where none keeps one)."""
         database = self.database
+        plan = awaiting.await_plan(
+            database.statements.jobs, awaiting.Deadline(job_id, timeout), database.poll_notices
+        )
         with database.connect(direct=True, autocommit=True) as conn:
-            return awaiting.await_on(conn, database.statements.jobs, job_id, timeout, database.poll_notices)
+            return run(conn, plan)
 
     async def aawait_job(self, job_id: int, timeout: float | None) -> Any:
         """Async twin of `await_job`."""
         database = self.database
+        plan = awaiting.await_plan(
+            database.statements.jobs, awaiting.Deadline(job_id, timeout), database.poll_notices
+        )
         async with await database.aconnect(direct=True, autocommit=True) as conn:
-            return await awaiting.aawait_on(
-                conn, database.statements.jobs, job_id, timeout, database.poll_notices
-            )
+            return await arun(conn, plan)
 
 
 class ManualEngine(DatabaseEngine):

@@ -70,7 +70,7 @@ class Executor:
         """Whether a sync `perform` of this job is still running in its thread."""
         return self.threads.running(job_id)
 
-    async def execute(self, job: Job) -> Outcome:
+    async def run_job(self, job: Job) -> Outcome:
         """Run `job` once and return its outcome; never raises but to cancel the caller.
 
         Whatever perform does (raise anything, return anything, hang in a hostile
@@ -79,7 +79,7 @@ class Executor:
         job._on_progress = self.on_progress
         token = _running.set(job)
         try:
-            return await self._execute(job)
+            return await self._run(job)
         except BaseException as error:  # building the outcome itself failed
             if _being_cancelled(error):
                 raise
@@ -87,7 +87,7 @@ class Executor:
         finally:
             _running.reset(token)
 
-    async def _execute(self, job: Job) -> Outcome:
+    async def _run(self, job: Job) -> Outcome:
         start = time.perf_counter()
         worker_cls = self.registry.get(job.worker)
         if worker_cls is None:

@@ -126,7 +126,7 @@ class InlineEngine:
 
     async def _run(self, new: NewJob) -> Job:
         job = self._new(new)
-        outcome = await Executor(self.registry, self.instance).execute(job)
+        outcome = await Executor(self.registry, self.instance).run_job(job)
         return self._apply(job, outcome)
 
     def _apply(self, job: Job, outcome: Outcome) -> Job:

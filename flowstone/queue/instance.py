@@ -23,17 +23,20 @@ import structlog
 from flowstone.errors import ValidationError, ValidationTypeError
 from flowstone.queue import control, manage, outcome_log, telemetry
 from flowstone.queue.config import QueuesOption, Settings, TestingMode
+from flowstone.queue.control import NodeInfo
 from flowstone.queue.database import Database, settings_of
 from flowstone.queue.dynamic_cron import CronManager
 from flowstone.queue.engines import engine_for
 from flowstone.queue.extension import Extension, extension_of
 from flowstone.queue.job import Job, JobState, running_job
+from flowstone.queue.plan import Plan
 from flowstone.queue.plugins import CronEntry, Plugin
 from flowstone.queue.plugins.cron import entries_from
 from flowstone.queue.queries.statements import Statements
+from flowstone.queue.reads import QueueReads
 from flowstone.queue.runtime.node import Node
 from flowstone.queue.worker import UNNAMED_MAIN, NewJob, Worker, WorkerRegistry, default_registry, use_default
-from flowstone.queue.workflow import Batch, Workflow, WorkflowState, workflow_plan
+from flowstone.queue.workflow import Batch, Workflow, WorkflowState
 from flowstone.queue.workflow_retry import retry_job_plan, retry_workflow_plan
 
 _log = structlog.get_logger("flowstone")
@@ -77,6 +80,9 @@ class FlowStone:
         """Cron entries stored in the database, managed at run time (`add`, `pause`, …)."""
         self._nodes: dict[Node, asyncio.Task[None]] = {}
         self.engine = engine_for(self.settings.testing, self.database, self.registry, self)
+        self.reads = QueueReads(self.database)
+        """The queue's reads for people (`get_job`, `workflow`, `nodes`, `leader` answer
+        through them; `flowstone.insights.Insights` extends them)."""
 
     def _database(self, settings: Settings) -> Database:
         """The database of these settings (a subclass may give its own kind)."""
@@ -200,12 +206,12 @@ class FlowStone:
     # -- managing ------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job | None:
-        """The job with `job_id`, or None."""
-        return self.database.execute(manage.get_plan(self._statements.jobs, job_id))
+        """The job with `job_id`, or None (`Insights.job`)."""
+        return self.reads.job(job_id)
 
     async def aget_job(self, job_id: int) -> Job | None:
         """Async twin of `get_job`."""
-        return await self.database.aexecute(manage.get_plan(self._statements.jobs, job_id))
+        return await self.reads.ajob(job_id)
 
     def list_jobs(
         self,
@@ -281,7 +287,9 @@ class FlowStone:
         `args` by containment) in transactions of `batch_size`; how many were (with
         `dry_run`: would be) cancelled. An empty filter is refused; with none, `all=True`
         must say that every job is meant."""
-        return self._bulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all))
+        return self.database.execute(
+            self._bulk("cancel", where, batch_size, dry_run, reason, all), atomic=False
+        )
 
     async def acancel_all_jobs(
         self,
@@ -293,7 +301,9 @@ class FlowStone:
         **where: Any,
     ) -> int:
         """Async twin of `cancel_all_jobs`."""
-        return await self._abulk(manage.Bulk("cancel", _filter(where), batch_size, dry_run, reason, all))
+        return await self.database.aexecute(
+            self._bulk("cancel", where, batch_size, dry_run, reason, all), atomic=False
+        )
 
     def retry_all_jobs(
         self,
@@ -305,7 +315,9 @@ class FlowStone:
     ) -> int:
         """Retry every scheduled, retryable or finished job matching `where` (see
         `cancel_all_jobs`); how many were (with `dry_run`: would be) retried."""
-        return self._bulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all))
+        return self.database.execute(
+            self._bulk("retry", where, batch_size, dry_run, everything=all), atomic=False
+        )
 
     async def aretry_all_jobs(
         self,
@@ -316,7 +328,9 @@ class FlowStone:
         **where: Any,
     ) -> int:
         """Async twin of `retry_all_jobs`."""
-        return await self._abulk(manage.Bulk("retry", _filter(where), batch_size, dry_run, everything=all))
+        return await self.database.aexecute(
+            self._bulk("retry", where, batch_size, dry_run, everything=all), atomic=False
+        )
 
     def delete_all_jobs(
         self,
@@ -328,7 +342,9 @@ class FlowStone:
     ) -> int:
         """Delete every job matching `where` that is not executing (see `cancel_all_jobs`);
         how many were (with `dry_run`: would be) deleted."""
-        return self._bulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all))
+        return self.database.execute(
+            self._bulk("delete", where, batch_size, dry_run, everything=all), atomic=False
+        )
 
     async def adelete_all_jobs(
         self,
@@ -339,28 +355,22 @@ class FlowStone:
         **where: Any,
     ) -> int:
         """Async twin of `delete_all_jobs`."""
-        return await self._abulk(manage.Bulk("delete", _filter(where), batch_size, dry_run, everything=all))
+        return await self.database.aexecute(
+            self._bulk("delete", where, batch_size, dry_run, everything=all), atomic=False
+        )
 
-    def _bulk(self, bulk: manage.Bulk) -> int:
-        if bulk.dry_run:
-            return self.database.execute(manage.bulk_count_plan(self._statements.jobs, bulk))
-        max_id, done, more = self.database.execute(manage.max_id_plan(self._statements.jobs)), 0, True
-        while more:
-            count, more = self.database.execute(
-                manage.bulk_batch_plan(self._statements.jobs, self._statements.nodes, bulk, max_id)
-            )
-            done += count
-        return done
-
-    async def _abulk(self, bulk: manage.Bulk) -> int:
-        if bulk.dry_run:
-            return await self.database.aexecute(manage.bulk_count_plan(self._statements.jobs, bulk))
-        max_id, done, more = await self.database.aexecute(manage.max_id_plan(self._statements.jobs)), 0, True
-        while more:
-            plan = manage.bulk_batch_plan(self._statements.jobs, self._statements.nodes, bulk, max_id)
-            count, more = await self.database.aexecute(plan)
-            done += count
-        return done
+    def _bulk(
+        self,
+        action: manage.BulkAction,
+        where: dict[str, Any],
+        batch_size: int,
+        dry_run: bool,
+        reason: str | None = None,
+        everything: bool = False,
+    ) -> Plan[int]:
+        """A bulk operation's plan, run outside a transaction (a transaction per batch)."""
+        bulk = manage.Bulk(action, _filter(where), batch_size, dry_run, reason, everything)
+        return manage.bulk_plan(self._statements.jobs, self._statements.nodes, bulk)
 
     # -- workflows, batches and results ---------------------------------------------------------
 
@@ -392,12 +402,13 @@ class FlowStone:
         return await self.database.aexecute(retry_workflow_plan(self._statements.jobs, workflow_id))
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
-        """A workflow's (or batch's) jobs and their states, or None when it has none."""
-        return self.database.execute(workflow_plan(self._statements.jobs, workflow_id))
+        """A workflow's (or batch's) jobs and their states, or None when it has none
+        (`Insights.workflow`)."""
+        return self.reads.workflow(workflow_id)
 
     async def aworkflow(self, workflow_id: str) -> WorkflowState | None:
         """Async twin of `workflow`."""
-        return await self.database.aexecute(workflow_plan(self._statements.jobs, workflow_id))
+        return await self.reads.aworkflow(workflow_id)
 
     def await_job(self, job_id: int, *, timeout: float | None = None) -> Any:
         """Wait until the job finishes (woken by a notification) and return its recorded
@@ -464,23 +475,22 @@ class FlowStone:
         """Async twin of `queue_counts`."""
         return await self.database.aexecute(control.queue_counts_plan(self._statements.jobs))
 
-    def nodes(self) -> list[dict[str, Any]]:
-        """Known nodes, their queues and whether their heartbeat is current."""
-        return self.database.execute(control.nodes_plan(self._statements.nodes, self.settings.node_expiry))
+    def nodes(self) -> list[NodeInfo]:
+        """Known nodes, their queues, whether their heartbeat is current and who leads
+        (`Insights.nodes`)."""
+        return self.reads.nodes()
 
-    async def anodes(self) -> list[dict[str, Any]]:
+    async def anodes(self) -> list[NodeInfo]:
         """Async twin of `nodes`."""
-        return await self.database.aexecute(
-            control.nodes_plan(self._statements.nodes, self.settings.node_expiry)
-        )
+        return await self.reads.anodes()
 
     def leader(self) -> str | None:
-        """The node currently holding the leader lease."""
-        return self.database.execute(control.leader_plan(self._statements.nodes))
+        """The node currently holding the leader lease (`Insights.leader`)."""
+        return self.reads.leader()
 
     async def aleader(self) -> str | None:
         """Async twin of `leader`."""
-        return await self.database.aexecute(control.leader_plan(self._statements.nodes))
+        return await self.reads.aleader()
 
     # -- running a node ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from flowstone.errors import ValidationError
 from flowstone.queue.control import cancel_ids_plan
 from flowstone.queue.engine import lock_workflows_of
 from flowstone.queue.job import FINAL_STATES, INCOMPLETE_STATES, Job, JobState
-from flowstone.queue.plan import Plan
+from flowstone.queue.plan import Plan, atomic
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.queries.nodes import NodeQueries
 from flowstone.queue.validation import check_args, check_name, check_text
@@ -177,6 +177,18 @@ def bulk_batch_plan(
     else:
         done = yield from delete_ids_plan(queries, ids)
     return len(done), len(ids) == bulk.batch_size
+
+
+def bulk_plan(queries: JobQueries, nodes: NodeQueries, bulk: Bulk) -> Plan[int]:
+    """The whole operation, run outside a transaction: each batch commits on its own (a
+    long operation never holds its locks for long); how many jobs it acted on."""
+    if bulk.dry_run:
+        return (yield from bulk_count_plan(queries, bulk))
+    max_id, done, more = (yield from max_id_plan(queries)), 0, True
+    while more:
+        count, more = yield from atomic(bulk_batch_plan(queries, nodes, bulk, max_id))
+        done += count
+    return done
 
 
 def max_id_plan(queries: JobQueries) -> Plan[int]:

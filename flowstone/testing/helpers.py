@@ -221,7 +221,7 @@ async def adrain_queue(
             )
             if not jobs:
                 return result
-            outcomes = [await executor.execute(job) for job in jobs]
+            outcomes = [await executor.run_job(job) for job in jobs]
             await arun_together(conn, ack_plans(instance.database.statements.jobs, outcomes))
             result.add(outcomes)
             raised = next((o.exception for o in outcomes if o.exception is not None), None)

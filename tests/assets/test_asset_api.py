@@ -17,10 +17,11 @@ from flowstone import (
     DailyPartitions,
     FlowStone,
     FlowStoneError,
+    MaterializationRecords,
     StaticPartitions,
-    Store,
     asset,
 )
+from flowstone.insights import Insights
 from flowstone.testing import adrain_queue, all_enqueued, assert_enqueued, drain_queue
 
 DAYS = DailyPartitions("2025-01-01")
@@ -51,7 +52,7 @@ def test_materialize_enqueues_the_asset_job_with_serialized_args(flowstone: Flow
         args={"asset_name": "source", "partition": "2025-01-15", "run_id": result.run_id, "force": False},
     )
     assert job.id == result.job_id and job.max_attempts == 3
-    record = Store().get("source", "2025-01-15")
+    record = MaterializationRecords().get("source", "2025-01-15")
     assert record is not None and (record.status, record.job_id) == ("pending", job.id)
 
 
@@ -114,7 +115,7 @@ def test_materialize_all_queues_source_derived_final_in_order(flowstone: FlowSto
     assert [job.id for job in jobs] == result.job_ids
     counts = drain_queue("assets")
     assert (counts.completed, counts.snoozed) == (3, 0)  # dependency order: nobody waited
-    assert Store().get("final", "2025-01-15").status == "success"  # type: ignore[union-attr]
+    assert MaterializationRecords().get("final", "2025-01-15").status == "success"  # type: ignore[union-attr]
 
 
 def test_backfill_of_5_partitions_returns_total_5_in_one_insert(flowstone: FlowStone) -> None:
@@ -190,6 +191,6 @@ async def test_async_twins(flowstone: FlowStone, drain_on_insert: Callable[[], t
     drain_on_insert()
     waited = await package.amaterialize("source", "2025-01-15", wait=True, timeout=10)
     assert waited.status == "skipped"  # already there and fresh: nothing computed
-    record = await Store().aget("final", "2025-01-16")
+    record = await MaterializationRecords().aget("final", "2025-01-16")
     assert record is not None and record.status == "success"
-    assert [m.asset for m in await Store().aupstream(record.id)] == ["derived"]
+    assert [m.asset for m in (await Insights(flowstone).arecord(record.id)).upstream] == ["derived"]  # type: ignore[union-attr]

@@ -16,8 +16,8 @@ from flowstone import (
     FlowStone,
     FlowStoneError,
     HourlyPartitions,
+    MaterializationRecords,
     Output,
-    Store,
     WeeklyPartitions,
     asset,
     asset_check,
@@ -64,7 +64,10 @@ def test_a_failed_blocking_check_fails_the_materialization_and_stops_downstream(
     materialize_all("revenue", DAY)
     counts = drain_queue("assets", with_recursion=True)
     assert counts.discarded == 2 and calls == {"orders": 1}
-    orders, revenue = Store().get("orders", DAY), Store().get("revenue", DAY)
+    orders, revenue = (
+        MaterializationRecords().get("orders", DAY),
+        MaterializationRecords().get("revenue", DAY),
+    )
     assert orders is not None and (orders.status, orders.error_type) == ("failed", "check_failed")
     assert orders.error_message == "blocking check failed: no_negative_amounts (1 negative)"
     assert revenue is not None and (revenue.status, revenue.error_type) == ("failed", "dependency_failed")
@@ -83,7 +86,7 @@ def test_a_failed_non_blocking_check_is_recorded_and_nothing_else(flowstone: Flo
     materialize("orders", DAY)
     drain_queue("assets", with_recursion=True)
     assert calls == {"orders": 1, "revenue": 1}, "the eager dependent ran"
-    assert Store().get("orders", DAY).status == "success"  # type: ignore[union-attr]
+    assert MaterializationRecords().get("orders", DAY).status == "success"  # type: ignore[union-attr]
     with flowstone.connection() as conn:
         rows = conn.execute(
             "SELECT check_name, passed, description FROM flowstone.asset_check_results ORDER BY id"
@@ -102,7 +105,7 @@ def test_a_check_that_raises_fails_saying_why_and_checks_are_named_once(flowston
 
     materialize("numbers")
     drain_queue("assets")
-    record = Store().get("numbers")
+    record = MaterializationRecords().get("numbers")
     assert record is not None and record.error_message == "blocking check failed: broken (KeyError: 'column')"
 
     @asset_check(asset="numbers")
@@ -203,10 +206,10 @@ def test_an_eager_roll_up_is_queued_once_all_its_days_are_there(flowstone: FlowS
 
     backfill("sales", start="2025-01-13", end="2025-01-18")
     drain_queue("assets", with_recursion=True)
-    assert Store().get("weekly", "2025-01-13") is None, "six days of seven: nothing queued"
+    assert MaterializationRecords().get("weekly", "2025-01-13") is None, "six days of seven: nothing queued"
     materialize("sales", "2025-01-19")
     drain_queue("assets", with_recursion=True)
-    assert Store().get("weekly", "2025-01-13").status == "success"  # type: ignore[union-attr]
+    assert MaterializationRecords().get("weekly", "2025-01-13").status == "success"  # type: ignore[union-attr]
 
 
 # -- schedules ---------------------------------------------------------------------------------
@@ -264,7 +267,7 @@ async def test_a_scheduled_tick_is_inserted_once_by_two_leaders_and_materializes
     from flowstone.testing import adrain_queue
 
     assert (await adrain_queue("assets")).completed == 1
-    record = await Store().aget("daily", "2025-01-15")
+    record = await MaterializationRecords().aget("daily", "2025-01-15")
     assert record is not None and record.status == "success" and record.run_id.startswith("schedule/daily/")
 
 

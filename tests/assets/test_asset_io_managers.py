@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from flowstone import Context, FlowStone, FlowStoneError, IOManager, Store, asset, register_io_manager
+from flowstone import (
+    Context,
+    FlowStone,
+    FlowStoneError,
+    IOManager,
+    MaterializationRecords,
+    asset,
+    register_io_manager,
+)
 from flowstone.assets import FilesystemIOManager, MemoryIOManager, PostgresIOManager
 
 
@@ -86,7 +94,7 @@ def test_a_value_the_default_cannot_store_fails_its_materialization_naming_the_f
 
     materialize("when")
     assert drain_queue("assets").discarded == 1
-    record = Store().get("when")
+    record = MaterializationRecords().get("when")
     assert record is not None and (record.status, record.error_type) == ("failed", "io_error")
     assert "value cannot be stored as JSON" in (record.error_message or "")
     assert 'io_manager="memory" (this process only) or a pickling "filesystem" manager' in (

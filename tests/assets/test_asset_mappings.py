@@ -19,10 +19,10 @@ from flowstone import (
     FlowStoneError,
     HourlyPartitions,
     LatestPartition,
+    MaterializationRecords,
     MonthlyPartitions,
     RollUp,
     StaticPartitions,
-    Store,
     WeeklyPartitions,
     Window,
     add_partitions,
@@ -102,13 +102,11 @@ def test_a_weekly_partition_rolls_up_its_7_daily_ones_with_lineage(flowstone: Fl
     assert run.assets == ["sales", "weekly"] and len(run.job_ids) == 8
     assert drain_queue("assets").completed == 8
     assert stored("weekly", WEEK) == {day: int(day[-2:]) for day in WEEK_DAYS}
-    record = Store().get("weekly", WEEK)
+    record = MaterializationRecords().get("weekly", WEEK)
     assert record is not None and record.status == "success"
-    assert sorted((m.asset, m.partition) for m in Store().upstream(record.id)) == [
-        ("sales", d) for d in WEEK_DAYS
-    ]
     lineage = Insights(flowstone).lineage("weekly", WEEK)
-    assert lineage is not None and len(lineage.upstream) == 7
+    assert lineage is not None and lineage.record.id == record.id
+    assert sorted((m.asset, m.partition) for m in lineage.upstream) == [("sales", d) for d in WEEK_DAYS]
 
 
 def test_the_last_day_of_a_week_wakes_the_week_waiting_on_it(flowstone: FlowStone) -> None:
@@ -123,7 +121,7 @@ def test_the_last_day_of_a_week_wakes_the_week_waiting_on_it(flowstone: FlowSton
     week = materialize("weekly", WEEK)
     assert drain_queue("assets").completed == 6
     assert flowstone.get_job(week.job_id).state == "scheduled"  # type: ignore[union-attr]
-    assert Store().get("weekly", WEEK).error_message == "waiting for sales 2025-01-19"  # type: ignore[union-attr]
+    assert MaterializationRecords().get("weekly", WEEK).error_message == "waiting for sales 2025-01-19"  # type: ignore[union-attr]
     with flowstone.session() as conn:
         conn.execute("UPDATE flowstone.jobs SET state = 'available' WHERE id = %s", (days.job_ids[-1],))
     assert drain_queue("assets").completed == 2, "the week was woken by its last day, not by a timer"
@@ -197,7 +195,7 @@ def test_an_unpartitioned_asset_reads_all_or_the_latest_partition(flowstone: Flo
     drain_queue("assets", with_scheduled=True)
     assert stored("world", None) == {"eu": 2, "us": 2, "apac": 4}
     assert stored("newest", None) == 4
-    assert len(Store().upstream(Store().get("world").id)) == 3  # type: ignore[union-attr]
+    assert len(Insights(flowstone).lineage("world").upstream) == 3  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

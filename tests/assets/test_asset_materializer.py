@@ -41,7 +41,7 @@ def test_execute_calls_the_function_with_context_and_deps(materializer: Material
         return [2 * n for n in deps["numbers"]]
 
     ctx = materializer.build_context(doubled, run_id="r")
-    assert materializer.execute(doubled, ctx, {"numbers": [1, 2]}) == [2, 4]
+    assert materializer.call_asset(doubled, ctx, {"numbers": [1, 2]}) == [2, 4]
     assert seen == [(ctx, {"numbers": [1, 2]})]
 
 
@@ -51,7 +51,7 @@ def test_execute_turns_an_exception_into_execution_error(materializer: Materiali
         raise KeyError("amount")
 
     with pytest.raises(FlowStoneError) as raised:
-        materializer.execute(broken, materializer.build_context(broken), {})
+        materializer.call_asset(broken, materializer.build_context(broken), {})
     error = raised.value
     assert error.type == "execution_error" and error.retryable
     assert error.message == "KeyError: 'amount'"

@@ -16,8 +16,8 @@ from flowstone import (
     FlowStone,
     FlowStoneError,
     Job,
+    MaterializationRecords,
     Snooze,
-    Store,
     asset,
     materialize,
     materialize_all,
@@ -25,9 +25,17 @@ from flowstone import (
 from flowstone.assets import FilesystemIOManager, default_io_managers
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import finish_and_wake_plan
+from flowstone.insights import Insights, Lineage
 from flowstone.testing import drain_queue, perform_job
 
 DAYS = DailyPartitions("2025-01-01")
+
+
+def lineage(insights: Insights, record_id: int) -> Lineage:
+    """What record `record_id` read and what read it."""
+    found = insights.record(record_id)
+    assert found is not None
+    return found
 
 
 def args(
@@ -52,7 +60,7 @@ def test_materializes_and_records_with_run_id(flowstone: FlowStone) -> None:
         return {"day": ctx.partition.isoformat(), "run": ctx.run_id}
 
     assert perform_job(AssetWorker, args("daily", "2025-01-15", "run-42")) is None
-    record = Store().get("daily", "2025-01-15")
+    record = MaterializationRecords().get("daily", "2025-01-15")
     assert record is not None
     assert (record.status, record.run_id, record.partition, record.attempt) == (
         "success",
@@ -83,7 +91,7 @@ def define_source_and_derived() -> None:
 def test_snoozes_30_on_a_missing_dependency_and_says_so(flowstone: FlowStone) -> None:
     define_source_and_derived()
     assert perform_job(AssetWorker, args("derived")) == Snooze(30)
-    record = Store().get("derived")
+    record = MaterializationRecords().get("derived")
     assert record is not None and record.status == "pending"
     assert (record.error_type, record.error_message) == (
         "dependency_not_ready",
@@ -99,7 +107,7 @@ def test_discards_a_non_retryable_error(flowstone: FlowStone) -> None:
 
     result = perform_job(AssetWorker, args("strict"))
     assert result == Discard("validation_error: amount must be positive")
-    record = Store().get("strict")
+    record = MaterializationRecords().get("strict")
     assert record is not None and (record.status, record.error_type) == ("failed", "validation_error")
 
 
@@ -110,11 +118,11 @@ def test_retryable_error_raises_and_waits_pending_until_the_last_attempt(flowsto
 
     with pytest.raises(FlowStoneError, match="execution_error: ConnectionError: upstream API down"):
         perform_job(AssetWorker, args("flaky"), attempt=1)
-    record = Store().get("flaky")
+    record = MaterializationRecords().get("flaky")
     assert record is not None and (record.status, record.error_type) == ("pending", "execution_error")
     with pytest.raises(FlowStoneError):
         perform_job(AssetWorker, args("flaky"), attempt=3)
-    last = Store().get("flaky")
+    last = MaterializationRecords().get("flaky")
     assert last is not None and last.status == "failed"
 
 
@@ -136,7 +144,7 @@ def test_a_partition_outside_the_definition_is_discarded(flowstone: FlowStone) -
     assert (
         isinstance(result, Discard) and "validation_error" in result.reason and "1999-01-01" in result.reason
     )
-    [record] = Store().history(run_id="run-1")
+    [record] = Insights(flowstone).history(run_id="run-1")
     assert (record.partition, record.status, record.error_type) == (
         "1999-01-01",
         "failed",
@@ -154,9 +162,9 @@ def test_already_successful_partition_is_skipped_unless_forced(flowstone: FlowSt
 
     perform_job(AssetWorker, args("once", run_id="a"))
     perform_job(AssetWorker, args("once", run_id="b"))
-    assert calls == ["a"] and Store().get("once").status == "skipped"  # type: ignore[union-attr]
+    assert calls == ["a"] and MaterializationRecords().get("once").status == "skipped"  # type: ignore[union-attr]
     perform_job(AssetWorker, args("once", run_id="c", force=True))
-    assert calls == ["a", "c"] and Store().get("once").status == "success"  # type: ignore[union-attr]
+    assert calls == ["a", "c"] and MaterializationRecords().get("once").status == "success"  # type: ignore[union-attr]
 
 
 def test_unstorable_result_is_an_io_error_discarded_and_never_success(
@@ -169,7 +177,7 @@ def test_unstorable_result_is_an_io_error_discarded_and_never_success(
     result = materialize("sets")
     counts = drain_queue("assets", with_scheduled=True)
     assert counts.discarded == 1
-    record = Store().get("sets")
+    record = MaterializationRecords().get("sets")
     assert record is not None and (record.status, record.error_type) == ("failed", "io_error")
     assert record.job_id == result.job_id
     assert not list(Path(files.root).rglob("*.json"))
@@ -191,14 +199,14 @@ def test_lineage_links_each_materialization_to_what_it_read(flowstone: FlowStone
     days = ["2025-01-01", "2025-01-02", "2025-01-03"]
     runs = [materialize_all("final", day).run_id for day in days]
     assert drain_queue("assets", with_scheduled=True).completed == 9
-    store = Store()
+    store, insights = MaterializationRecords(), Insights(flowstone)
     for day, run in zip(days, runs, strict=True):
         src, der, fin = (store.get(name, day) for name in ("source", "derived", "final"))
         assert src and der and fin and {src.run_id, der.run_id, fin.run_id} == {run}
-        assert [m.id for m in store.upstream(fin.id)] == [src.id, der.id]
-        assert [m.id for m in store.upstream(der.id)] == [src.id]
-        assert [m.id for m in store.downstream(src.id)] == [der.id, fin.id]
-    assert len(store.history(run_id=runs[0])) == 3
+        assert [m.id for m in lineage(insights, fin.id).upstream] == [src.id, der.id]
+        assert [m.id for m in lineage(insights, der.id).upstream] == [src.id]
+        assert [m.id for m in lineage(insights, src.id).downstream] == [der.id, fin.id]
+    assert len(insights.history(run_id=runs[0])) == 3
 
 
 def test_failing_upstream_leaves_downstream_not_run_and_says_why(flowstone: FlowStone) -> None:
@@ -215,7 +223,7 @@ def test_failing_upstream_leaves_downstream_not_run_and_says_why(flowstone: Flow
     materialize_all("downstream")
     counts = drain_queue("assets", with_scheduled=True)
     assert ran == [] and counts.discarded == 2
-    record = Store().get("downstream")
+    record = MaterializationRecords().get("downstream")
     assert record is not None and (record.status, record.error_type) == ("failed", "dependency_failed")
     assert "upstream 'upstream'" in (record.error_message or "")
     assert "ValueError: bad input file" in (record.error_message or "")
@@ -235,14 +243,14 @@ def test_upstream_success_wakes_its_snoozing_dependents_at_once_whatever_their_r
     waiting = materialize("derived", run_id="run-2")
     assert drain_queue("assets").snoozed == 1
     assert flowstone.get_job(waiting.job_id).state == "scheduled"  # type: ignore[union-attr]
-    record = Store().get("derived")
+    record = MaterializationRecords().get("derived")
     assert record is not None and record.error_message == "waiting for source"
     assert record.waiting_since is None, "waiting for a queued upstream is not bounded"
     with flowstone.session() as conn:
         conn.execute("UPDATE flowstone.jobs SET state = 'available' WHERE id = %s", (upstream.job_id,))
     counts = drain_queue("assets")  # no with_scheduled: only the wake-up makes it runnable
     assert counts.completed == 2
-    assert Store().get("derived").status == "success"  # type: ignore[union-attr]
+    assert MaterializationRecords().get("derived").status == "success"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("partitioned", [False, True])
@@ -297,7 +305,7 @@ def test_same_partition_materialized_twice_concurrently_runs_once(flowstone: Flo
     assert flowstone.get_job(second.job_id).state == "available"  # type: ignore[union-attr]
     assert drain_queue("assets").completed == 1
     assert calls == [first.run_id]
-    statuses = {m.job_id: m.status for m in Store().history("slow", "2025-01-15")}
+    statuses = {m.job_id: m.status for m in Insights(flowstone).history("slow", "2025-01-15")}
     assert statuses == {first.job_id: "success", second.job_id: "skipped"}
 
 
@@ -314,7 +322,7 @@ def test_a_finish_wakes_the_next_duplicate_of_its_partition_only(flowstone: Flow
         conn.execute(
             "UPDATE flowstone.jobs SET state = 'scheduled', scheduled_at = now() + interval '30 seconds'"
         )
-    finished = Store().history("busy", "2025-01-15")[-1]  # the first one's record
+    finished = Insights(flowstone).history("busy", "2025-01-15")[-1]  # the first one's record
     queries = MaterializationQueries.for_schema(flowstone.schema)
     woken = flowstone.database.execute(
         finish_and_wake_plan(queries, [], [("busy", "2025-01-15", finished.id)])

@@ -19,8 +19,8 @@ from flowstone import (
     DailyPartitions,
     FlowStone,
     FlowStoneError,
+    MaterializationRecords,
     Output,
-    Store,
     asset,
     materialize,
     materialize_all,
@@ -65,7 +65,7 @@ class Chain:
 
 
 def latest(name: str, partition: str | None = DAY) -> Any:
-    record = Store().get(name, partition)
+    record = MaterializationRecords().get(name, partition)
     assert record is not None
     return record
 

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowstone import DailyPartitions, FlowStone, FlowStoneError, Store, amaterialize, asset
+from flowstone import DailyPartitions, FlowStone, FlowStoneError, MaterializationRecords, amaterialize, asset
 from flowstone.assets.bookkeeper import Begin, Begun, End, bookkeeper
 from flowstone.assets.records import Finish, Pending, Status, lock_key
 
@@ -104,11 +104,11 @@ async def test_a_record_cancelled_while_its_run_goes_on_stays_cancelled(flowston
     await flowstone.acancel_job(queued.job_id, reason="not needed")
     waiting = Pending(begun.record.id, FlowStoneError("dependency_not_ready", "waiting for raw"))
     assert await book.end(end(pending=waiting))
-    assert (await Store(flowstone).aget("daily", DAY)).status == "cancelled"  # type: ignore[union-attr]
+    assert (await MaterializationRecords(flowstone).aget("daily", DAY)).status == "cancelled"  # type: ignore[union-attr]
     again = await book.begin(Begin("daily", DAY, queued.run_id, queued.job_id, 2, []))
     assert again.locked and again.record is None, "a cancelled record is not started again"
     assert await book.end(end())
-    record = await Store(flowstone).aget("daily", DAY)
+    record = await MaterializationRecords(flowstone).aget("daily", DAY)
     assert (
         record is not None and record.status == "cancelled" and "not needed" in (record.error_message or "")
     )

@@ -24,7 +24,7 @@ SHARDS = [f"p{n}" for n in range(8)]
 
 
 def _paused_on(fs: FlowStone, node: str) -> bool:
-    return any(n["name"] == node and n["queues"]["assets"]["paused"] for n in fs.nodes() if n["alive"])
+    return any(n.name == node and n.queues["assets"]["paused"] for n in fs.nodes() if n.alive)
 
 
 def _only_on(fs: FlowStone, url: str, asset: str, running: str, paused: str, settle: int) -> None:

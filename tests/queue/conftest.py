@@ -1,4 +1,4 @@
-"""Shared helpers for the queue-core tests: one claim/execute/ack round (plain SQL: the
+"""Shared helpers for the queue-core tests: one claim/run/ack round (plain SQL: the
 `sql` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ class Engine:
     def claim(self, queue: str, limit: int = 10, node: str = NODE) -> list[Job]:
         return self.fs.database.execute(claim_plan(self.fs.database.statements.jobs, queue, limit, node))
 
-    def execute(self, jobs: Sequence[Job]) -> list[Outcome]:
+    def run_jobs(self, jobs: Sequence[Job]) -> list[Outcome]:
         async def run() -> list[Outcome]:
-            return [await self.executor.execute(job) for job in jobs]
+            return [await self.executor.run_job(job) for job in jobs]
 
         return anyio.run(run)
 
@@ -40,13 +40,13 @@ class Engine:
         )
 
     def round(self, queue: str, limit: int = 10) -> list[Outcome]:
-        """Claim, execute and acknowledge once; every ack must land."""
-        outcomes = self.execute(self.claim(queue, limit))
+        """Claim, run and acknowledge once; every ack must land."""
+        outcomes = self.run_jobs(self.claim(queue, limit))
         assert self.ack(outcomes) == {o.job.id for o in outcomes}
         return outcomes
 
 
 @pytest.fixture
 def engine(flowstone: FlowStone) -> Engine:
-    """Claim/execute/ack helpers on the test's FlowStone."""
+    """Claim/run/ack helpers on the test's FlowStone."""
     return Engine(flowstone)

@@ -58,7 +58,7 @@ def finished_while_awaited(engine: Any, sql: Any, job_id: int, waiting: Future[A
     claimed = engine.claim(QUEUE)
     wait_until(lambda: marked(sql, job_id), 10, "the waiter to mark the job")
     assert not waiting.done(), "the waiter returned before the job ended"
-    engine.ack(engine.execute(claimed))
+    engine.ack(engine.run_jobs(claimed))
     return waiting.result(timeout=10)
 
 

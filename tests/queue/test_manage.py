@@ -81,7 +81,7 @@ def test_cancel_of_an_executing_job_wins_over_its_late_ack(flowstone, engine):
     job = flowstone.insert(Ok.new({}))
     claimed = engine.claim(QUEUE)
     assert flowstone.cancel_job(job.id).state == "cancelled"
-    assert engine.ack(engine.execute(claimed)) == set()
+    assert engine.ack(engine.run_jobs(claimed)) == set()
     assert flowstone.get_job(job.id).state == "cancelled"
 
 

@@ -207,7 +207,7 @@ def test_snooze_reschedules_without_consuming_the_attempt(flowstone, engine, sql
     for snoozes in (1, 2):
         [claimed] = engine.claim(QUEUE)
         assert claimed.attempt == 1
-        [outcome] = engine.execute([claimed])
+        [outcome] = engine.run_jobs([claimed])
         assert engine.ack([outcome]) == {job.id}
         row = flowstone.get_job(job.id)
         assert row.state == "scheduled" and row.attempt == 0 and row.meta["snoozed"] == snoozes
@@ -251,7 +251,7 @@ def test_async_timeout_without_attempts_left_is_discarded(flowstone, engine):
 
 def test_stale_ack_twice_applies_once(flowstone, engine):
     job = flowstone.insert(Boom.new({}))
-    [outcome] = engine.execute(engine.claim(QUEUE))
+    [outcome] = engine.run_jobs(engine.claim(QUEUE))
     assert engine.ack([outcome]) == {job.id}
     assert engine.ack([outcome]) == set()
     row = flowstone.get_job(job.id)
@@ -264,10 +264,10 @@ def test_stale_ack_after_reclaim_is_ignored(flowstone, engine, sql):
     sql("UPDATE flowstone.jobs SET state = 'available' WHERE id = %s", [job.id])  # a rescue
     [second] = engine.claim(QUEUE)
     assert second.attempt == 2
-    [stale] = engine.execute([first])
+    [stale] = engine.run_jobs([first])
     assert engine.ack([stale]) == set()
     assert flowstone.get_job(job.id).state == "executing"
-    [fresh] = engine.execute([second])
+    [fresh] = engine.run_jobs([second])
     assert engine.ack([fresh]) == {job.id}
     assert flowstone.get_job(job.id).state == "completed"
 
@@ -275,11 +275,11 @@ def test_stale_ack_after_reclaim_is_ignored(flowstone, engine, sql):
 def test_stale_ack_after_snooze_and_reclaim_same_attempt_is_ignored(flowstone, engine):
     job = flowstone.insert(Snoozer.new({}))
     [first] = engine.claim(QUEUE)
-    engine.ack(engine.execute([first]))
+    engine.ack(engine.run_jobs([first]))
     engine.stage(until="infinity")
     [second] = engine.claim(QUEUE)
     assert second.attempt == first.attempt and second.attempted_at != first.attempted_at
-    [stale] = engine.execute([first])
+    [stale] = engine.run_jobs([first])
     assert engine.ack([stale]) == set()
     row = flowstone.get_job(job.id)
     assert row.state == "executing" and row.meta["snoozed"] == 1

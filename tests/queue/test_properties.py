@@ -220,7 +220,7 @@ def test_state_machine_follows_the_design(flowstone, engine, script, max_attempt
         engine.stage(until="infinity", queue="script")
         [claimed] = engine.claim("script")
         assert claimed.id == job.id and claimed.state == JobState.EXECUTING
-        assert engine.ack(engine.execute([claimed])) == {job.id}
+        assert engine.ack(engine.run_jobs([claimed])) == {job.id}
         row = flowstone.get_job(job.id)
         assert (JobState.EXECUTING, row.state) in ALLOWED
         assert 0 <= row.attempt <= row.max_attempts == max_attempts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowstone import FlowStone, QueueConfig
-from flowstone.queue.config import Partition, RateLimit
+from flowstone.queue.config import LimitPartition, RateLimit
 
 DESIGN = {
     "mail": 10,
@@ -26,7 +26,7 @@ def test_the_design_example_configures_each_option():
         limit=10,
         global_limit=3,
         rate_limit=RateLimit(allowed=60, period=60),
-        partition=Partition(args=("tenant_id",)),
+        partition=LimitPartition(args=("tenant_id",)),
     )
     assert scrape.limited and not fs.settings.queues["mail"].limited
     assert scrape.rate_limit is not None and scrape.rate_limit.bucket == 3.0

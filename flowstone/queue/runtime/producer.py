@@ -308,7 +308,7 @@ class Producer:
 
     def _start(self, job: Job) -> None:
         self.running[job.id] = Running(job)
-        task = asyncio.get_running_loop().create_task(self._execute(job), name=f"flowstone job {job.id}")
+        task = asyncio.get_running_loop().create_task(self._run_job(job), name=f"flowstone job {job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -317,11 +317,11 @@ class Producer:
         if not task.cancelled() and task.exception() is not None:
             _log.error("job task failed outside its job", queue=self.queue, error=repr(task.exception()))
 
-    async def _execute(self, job: Job) -> None:
+    async def _run_job(self, job: Job) -> None:
         running = self.running[job.id]
         outcome: Outcome | None = None
         with running.scope:
-            outcome = await self.executor.execute(job)
+            outcome = await self.executor.run_job(job)
         del self.running[job.id]
         if outcome is None:  # interrupted before it finished
             outcome = interrupted(job, running.interrupted_by or "shutdown")
