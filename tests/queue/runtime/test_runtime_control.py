@@ -34,7 +34,6 @@ async def test_pause_stops_claiming_and_resume_restarts_it(make_fs: MakeFs) -> N
     await wait_for_job(fs, job.id, "completed")
 
 
-<<<<<<< HEAD
 async def test_a_pause_that_comes_while_a_cycle_connects_stops_its_claim(make_fs: MakeFs) -> None:
     """The pause signal may land while a cycle awaits its connection (a node's first cycle
     connects): the claim that follows must see it."""
@@ -55,7 +54,9 @@ async def test_a_pause_that_comes_while_a_cycle_connects_stops_its_claim(make_fs
     with anyio.fail_after(10):
         await connected.wait()
     await proves_idle(fs, job.id)
-=======
+
+
+@pytest.mark.anyio
 async def test_the_facade_reads_nodes_as_insights_does_typed(make_fs: MakeFs) -> None:
     fs = make_fs()
     node = await fs.start({w.QUEUE: 2})
@@ -65,7 +66,6 @@ async def test_the_facade_reads_nodes_as_insights_does_typed(make_fs: MakeFs) ->
     assert [n.name for n in await Insights(fs).anodes()] == [node.name]
     await wait_for(lambda: node.is_leader, message="the node's election")
     assert [n.leader for n in await fs.anodes()] == [True] and await fs.aleader() == node.name
->>>>>>> issue-21b
 
 
 async def test_scale_changes_how_many_jobs_run_at_once(make_fs: MakeFs) -> None:
