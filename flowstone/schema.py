@@ -39,6 +39,7 @@ class Tables:
     asset_check_results: sa.Table
     dynamic_partitions: sa.Table
     cron_entries: sa.Table
+    overdue_assets: sa.Table
 
 
 def _jobs(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -129,6 +130,7 @@ def _materializations(metadata: sa.MetaData, schema: str) -> tuple[sa.Table, sa.
         sa.Column("data_version", sa.Text),
         sa.Column("stands_for", sa.BigInteger),
         sa.Column("waiting_since", _TIMESTAMP),
+        sa.Column("logs", sa.Text),
         schema=schema,
     )
     lineage = sa.Table(
@@ -205,6 +207,16 @@ def _cron_entries(metadata: sa.MetaData, schema: str) -> sa.Table:
     )
 
 
+def _overdue_assets(metadata: sa.MetaData, schema: str) -> sa.Table:
+    return sa.Table(
+        "overdue_assets",
+        metadata,
+        sa.Column("asset", sa.Text, primary_key=True),
+        sa.Column("since", _TIMESTAMP, nullable=False),
+        schema=schema,
+    )
+
+
 @lru_cache(maxsize=64)
 def tables(schema: str = "flowstone") -> Tables:
     """The tables of FlowStone's `schema`."""
@@ -228,6 +240,7 @@ def tables(schema: str = "flowstone") -> Tables:
         checks,
         dynamic,
         _cron_entries(metadata, schema),
+        _overdue_assets(metadata, schema),
     )
 
 
@@ -244,6 +257,7 @@ rate_limits = _default.rate_limits
 asset_check_results = _default.asset_check_results
 dynamic_partitions = _default.dynamic_partitions
 cron_entries = _default.cron_entries
+overdue_assets = _default.overdue_assets
 
 __all__ = [
     "MATERIALIZATION_STATUSES",
@@ -258,6 +272,7 @@ __all__ = [
     "materializations",
     "metadata",
     "nodes",
+    "overdue_assets",
     "queue_controls",
     "rate_limits",
     "tables",

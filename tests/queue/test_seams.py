@@ -81,7 +81,7 @@ def _outcome(executor: Executor) -> Any:
     job = Job(id=1, state=JobState.EXECUTING, queue="seams", worker=Nightly.name, args={}, attempt=1)
 
     async def run() -> Any:
-        return await executor.execute(job)
+        return await executor.run_job(job)
 
     return anyio.run(run)
 
