@@ -55,7 +55,9 @@ def marked(sql: Any, job_id: int) -> bool:
 
 def finished_while_awaited(engine: Any, sql: Any, job_id: int, waiting: Future[Any]) -> Any:
     """Claim the job, let the waiter mark it, then execute and acknowledge it; the waiter's answer."""
-    claimed = engine.claim(QUEUE)
+    # The waiter's mark may hold the row's lock at that moment, and a claim skips locked
+    # rows (SKIP LOCKED): claim again until the job is taken, as a producer's next cycle would.
+    claimed = wait_until(lambda: engine.claim(QUEUE), 10, "the job to be claimed")
     wait_until(lambda: marked(sql, job_id), 10, "the waiter to mark the job")
     assert not waiting.done(), "the waiter returned before the job ended"
     engine.ack(engine.run_jobs(claimed))
