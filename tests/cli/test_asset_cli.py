@@ -280,6 +280,29 @@ def test_backfill_takes_a_range_per_dimension(cli: Cli, flowstone: FlowStone) ->
     assert drain_queue("assets").completed == 14
 
 
+def test_status_of_two_dimensions_is_a_table_of_them(cli: Cli, flowstone: FlowStone) -> None:
+    __import__("cli_assets_app").register()
+    backfill("cli_orders", start="2025-01-01", end="2025-01-02")
+    backfill("cli_regional", ["2025-01-01|eu", "2025-01-02|us"])
+    drain_queue("assets")
+    code, out, _ = cli("assets", "status", "cli_regional", "--from", "2025-01-01|eu", "--to", "2025-01-03|us")
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [
+        ["DATE", "EU", "US"],
+        ["2025-01-01", "fresh", "missing"],
+        ["2025-01-02", "missing", "fresh"],
+        ["2025-01-03", "missing", "missing"],
+        [],
+        ["fresh=2", "missing=4"],
+    ]
+    one_day = ("--from", "2025-01-01|eu", "--to", "2025-01-01|us", "--json")
+    code, out, _ = cli("assets", "status", "cli_regional", *one_day)
+    assert [(row["partition"], row["status"]) for row in json.loads(out)] == [
+        ("2025-01-01|eu", "fresh"),
+        ("2025-01-01|us", "missing"),
+    ]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
