@@ -141,6 +141,24 @@ def test_backfill_follows_progress_to_the_end_and_fails_on_failures(
     assert outcomes == [(4, 0), (0, 4), (4, 0)], "a second backfill skips; --force redoes"
 
 
+def test_a_week_of_one_region_runs_on_a_worker_reading_each_day(
+    cli: Cli, flowstone: FlowStone, worker: subprocess.Popen[bytes]
+) -> None:
+    code, _, _ = cli("backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-07", "--json")
+    assert code == 0
+    week = ("--date=2025-01-01..2025-01-07", "--region", "eu")
+    code, out, _ = cli("backfill", "cli_regional", *week, "--json")
+    [totals] = json.loads(out)
+    assert code == 0 and (totals["total"], totals["success"]) == (7, 7)
+    code, out, _ = cli("assets", "status", "cli_regional", "--from", "2025-01-01|eu", "--to", "2025-01-07|us")
+    assert [line.split()[1:] for line in out.splitlines()[1:8]] == [["fresh", "missing"]] * 7
+    with flowstone.session() as conn:
+        value = conn.execute(
+            "SELECT value FROM flowstone_assets.cli_regional WHERE partition = '2025-01-03|eu'"
+        )
+        assert value.fetchone() == ({"total": 6},), "the day's two orders of 3"
+
+
 def test_backfill_stops_following_at_the_timeout(cli: Cli) -> None:
     code, out, err = cli(
         "backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-03", "--timeout", "0.2"
