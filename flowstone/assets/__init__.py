@@ -39,7 +39,6 @@ from flowstone.assets.mappings import (
     LatestPartition,
     PartitionMapping,
     RollUp,
-    SharedDimension,
     Window,
 )
 from flowstone.assets.materializer import Materializer, Readiness
@@ -49,7 +48,6 @@ from flowstone.assets.partitions import (
     DynamicPartitions,
     HourlyPartitions,
     MonthlyPartitions,
-    MultiPartitions,
     PartitionsDefinition,
     StaticPartitions,
     TimeWindowPartitions,
@@ -84,7 +82,6 @@ __all__ = [
     "Materializer",
     "MemoryIOManager",
     "MonthlyPartitions",
-    "MultiPartitions",
     "Output",
     "ParquetIOManager",
     "PartitionMapping",
@@ -92,7 +89,6 @@ __all__ = [
     "PostgresIOManager",
     "Readiness",
     "RollUp",
-    "SharedDimension",
     "StaticPartitions",
     "Status",
     "TimeWindowPartitions",
