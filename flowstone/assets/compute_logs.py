@@ -75,12 +75,18 @@ class _RoutedStream:
 
     def __init__(self, wrapped: IO[str]) -> None:
         self.wrapped = wrapped
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         log = _current.get()
         if log is not None:
             log.write(text)
-        return self.wrapped.write(text)
+        with self._lock:  # threads and the event loop write at once: one at a time
+            return self.wrapped.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self.wrapped.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.wrapped, name)
@@ -110,6 +116,7 @@ class _Routing:
         self._open = 0
         self._handler = _RoutedHandler()
         self._streams: dict[str, _RoutedStream] = {}
+        self._retired: list[_RoutedStream] = []  # replaced under us: kept alive, as above
 
     def enter(self) -> None:
         with self._lock:
@@ -117,8 +124,12 @@ class _Routing:
             for name in ("stdout", "stderr"):
                 stream = getattr(sys, name)
                 if not isinstance(stream, _RoutedStream):  # first capture, or replaced meanwhile
-                    self._streams[name] = _RoutedStream(stream)
-                    setattr(sys, name, self._streams[name])
+                    proxy = self._streams.get(name)
+                    if proxy is None or proxy.wrapped is not stream:
+                        if proxy is not None:
+                            self._retired.append(proxy)
+                        proxy = self._streams[name] = _RoutedStream(stream)
+                    setattr(sys, name, proxy)
             if self._open == 1:
                 logging.getLogger().addHandler(self._handler)
 
@@ -131,7 +142,8 @@ class _Routing:
             for name, proxy in self._streams.items():
                 if getattr(sys, name) is proxy:  # restore only what is still ours
                     setattr(sys, name, proxy.wrapped)
-            self._streams.clear()
+            # The proxies stay referenced: print() in another thread may hold sys.stdout as
+            # a borrowed reference while it writes, and freeing it then crashes the process.
 
 
 _routing = _Routing()

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -66,6 +68,16 @@ def test_streams_and_handler_are_restored_after_the_last_capture() -> None:
     with capturing(ComputeLog()), capturing(ComputeLog()):
         assert sys.stdout is not before[0]
     assert (sys.stdout, sys.stderr, list(logging.getLogger().handlers)) == before
+
+
+def test_a_proxy_taken_out_stays_alive_for_a_print_in_flight() -> None:
+    """print() holds sys.stdout as a borrowed reference while it writes: freeing the proxy
+    the last capture's end takes out crashed a process printing from another thread
+    (SIGSEGV, seen in the dashboard demo)."""
+    with capturing(ComputeLog()):
+        proxy = weakref.ref(sys.stdout)
+    gc.collect()
+    assert proxy() is not None and sys.stdout is not proxy()
 
 
 def test_a_long_log_keeps_its_end_and_says_it_was_cut() -> None:
