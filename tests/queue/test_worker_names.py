@@ -44,8 +44,8 @@ def run(project: Path, url: str, *argv: str) -> subprocess.CompletedProcess[str]
     [
         ("mailer", ["mailer.py"]),
         ("mailer", ["-m", "mailer"]),
-        ("shop.mail.mailer", ["shop/mail/mailer.py"]),
-        ("shop.mail.mailer", ["-m", "shop.mail.mailer"]),
+        ("names_shop.mail.mailer", ["names_shop/mail/mailer.py"]),
+        ("names_shop.mail.mailer", ["-m", "names_shop.mail.mailer"]),
     ],
 )
 def test_a_script_enqueues_under_the_name_its_worker_imports(
@@ -53,7 +53,7 @@ def test_a_script_enqueues_under_the_name_its_worker_imports(
 ) -> None:
     folder = tmp_path.joinpath(*module.split(".")[:-1])
     folder.mkdir(parents=True, exist_ok=True)
-    for package in (tmp_path / "shop", tmp_path / "shop" / "mail"):
+    for package in (tmp_path / "names_shop", tmp_path / "names_shop" / "mail"):
         if package.is_dir():
             (package / "__init__.py").touch()
     (folder / "mailer.py").write_text(MAILER)
@@ -68,7 +68,7 @@ def test_a_script_enqueues_under_the_name_its_worker_imports(
         result = drain_queue("mailers", fs=app)
     finally:
         app.close()
-        for name in [m for m in sys.modules if m == "shop" or m.startswith(("shop.", "mailer"))]:
+        for name in [m for m in sys.modules if m == "names_shop" or m.startswith(("names_shop.", "mailer"))]:
             del sys.modules[name]
     assert (result.completed, result.discarded) == (1, 0)
 
