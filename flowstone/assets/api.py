@@ -10,7 +10,6 @@ statement together with their pending records, in one transaction. `wait=True` l
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -32,13 +31,14 @@ from flowstone.assets.records import (
     delete_partitions_plan,
     dynamic_keys_plan,
     enqueue_plan,
+    finish_notice_plan,
     unavailable_plan,
 )
 from flowstone.assets.worker import asset_job
 from flowstone.errors import FlowStoneError, ValidationError
 from flowstone.queue.instance import FlowStone, current
 from flowstone.queue.job import Job, JobState
-from flowstone.queue.plan import Plan, atomic, notice_plan
+from flowstone.queue.plan import Plan, atomic
 
 RunStatus = Literal["queued", "completed", "skipped", "failed"]
 Target = tuple[Asset, str | None]
@@ -253,10 +253,6 @@ def _outcome(
     return None
 
 
-def _concerns(payload: str, job_id: int) -> bool:
-    return bool(json.loads(payload).get("job_id") == job_id)
-
-
 def _where(record: Materialization | None) -> str:
     """What the record says it is doing, for messages."""
     if record is None:
@@ -291,12 +287,6 @@ class _Reporter:
         _log.warning("materialization of %s%s is %s", self.target[0].name, where, self.said)
 
 
-# A job that ends without a result has its record cancelled by the database, which
-# notifies; a record left unfinished otherwise (its job removed by hand, or ended before
-# migration 0009) notifies nothing: re-check that often even without a notification.
-RECHECK_SECONDS = 5.0
-
-
 def _wait_plan(
     fs: FlowStone, enqueue: Plan[list[Job]], target: Target, run_id: str, timeout: float | None
 ) -> Plan[MaterializeResult]:
@@ -305,7 +295,6 @@ def _wait_plan(
     time then, e.g. for a job discarded before it could finish its record). Runs outside
     a transaction, on a connection of its own."""
     queries = _materializations(fs)
-    recheck = min(RECHECK_SECONDS, fs.database.poll_notices or RECHECK_SECONDS)
     if fs.database.sessions:
         yield queries.listen, {}
     [job] = yield from atomic(enqueue)
@@ -319,8 +308,7 @@ def _wait_plan(
         reporter.see(record)
         if deadline is not None and time.monotonic() >= deadline:
             raise _timed_out(target, run_id, job, timeout, record)
-        wait = recheck if deadline is None else min(recheck, max(0.0, deadline - time.monotonic()))
-        yield from notice_plan(lambda payload: _concerns(payload, job.id), wait)
+        yield from finish_notice_plan("job_id", job.id, deadline, fs.database.poll_notices)
 
 
 # -- materialize, materialize_all, backfill ----------------------------------------------------

@@ -10,6 +10,8 @@ caller that queued a job needs next: the record it left.
 from __future__ import annotations
 
 import enum
+import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +26,7 @@ from flowstone.errors import FlowStoneError
 from flowstone.queue.insert import insert_plan
 from flowstone.queue.instance import FlowStone, get_default
 from flowstone.queue.job import Job
-from flowstone.queue.plan import Plan, Row
+from flowstone.queue.plan import Plan, Row, notice_plan
 from flowstone.queue.queries.jobs import JobQueries
 from flowstone.queue.worker import NewJob
 
@@ -483,6 +485,22 @@ def lineage_plan(
     query = materializations.upstream if direction == "upstream" else materializations.downstream
     rows = yield query, {"id": record_id}
     return [Materialization.from_row(row) for row in rows]
+
+
+RECHECK_SECONDS = 5.0
+"""Longest wait on notifications alone for a record to finish: a job that ends without a
+result has its record cancelled by the database, which notifies; a record left unfinished
+otherwise (its job removed by hand, or ended before migration 0009) notifies nothing, so
+waiters read again this often."""
+
+
+def finish_notice_plan(key: str, value: Any, deadline: float | None, poll: float | None) -> Plan[bool]:
+    """Wait for a finished record's notification whose `key` (job_id, run_id) is `value`,
+    until `deadline` (of `time.monotonic`; None: none) and at most `RECHECK_SECONDS`, or
+    `poll` (`Database.poll_notices`: where no notification can come), before reading again."""
+    recheck = min(RECHECK_SECONDS, poll or RECHECK_SECONDS)
+    wait = recheck if deadline is None else min(recheck, max(0.0, deadline - time.monotonic()))
+    return (yield from notice_plan(lambda payload: bool(json.loads(payload).get(key) == value), wait))
 
 
 def run_progress_plan(materializations: MaterializationQueries, run_id: str) -> Plan[dict[str, int]]:

@@ -6,14 +6,13 @@ queue's own reads (a job, a workflow, the nodes) come from `QueueReads`, which t
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
 from flowstone.assets.definitions import AssetHost, AssetRegistry, registry_of
 from flowstone.assets.queries import MaterializationQueries
-from flowstone.assets.records import Materialization, history_plan, logs_plan
+from flowstone.assets.records import Materialization, finish_notice_plan, history_plan, logs_plan
 from flowstone.errors import ValidationError
 from flowstone.insights.assets import (
     AssetOverview,
@@ -38,14 +37,9 @@ from flowstone.insights.queues import (
 )
 from flowstone.queue.job import JobState
 from flowstone.queue.manage import JobFilter
-from flowstone.queue.plan import Plan, Report, astream, notice_plan, stream
+from flowstone.queue.plan import Plan, Report, astream, stream
 from flowstone.queue.plugins.cron import CronEntry
 from flowstone.queue.reads import QueueReads
-
-RECHECK_SECONDS = 5.0
-"""Longest wait on notifications alone while watching a run: a record its job left
-unfinished without the database settling it (a job removed by hand) notifies nothing, so
-the run is re-counted this often."""
 
 
 class Source(AssetHost, Protocol):
@@ -67,12 +61,6 @@ class Insights(QueueReads):
         self.source = fs
         self.graph = assets if assets is not None else registry_of(fs)
         self.materializations = self.database.statements.of(MaterializationQueries)
-
-    @property
-    def _recheck(self) -> float:
-        """Longest wait on notifications while watching a run (the poll interval where
-        none can come: `Database.poll_notices`)."""
-        return min(RECHECK_SECONDS, self.database.poll_notices or RECHECK_SECONDS)
 
     # -- queues and jobs -------------------------------------------------------------------
 
@@ -257,18 +245,13 @@ class Insights(QueueReads):
 
     def _watch_plan(self, run_id: str, timeout: float) -> Plan[None]:
         """Report the run's progress, then again whenever one of its records finished (a
-        notification about it, or at the latest after `_recheck` seconds)."""
+        notification about it, or at the latest after `RECHECK_SECONDS`)."""
         deadline = time.monotonic() + timeout
         if self.database.sessions:
             yield self.materializations.listen, {}
         while True:
             progress = yield from progress_plan(self.materializations, run_id)
             yield Report(progress)
-            remaining = deadline - time.monotonic()
-            if progress.done or remaining <= 0:
+            if progress.done or time.monotonic() >= deadline:
                 return
-            yield from notice_plan(lambda payload: _about(payload, run_id), min(remaining, self._recheck))
-
-
-def _about(payload: str, run_id: str) -> bool:
-    return bool(json.loads(payload).get("run_id") == run_id)
+            yield from finish_notice_plan("run_id", run_id, deadline, self.database.poll_notices)
