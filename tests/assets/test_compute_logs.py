@@ -51,14 +51,16 @@ def test_two_threads_keep_their_own_lines() -> None:
 @pytest.mark.anyio
 async def test_two_tasks_keep_their_own_lines() -> None:
     logs = {name: ComputeLog() for name in ("first", "second")}
+    barrier = asyncio.Barrier(2)
 
     async def run(name: str) -> None:
         with capturing(logs[name]):
             for n in range(3):
                 print(f"{name} {n}")
-                await asyncio.sleep(0)  # the other task writes in between
+                await barrier.wait()  # both wrote line n before either writes n + 1
 
-    await asyncio.gather(*(run(name) for name in logs))
+    async with asyncio.timeout(10):
+        await asyncio.gather(*(run(name) for name in logs))
     assert logs["first"].text() == "first 0\nfirst 1\nfirst 2\n"
     assert logs["second"].text() == "second 0\nsecond 1\nsecond 2\n"
 
