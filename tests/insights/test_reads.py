@@ -3,11 +3,11 @@ throughput, cron ticks, windowed job pages, partition history and record lineage
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from psycopg.rows import dict_row
 
 from flowstone import AssetRegistry, DailyPartitions, FlowStone, Worker, asset, materialize_all
 from flowstone.insights import Insights, queues as reads
@@ -35,16 +35,12 @@ class EveryMinute(Worker):
         return None
 
 
-def sql(fs: FlowStone, query: str, params: Any = None) -> list[dict[str, Any]]:
-    with fs.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall() if cursor.description is not None else []
+Sql = Callable[..., list[dict[str, Any]]]  # the `sql` fixture (tests/conftest.py)
 
 
-def finish(fs: FlowStone, ids: list[int], state: str, at: datetime | None = None) -> None:
+def finish(sql: Sql, ids: list[int], state: str, at: datetime | None = None) -> None:
     """Move jobs to a finished state as the engine would have (timestamps included)."""
     sql(
-        fs,
         f"UPDATE flowstone.jobs SET state = %(state)s::flowstone.job_state, attempt = 1, "  # noqa: S608
         f"{state}_at = coalesce(%(at)s, now()) WHERE id = ANY(%(ids)s)",
         {"state": state, "ids": ids, "at": at},
@@ -55,10 +51,10 @@ def test_the_sample_reads_every_state_through_its_index() -> None:
     assert set(_SAMPLE_ORDER) == {state.value for state in JobState}
 
 
-def test_counts_below_the_cap_are_exact(flowstone: FlowStone) -> None:
+def test_counts_below_the_cap_are_exact(flowstone: FlowStone, sql: Sql) -> None:
     jobs = flowstone.insert_all([Task.new({"n": n}) for n in range(5)] + [Task.new({}, queue="other")])
-    finish(flowstone, [jobs[0].id, jobs[1].id], "completed")
-    finish(flowstone, [jobs[2].id], "discarded")
+    finish(sql, [jobs[0].id, jobs[1].id], "completed")
+    finish(sql, [jobs[2].id], "discarded")
     fs = FlowStone(flowstone.settings.database_url, queues={"configured": 2})
     try:
         overview = Insights(fs).overview()
@@ -73,11 +69,11 @@ def test_counts_below_the_cap_are_exact(flowstone: FlowStone) -> None:
     assert overview.estimated == frozenset()
 
 
-def test_counts_above_the_cap_are_the_planners_estimates(flowstone: FlowStone) -> None:
+def test_counts_above_the_cap_are_the_planners_estimates(flowstone: FlowStone, sql: Sql) -> None:
     many = flowstone.insert_all([Task.new({"n": n}) for n in range(300)])
     few = flowstone.insert_all([Task.new({"n": n}, queue="rare") for n in range(40)])
-    finish(flowstone, [job.id for job in many[:240] + few[:30]], "completed")
-    sql(flowstone, "ANALYZE flowstone.jobs")
+    finish(sql, [job.id for job in many[:240] + few[:30]], "completed")
+    sql("ANALYZE flowstone.jobs")
     counts, estimated = flowstone.database.execute(
         reads.job_counts_plan(flowstone.database.statements.jobs, (), cap=50)
     )
@@ -91,12 +87,12 @@ def test_counts_above_the_cap_are_the_planners_estimates(flowstone: FlowStone) -
     assert counts["rare"]["available"] == 10  # estimated too, but the sample saw them all
 
 
-def test_throughput_counts_finished_jobs_per_minute(flowstone: FlowStone) -> None:
+def test_throughput_counts_finished_jobs_per_minute(flowstone: FlowStone, sql: Sql) -> None:
     jobs = flowstone.insert_all([Task.new({"n": n}) for n in range(9)])
     minute = floor_minute(datetime.now(UTC))
-    finish(flowstone, [job.id for job in jobs[:5]], "completed", minute - timedelta(seconds=30))
-    finish(flowstone, [jobs[5].id], "discarded", minute - timedelta(seconds=30))
-    finish(flowstone, [job.id for job in jobs[6:]], "completed", minute - timedelta(minutes=10))
+    finish(sql, [job.id for job in jobs[:5]], "completed", minute - timedelta(seconds=30))
+    finish(sql, [jobs[5].id], "discarded", minute - timedelta(seconds=30))
+    finish(sql, [job.id for job in jobs[6:]], "completed", minute - timedelta(minutes=10))
     found = Insights(flowstone).throughput(5)
     counted = {m.minute: (m.completed, m.discarded) for m in found}  # a new minute may have begun
     assert len(found) == 5 and counted.pop(minute - timedelta(minutes=1)) == (5, 1)
