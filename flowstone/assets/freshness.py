@@ -44,9 +44,14 @@ class Freshness:
     now: datetime
 
     @property
+    def age(self) -> timedelta | None:
+        """How long ago its latest success finished (None: never)."""
+        return None if self.last_success is None else self.now - self.last_success
+
+    @property
     def overdue(self) -> bool:
         """Whether its latest success is older than the policy allows."""
-        return self.last_success is not None and self.now - self.last_success > self.policy
+        return self.age is not None and self.age > self.policy
 
 
 def freshness_plan(q: MaterializationQueries, assets: Sequence[Asset]) -> Plan[dict[str, Freshness]]:
@@ -89,11 +94,8 @@ class FreshnessSentry:
         overdue = {name: seen for name, seen in found.items() if seen.overdue}
         for name in await runtime.execute(mark_overdue_plan(queries, list(overdue))):
             seen = overdue[name]
-            assert seen.last_success is not None
-            measurements = {
-                "age": (seen.now - seen.last_success).total_seconds(),
-                "freshness": seen.policy.total_seconds(),
-            }
+            assert seen.age is not None
+            measurements = {"age": seen.age.total_seconds(), "freshness": seen.policy.total_seconds()}
             telemetry.emit(OVERDUE_EVENT, measurements, {"asset": name, "last_success": seen.last_success})
 
 

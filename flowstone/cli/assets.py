@@ -138,10 +138,9 @@ def _freshness(overview: AssetOverview) -> str:
     seen = overview.freshness
     if seen is None:
         return "-"
-    if not seen.overdue or seen.last_success is None:
+    if not seen.overdue or seen.age is None:
         return "ok"
-    age = seen.now - seen.last_success
-    return f"{OVERDUE.upper()} ({str(age).split('.')[0]} old, policy {seen.policy})"
+    return f"{OVERDUE.upper()} ({str(seen.age).split('.')[0]} old, policy {seen.policy})"
 
 
 def _tally(counts: dict[str, int]) -> str:
