@@ -273,3 +273,7 @@ def test_the_code_runs_as_written(tmp_path: Path, flowstone_url: str) -> None:
             "SELECT value FROM flowstone_assets.visits_3_days WHERE partition = '2025-01-03'"
         )
         assert window.fetchone() == (60,), "docs/guides/partitions.md: 10 + 20 + 30"
+        regional = conn.execute(
+            "SELECT value FROM flowstone_assets.regional_orders WHERE partition = '2025-01-02|eu'"
+        )
+        assert regional.fetchone() == ("eu: 2 orders on 2025-01-02",), "the multi-dimensional example"

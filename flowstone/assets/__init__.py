@@ -39,6 +39,7 @@ from flowstone.assets.mappings import (
     LatestPartition,
     PartitionMapping,
     RollUp,
+    SharedDimension,
     Window,
 )
 from flowstone.assets.materializer import Materializer, Readiness
@@ -48,6 +49,7 @@ from flowstone.assets.partitions import (
     DynamicPartitions,
     HourlyPartitions,
     MonthlyPartitions,
+    MultiPartitions,
     PartitionsDefinition,
     StaticPartitions,
     TimeWindowPartitions,
@@ -82,6 +84,7 @@ __all__ = [
     "Materializer",
     "MemoryIOManager",
     "MonthlyPartitions",
+    "MultiPartitions",
     "Output",
     "ParquetIOManager",
     "PartitionMapping",
@@ -89,6 +92,7 @@ __all__ = [
     "PostgresIOManager",
     "Readiness",
     "RollUp",
+    "SharedDimension",
     "StaticPartitions",
     "Status",
     "TimeWindowPartitions",

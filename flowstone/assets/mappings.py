@@ -9,7 +9,10 @@ reads, and (backwards) which dependent partitions a new upstream partition conce
 
 Without a mapping: an unpartitioned upstream is read whole by every partition; equal
 definitions map by `Identity`; two time-based ones by `RollUp` (overlapping windows:
-daily → weekly or monthly, hourly → daily); anything else needs a mapping named. A
+daily → weekly or monthly, hourly → daily); a multi-dimensional asset and an upstream
+partitioned like one of its dimensions map along that shared dimension
+(`SharedDimension`: a daily upstream feeds every region of its day); anything else
+needs a mapping named. A
 mapping that reads several upstream partitions gives the function a dict keyed by their
 string form, in order (an IO manager of tables may concatenate them instead: `parquet`
 gives one frame); one that reads one partition gives its value.
@@ -21,9 +24,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import product
 from typing import Any
 
-from flowstone.assets.partitions import PartitionsDefinition, TimeWindowPartitions
+from flowstone.assets.partitions import (
+    MultiPartitions,
+    PartitionsDefinition,
+    StaticPartitions,
+    TimeWindowPartitions,
+)
 
 Definition = PartitionsDefinition | None
 _TICK = timedelta(microseconds=1)
@@ -163,12 +172,68 @@ class LatestPartition(PartitionMapping):
         return [None] if down is None else None
 
 
+def _shared(multi: Definition, single: Definition) -> str | None:
+    """The dimension of `multi` partitioned exactly like `single` (None: none is)."""
+    if not isinstance(multi, MultiPartitions):
+        return None
+    return next((name for name, d in multi.dimensions if d == single), None)
+
+
+@dataclass(frozen=True)
+class SharedDimension(PartitionMapping):
+    """Along `dimension`, between a multi-dimensional asset and one partitioned like that
+    dimension: `2025-01-02|eu` reads the upstream's `2025-01-02` (a daily upstream feeds
+    every region of its day), and a dependent `2025-01-02` reads every upstream partition
+    of that day. The default where exactly such a dimension exists."""
+
+    dimension: str
+
+    def _sides(self, down: Definition, up: Definition) -> tuple[MultiPartitions, int, bool]:
+        """The multi-dimensional side, the dimension's position, and whether it is `down`."""
+        for multi, single, is_down in ((down, up, True), (up, down, False)):
+            if isinstance(multi, MultiPartitions) and _shared(multi, single) == self.dimension:
+                return multi, multi.index(self.dimension), is_down
+        raise ValueError(
+            f"SharedDimension({self.dimension!r}) relates a multi-dimensional asset and one partitioned "
+            f"like that dimension; got {down!r} and {up!r}"
+        )
+
+    def reads_many(self, up: Definition) -> bool:
+        return isinstance(up, MultiPartitions)
+
+    def check(self, down: Definition, up: Definition) -> None:
+        self._sides(down, up)
+
+    def upstream_keys(self, down: Definition, key: Any, up: Definition, all_keys: AllKeys) -> list[Any]:
+        multi, at, is_down = self._sides(down, up)
+        if is_down:
+            return [key[at]]
+        return [k for k in all_keys(multi) if k[at] == key]
+
+    def downstream_keys(self, up: Definition, key: Any, down: Definition) -> list[Any] | None:
+        multi, at, is_down = self._sides(down, up)
+        if not is_down:
+            return [key[at]]
+        ranges: list[list[Any]] = []
+        for name, d in multi.dimensions:
+            if name == self.dimension:
+                ranges.append([key])
+            elif isinstance(d, StaticPartitions):
+                ranges.append(list(d.values))
+            else:
+                return None  # time windows and dynamic sets: any partition (their keys move)
+        return list(product(*ranges))
+
+
 def default_mapping(down: Definition, up: Definition) -> PartitionMapping | None:
     """The mapping used when none is named (None: there is no sensible default)."""
     if up is None:
         return AllPartitions()
     if up == down:
         return Identity()
+    shared = _shared(down, up) or _shared(up, down)
+    if shared is not None:
+        return SharedDimension(shared)
     if isinstance(down, TimeWindowPartitions) and isinstance(up, TimeWindowPartitions):
         return RollUp()
     return None

@@ -4,8 +4,9 @@ A key travels as a string (job args, materialization records, IO manager keys) a
 back as the same value: `DailyPartitions`, `WeeklyPartitions` and `MonthlyPartitions`
 keys are `date`s (`"2025-01-15"`; a week or a month is named by its first day),
 `HourlyPartitions` keys are UTC datetimes on the hour (`"2025-01-15T13:00:00+00:00"`),
-`StaticPartitions` and `DynamicPartitions` keys are the strings themselves. Ranges are
-inclusive at both ends.
+`StaticPartitions` and `DynamicPartitions` keys are the strings themselves, and
+`MultiPartitions` keys are tuples with one key per dimension (`"2025-01-02|eu"`). Ranges
+are inclusive at both ends.
 
 Time-based definitions are consecutive windows of time (`TimeWindowPartitions`): a
 partition exists once its window has closed, and partition mappings (roll-ups, windows)
@@ -19,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import product
 from typing import Any, ClassVar, TypeVar
 
 from flowstone.errors import FlowStoneError, ValidationError, ValidationTypeError
@@ -404,6 +406,109 @@ class DynamicPartitions(PartitionsDefinition):
         return list(self._known())
 
 
+SEPARATOR = "|"
+"""Joins the keys of a `MultiPartitions` key's dimensions in its string form."""
+
+
+@dataclass(frozen=True)
+class MultiPartitions(PartitionsDefinition):
+    """`MultiPartitions({"date": DailyPartitions(...), "region": StaticPartitions([...])})`:
+    one partition per combination of the dimensions' keys. A key is a tuple with one key
+    per dimension, in the declared order (`(date(2025, 1, 2), "eu")`), written
+    `"2025-01-02|eu"`; a dict by dimension name is accepted too. A range from `start` to
+    `end` is every combination of each dimension's own range (a box), ordered with the
+    first dimension outermost."""
+
+    dimensions: tuple[tuple[str, PartitionsDefinition], ...] = field(default=())
+
+    def __init__(self, dimensions: Mapping[str, PartitionsDefinition]) -> None:
+        if not isinstance(dimensions, Mapping) or len(dimensions) < 2:
+            raise ValidationError(
+                "MultiPartitions takes a dict of at least two dimensions, name -> partitions; "
+                f"got {dimensions!r}"
+            )
+        for name, definition in dimensions.items():
+            if not isinstance(name, str) or not _DYNAMIC_NAME.match(name):
+                raise ValidationError(f"a dimension name is letters, digits, '_', '.' or '-'; got {name!r}")
+            if not isinstance(definition, PartitionsDefinition) or isinstance(definition, MultiPartitions):
+                raise ValidationError(
+                    f"dimension {name!r} takes a (single) partitions definition; got {definition!r}"
+                )
+            if isinstance(definition, StaticPartitions):
+                for value in definition.values:
+                    _no_separator(name, value)
+        object.__setattr__(self, "dimensions", tuple(dimensions.items()))
+
+    @property
+    def names(self) -> list[str]:
+        """The dimensions' names, in order."""
+        return [name for name, _ in self.dimensions]
+
+    def index(self, name: str) -> int:
+        """The position of dimension `name` in a key."""
+        return self.names.index(name)
+
+    def named(self, key: Any) -> dict[str, Any]:
+        """A key's dimension keys by dimension name."""
+        return dict(zip(self.names, self.parse(key), strict=True))
+
+    def _parts(self, key: Any) -> list[Any]:
+        if isinstance(key, str):
+            parts: list[Any] = key.split(SEPARATOR)
+        elif isinstance(key, Mapping):
+            if set(key) != set(self.names):
+                raise ValidationError(f"a key by dimension names needs exactly {self.names}; got {list(key)}")
+            parts = [key[name] for name in self.names]
+        elif isinstance(key, (tuple, list)):
+            parts = list(key)
+        else:
+            raise ValidationTypeError(
+                f"a multi-dimensional partition is a string, a tuple or a dict; got {type(key).__name__}"
+            )
+        if len(parts) != len(self.dimensions):
+            example = SEPARATOR.join(self.names)
+            raise ValidationError(
+                f"a key has one part per dimension, {example!r} (a dimension's own key cannot contain "
+                f"{SEPARATOR!r}); got {len(parts)}"
+            )
+        return parts
+
+    def parse(self, key: Any) -> tuple[Any, ...]:
+        found = []
+        for (name, definition), part in zip(self.dimensions, self._parts(key), strict=True):
+            try:
+                canonical = definition.parse(part)
+            except (ValueError, TypeError) as error:
+                raise ValidationError(f"dimension {name!r}: {error}") from error
+            _no_separator(name, definition.to_text(canonical))
+            found.append(canonical)
+        return tuple(found)
+
+    def to_text(self, key: tuple[Any, ...]) -> str:
+        return SEPARATOR.join(d.to_text(k) for (_, d), k in zip(self.dimensions, key, strict=True))
+
+    def keys(self, start: tuple[Any, ...], end: tuple[Any, ...]) -> list[Any]:
+        ranges = [d.keys(s, e) for (_, d), s, e in zip(self.dimensions, start, end, strict=True)]
+        return list(product(*ranges))
+
+    def all_keys(self, now: datetime) -> list[Any]:
+        return list(product(*(d.all_keys(now) for _, d in self.dimensions)))
+
+    def with_dimensions(
+        self, resolve: Callable[[PartitionsDefinition], PartitionsDefinition]
+    ) -> MultiPartitions:
+        """This definition with each dimension passed through `resolve` (a KeySpace's)."""
+        return MultiPartitions({name: resolve(d) for name, d in self.dimensions})
+
+
+def _no_separator(dimension: str, key: str) -> None:
+    if SEPARATOR in key:
+        raise ValidationError(
+            f"dimension {dimension!r} has key {key!r} containing {SEPARATOR!r}, which separates the "
+            "dimensions of a multi-dimensional key: rename the key"
+        )
+
+
 @dataclass(frozen=True)
 class KeySpace:
     """The partitions that exist at one moment: time windows closed by `now`, dynamic sets
@@ -421,6 +526,8 @@ class KeySpace:
         """`definition`, holding its keys when it is dynamic (membership, ranges)."""
         if isinstance(definition, DynamicPartitions):
             return definition.snapshot(self.dynamic.get(definition.name, ()))
+        if isinstance(definition, MultiPartitions):
+            return definition.with_dimensions(self.resolve)
         return definition
 
     def all_keys(self, definition: PartitionsDefinition) -> list[Any]:
@@ -430,4 +537,9 @@ class KeySpace:
 
 def dynamic_names(definitions: Sequence[PartitionsDefinition | None]) -> list[str]:
     """The names of the dynamic sets among `definitions` (whose keys must be read)."""
-    return sorted({d.name for d in definitions if isinstance(d, DynamicPartitions)})
+    flat = [d for m in definitions for d in (_dimensions(m) if isinstance(m, MultiPartitions) else [m])]
+    return sorted({d.name for d in flat if isinstance(d, DynamicPartitions)})
+
+
+def _dimensions(definition: MultiPartitions) -> list[PartitionsDefinition]:
+    return [d for _, d in definition.dimensions]

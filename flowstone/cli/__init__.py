@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flowstone` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "dimension_options", False):  # as parse_args would
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     if args.command != "worker":  # the worker sets up its own logging from its options
         configure_logging("console", "warning", cache=False)  # stdout is the command's output
     try:

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flowstone.assets.api import backfill, materialize, materialize_all
 from flowstone.assets.definitions import AssetRegistry, registry_of
+from flowstone.assets.partitions import SEPARATOR, MultiPartitions
 from flowstone.assets.records import Materialization
 from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.errors import FlowStoneError
@@ -71,9 +72,14 @@ def add_commands(commands: Commands) -> None:
     _run_options(mat)
 
     back = commands.add("backfill", "materialize a range of partitions, following progress", cmd_backfill)
+    back.epilog = (
+        "a multi-dimensional asset takes a range per dimension instead of --from/--to: "
+        "--date 2025-01-01..2025-01-07 --region eu"
+    )
+    back.set_defaults(dimension_options=True)
     back.add_argument("asset")
-    back.add_argument("--from", dest="start", required=True, help="first partition key")
-    back.add_argument("--to", dest="end", required=True, help="last partition key (included)")
+    back.add_argument("--from", dest="start", help="first partition key")
+    back.add_argument("--to", dest="end", help="last partition key (included)")
     back.add_argument("--no-wait", action="store_true", help="queue the partitions and return at once")
     _run_options(back)
 
@@ -180,10 +186,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     then the totals."""
     app, graph = _loaded(args)
     found = Insights(app, graph).partitions(args.asset, start=args.start, end=args.end)
-    emit([_status_row(status, args.json) for status in found], args.json)
+    definition = graph.require(args.asset).partitions
+    if isinstance(definition, MultiPartitions) and len(definition.dimensions) == 2 and not args.json:
+        emit(_grid(definition, found), False)
+    else:
+        emit([_status_row(status, args.json) for status in found], args.json)
     if not args.json:
         print("\n" + (_tally(Counter(p.status for p in found)) or "no partition"))
     return 0
+
+
+def _grid(definition: MultiPartitions, found: list[PartitionStatus]) -> list[dict[str, Any]]:
+    """Two dimensions as a table: a row per key of the first, a column per key of the
+    second, each cell the partition's status."""
+    rows: dict[str, dict[str, Any]] = {}
+    first = definition.names[0]
+    for status in found:
+        row_key, column = str(status.partition).split(SEPARATOR)
+        rows.setdefault(row_key, {first: row_key})[column] = status.status
+    return list(rows.values())
 
 
 def _status_row(status: PartitionStatus, as_json: bool) -> dict[str, Any]:
@@ -242,10 +263,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     """Queue every partition from --from to --to, draw progress on stderr until every job
     finished, print the totals; exit code 1 when any failed or the run did not finish.
     With --no-wait, print the run and return once the jobs are queued."""
-    app, _ = _loaded(args)
+    app, graph = _loaded(args)
+    start, end = _backfill_range(args, graph)
     if not args.no_wait:
         args.on_interrupt = STOPPED_FOLLOWING
-    result = backfill(args.asset, start=args.start, end=args.end, force=args.force, fs=app)
+    result = backfill(args.asset, start=start, end=end, force=args.force, fs=app)
     if args.no_wait:
         emit(
             [{"run_id": result.run_id, "asset": args.asset, "total": result.total, "status": "queued"}],
@@ -253,6 +275,38 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
         return 0
     return _follow(app, result.run_id, args)
+
+
+def _backfill_range(args: argparse.Namespace, graph: AssetRegistry) -> tuple[Any, Any]:
+    """--from and --to, or (a multi-dimensional asset) the first and last key by dimension
+    from a range per dimension: `--date 2025-01-01..2025-01-07 --region eu`."""
+    ranges = _dimension_ranges(args.extra)
+    if not ranges:
+        if args.start is None or args.end is None:
+            raise UsageError("backfill takes --from and --to (a multi-dimensional asset: --DIMENSION A..B)")
+        return args.start, args.end
+    if not isinstance(graph.require(args.asset).partitions, MultiPartitions):
+        raise UsageError(f"asset {args.asset!r} is not multi-dimensional: give --from and --to")
+    if args.start is not None or args.end is not None:
+        raise UsageError("give either --from and --to or a range per dimension, not both")
+    return {d: first for d, (first, _) in ranges.items()}, {d: last for d, (_, last) in ranges.items()}
+
+
+def _dimension_ranges(extra: list[str]) -> dict[str, tuple[str, str]]:
+    """`--NAME A..B` (or `--NAME=A..B`; `--NAME A`: that key alone) by dimension name."""
+    found = {}
+    items = iter(extra)
+    for item in items:
+        option, has_value, value = item.partition("=")
+        if not option.startswith("--") or len(option) < 3:
+            raise UsageError(f"unrecognized argument {item!r}; a dimension's range is --NAME A..B")
+        if not has_value:
+            value = next(items, "")
+        if not value or value.startswith("--"):
+            raise UsageError(f"{option} needs a key or a range A..B")
+        first, _, last = value.partition("..")
+        found[option[2:]] = (first, last or first)
+    return found
 
 
 def _follow(app: FlowStone, run_id: str, args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 from flowstone.assets.definitions import Asset, AssetRegistry
 from flowstone.assets.freshness import Freshness, freshness_plan
-from flowstone.assets.partitions import KeySpace, PartitionsDefinition, dynamic_names
+from flowstone.assets.partitions import KeySpace, MultiPartitions, PartitionsDefinition, dynamic_names
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import (
     FINISHED,
@@ -107,6 +107,9 @@ def describe_partitions(definition: PartitionsDefinition | None) -> str | None:
     """A partitions definition in a few words (None when unpartitioned)."""
     if definition is None:
         return None
+    if isinstance(definition, MultiPartitions):
+        dimensions = (f"{name}: {describe_partitions(d)}" for name, d in definition.dimensions)
+        return f"multi({', '.join(dimensions)})"
     kind = type(definition).__name__.removesuffix("Partitions").lower()
     if not is_dataclass(definition):
         return kind

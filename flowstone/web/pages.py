@@ -15,8 +15,10 @@ from starlette.requests import Request
 
 from flowstone.assets.definitions import Asset
 from flowstone.assets.partitions import (
+    SEPARATOR,
     DailyPartitions,
     HourlyPartitions,
+    MultiPartitions,
     PartitionsDefinition,
     StaticPartitions,
 )
@@ -324,6 +326,12 @@ def default_window(definition: PartitionsDefinition, now: datetime) -> tuple[str
         return max(definition.start, last - timedelta(hours=STRIP - 1)).isoformat(), last.isoformat()
     if isinstance(definition, StaticPartitions):
         return definition.values[max(0, len(definition.values) - MAX_STRIP)], definition.values[-1]
+    if isinstance(definition, MultiPartitions):  # the box of each dimension's window
+        windows = [default_window(d, now) for _, d in definition.dimensions]
+        found = [w for w in windows if w is not None]
+        if len(found) < len(windows):
+            return None
+        return SEPARATOR.join(s for s, _ in found), SEPARATOR.join(e for _, e in found)
     return None
 
 

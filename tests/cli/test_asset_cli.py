@@ -141,6 +141,24 @@ def test_backfill_follows_progress_to_the_end_and_fails_on_failures(
     assert outcomes == [(4, 0), (0, 4), (4, 0)], "a second backfill skips; --force redoes"
 
 
+def test_a_week_of_one_region_runs_on_a_worker_reading_each_day(
+    cli: Cli, flowstone: FlowStone, worker: subprocess.Popen[bytes]
+) -> None:
+    code, _, _ = cli("backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-07", "--json")
+    assert code == 0
+    week = ("--date=2025-01-01..2025-01-07", "--region", "eu")
+    code, out, _ = cli("backfill", "cli_regional", *week, "--json")
+    [totals] = json.loads(out)
+    assert code == 0 and (totals["total"], totals["success"]) == (7, 7)
+    code, out, _ = cli("assets", "status", "cli_regional", "--from", "2025-01-01|eu", "--to", "2025-01-07|us")
+    assert [line.split()[1:] for line in out.splitlines()[1:8]] == [["fresh", "missing"]] * 7
+    with flowstone.session() as conn:
+        value = conn.execute(
+            "SELECT value FROM flowstone_assets.cli_regional WHERE partition = '2025-01-03|eu'"
+        )
+        assert value.fetchone() == ({"total": 6},), "the day's two orders of 3"
+
+
 def test_backfill_stops_following_at_the_timeout(cli: Cli) -> None:
     code, out, err = cli(
         "backfill", "cli_orders", "--from", "2025-01-01", "--to", "2025-01-03", "--timeout", "0.2"
@@ -167,7 +185,8 @@ def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: 
     code, out, _ = cli("assets", "ls", "--json")
     assert code == 0
     rows = {row["asset"]: row for row in json.loads(out)}
-    assert list(rows) == ["cli_flaky", "cli_orders", "cli_retried", "cli_revenue"]
+    assert list(rows) == ["cli_flaky", "cli_orders", "cli_retried", "cli_regional", "cli_revenue"]
+    assert rows["cli_regional"]["partitions"] == "multi(date: daily(2025-01-01), region: static(eu us))"
     assert rows["cli_revenue"] == {
         "asset": "cli_revenue",
         "depends_on": ["cli_orders"],
@@ -186,8 +205,9 @@ def test_assets_ls_counts_each_assets_partitions_by_status(cli: Cli, flowstone: 
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["ASSET", "DEPENDS_ON", "PARTITIONS", "IO_MANAGER", "STATUS", "FRESHNESS"]
-    assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[4]
+    assert f"fresh=2 missing={days - 5} failed=3" in lines[1] and f"missing={days}" in lines[5]
     assert f"fresh=1 missing={days - 2} queued=1" in lines[3]
+    assert f"missing={2 * days}" in lines[4]
 
 
 def test_assets_status_shows_each_partition_and_why_and_lineage_follows_a_skip(
@@ -234,6 +254,10 @@ def test_assets_status_shows_each_partition_and_why_and_lineage_follows_a_skip(
             "did you mean 'cli_revenue'?",
         ),
         (("backfill", "cli_orders", "--from", "2025-01-05", "--to", "yesterday"), "validation_error: "),
+        (("backfill", "cli_orders", "--date", "2025-01-05"), "'cli_orders' is not multi-dimensional"),
+        (("backfill", "cli_regional", "--date", "2025-01-05"), "exactly ['date', 'region']; got ['date']"),
+        (("backfill", "cli_regional", "--date", "--region", "eu"), "--date needs a key or a range A..B"),
+        (("backfill", "cli_regional"), "backfill takes --from and --to"),
         (
             ("lineage", "cli_orders", "--partition", "2025-01-02"),
             "asset 'cli_orders' has no materialization at partition 2025-01-02",
@@ -259,6 +283,42 @@ def test_backfill_no_wait_queues_and_returns(cli: Cli, flowstone: FlowStone) -> 
     [row] = json.loads(out)
     assert code == 0 and err == "" and (row["total"], row["status"]) == (3, "queued")
     assert len(flowstone.list_jobs(queue="assets")) == 3
+
+
+def test_backfill_takes_a_range_per_dimension(cli: Cli, flowstone: FlowStone) -> None:
+    __import__("cli_assets_app").register()
+    backfill("cli_orders", start="2025-01-01", end="2025-01-07")
+    argv = ("backfill", "cli_regional", "--date", "2025-01-01..2025-01-07", "--region=eu", "--no-wait")
+    code, out, err = cli(*argv, "--json")
+    [row] = json.loads(out)
+    assert code == 0 and err == "" and (row["total"], row["status"]) == (7, "queued")
+    jobs = flowstone.list_jobs(queue="assets")
+    regional = [job.args["partition"] for job in jobs if job.args["asset_name"] == "cli_regional"]
+    assert sorted(regional) == [f"2025-01-0{d}|eu" for d in range(1, 8)]
+    assert drain_queue("assets").completed == 14
+
+
+def test_status_of_two_dimensions_is_a_table_of_them(cli: Cli, flowstone: FlowStone) -> None:
+    __import__("cli_assets_app").register()
+    backfill("cli_orders", start="2025-01-01", end="2025-01-02")
+    backfill("cli_regional", ["2025-01-01|eu", "2025-01-02|us"])
+    drain_queue("assets")
+    code, out, _ = cli("assets", "status", "cli_regional", "--from", "2025-01-01|eu", "--to", "2025-01-03|us")
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [
+        ["DATE", "EU", "US"],
+        ["2025-01-01", "fresh", "missing"],
+        ["2025-01-02", "missing", "fresh"],
+        ["2025-01-03", "missing", "missing"],
+        [],
+        ["fresh=2", "missing=4"],
+    ]
+    one_day = ("--from", "2025-01-01|eu", "--to", "2025-01-01|us", "--json")
+    code, out, _ = cli("assets", "status", "cli_regional", *one_day)
+    assert [(row["partition"], row["status"]) for row in json.loads(out)] == [
+        ("2025-01-01|eu", "fresh"),
+        ("2025-01-01|us", "missing"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,9 +16,18 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from web_support import QUEUE, Client, Echo, FailOnce, client_for, heartbeat
 
-from flowstone import FlowStone, Workflow, amaterialize_all
+from flowstone import (
+    DailyPartitions,
+    DynamicPartitions,
+    FlowStone,
+    MultiPartitions,
+    StaticPartitions,
+    Workflow,
+    amaterialize_all,
+)
 from flowstone.testing import adrain_queue
 from flowstone.web import basic_auth, create_app, token_auth
+from flowstone.web.pages import default_window
 
 pytestmark = pytest.mark.anyio
 
@@ -420,3 +430,12 @@ async def test_the_dashboard_mounts_under_a_prefix(app_fs: FlowStone) -> None:
         paused = await http.post(f"/ops/flowstone/queues/{QUEUE}/pause", data={"csrf": token})
         assert paused.headers["location"] == "/ops/flowstone/queues?notice=paused"
         assert (await http.get("/ops/flowstone/static/dashboard.css")).status_code == 200
+
+
+def test_a_multi_dimensional_strip_shows_the_box_of_each_dimensions_latest() -> None:
+    days, regions = DailyPartitions("2025-01-01"), StaticPartitions(["eu", "us"])
+    now = datetime(2025, 3, 2, 12, tzinfo=UTC)
+    grid = MultiPartitions({"date": days, "region": regions})
+    assert default_window(grid, now) == ("2025-01-02|eu", "2025-03-02|us")  # 60 days x both regions
+    shops = MultiPartitions({"date": days, "shop": DynamicPartitions("shops")})
+    assert default_window(shops, now) is None, "no latest shop: the page asks for start= and end="

@@ -1,7 +1,8 @@
 """The app the asset CLI tests load with `--app cli_assets_app:app`, in-process and in
 real `flowstone worker` processes: cli_orders → cli_revenue, daily, in Postgres, and
 cli_flaky, which fails on odd days (once: max_attempts=1), and cli_retried, which fails
-there too but is retried (3 attempts, 30 s of backoff first).
+there too but is retried (3 attempts, 30 s of backoff first); cli_regional is the day's
+orders per region (date x region).
 
 `app` is a factory that registers the assets when they are missing, because the asset
 tests clear the registry between tests while this module stays imported.
@@ -10,7 +11,7 @@ tests clear the registry between tests while this module stays imported.
 import os
 from typing import Any
 
-from flowstone import Asset, Context, DailyPartitions, FlowStone
+from flowstone import Asset, Context, DailyPartitions, FlowStone, MultiPartitions, StaticPartitions
 from flowstone.assets import default_assets
 
 DAYS = DailyPartitions("2025-01-01")
@@ -44,6 +45,13 @@ ASSETS = [
     ),
     Asset(name="cli_flaky", execute_fn=flaky, io_manager="postgres", partitions=DAYS, max_attempts=1),
     Asset(name="cli_retried", execute_fn=flaky, partitions=DAYS),
+    Asset(
+        name="cli_regional",
+        depends_on=("cli_orders",),
+        execute_fn=revenue,
+        io_manager="postgres",
+        partitions=MultiPartitions({"date": DAYS, "region": StaticPartitions(["eu", "us"])}),
+    ),
 ]
 
 
