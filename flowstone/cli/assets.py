@@ -20,11 +20,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flowstone.assets.api import backfill, materialize, materialize_all
 from flowstone.assets.definitions import AssetRegistry, registry_of
-from flowstone.assets.partitions import SEPARATOR, MultiPartitions
+from flowstone.assets.partitions import MultiPartitions
 from flowstone.assets.records import Materialization
 from flowstone.cli.common import Commands, UsageError, app_of, emit, emit_one
 from flowstone.errors import FlowStoneError
-from flowstone.insights import OVERDUE, STATUSES, AssetOverview, Insights, PartitionStatus, RunProgress
+from flowstone.insights import (
+    OVERDUE,
+    STATUSES,
+    AssetOverview,
+    Insights,
+    PartitionGrid,
+    PartitionStatus,
+    RunProgress,
+    partition_grid,
+)
 from flowstone.queue.instance import FlowStone
 
 DEFAULT_TIMEOUT = 3600.0
@@ -186,25 +195,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     then the totals."""
     app, graph = _loaded(args)
     found = Insights(app, graph).partitions(args.asset, start=args.start, end=args.end)
-    definition = graph.require(args.asset).partitions
-    if isinstance(definition, MultiPartitions) and len(definition.dimensions) == 2 and not args.json:
-        emit(_grid(definition, found), False)
-    else:
+    grid = None if args.json else partition_grid(graph.require(args.asset).partitions, found)
+    if grid is None:
         emit([_status_row(status, args.json) for status in found], args.json)
+    else:
+        emit(_grid_rows(grid), False)
     if not args.json:
         print("\n" + (_tally(Counter(p.status for p in found)) or "no partition"))
     return 0
 
 
-def _grid(definition: MultiPartitions, found: list[PartitionStatus]) -> list[dict[str, Any]]:
-    """Two dimensions as a table: a row per key of the first, a column per key of the
-    second, each cell the partition's status."""
-    rows: dict[str, dict[str, Any]] = {}
-    first = definition.names[0]
-    for status in found:
-        row_key, column = str(status.partition).split(SEPARATOR)
-        rows.setdefault(row_key, {first: row_key})[column] = status.status
-    return list(rows.values())
+def _grid_rows(grid: PartitionGrid) -> list[dict[str, Any]]:
+    """A row per key of the first dimension, a column per key of the second, each cell
+    the partition's status."""
+    return [
+        {grid.row_name: row, **{c: s.status if s else "" for c, s in zip(grid.columns, cells, strict=True)}}
+        for row, cells in grid.rows
+    ]
 
 
 def _status_row(status: PartitionStatus, as_json: bool) -> dict[str, Any]:

@@ -38,9 +38,11 @@ from flowstone.insights.assets import (
     AssetOverview,
     CheckRecord,
     Lineage,
+    PartitionGrid,
     PartitionStatus,
     RunProgress,
     describe_partitions,
+    partition_grid,
 )
 from flowstone.insights.queues import (
     SAMPLE_CAP,
@@ -76,6 +78,7 @@ __all__ = [
     "JobPage",
     "Lineage",
     "NodeInfo",
+    "PartitionGrid",
     "PartitionStatus",
     "QueueOverview",
     "RunProgress",
@@ -83,4 +86,5 @@ __all__ = [
     "WorkflowJob",
     "WorkflowState",
     "describe_partitions",
+    "partition_grid",
 ]

@@ -28,7 +28,13 @@ from typing import Any
 
 from flowstone.assets.definitions import Asset, AssetRegistry
 from flowstone.assets.freshness import Freshness, freshness_plan
-from flowstone.assets.partitions import KeySpace, MultiPartitions, PartitionsDefinition, dynamic_names
+from flowstone.assets.partitions import (
+    SEPARATOR,
+    KeySpace,
+    MultiPartitions,
+    PartitionsDefinition,
+    dynamic_names,
+)
 from flowstone.assets.queries import MaterializationQueries
 from flowstone.assets.records import (
     FINISHED,
@@ -101,6 +107,37 @@ class AssetOverview:
     def partitions(self) -> str | None:
         """`daily(2025-01-01)`, `static(eu us)`: the kind and its defining values."""
         return describe_partitions(self.asset.partitions)
+
+
+@dataclass(frozen=True)
+class PartitionGrid:
+    """The statuses of a two-dimensional asset as a table: a row per key of the first
+    dimension, a column per key of the second (each in order of first appearance), a cell
+    per partition (None where a row lacks that column)."""
+
+    row_name: str
+    column_name: str
+    columns: list[str]
+    rows: list[tuple[str, list[PartitionStatus | None]]]
+
+
+def partition_grid(
+    definition: PartitionsDefinition | None, statuses: Sequence[PartitionStatus]
+) -> PartitionGrid | None:
+    """`statuses` as a grid when `definition` has exactly two dimensions, else None: the
+    one layout the CLI's status table and the dashboard's partition view share."""
+    if not isinstance(definition, MultiPartitions) or len(definition.dimensions) != 2:
+        return None
+    cells: dict[str, dict[str, PartitionStatus]] = {}
+    columns: dict[str, None] = {}
+    for status in statuses:
+        row, column = str(status.partition).split(SEPARATOR)
+        cells.setdefault(row, {})[column] = status
+        columns.setdefault(column)
+    order = list(columns)
+    rows = [(row, [found.get(column) for column in order]) for row, found in cells.items()]
+    row_name, column_name = definition.names
+    return PartitionGrid(row_name, column_name, order, rows)
 
 
 def describe_partitions(definition: PartitionsDefinition | None) -> str | None:

@@ -32,8 +32,11 @@ from flowstone.insights import (
     CronStatus,
     Lineage,
     NodeInfo,
+    PartitionGrid,
+    PartitionStatus,
     QueueOverview,
     describe_partitions,
+    partition_grid,
 )
 from flowstone.queue.dynamic_cron import listing
 from flowstone.queue.job import Job
@@ -375,17 +378,30 @@ async def load_partitions(request: Request) -> dict[str, Any]:
     keys, window = strip_keys(asset, request.query_params)
     statuses = await insights.apartitions(asset.name, keys)
     shown = Counter(status.status for status in statuses)
+    grid = partition_grid(asset.partitions, statuses)
     return {
         "asset": _describe(asset, insights.graph.dependents(asset.name)),
         "window": window,
         "counts": {status: shown[status] for status in STATUSES},
-        "partitions": [
-            {
-                "partition": status.partition,
-                "status": status.status,
-                "record": None if status.record is None else _record(status.record),
-            }
-            for status in statuses
+        "partitions": [_partition(status) for status in statuses],
+        "grid": None if grid is None else _grid(grid),
+    }
+
+
+def _partition(status: PartitionStatus) -> dict[str, Any]:
+    record = None if status.record is None else _record(status.record)
+    return {"partition": status.partition, "status": status.status, "record": record}
+
+
+def _grid(grid: PartitionGrid) -> dict[str, Any]:
+    """A two-dimensional asset's partitions as rows of cells (None where one is missing)."""
+    return {
+        "rows_dimension": grid.row_name,
+        "columns_dimension": grid.column_name,
+        "columns": grid.columns,
+        "rows": [
+            {"key": key, "cells": [None if c is None else _partition(c) for c in cells]}
+            for key, cells in grid.rows
         ],
     }
 

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from web_support import QUEUE, Client, Echo, FailOnce, client_for, heartbeat
 
 from flowstone import (
+    AssetRegistry,
     DailyPartitions,
     DynamicPartitions,
     FlowStone,
@@ -24,6 +25,7 @@ from flowstone import (
     StaticPartitions,
     Workflow,
     amaterialize_all,
+    asset,
 )
 from flowstone.testing import adrain_queue
 from flowstone.web import basic_auth, create_app, token_auth
@@ -439,3 +441,36 @@ def test_a_multi_dimensional_strip_shows_the_box_of_each_dimensions_latest() -> 
     assert default_window(grid, now) == ("2025-01-02|eu", "2025-03-02|us")  # 60 days x both regions
     shops = MultiPartitions({"date": days, "shop": DynamicPartitions("shops")})
     assert default_window(shops, now) is None, "no latest shop: the page asks for start= and end="
+
+
+async def test_a_two_dimensional_asset_shows_its_partitions_as_a_grid(flowstone_url: str) -> None:
+    registry = AssetRegistry()
+    cells = MultiPartitions({"date": DailyPartitions("2025-01-01"), "region": StaticPartitions(["eu", "us"])})
+
+    @asset(partitions=cells, registry=registry)
+    def sales(ctx: Any, deps: dict[str, Any]) -> int:
+        return 1
+
+    fs = FlowStone(flowstone_url, assets=registry)
+    await amaterialize_all("sales", "2025-01-02|us", fs=fs)
+    await adrain_queue("assets", fs=fs)
+    window = {"start": "2025-01-01|eu", "end": "2025-01-02|us"}
+    async with client_for(create_app(fs)) as client:
+        page = (await client.get("/assets/sales", params=window)).text
+        api = (await client.get("/api/assets/sales/partitions", params=window)).json()
+    await fs.aclose()
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', page, re.S)
+    statuses = [(day, re.findall(r'data-status="(\w+)"', cells)) for day, cells in rows]
+    assert statuses == [("2025-01-01", ["missing", "missing"]), ("2025-01-02", ["missing", "fresh"])]
+    assert '<th scope="col">eu</th><th scope="col">us</th>' in re.sub(r">\s+<", "><", page)
+    grid = api["grid"]
+    assert (grid["rows_dimension"], grid["columns_dimension"], grid["columns"]) == (
+        "date",
+        "region",
+        ["eu", "us"],
+    )
+    assert [[c["status"] for c in row["cells"]] for row in grid["rows"]] == [
+        ["missing"] * 2,
+        ["missing", "fresh"],
+    ]
+    assert 'class="strip"' not in page
