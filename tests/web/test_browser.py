@@ -18,7 +18,16 @@ from selenium.webdriver.support.ui import WebDriverWait
 from support import wait_until
 from web_support import QUEUE, Echo, FailOnce
 
-from flowstone import FlowStone, materialize, materialize_all
+from flowstone import (
+    AssetRegistry,
+    DailyPartitions,
+    FlowStone,
+    MultiPartitions,
+    StaticPartitions,
+    asset,
+    materialize,
+    materialize_all,
+)
 from flowstone.insights import STATUSES
 from flowstone.testing import drain_queue
 from flowstone.web import create_app
@@ -250,3 +259,37 @@ def test_tabs_share_one_event_stream(driver: WebDriver, served: Server, app_fs: 
         driver.switch_to.window(handle)
         driver.close()
     driver.switch_to.window(first)
+
+
+def test_a_grid_cell_shows_its_status_and_opens_its_partition(driver: WebDriver, flowstone_url: str) -> None:
+    registry = AssetRegistry()
+    days = DailyPartitions("2025-01-01")
+    cells = MultiPartitions({"date": days, "region": StaticPartitions(["eu", "us"])})
+
+    @asset(partitions=cells, registry=registry)
+    def sales(ctx: Any, deps: dict[str, Any]) -> int:
+        return 1
+
+    fs = FlowStone(flowstone_url, assets=registry)
+    materialize_all("sales", "2025-01-02|us", fs=fs)
+    drain_queue("assets", fs=fs)
+    with Server(create_app(fs, interval=0.2)) as server:
+        driver.get(f"{server.url}/assets/sales?start=2025-01-01|eu&end=2025-01-02|us")
+        shown = until(driver, grid_cells, "the grid")
+        assert [status for status, _ in shown] == ["missing", "missing", "missing", "fresh"]
+        assert shown[3][1] != shown[0][1], "a fresh cell is coloured apart from a missing one"
+        assert text(driver, ".partition-grid thead").split() == ["date", "\\", "region", "eu", "us"]
+        fresh = ".partition-grid .cell[data-partition='2025-01-02|us']"
+        until(driver, lambda b: b.find_element(By.CSS_SELECTOR, fresh).click() or True, "to open the cell")
+        until(driver, lambda b: text(b, "h1") == "sales 2025-01-02|us", "the partition's page")
+        assert errors(driver) == []
+        driver.get("about:blank")
+    fs.close()
+
+
+def grid_cells(browser: WebDriver) -> list[tuple[str, str]]:
+    """The grid's cells (status, colour) row by row, read in one go."""
+    cells = browser.find_elements(By.CSS_SELECTOR, ".partition-grid td .cell")
+    return [
+        (c.get_attribute("data-status") or "", c.value_of_css_property("background-color")) for c in cells
+    ]
