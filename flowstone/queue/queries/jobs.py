@@ -34,7 +34,11 @@ def _filled(template: str, slots: dict[str, str]) -> str:
 
 
 # Missing keys of the document are NULL: defaults are not sent (smaller, faster to parse).
+# One row comes back, its columns arrays in insertion order (ids grow with it): one value
+# to decode per column rather than a dict per job. `inserted_at` is the transaction's
+# now() for every row, so it comes once; `scheduled_at` is NULL where it is that too.
 _INSERT = """
+WITH inserted AS (
 INSERT INTO {jobs} AS j
     (state, queue, worker, args, meta, tags, max_attempts, priority, scheduled_at, unique_key)
 SELECT
@@ -50,6 +54,13 @@ FROM (
 ) AS s
 {on_conflict}
 RETURNING j.id, j.state, j.inserted_at, j.scheduled_at, j.unique_key
+)
+SELECT now() AS inserted_at,
+    coalesce(array_agg(id ORDER BY id), '{{}}') AS ids,
+    coalesce(array_agg(state::text ORDER BY id), '{{}}') AS states,
+    coalesce(array_agg(NULLIF(scheduled_at, inserted_at) ORDER BY id), '{{}}') AS scheduled_at,
+    coalesce(array_agg(unique_key ORDER BY id), '{{}}') AS unique_keys
+FROM inserted
 """
 
 # Only batches holding a unique job pay for speculative insertion.
