@@ -24,10 +24,9 @@ def _meta(job: NewJob) -> dict[str, Any]:
     return {**job.meta, "unique_states": job.unique.state_list}
 
 
-def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
-    """The job as the insert statement reads it; empty and default fields are left out."""
+def _encode(job: NewJob, key: str | None) -> dict[str, Any]:
+    """The job as the replace statement reads it; empty and default fields are left out."""
     row: dict[str, Any] = {
-        "ord": ord_,
         "queue": job.queue,
         "worker": job.worker,
         "args": job.args,
@@ -45,6 +44,27 @@ def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
     if key:
         row["unique_key"] = key
     return row
+
+
+Kind = tuple[str, str, int, int, tuple[str, ...]]
+_KIND_FIELDS = ("queue", "worker", "max_attempts", "priority", "tags")
+
+
+def _payload(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> dict[str, Jsonb]:
+    """The insert statement's parameters: the batch's distinct kinds of job, and per job
+    [kind, args], followed by meta, scheduled_at, scheduled_in and unique_key only when
+    one of them is set (see the statement)."""
+    kinds: dict[Kind, int] = {}
+    rows: list[list[Any]] = []
+    for job, key in zip(jobs, keys, strict=True):
+        kind = kinds.setdefault((job.queue, job.worker, job.max_attempts, job.priority, job.tags), len(kinds))
+        if key is None and not job.meta and job.scheduled_at is None and not job.scheduled_in:
+            rows.append([kind, job.args])
+        else:
+            at = None if job.scheduled_at is None else job.scheduled_at.isoformat()
+            rows.append([kind, job.args, _meta(job) or None, at, job.scheduled_in or None, key])
+    shapes = [{"kind": n, **dict(zip(_KIND_FIELDS, kind, strict=True))} for kind, n in kinds.items()]
+    return {"kinds": Jsonb(shapes), "jobs": Jsonb(rows)}
 
 
 Returned = tuple[int, str, datetime, datetime, str | None]
@@ -139,9 +159,8 @@ def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[InsertedJob
         expiring = _expiring_keys(batch, batch_keys)
         if expiring:
             yield queries.release_expired_unique, {"keys": Jsonb(expiring)}
-        payload = [_encode(n, job, key) for n, (job, key) in enumerate(zip(batch, batch_keys, strict=True))]
         statement = queries.insert_unique if any(batch_keys) else queries.insert
-        rows = yield statement, {"jobs": Jsonb(payload)}
+        rows = yield statement, _payload(batch, batch_keys)
         conflicted = _match(pending, keys, _returned(rows[0]), results)
         lost = set(conflicted)
         yield from _release_unheld(queries, jobs, [i for i in pending if i not in lost], results)
@@ -212,7 +231,7 @@ def _replace(
     for index in conflicted:
         job, key = jobs[index], keys[index]
         if key is not None and job.unique is not None and job.unique.replace:
-            row = _encode(index, job, key)
+            row = _encode(job, key)
             row["fields"] = list(job.unique.replace)
             latest[key] = row
     if latest:
