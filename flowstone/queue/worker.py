@@ -50,16 +50,38 @@ class NewJob:
         return self.unique.key(self.worker, self.queue, self.args, self.meta)
 
 
-_NEW_JOB_SETTERS = tuple(getattr(NewJob, f.name).__set__ for f in fields(NewJob))
+_SETTERS = tuple(getattr(NewJob, f.name).__set__ for f in fields(NewJob))
 
 
-def _new_job(*values: Any) -> NewJob:
-    """A NewJob of `values`, in field order, built without its frozen `__init__`: that sets
-    each field through `object.__setattr__`, three times slower than these slot setters,
-    and `Worker.new` (a bulk insert's per-job cost) builds one per job."""
+def _new_job(
+    worker: str,
+    queue: str,
+    args: dict[str, Any],
+    max_attempts: int,
+    priority: int,
+    meta: dict[str, Any],
+    tags: tuple[str, ...],
+    scheduled_at: datetime | None,
+    scheduled_in: float | None,
+    unique: Unique | None,
+) -> NewJob:
+    """A NewJob built without its frozen `__init__`, which sets each field through
+    `object.__setattr__`: these slot setters take a third of its time, and `Worker.new`
+    (a bulk insert's per-job cost) builds one per job."""
     job: NewJob = object.__new__(NewJob)
-    for setter, value in zip(_NEW_JOB_SETTERS, values, strict=True):
-        setter(job, value)
+    set_worker, set_queue, set_args, set_max, set_priority, set_meta, set_tags, set_at, set_in, set_unique = (
+        _SETTERS
+    )
+    set_worker(job, worker)
+    set_queue(job, queue)
+    set_args(job, args)
+    set_max(job, max_attempts)
+    set_priority(job, priority)
+    set_meta(job, meta)
+    set_tags(job, tags)
+    set_at(job, scheduled_at)
+    set_in(job, scheduled_in)
+    set_unique(job, unique)
     return job
 
 
