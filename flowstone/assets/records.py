@@ -222,7 +222,7 @@ def enqueue_plan(
         for j, job in zip(new, inserted, strict=True)
     ]
     yield from pending_plan(materializations, records)
-    return inserted
+    return list(inserted)
 
 
 def eager_plan(

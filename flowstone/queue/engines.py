@@ -26,11 +26,11 @@ class Engine(Protocol):
 
     runs_queues: bool
 
-    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> Sequence[Job]:
         """Insert checked jobs (in `conn`'s transaction when given), in their order."""
         ...
 
-    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> Sequence[Job]:
         """Async twin of `insert_all`."""
         ...
 
@@ -59,12 +59,12 @@ class DatabaseEngine:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> Sequence[Job]:
         """Insert in one statement (a transaction only when unique jobs take several)."""
         plan = insert_plan(self.database.statements.jobs, jobs)
         return self.database.execute(plan, conn, atomic=_unique(jobs))
 
-    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> Sequence[Job]:
         """Async twin of `insert_all`."""
         plan = insert_plan(self.database.statements.jobs, jobs)
         return await self.database.aexecute(plan, conn, atomic=_unique(jobs))

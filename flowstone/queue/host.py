@@ -32,6 +32,6 @@ class Host(Protocol):
         """How jobs are inserted, and whether nodes run queues."""
         ...
 
-    async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
+    async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> Sequence[Job]:
         """Insert jobs in one statement."""
         ...

@@ -59,11 +59,11 @@ class InlineEngine:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+    def insert_all(self, jobs: Sequence[NewJob], conn: Any) -> Sequence[Job]:
         """Run each job once, in order (`conn` is not used); the jobs as their executions left them."""
         return call(lambda: self.ainsert_all(jobs, conn))
 
-    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> list[Job]:
+    async def ainsert_all(self, jobs: Sequence[NewJob], conn: Any) -> Sequence[Job]:
         """Async twin of `insert_all`."""
         return [await self._run(job) for job in jobs]
 

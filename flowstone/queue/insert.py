@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, overload
 
 from psycopg.types.json import Jsonb
 
@@ -23,10 +24,9 @@ def _meta(job: NewJob) -> dict[str, Any]:
     return {**job.meta, "unique_states": job.unique.state_list}
 
 
-def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
-    """The job as the insert statement reads it; empty and default fields are left out."""
+def _encode(job: NewJob, key: str | None) -> dict[str, Any]:
+    """The job as the replace statement reads it; empty and default fields are left out."""
     row: dict[str, Any] = {
-        "ord": ord_,
         "queue": job.queue,
         "worker": job.worker,
         "args": job.args,
@@ -46,10 +46,37 @@ def _encode(ord_: int, job: NewJob, key: str | None) -> dict[str, Any]:
     return row
 
 
-def _inserted(job: NewJob, row: Row) -> Job:
+Kind = tuple[str, str, int, int, tuple[str, ...]]
+_KIND_FIELDS = ("queue", "worker", "max_attempts", "priority", "tags")
+
+
+def _payload(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> dict[str, Jsonb]:
+    """The insert statement's parameters: the batch's distinct kinds of job, and per job
+    [kind, args], followed by meta, scheduled_at, scheduled_in and unique_key only when
+    one of them is set (see the statement)."""
+    kinds: dict[Kind, int] = {}
+    rows: list[list[Any]] = []
+    for job, key in zip(jobs, keys, strict=True):
+        kind = kinds.setdefault((job.queue, job.worker, job.max_attempts, job.priority, job.tags), len(kinds))
+        if key is None and not job.meta and job.scheduled_at is None and not job.scheduled_in:
+            rows.append([kind, job.args])
+        else:
+            at = None if job.scheduled_at is None else job.scheduled_at.isoformat()
+            rows.append([kind, job.args, _meta(job) or None, at, job.scheduled_in or None, key])
+    shapes = [{"kind": n, **dict(zip(_KIND_FIELDS, kind, strict=True))} for kind, n in kinds.items()]
+    return {"kinds": Jsonb(shapes), "jobs": Jsonb(rows)}
+
+
+Returned = tuple[int, str, datetime, datetime, str | None]
+"""What the insert statement returned of one job: id, state, inserted_at, scheduled_at and
+unique_key; the rest of the job is what was sent."""
+
+
+def _inserted(job: NewJob, returned: Returned) -> Job:
+    id_, state, inserted_at, scheduled_at, unique_key = returned
     return Job(
-        id=row["id"],
-        state=STATES[row["state"]],
+        id=id_,
+        state=STATES[state],
         queue=job.queue,
         worker=job.worker,
         args=job.args,
@@ -57,10 +84,53 @@ def _inserted(job: NewJob, row: Row) -> Job:
         tags=list(job.tags),
         max_attempts=job.max_attempts,
         priority=job.priority,
-        inserted_at=row["inserted_at"],
-        scheduled_at=row["scheduled_at"],
-        unique_key=row["unique_key"],
+        inserted_at=inserted_at,
+        scheduled_at=scheduled_at,
+        unique_key=unique_key,
     )
+
+
+class InsertedJobs(Sequence[Job]):
+    """The jobs of one insert, in input order, as a read-only list: each `Job` is built on
+    first access (and kept) from what was sent and what the statement returned, so a bulk
+    insert whose results go unread builds none. `list(jobs)` gives a plain list."""
+
+    __slots__ = ("_items", "_new")
+
+    def __init__(self, new: Sequence[NewJob], items: Sequence[Job | Returned]) -> None:
+        self._new = new
+        self._items = list(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | list[Job]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._items[index]
+        if isinstance(item, Job):
+            return item
+        job = self._items[index] = _inserted(self._new[index], item)
+        return job
+
+    def __iter__(self) -> Iterator[Job]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, InsertedJobs | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable like one
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 def _expiring_keys(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> list[dict[str, Any]]:
@@ -71,14 +141,14 @@ def _expiring_keys(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> list[d
     return [{"unique_key": key, "period": period} for key, period in periods.items()]
 
 
-def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[list[Job]]:
+def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[InsertedJobs]:
     """Insert `jobs` in one statement and return them in order; conflicts flagged.
 
-    Rows of a multi-row INSERT … SELECT … ORDER BY come back in insertion order, so
-    returned rows are matched to inputs in order: a unique input whose key the next
-    returned row does not carry lost to an existing job, which is then looked up.
+    Rows of a multi-row INSERT … SELECT … ORDER BY are inserted in order (their ids grow
+    with it), so returned rows are matched to inputs in order: a unique input whose key
+    the next returned row does not carry lost to an existing job, which is then looked up.
     """
-    results: list[Job | None] = [None] * len(jobs)
+    results: list[Job | Returned | None] = [None] * len(jobs)
     keys = [job.unique_key for job in jobs]
     pending = list(range(len(jobs)))
     for _ in range(MAX_UNIQUE_ROUNDS):
@@ -89,34 +159,41 @@ def insert_plan(queries: JobQueries, jobs: Sequence[NewJob]) -> Plan[list[Job]]:
         expiring = _expiring_keys(batch, batch_keys)
         if expiring:
             yield queries.release_expired_unique, {"keys": Jsonb(expiring)}
-        payload = [_encode(n, job, key) for n, (job, key) in enumerate(zip(batch, batch_keys, strict=True))]
         statement = queries.insert_unique if any(batch_keys) else queries.insert
-        rows = yield statement, {"jobs": Jsonb(payload)}
-        conflicted = _match(pending, jobs, keys, rows, results)
+        rows = yield statement, _payload(batch, batch_keys)
+        conflicted = _match(pending, keys, _returned(rows[0]), results)
         lost = set(conflicted)
         yield from _release_unheld(queries, jobs, [i for i in pending if i not in lost], results)
         yield from _replace(queries, jobs, keys, conflicted)
         pending = yield from _resolve_conflicts(queries, conflicted, keys, results)
     if pending:
         raise RuntimeError(f"unique insert did not settle after {MAX_UNIQUE_ROUNDS} rounds")
-    return [job for job in results if job is not None]
+    return InsertedJobs(jobs, [item for item in results if item is not None])
+
+
+def _returned(row: Row) -> list[Returned]:
+    """The insert statement's one row of arrays, as one tuple per inserted job."""
+    at = row["inserted_at"]
+    columns = row["ids"], row["states"], row["scheduled_at"], row["unique_keys"]
+    return [
+        (id_, state, at, scheduled or at, key) for id_, state, scheduled, key in zip(*columns, strict=True)
+    ]
 
 
 def _match(
     pending: list[int],
-    jobs: Sequence[NewJob],
     keys: Sequence[str | None],
-    rows: list[Row],
-    results: list[Job | None],
+    returned: list[Returned],
+    results: list[Job | Returned | None],
 ) -> list[int]:
-    """Pair returned rows with inputs in order; return the indexes that conflicted."""
+    """Pair returned jobs with inputs in order; return the indexes that conflicted."""
     conflicted: list[int] = []
-    returned = iter(rows)
-    row = next(returned, None)
+    rows = iter(returned)
+    row = next(rows, None)
     for index in pending:
-        if row is not None and row["unique_key"] == keys[index]:
-            results[index] = _inserted(jobs[index], row)
-            row = next(returned, None)
+        if row is not None and row[4] == keys[index]:
+            results[index] = row
+            row = next(rows, None)
         elif keys[index] is not None:
             conflicted.append(index)
         else:
@@ -130,14 +207,19 @@ def _starts_outside(job: NewJob) -> bool:
 
 
 def _release_unheld(
-    queries: JobQueries, jobs: Sequence[NewJob], inserted: list[int], results: list[Job | None]
+    queries: JobQueries, jobs: Sequence[NewJob], inserted: list[int], results: list[Job | Returned | None]
 ) -> Plan[None]:
     """Free the keys of new jobs inserted in a state outside their unique states."""
-    new = {job.id: job for i in inserted if _starts_outside(jobs[i]) and (job := results[i])}
+    new = {
+        item[0]: (i, item)
+        for i in inserted
+        if _starts_outside(jobs[i]) and isinstance(item := results[i], tuple)
+    }
     if new:
         rows = yield queries.release_unheld_unique, {"ids": list(new)}
         for row in rows:
-            new[row["id"]].unique_key = None
+            index, item = new[row["id"]]
+            results[index] = (*item[:4], None)
 
 
 def _replace(
@@ -149,7 +231,7 @@ def _replace(
     for index in conflicted:
         job, key = jobs[index], keys[index]
         if key is not None and job.unique is not None and job.unique.replace:
-            row = _encode(index, job, key)
+            row = _encode(job, key)
             row["fields"] = list(job.unique.replace)
             latest[key] = row
     if latest:
@@ -157,7 +239,10 @@ def _replace(
 
 
 def _resolve_conflicts(
-    queries: JobQueries, conflicted: list[int], keys: Sequence[str | None], results: list[Job | None]
+    queries: JobQueries,
+    conflicted: list[int],
+    keys: Sequence[str | None],
+    results: list[Job | Returned | None],
 ) -> Plan[list[int]]:
     """Fill conflicting inputs with the existing jobs; return those whose key was freed."""
     if not conflicted:

@@ -193,14 +193,14 @@ class FlowStone:
         """Async twin of `insert`."""
         return (await self.ainsert_all([job], conn=conn))[0]
 
-    def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
+    def insert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> Sequence[Job]:
         """Insert many jobs in one statement; results in the same order as `jobs`."""
-        with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
+        with telemetry.inserting(_check_jobs(jobs)) as checked:
             return self.engine.insert_all(checked, conn)
 
-    async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> list[Job]:
+    async def ainsert_all(self, jobs: Sequence[NewJob], *, conn: Any = None) -> Sequence[Job]:
         """Async twin of `insert_all`."""
-        with telemetry.inserting([_check_new(job) for job in jobs]) as checked:
+        with telemetry.inserting(_check_jobs(jobs)) as checked:
             return await self.engine.ainsert_all(checked, conn)
 
     # -- managing ------------------------------------------------------------------------
@@ -590,13 +590,21 @@ def _check_batch(batch: object) -> Batch:
     return batch
 
 
-def _check_new(job: object) -> NewJob:
+def _check_jobs(jobs: Sequence[object]) -> list[NewJob]:
+    """The jobs to insert, each checked before any is written; a bad one is named by its
+    position in the batch."""
+    return [_check_new(job, index) for index, job in enumerate(jobs)]
+
+
+def _check_new(job: object, index: int) -> NewJob:
     if not isinstance(job, NewJob):
-        raise ValidationTypeError(f"expected a job built with Worker.new(...); got {type(job).__name__}")
+        raise ValidationTypeError(
+            f"jobs[{index}]: expected a job built with Worker.new(...); got {type(job).__name__}"
+        )
     if job.worker.startswith(UNNAMED_MAIN):
         raise ValidationError(
-            f"worker {job.worker!r} is defined in __main__ with no importable module (an interactive "
-            "session, python -c, a notebook), so no worker process could run its jobs: "
+            f"jobs[{index}]: worker {job.worker!r} is defined in __main__ with no importable module "
+            "(an interactive session, python -c, a notebook), so no worker process could run its jobs: "
             "set name = '...' on the class"
         )
     return job

@@ -62,6 +62,8 @@ def check_json(value: Any, path: str = "args", depth: int = 0) -> Any:
     (`depth` counts the arrays and objects around `value`)."""
     if depth >= MAX_JSON_DEPTH and isinstance(value, Mapping | list | tuple):
         raise ValidationError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels")
+    if type(value) is dict:  # first: job args are a dict, and the Mapping check is slow
+        return _check_object(value, path, depth)
     if isinstance(value, str):
         return check_text(value, path)
     if value is None or isinstance(value, bool | int):
@@ -71,18 +73,21 @@ def check_json(value: Any, path: str = "args", depth: int = 0) -> Any:
             raise ValidationTypeError(f"{path} is {value!r}, which JSON cannot represent")
         return value
     if isinstance(value, Mapping):
-        # Plain keys and values are kept as they are; a path is named only on the way
-        # to a nested value or an error (job args are mostly flat: this is the insert's
-        # hot path).
-        checked: dict[str, Any] = {}
-        for key, item in value.items():
-            if type(key) is not str or not _storable(key):
-                key = _check_key(key, path)
-            checked[key] = item if _plain(item) else check_json(item, f"{path}.{key}", depth + 1)
-        return checked
+        return _check_object(value, path, depth)
     if isinstance(value, list | tuple):
         return [check_json(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
     raise ValidationTypeError(f"{path} is not JSON-serializable: {type(value).__name__} value {value!r}")
+
+
+def _check_object(value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
+    # Plain keys and values are kept as they are; a path is named only on the way to a
+    # nested value or an error (job args are mostly flat: this is the insert's hot path).
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str or not _storable(key):
+            key = _check_key(key, path)
+        checked[key] = item if _plain(item) else check_json(item, f"{path}.{key}", depth + 1)
+    return checked
 
 
 def _check_key(key: Any, path: str) -> str:
@@ -131,7 +136,7 @@ def check_args(args: Any, field: str = "args") -> dict[str, Any]:
     Returns a deep copy as JSON gives it back, so the job in hand equals the stored one
     and later changes to the caller's objects do not leak in.
     """
-    if not isinstance(args, Mapping):
+    if type(args) is not dict and not isinstance(args, Mapping):
         raise ValidationTypeError(f"{field} must be a mapping (a JSON object); got {type(args).__name__}")
     copy: dict[str, Any] = check_json(args, field)
     return copy

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import psycopg
 import pytest
 
-from flowstone import Worker
+from flowstone import JobState, Unique, Worker
 from flowstone.queue.floor import parse_notification
 from flowstone.queue.insert import insert_plan
 from flowstone.testing import adrain_queue, drain_queue
@@ -103,6 +105,45 @@ def test_insert_all_empty(flowstone):
 def test_insert_rejects_anything_but_a_new_job(flowstone):
     with pytest.raises(TypeError, match=r"Worker\.new"):
         flowstone.insert({"worker": "x"})
+
+
+def test_a_bad_job_in_a_batch_is_named_and_nothing_is_inserted(flowstone, sql):
+    with pytest.raises(TypeError, match=r"^jobs\[2\]: expected a job built with Worker\.new"):
+        flowstone.insert_all([Plain.new({}), Plain.new({}), {"worker": "x"}, Plain.new({})])
+    assert jobs_count(sql) == 0
+
+
+def test_insert_all_returns_every_field_as_stored(flowstone):
+    unique = Unique(period=None)
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    news = [
+        Plain.new({"n": 1}),
+        Tagged.new({"n": 2}, meta={"m": [1]}, scheduled_in=60),
+        Plain.new({"n": 3}, scheduled_at=at),
+        Plain.new({"n": 4}, unique=unique),
+    ]
+    jobs = flowstone.insert_all(news)
+    again = flowstone.insert_all([Plain.new({"n": 4}, unique=unique)])
+    assert [job.to_dict() for job in jobs] == [flowstone.get_job(job.id).to_dict() for job in jobs]
+    assert [job.state for job in jobs] == ["available", "scheduled", "scheduled", "available"]
+    assert jobs[2].scheduled_at == at and jobs[0].inserted_at == jobs[0].scheduled_at
+    assert again[0].conflict and again[0].id == jobs[3].id
+
+
+def test_insert_all_returns_a_read_only_list_of_the_same_jobs(flowstone):
+    jobs = flowstone.insert_all([Plain.new({"n": n}) for n in range(5)])
+    as_list = list(jobs)
+    assert len(jobs) == 5 and jobs == as_list and as_list == jobs and repr(jobs) == repr(as_list)
+    assert jobs[-1] is as_list[4] and jobs[1:3] == as_list[1:3] and jobs[::-2] == as_list[::-2]
+    assert [job.args["n"] for job in reversed(jobs)] == [4, 3, 2, 1, 0]
+    assert jobs[0] in jobs and jobs.index(jobs[3]) == 3 and jobs != as_list[:4]
+    assert jobs != tuple(as_list)
+    jobs[0].state = JobState.CANCELLED
+    assert next(iter(jobs)).state == JobState.CANCELLED
+    with pytest.raises(IndexError):
+        jobs[5]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(jobs)
 
 
 @pytest.mark.anyio

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
+from types import MappingProxyType
 
 import pydantic
 import pytest
 from psycopg.types.json import Jsonb
 
 from flowstone import Worker
+from flowstone.queue.worker import NewJob
 from flowstone.testing import drain_queue
 
 QUEUE = "validation"
@@ -48,6 +51,7 @@ class Typed(Worker):
         ({"s": "é\ud800"}, "args.s"),  # not ASCII: the slow check finds the lone surrogate
         ({"k\x00": 1}, "args key"),
         ({"d": date.today()}, "args.d"),
+        ({"m": MappingProxyType({"b": object()})}, "args.m.b"),
     ],
 )
 def test_args_that_json_cannot_carry_name_the_key_path(args, path):
@@ -106,6 +110,19 @@ def test_rows_nested_deeper_than_the_limit_are_discarded_alike_on_every_python(f
 def test_meta_is_checked_too():
     with pytest.raises(TypeError, match=r"meta\.k"):
         Plain.new({}, meta={"k": b"bytes"})
+
+
+def test_any_mapping_is_copied_into_a_dict():
+    job = Plain.new(MappingProxyType({"m": MappingProxyType({"b": (1, 2)})}))
+    assert type(job.args) is dict and type(job.args["m"]) is dict and job.args == {"m": {"b": [1, 2]}}
+
+
+def test_worker_new_builds_the_same_frozen_job_as_its_constructor():
+    job = Plain.new({"a": 1}, priority=2, tags=["t"], scheduled_in=5)
+    fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(NewJob)}
+    assert job == NewJob(**fields) and fields["priority"] == 2 and fields["tags"] == ("t",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.priority = 3  # type: ignore[misc]
 
 
 def test_args_must_be_a_mapping():

@@ -59,7 +59,7 @@ class PluginRuntime(Protocol):
         bounded by `statement_timeout` (not the database's default)."""
         ...
 
-    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
+    async def insert_all(self, jobs: Sequence[NewJob]) -> Sequence[Job]:
         """Insert jobs as `FlowStone.ainsert_all` does."""
         ...
 
@@ -95,7 +95,7 @@ class InstanceRuntime:
         async with self._bounded() as conn:
             return await self.host.database.aexecute(plan, conn)
 
-    async def insert_all(self, jobs: Sequence[NewJob]) -> list[Job]:
+    async def insert_all(self, jobs: Sequence[NewJob]) -> Sequence[Job]:
         """Insert jobs through the instance, in a transaction of their own (see `_bounded`)."""
         async with self._bounded() as conn:
             return await self.host.ainsert_all(jobs, conn=conn)

@@ -33,23 +33,43 @@ def _filled(template: str, slots: dict[str, str]) -> str:
     return template
 
 
-# Missing keys of the document are NULL: defaults are not sent (smaller, faster to parse).
+# Jobs travel as two jsonb documents: `kinds`, the distinct (queue, worker, max_attempts,
+# priority, tags) of the batch, and `jobs`, one short array per job: [kind, args] and, only
+# when one is set, meta, scheduled_at, scheduled_in and unique_key after them (a missing
+# or null element is NULL). Per job that is a tenth of the bytes of a keyed object, to
+# encode, send and parse.
+# One row comes back, its columns arrays in insertion order (ids grow with it): one value
+# to decode per column rather than a dict per job. `inserted_at` is the transaction's
+# now() for every row, so it comes once; `scheduled_at` is NULL where it is that too.
 _INSERT = """
+WITH inserted AS (
 INSERT INTO {jobs} AS j
     (state, queue, worker, args, meta, tags, max_attempts, priority, scheduled_at, unique_key)
 SELECT
     CASE WHEN s.at > now() THEN 'scheduled' ELSE 'available' END::{state},
-    s.queue, s.worker, s.args, coalesce(s.meta, '{{}}'), coalesce(s.tags, '{{}}'),
-    s.max_attempts, s.priority, s.at, s.unique_key
+    s.queue, s.worker, s.args, coalesce(s.meta, '{{}}'), s.tags, s.max_attempts, s.priority, s.at,
+    s.unique_key
 FROM (
-    SELECT t.*, coalesce(t.scheduled_at, now() + make_interval(secs => coalesce(t.scheduled_in, 0))) AS at
-    FROM jsonb_to_recordset(%(jobs)s::jsonb) AS t(
-        queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint,
-        priority smallint, scheduled_at timestamptz, scheduled_in float8, unique_key text, ord bigint)
+    SELECT k.queue, k.worker, k.max_attempts, k.priority, coalesce(k.tags, '{{}}') AS tags,
+        t.job -> 1 AS args, nullif(t.job -> 2, 'null') AS meta, t.job ->> 5 AS unique_key,
+        coalesce(
+            (t.job ->> 3)::timestamptz, now() + make_interval(secs => coalesce((t.job ->> 4)::float8, 0))
+        ) AS at
+    FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS t(job, ord)
+    JOIN jsonb_to_recordset(%(kinds)s::jsonb) AS k(
+        kind int, queue text, worker text, max_attempts smallint, priority smallint, tags text[])
+        ON k.kind = (t.job ->> 0)::int
     ORDER BY t.ord
 ) AS s
 {on_conflict}
 RETURNING j.id, j.state, j.inserted_at, j.scheduled_at, j.unique_key
+)
+SELECT now() AS inserted_at,
+    coalesce(array_agg(id ORDER BY id), '{{}}') AS ids,
+    coalesce(array_agg(state::text ORDER BY id), '{{}}') AS states,
+    coalesce(array_agg(NULLIF(scheduled_at, inserted_at) ORDER BY id), '{{}}') AS scheduled_at,
+    coalesce(array_agg(unique_key ORDER BY id), '{{}}') AS unique_keys
+FROM inserted
 """
 
 # Only batches holding a unique job pay for speculative insertion.
