@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import dict_row
 
 T = TypeVar("T")
@@ -126,7 +126,7 @@ def _perform(cursor: psycopg.Cursor[Row], step: Step) -> list[Row]:
             return [{"result": run_on(cursor, step.plan)}]
     query, params = _statement(step)
     cursor.execute(query, params)
-    return cursor.fetchall() if cursor.description is not None else []
+    return cursor.fetchall() if _has_rows(cursor) else []
 
 
 def _notices(conn: psycopg.Connection[Any], timeout: float | None) -> list[Row]:
@@ -174,7 +174,7 @@ async def _aperform(cursor: psycopg.AsyncCursor[Row], step: Step) -> list[Row]:
             return [{"result": await arun_on(cursor, step.plan)}]
     query, params = _statement(step)
     await cursor.execute(query, params)
-    return await cursor.fetchall() if cursor.description is not None else []
+    return await cursor.fetchall() if _has_rows(cursor) else []
 
 
 async def _anotices(conn: psycopg.AsyncConnection[Any], timeout: float | None) -> list[Row]:
@@ -218,9 +218,19 @@ async def arun_together(conn: psycopg.AsyncConnection[Any], plans: Sequence[Plan
         for cursor, (query, params) in zip(cursors, steps, strict=True):
             await cursor.execute(query, params)
     return [
-        _finish(plan, await cursor.fetchall() if cursor.description is not None else [])
+        _finish(plan, await cursor.fetchall() if _has_rows(cursor) else [])
         for plan, cursor in zip(plans, cursors, strict=True)
     ]
+
+
+_ROW_STATUSES = frozenset({ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, ExecStatus.TUPLES_CHUNK})
+
+
+def _has_rows(cursor: psycopg.Cursor[Row] | psycopg.AsyncCursor[Row]) -> bool:
+    """Whether the cursor's result has rows to fetch: `cursor.description is not None`
+    without building a `Column` per field, which cost more than the test on the hot path."""
+    result = cursor.pgresult
+    return result is not None and (result.nfields > 0 or result.status in _ROW_STATUSES)
 
 
 def _finish(plan: Plan[T], rows: list[Row]) -> T:

@@ -329,3 +329,22 @@ def test_a_finish_wakes_the_next_duplicate_of_its_partition_only(flowstone: Flow
     )
     states = [flowstone.get_job(job).state for job in jobs]  # type: ignore[union-attr]
     assert woken == 1 and states == ["scheduled", "available", "scheduled", "scheduled"]
+
+
+def test_asset_threads_work_in_a_forked_child() -> None:
+    """A child forked after the asset threads started runs asset functions on threads of
+    its own: the parent's are not in it, and work handed to them would never run."""
+    import os
+    import signal
+
+    import anyio
+
+    from flowstone.assets.worker import in_thread
+
+    assert anyio.run(in_thread, threading.get_ident) != threading.get_ident()  # the pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: SIGALRM ends it should the call never return
+        signal.alarm(10)
+        os._exit(0 if anyio.run(in_thread, lambda: 42) == 42 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
