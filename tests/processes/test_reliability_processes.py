@@ -103,7 +103,9 @@ def runs(flowstone_url: str) -> None:
 def test_a_sync_job_past_the_grace_never_runs_twice_at_once(flowstone, flowstone_url, workers, runs):
     first = workers("first", FS_GRACE="1", **FAST)
     first.wait_started()
-    job = flowstone.insert(proc_app.Stretch.new({"seconds": 6}))
+    # long enough to outlast the second node's start under load (seconds on a busy CI box):
+    # the SIGTERM must find it running
+    job = flowstone.insert(proc_app.Stretch.new({"seconds": 15}))
     wait_until(lambda: scalar(flowstone_url, "SELECT count(*) FROM runs") == 1, 30, "the job to start")
     second = workers("second", **FAST)
     second.wait_started()

@@ -278,7 +278,8 @@ def test_a_grid_cell_shows_its_status_and_opens_its_partition(driver: WebDriver,
         shown = until(driver, grid_cells, "the grid")
         assert [status for status, _ in shown] == ["missing", "missing", "missing", "fresh"]
         assert shown[3][1] != shown[0][1], "a fresh cell is coloured apart from a missing one"
-        assert text(driver, ".partition-grid thead").split() == ["date", "\\", "region", "eu", "us"]
+        header = ["date", "\\", "region", "eu", "us"]
+        until(driver, lambda b: text(b, ".partition-grid thead").split() == header, "the grid's header")
         fresh = ".partition-grid .cell[data-partition='2025-01-02|us']"
         until(driver, lambda b: b.find_element(By.CSS_SELECTOR, fresh).click() or True, "to open the cell")
         until(driver, lambda b: text(b, "h1") == "sales 2025-01-02|us", "the partition's page")
