@@ -386,17 +386,37 @@ FROM cancelled ORDER BY id
 # heartbeating go back to available (or are discarded when out of attempts), with an
 # error entry that says so. `alive` holds "name/incarnation" of every live node and
 # "name/*" too, for rows claimed before incarnations existed (attempted_by[2] NULL).
-_ORPHANED = """
+_CLAIMER = """((coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')) COLLATE "C")"""
+_ORPHANED = _filled(
+    """
     state = 'executing'
-      AND NOT (coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')
-               = ANY(%(alive)s::text[]))
+      AND NOT (@claimer@ = ANY(%(alive)s::text[]))
       AND attempted_at < now() - make_interval(secs => %(grace)s)
-"""
+""",
+    {"@claimer@": _CLAIMER},
+)
 
-# Found first (with their workflows, whose locks are taken next), then rescued.
+# Found first (with their workflows, whose locks are taken next), then rescued. Searched
+# only between the live keys, through `jobs_claimer_idx` (migration 0015): in the gap
+# below each live key (the lowest from '', below every key, which is never empty) and
+# above the highest one — which is every key but the live ones, so the entries of the
+# live nodes' jobs, dead ones kept by a long transaction included, are never walked.
 _ORPHANS = _filled(
-    "SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs} WHERE @orphaned@ LIMIT %(limit)s",
-    {"@orphaned@": _ORPHANED},
+    """
+WITH alive AS (SELECT DISTINCT key COLLATE "C" AS key FROM unnest(%(alive)s::text[]) AS key)
+SELECT id, workflow FROM (
+    SELECT found.*
+    FROM (SELECT coalesce(lag(key) OVER (ORDER BY key), '') AS above, key AS below FROM alive) AS gap
+    CROSS JOIN LATERAL (
+        SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs}
+        WHERE @orphaned@ AND @claimer@ > gap.above AND @claimer@ < gap.below LIMIT %(limit)s
+    ) AS found
+    UNION ALL
+    (SELECT id, meta -> 'workflow' ->> 'id' FROM {jobs}
+     WHERE @orphaned@ AND @claimer@ > (SELECT coalesce(max(key), '') FROM alive) LIMIT %(limit)s)
+) AS orphans LIMIT %(limit)s
+""",
+    {"@orphaned@": _ORPHANED, "@claimer@": _CLAIMER},
 )
 
 _RESCUE = _filled(
