@@ -251,10 +251,14 @@ WHERE state = 'executing' AND attempted_by[1] = (%(claimer)s::text[])[1]
 RETURNING id
 """
 
+# Due jobs from `after` on (NULL: all of them; the stager's cursor, see plugins/cursor.py)
+# up to `until`; `upto` (one row at least, `queue` NULL when none was staged) is that
+# upper bound, where the stager's next pass may start (less its margin).
 _STAGE = """
 WITH due AS (
     SELECT id FROM {jobs}
     WHERE state IN ('scheduled', 'retryable')
+      AND scheduled_at >= coalesce(%(after)s::timestamptz, '-infinity')
       AND scheduled_at <= coalesce(%(until)s::timestamptz, now())
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     ORDER BY scheduled_at, id
@@ -265,7 +269,9 @@ WITH due AS (
     FROM due WHERE j.id = due.id
     RETURNING j.queue
 )
-SELECT queue, count(*) AS count FROM staged GROUP BY queue
+SELECT coalesce(%(until)s::timestamptz, now()) AS upto, queue, count
+FROM (SELECT 1) AS one
+LEFT JOIN (SELECT queue, count(*) AS count FROM staged GROUP BY queue) AS per_queue ON true
 """
 
 _GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
@@ -442,21 +448,28 @@ SELECT id, state, queue, worker, attempt, node FROM rescued
 )
 
 # The pruner: finished jobs older than max_age through the partial indexes, up to `limit`
-# per terminal state; `fullest` tells whether a state had more (a batch came back full).
-_PRUNE = """
+# per terminal state, from `after` on (NULL: all; the pruner's cursor, see
+# plugins/cursor.py); `fullest` tells whether a state had more (a batch came back full),
+# `cutoff` is the age bound, where the next pass may start (less its margin).
+_PRUNE = _filled(
+    """
 WITH pruned AS (DELETE FROM {jobs} WHERE id IN (
-    (SELECT id FROM {jobs} WHERE state = 'completed'
-        AND completed_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    (SELECT id FROM {jobs} WHERE state = 'completed' AND @aged(completed_at)@ LIMIT %(limit)s)
     UNION ALL
-    (SELECT id FROM {jobs} WHERE state = 'cancelled'
-        AND cancelled_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    (SELECT id FROM {jobs} WHERE state = 'cancelled' AND @aged(cancelled_at)@ LIMIT %(limit)s)
     UNION ALL
-    (SELECT id FROM {jobs} WHERE state = 'discarded'
-        AND discarded_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    (SELECT id FROM {jobs} WHERE state = 'discarded' AND @aged(discarded_at)@ LIMIT %(limit)s)
 ) RETURNING state)
-SELECT coalesce(max(count), 0) AS fullest, coalesce(sum(count), 0) AS count
+SELECT coalesce(max(count), 0) AS fullest, coalesce(sum(count), 0) AS count,
+       now() - make_interval(secs => %(max_age)s) AS cutoff
 FROM (SELECT state, count(*) AS count FROM pruned GROUP BY state) AS per_state
-"""
+""",
+    {
+        f"@aged({column})@": f"{column} >= coalesce(%(after)s::timestamptz, '-infinity')"
+        f" AND {column} < now() - make_interval(secs => %(max_age)s)"
+        for column in ("completed_at", "cancelled_at", "discarded_at")
+    },
+)
 
 _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue, state"
 
