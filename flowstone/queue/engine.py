@@ -227,6 +227,6 @@ def staging_plan(
     limit: int = 5000,
 ) -> Plan[tuple[dict[str, int], datetime]]:
     """`stage_plan` for due jobs scheduled from `after` on (None: all), also returning the
-    upper bound it staged up to (the database's now unless `until`)."""
+    upper bound it staged up to (the database's now, or `until` when earlier)."""
     rows = yield queries.stage, {"after": after, "until": until, "queue": queue, "limit": limit}
     return {row["queue"]: row["count"] for row in rows if row["queue"] is not None}, rows[0]["upto"]

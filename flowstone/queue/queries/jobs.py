@@ -253,7 +253,8 @@ RETURNING id
 
 # Due jobs from `after` on (NULL: all of them; the stager's cursor, see plugins/cursor.py)
 # up to `until`; `upto` (one row at least, `queue` NULL when none was staged) is that
-# upper bound, where the stager's next pass may start (less its margin).
+# upper bound but never past now (a timestamp, not 'infinity'), where the stager's next
+# pass may start (less its margin).
 _STAGE = """
 WITH due AS (
     SELECT id FROM {jobs}
@@ -269,7 +270,7 @@ WITH due AS (
     FROM due WHERE j.id = due.id
     RETURNING j.queue
 )
-SELECT coalesce(%(until)s::timestamptz, now()) AS upto, queue, count
+SELECT least(%(until)s::timestamptz, now()) AS upto, queue, count
 FROM (SELECT 1) AS one
 LEFT JOIN (SELECT queue, count(*) AS count FROM staged GROUP BY queue) AS per_queue ON true
 """
