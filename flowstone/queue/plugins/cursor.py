@@ -26,9 +26,9 @@ MARGIN = 60.0
 
 
 def margin_for(statement_timeout: float) -> float:
-    """A margin longer than FlowStone's writing transactions last: each of their statements
-    ends within `statement_timeout`, the client abandons them 5 s after, and the ones that
-    can write a due or finished row are one or two statements long."""
+    """A margin longer than FlowStone's writing transactions last in practice: the ones that
+    write a due or finished row (acks, snoozes, retries, cancels) are a few statements, each
+    bounded by `statement_timeout`; one that lasts longer is found by the next full pass."""
     return 2 * statement_timeout
 
 
