@@ -22,12 +22,21 @@ def upgrade() -> None:
     execute_ddl(
         """
 -- The key the lifeline matches live nodes by (flowstone/queue/queries/jobs.py: _CLAIMER).
+-- It replaces jobs_executing_idx (executing jobs by node name): what that served, a
+-- producer's release of its own orphans and the executing count's sample, reads this
+-- one, so a claim still writes one executing index entry, not two.
 CREATE INDEX jobs_claimer_idx ON {schema}.jobs
     (((coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')) COLLATE "C"))
     WHERE state = 'executing';
+DROP INDEX {schema}.jobs_executing_idx;
 """
     )
 
 
 def downgrade() -> None:
-    execute_ddl("DROP INDEX {schema}.jobs_claimer_idx")
+    execute_ddl(
+        """
+CREATE INDEX jobs_executing_idx ON {schema}.jobs ((attempted_by[1])) WHERE state = 'executing';
+DROP INDEX {schema}.jobs_claimer_idx;
+"""
+    )

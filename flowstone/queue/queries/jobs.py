@@ -240,17 +240,6 @@ SELECT {job_columns} FROM claimed
 # committed together, so a job's slot is reused only once its outcome is durable.
 _ACK_CLAIM = "WITH acked AS (" + _ACK_UPDATE + "), " + _CLAIM_SELECT + _CLAIM_UPDATE
 
-# After a lost connection a producer cannot know whether its last claim committed: jobs
-# executing under its claimer (node name and incarnation) and queue that it is not
-# running were claimed but never started. They go back to available, attempt refunded.
-_RELEASE_ORPHANS = """
-UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
-WHERE state = 'executing' AND attempted_by[1] = (%(claimer)s::text[])[1]
-  AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
-  AND NOT (id = ANY(%(keep)s::bigint[]))
-RETURNING id
-"""
-
 # Due jobs from `after` on (NULL: all of them; the stager's cursor, see plugins/cursor.py)
 # up to `until`; `upto` (one row at least, `queue` NULL when none was staged) is that
 # upper bound but never past now (a timestamp, not 'infinity'), where the stager's next
@@ -394,6 +383,24 @@ FROM cancelled ORDER BY id
 # error entry that says so. `alive` holds "name/incarnation" of every live node and
 # "name/*" too, for rows claimed before incarnations existed (attempted_by[2] NULL).
 _CLAIMER = """((coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')) COLLATE "C")"""
+# After a lost connection a producer cannot know whether its last claim committed: jobs
+# executing under its claimer (node name and incarnation) and queue that it is not
+# running were claimed but never started. They go back to available, attempt refunded.
+# Found through `jobs_claimer_idx` by the claimer key; the name and incarnation are then
+# compared exactly (a name holding '/' could share a key).
+_RELEASE_ORPHANS = _filled(
+    """
+UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
+WHERE state = 'executing'
+  AND @claimer@ = coalesce((%(claimer)s::text[])[1], '') || '/' || coalesce((%(claimer)s::text[])[2], '*')
+  AND attempted_by[1] = (%(claimer)s::text[])[1]
+  AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
+  AND NOT (id = ANY(%(keep)s::bigint[]))
+RETURNING id
+""",
+    {"@claimer@": _CLAIMER},
+)
+
 _ORPHANED = _filled(
     """
     state = 'executing'
@@ -481,7 +488,7 @@ _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue
 _SAMPLE_ORDER = {
     "available": "queue",
     "scheduled": "scheduled_at",
-    "executing": "(attempted_by[1])",
+    "executing": _CLAIMER,
     "retryable": "scheduled_at",
     "completed": "completed_at",
     "discarded": "discarded_at",
