@@ -9,7 +9,8 @@ direct), and the asset workloads `assets` (backfill) and `chain`. Beyond the har
 `realistic` (jobs of 5 ms of I/O at concurrency 100), `scaleout` (1, 2 and 4 worker
 processes), `soak` (a steady load for `--minutes` on a server of its own with
 autovacuum on) and `mvcc` (the soak's load at `--insert-rate` while a snapshot is
-pinned for `--pin-minutes`, between an unpinned baseline and a release).
+pinned for `--pin-minutes`, between an unpinned baseline and a release), `mvcc-leader`
+(EXPLAIN of the stager's, pruner's and lifeline's statements after such a pin).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import psycopg
 
 import flowstone
-from benchmarks import mvcc, scaling, soak, workloads
+from benchmarks import mvcc, mvcc_leader, scaling, soak, workloads
 
 WORKLOADS = {
     "throughput": workloads.throughput,
@@ -38,6 +39,7 @@ WORKLOADS = {
     "scaleout": scaling.scaleout,
     "soak": soak.soak,
     "mvcc": mvcc.mvcc,
+    "mvcc-leader": mvcc_leader.mvcc_leader,
 }
 
 

@@ -65,6 +65,16 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+class Clock:
+    """A monotonic clock the test moves (for what takes one, such as a plugin's `Cursor`)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class TickRuntime(InstanceRuntime):
     """A plugin's view of a node (`PluginRuntime`) with no node around it: a test runs a
     plugin's ticks itself, one at a time, on the test's database; `connected_for` is what

@@ -87,3 +87,26 @@ def test_the_mvcc_summary_compares_each_phase_with_the_baseline(bench: ModuleTyp
     assert (summary["pinned"]["p99_ms_max_sample"], summary["pinned"]["dead_rows_max"]) == (30.0, 90)
     assert summary["pinned_worst_sample_p99_ratio"] == 3.0
     assert summary["pinned_throughput_ratio"] == 1.0
+
+
+def test_the_bounded_statements_read_less_than_full_passes_under_a_pin(
+    bench: ModuleType, flowstone_server_url: str
+) -> None:
+    """`mvcc-leader` on a small pinned history: each cursor's pass reads fewer buffers
+    than its full pass, and the orphan search goes through the claimer index."""
+    import argparse
+
+    from benchmarks.mvcc_leader import mvcc_leader
+
+    db = "flowstone_test_mvcc_leader"
+    args = argparse.Namespace(dsn=flowstone_server_url, db=db, jobs=19_000, pin_minutes=30.0)
+    try:
+        result = mvcc_leader(args)
+    finally:
+        with psycopg.connect(flowstone_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    for statement in ("stager", "pruner"):
+        for plan in ("custom", "generic"):
+            cursor, full = result[f"{statement}_cursor_{plan}"], result[f"{statement}_full_{plan}"]
+            assert cursor["buffers"] * 3 < full["buffers"], (statement, plan, cursor, full)
+    assert any("attempted_by[2]" in cond for cond in result["lifeline_generic"]["index_conds"])

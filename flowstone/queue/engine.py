@@ -9,6 +9,7 @@ first (the queue's, the workflows'), then the acknowledgement, then the claim.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -213,12 +214,19 @@ def stage_plan(
 ) -> Plan[dict[str, int]]:
     """Make due scheduled/retryable jobs available (up to `until`, default now); a trigger
     notifies their queues. Returns the count per queue."""
-    rows = yield (
-        queries.stage,
-        {
-            "until": until,
-            "queue": queue,
-            "limit": limit,
-        },
-    )
-    return {row["queue"]: row["count"] for row in rows}
+    staged, _ = yield from staging_plan(queries, until=until, queue=queue, limit=limit)
+    return staged
+
+
+def staging_plan(
+    queries: JobQueries,
+    *,
+    after: datetime | None = None,
+    until: str | None = None,
+    queue: str | None = None,
+    limit: int = 5000,
+) -> Plan[tuple[dict[str, int], datetime]]:
+    """`stage_plan` for due jobs scheduled from `after` on (None: all), also returning the
+    upper bound it staged up to (the database's now, or `until` when earlier)."""
+    rows = yield queries.stage, {"after": after, "until": until, "queue": queue, "limit": limit}
+    return {row["queue"]: row["count"] for row in rows if row["queue"] is not None}, rows[0]["upto"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from flowstone.queue.config import Settings
 from flowstone.queue.plugins.base import Plugin, PluginRuntime
 from flowstone.queue.plugins.cron import Cron, CronEntry
+from flowstone.queue.plugins.cursor import margin_for
 from flowstone.queue.plugins.lifeline import Lifeline
 from flowstone.queue.plugins.pruner import Pruner
 from flowstone.queue.plugins.stager import Stager
@@ -21,9 +22,15 @@ def builtin_plugins(
     """The plugins every node runs, configured from `settings`; with `registry`, cron runs
     the entries stored in the database too."""
     return [
-        Stager(settings.stage_interval),
+        Stager(settings.stage_interval, margin_for(settings.statement_timeout)),
         Lifeline(settings.lifeline_interval, settings.node_expiry, settings.lifeline_limit),
-        Pruner(settings.prune_interval, settings.prune_max_age, settings.prune_limit, settings.prune_budget),
+        Pruner(
+            settings.prune_interval,
+            settings.prune_max_age,
+            settings.prune_limit,
+            settings.prune_budget,
+            margin_for(settings.statement_timeout),
+        ),
         Cron(cron, settings.cron_interval, registry),
     ]
 

@@ -260,21 +260,15 @@ SELECT {job_columns} FROM claimed
 # committed together, so a job's slot is reused only once its outcome is durable.
 _ACK_CLAIM = "WITH acked AS (" + _ACK_UPDATE + "), " + _CLAIM_SELECT + _CLAIM_UPDATE
 
-# After a lost connection a producer cannot know whether its last claim committed: jobs
-# executing under its claimer (node name and incarnation) and queue that it is not
-# running were claimed but never started. They go back to available, attempt refunded.
-_RELEASE_ORPHANS = """
-UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
-WHERE state = 'executing' AND attempted_by[1] = (%(claimer)s::text[])[1]
-  AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
-  AND NOT (id = ANY(%(keep)s::bigint[]))
-RETURNING id
-"""
-
+# Due jobs from `after` on (NULL: all of them; the stager's cursor, see plugins/cursor.py)
+# up to `until`; `upto` (one row at least, `queue` NULL when none was staged) is that
+# upper bound but never past now (a timestamp, not 'infinity'), where the stager's next
+# pass may start (less its margin).
 _STAGE = """
 WITH due AS (
     SELECT id FROM {jobs}
     WHERE state IN ('scheduled', 'retryable')
+      AND scheduled_at >= coalesce(%(after)s::timestamptz, '-infinity')
       AND scheduled_at <= coalesce(%(until)s::timestamptz, now())
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     ORDER BY scheduled_at, id
@@ -285,7 +279,9 @@ WITH due AS (
     FROM due WHERE j.id = due.id
     RETURNING j.queue
 )
-SELECT queue, count(*) AS count FROM staged GROUP BY queue
+SELECT least(%(until)s::timestamptz, now()) AS upto, queue, count
+FROM (SELECT 1) AS one
+LEFT JOIN (SELECT queue, count(*) AS count FROM staged GROUP BY queue) AS per_queue ON true
 """
 
 _GET = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
@@ -406,17 +402,55 @@ FROM cancelled ORDER BY id
 # heartbeating go back to available (or are discarded when out of attempts), with an
 # error entry that says so. `alive` holds "name/incarnation" of every live node and
 # "name/*" too, for rows claimed before incarnations existed (attempted_by[2] NULL).
-_ORPHANED = """
-    state = 'executing'
-      AND NOT (coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')
-               = ANY(%(alive)s::text[]))
-      AND attempted_at < now() - make_interval(secs => %(grace)s)
-"""
+_CLAIMER = """((coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2], '*')) COLLATE "C")"""
+# After a lost connection a producer cannot know whether its last claim committed: jobs
+# executing under its claimer (node name and incarnation) and queue that it is not
+# running were claimed but never started. They go back to available, attempt refunded.
+# Found through `jobs_claimer_idx` by the claimer key; the name and incarnation are then
+# compared exactly (a name holding '/' could share a key).
+_RELEASE_ORPHANS = _filled(
+    """
+UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
+WHERE state = 'executing'
+  AND @claimer@ = coalesce((%(claimer)s::text[])[1], '') || '/' || coalesce((%(claimer)s::text[])[2], '*')
+  AND attempted_by[1] = (%(claimer)s::text[])[1]
+  AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
+  AND NOT (id = ANY(%(keep)s::bigint[]))
+RETURNING id
+""",
+    {"@claimer@": _CLAIMER},
+)
 
-# Found first (with their workflows, whose locks are taken next), then rescued.
+_ORPHANED = _filled(
+    """
+    state = 'executing'
+      AND NOT (@claimer@ = ANY(%(alive)s::text[]))
+      AND attempted_at < now() - make_interval(secs => %(grace)s)
+""",
+    {"@claimer@": _CLAIMER},
+)
+
+# Found first (with their workflows, whose locks are taken next), then rescued. Searched
+# only between the live keys, through `jobs_claimer_idx` (migration 0015): in the gap
+# below each live key (the lowest from '', below every key, which is never empty) and
+# above the highest one — which is every key but the live ones, so the entries of the
+# live nodes' jobs, dead ones kept by a long transaction included, are never walked.
 _ORPHANS = _filled(
-    "SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs} WHERE @orphaned@ LIMIT %(limit)s",
-    {"@orphaned@": _ORPHANED},
+    """
+WITH alive AS (SELECT DISTINCT key COLLATE "C" AS key FROM unnest(%(alive)s::text[]) AS key)
+SELECT id, workflow FROM (
+    SELECT found.*
+    FROM (SELECT coalesce(lag(key) OVER (ORDER BY key), '') AS above, key AS below FROM alive) AS gap
+    CROSS JOIN LATERAL (
+        SELECT id, meta -> 'workflow' ->> 'id' AS workflow FROM {jobs}
+        WHERE @orphaned@ AND @claimer@ > gap.above AND @claimer@ < gap.below LIMIT %(limit)s
+    ) AS found
+    UNION ALL
+    (SELECT id, meta -> 'workflow' ->> 'id' FROM {jobs}
+     WHERE @orphaned@ AND @claimer@ > (SELECT coalesce(max(key), '') FROM alive) LIMIT %(limit)s)
+) AS orphans LIMIT %(limit)s
+""",
+    {"@orphaned@": _ORPHANED, "@claimer@": _CLAIMER},
 )
 
 _RESCUE = _filled(
@@ -442,21 +476,28 @@ SELECT id, state, queue, worker, attempt, node FROM rescued
 )
 
 # The pruner: finished jobs older than max_age through the partial indexes, up to `limit`
-# per terminal state; `fullest` tells whether a state had more (a batch came back full).
-_PRUNE = """
+# per terminal state, from `after` on (NULL: all; the pruner's cursor, see
+# plugins/cursor.py); `fullest` tells whether a state had more (a batch came back full),
+# `cutoff` is the age bound, where the next pass may start (less its margin).
+_PRUNE = _filled(
+    """
 WITH pruned AS (DELETE FROM {jobs} WHERE id IN (
-    (SELECT id FROM {jobs} WHERE state = 'completed'
-        AND completed_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    (SELECT id FROM {jobs} WHERE state = 'completed' AND @aged(completed_at)@ LIMIT %(limit)s)
     UNION ALL
-    (SELECT id FROM {jobs} WHERE state = 'cancelled'
-        AND cancelled_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    (SELECT id FROM {jobs} WHERE state = 'cancelled' AND @aged(cancelled_at)@ LIMIT %(limit)s)
     UNION ALL
-    (SELECT id FROM {jobs} WHERE state = 'discarded'
-        AND discarded_at < now() - make_interval(secs => %(max_age)s) LIMIT %(limit)s)
+    (SELECT id FROM {jobs} WHERE state = 'discarded' AND @aged(discarded_at)@ LIMIT %(limit)s)
 ) RETURNING state)
-SELECT coalesce(max(count), 0) AS fullest, coalesce(sum(count), 0) AS count
+SELECT coalesce(max(count), 0) AS fullest, coalesce(sum(count), 0) AS count,
+       now() - make_interval(secs => %(max_age)s) AS cutoff
 FROM (SELECT state, count(*) AS count FROM pruned GROUP BY state) AS per_state
-"""
+""",
+    {
+        f"@aged({column})@": f"{column} >= coalesce(%(after)s::timestamptz, '-infinity')"
+        f" AND {column} < now() - make_interval(secs => %(max_age)s)"
+        for column in ("completed_at", "cancelled_at", "discarded_at")
+    },
+)
 
 _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue, state"
 
@@ -467,7 +508,7 @@ _COUNTS = "SELECT queue, state::text AS state, count FROM {stats} ORDER BY queue
 _SAMPLE_ORDER = {
     "available": "queue",
     "scheduled": "scheduled_at",
-    "executing": "(attempted_by[1])",
+    "executing": _CLAIMER,
     "retryable": "scheduled_at",
     "completed": "completed_at",
     "discarded": "discarded_at",

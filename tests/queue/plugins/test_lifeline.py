@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from psycopg.rows import dict_row
 from support import TickRuntime, rows
 
@@ -167,3 +168,36 @@ async def test_the_rescue_checks_again_what_changed_since_the_orphans_were_found
     job = await claimed(flowstone, ["gone", "inc"], LONG_AGO)
     assert rescue_around(flowstone, between, job) == []
     assert await states(flowstone, job) == [state]
+
+
+# Claimers (attempted_by: none, a name, a name and incarnation) and live keys near each
+# other in bytewise order: empty parts, separators, a character above ASCII.
+part = st.text(alphabet="ab/*é", max_size=3)
+claimers = st.lists(part, max_size=2)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(jobs=st.lists(claimers, max_size=8), live=st.lists(st.tuples(part, part), max_size=4), data=st.data())
+def test_the_orphan_search_finds_every_job_whose_claimer_is_not_alive(
+    flowstone: FlowStone, jobs: list[list[str]], live: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    """Searched between the live keys, it finds what `NOT (key = ANY(alive))` does."""
+    keys = [f"{[*by, ''][0]}/{[*by[1:], '*'][0]}" for by in jobs]
+    alive = [f"{name}/{incarnation}" for name, incarnation in live]
+    alive += data.draw(st.lists(st.sampled_from(keys), max_size=len(keys))) if keys else []
+    with psycopg.connect(flowstone.database_url, autocommit=True) as conn:
+        ids = [
+            row[0]
+            for by in jobs
+            for row in conn.execute(
+                "INSERT INTO flowstone.jobs (state, queue, worker, attempt, attempted_by, attempted_at)"
+                " VALUES ('executing', 'q', 'w', 1, %s, now() - interval '1 hour') RETURNING id",
+                [by],
+            )
+        ]
+        try:
+            params = {"alive": alive, "grace": EXPIRY, "limit": 100}
+            found = {row[0] for row in conn.execute(flowstone.database.statements.jobs.orphans, params)}
+        finally:
+            conn.execute("DELETE FROM flowstone.jobs")
+    assert found == {job_id for job_id, key in zip(ids, keys, strict=True) if key not in alive}
