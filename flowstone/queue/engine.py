@@ -163,6 +163,15 @@ def release_orphans_plan(
     return len(rows)
 
 
+def below_floor_plan(queries: JobQueries, queue: str, floor: Key) -> Plan[Key | None]:
+    """The lowest available key of `queue` below `floor`, if any (the floor's audit)."""
+    rows = yield queries.below_floor, {"queue": queue, **_floor(floor)}
+    if not rows:
+        return None
+    row = rows[0]
+    return (row["priority"], row["scheduled_at"], row["id"])
+
+
 def _claimer(claimer: str | Sequence[str]) -> list[str]:
     """`attempted_by` of claimed jobs: the node's name, then its incarnation."""
     return [claimer] if isinstance(claimer, str) else list(claimer)

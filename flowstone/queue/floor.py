@@ -9,11 +9,14 @@ jobs, against 0.16 ms from a floor) — Brandur's "failure by MVCC".
 Correctness: every job that becomes available below a floor lowers it. Inserts and
 updates that leave a job available NOTIFY its key (migration 0012; an update's key is
 rounded down, which only lowers more), a lowering that arrives while a claim is in flight
-is kept when the claim moves the floor up, and anything notifications cannot tell (a
-transaction that locked an available job and rolled back, so a claim skipped it; a lost
-listener connection) is covered by dropping the floor: on every (re)connection of the
-listener, after a failed cycle, and every `AUDIT` seconds. Without notifications
-(polling) there is no floor.
+is kept when the claim moves the floor up, and anything notifications cannot tell is
+covered: a lost listener connection or a failed cycle drops the floor (the next claim
+starts at the head), and every `AUDIT` seconds an audit looks, on a connection of its
+own, for an available job below the floor (one a claim skipped while another
+transaction held its lock, which then rolled back) and lowers the floor to it. The audit
+walks the dead entries a pin leaves, as a claim from the head would, but off the claim
+path: claims stay as fast through a pin. Without notifications (polling) there is no
+floor.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ BOTTOM: Key = (-1, datetime(1, 1, 1, tzinfo=UTC), 0)
 """No floor: below every job (priorities are 0 … 9 by a check constraint)."""
 
 AUDIT = 30.0
-"""Seconds between two claims from the head of the index (the floor dropped)."""
+"""Seconds between two audits of the floor (a look below it, off the claim path)."""
 
 
 def parse_notification(payload: str) -> tuple[str, Key]:
@@ -70,14 +73,19 @@ class Floor:
         self.lower(BOTTOM)
 
     def claiming(self) -> Key:
-        """The key the next claim starts at; BOTTOM when disabled or due for an audit."""
+        """The key the next claim starts at; BOTTOM when disabled."""
         if not self.enabled:
             return BOTTOM
-        if time.monotonic() >= self._audit_at:
-            self._audit_at = time.monotonic() + AUDIT
-            self.drop()
         self._lowest = None
         return self.key
+
+    def audit_due(self) -> Key | None:
+        """The floor to look below, when an audit is due (every `AUDIT` seconds); None
+        when not due, disabled, or at the bottom already (nothing lies below)."""
+        if not self.enabled or time.monotonic() < self._audit_at:
+            return None
+        self._audit_at = time.monotonic() + AUDIT
+        return None if self.key == BOTTOM else self.key
 
     def claimed(self, last: Key | None) -> None:
         """A claim that started at `claiming()` returned jobs up to `last` (None: none)."""

@@ -55,11 +55,22 @@ def test_without_notifications_there_is_no_floor() -> None:
     assert floor.claiming() == BOTTOM
 
 
-def test_the_audit_drops_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_audit_looks_below_the_floor_and_claims_keep_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(floor_module, "AUDIT", 0.0)
     floor = Floor(enabled=True)
     floor.claimed(key(3, 5, 10))
-    assert floor.claiming() == BOTTOM
+    assert floor.claiming() == key(3, 5, 10), "the claim is never sent to the head by the clock"
+    assert floor.audit_due() == key(3, 5, 10), "the audit looks below the floor, off the claim"
+
+
+def test_no_audit_before_its_time_at_the_bottom_or_without_a_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    floor = Floor(enabled=True)
+    floor.claimed(key(3, 5, 10))
+    assert floor.audit_due() is None, "not due yet"
+    monkeypatch.setattr(floor_module, "AUDIT", 0.0)
+    floor.drop()
+    assert floor.audit_due() is None, "nothing lies below the bottom"
+    assert Floor(enabled=False).audit_due() is None
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,20 @@ claimed AS (
 )
 """
 
+# The floor's audit, off the claim path: the lowest available job of the queue below a
+# producer's floor that no notification announced (a claim skipped it while another
+# transaction held its lock, then rolled back). No lock taken, so a locked job is seen too.
+# From the head of the claim index, so under a pinned snapshot it walks the dead entries
+# the claims skip: on its own connection every AUDIT seconds, never in a claim.
+_BELOW_FLOOR = """
+SELECT priority, scheduled_at, id FROM {jobs}
+WHERE state = 'available' AND queue = %(queue)s
+  AND (priority, scheduled_at, id)
+      < (%(floor_priority)s::smallint, %(floor_at)s::timestamptz, %(floor_id)s::bigint)
+ORDER BY priority, scheduled_at, id
+LIMIT 1
+"""
+
 _CLAIM_UPDATE = """
 UPDATE {jobs} AS j
 SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
@@ -681,6 +695,7 @@ class JobQueries(SchemaStatements):
     ack: str
     ack_claim: str
     release_orphans: str
+    below_floor: str
     stage: str
     get: str
     list_oldest: str
@@ -761,6 +776,7 @@ class JobQueries(SchemaStatements):
             ack=compose(_filled(_ACK_UPDATE, _PLAIN_ACK)),
             ack_claim=compose(_filled(_ACK_CLAIM, _PLAIN_ACK)),
             release_orphans=compose(_RELEASE_ORPHANS),
+            below_floor=compose(_BELOW_FLOOR),
             stage=compose(_STAGE),
             get=compose(_GET),
             list_oldest=compose(_list(">", "<=", "ASC")),

@@ -28,13 +28,13 @@ import psycopg
 import structlog
 
 from flowstone.queue.config import QueueConfig
-from flowstone.queue.engine import ack_plans, cycle_plans, release_orphans_plan
+from flowstone.queue.engine import ack_plans, below_floor_plan, cycle_plans, release_orphans_plan
 from flowstone.queue.executor import Executor
 from flowstone.queue.floor import BOTTOM, Floor, Key
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
-from flowstone.queue.pool import bounded_options, local_timeout
+from flowstone.queue.pool import bounded_options, local_timeout, transaction_timeout
 from flowstone.queue.process_pool import ProcessPool
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
 from flowstone.queue.validation import clean_text
@@ -81,6 +81,7 @@ class Producer:
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
         self.floor = Floor(enabled=node.host.database.sessions)  # no notifications, no floor
+        self._auditing = False
         self._wake = anyio.Event()
         self._stopping = False
         self._released = False
@@ -152,7 +153,7 @@ class Producer:
                         await self._wake.wait()
         finally:
             self.left_behind = sorted(self.running)
-            for task in self._tasks:  # only jobs left behind, or when the node is torn down
+            for task in self._tasks:  # jobs left behind or torn down with the node; an audit
                 task.cancel()
             await self.processes.aclose()
             await self._disconnect()
@@ -215,12 +216,43 @@ class Producer:
             last = claimed[-1]
             assert last.scheduled_at is not None  # a claimed row has every column
             self.floor.claimed((last.priority, last.scheduled_at, last.id))
+        self._audit_floor()
         self._held_back = len(claimed) < demand
         for job in claimed:
             if self._stopping:  # claimed while the stop began: nobody would stop it later
                 self.finished.append(interrupted(job, "shutdown"))
                 continue
             self._start(job)
+
+    def _audit_floor(self) -> None:
+        """Start the floor's audit when it is due, unless the last one is still running."""
+        key = self.floor.audit_due()
+        if key is None or self._auditing:
+            return
+        self._auditing = True
+        audit = asyncio.get_running_loop().create_task(self._audit(key), name=f"flowstone audit {self.queue}")
+        self._tasks.add(audit)
+        audit.add_done_callback(self._task_done)
+
+    async def _audit(self, key: Key) -> None:
+        """Look below the floor on a pooled connection, off the claim path, and lower it to
+        what lies there; if the look fails, drop the floor (the next claim starts at the
+        head, which is what the audit spares the claims)."""
+        timeout = transaction_timeout(self.node.settings.statement_timeout)
+        plan = below_floor_plan(self.node.jobs, self.queue, key)
+        try:
+            async with self.node.host.database.aconnection() as conn:
+                [_, found] = await arun_together(conn, [timeout, plan])
+        except Exception as error:
+            _log.warning(
+                "floor audit failed; claims start at the head", queue=self.queue, error=describe(error)
+            )
+            self.floor.drop()
+        else:
+            if found is not None:
+                self.available(found)
+        finally:
+            self._auditing = False
 
     async def _isolate(self) -> None:
         """Write the pending outcomes one statement each; one the database still refuses is
