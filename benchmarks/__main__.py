@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--baseline-minutes", type=float, default=2.0, help="mvcc: unpinned, before the pin")
     parser.add_argument("--pin-minutes", type=float, default=30.0, help="mvcc: how long the snapshot is held")
     parser.add_argument("--release-minutes", type=float, default=2.0, help="mvcc: after the pin is released")
+    parser.add_argument(
+        "--statements", action="store_true", help="mvcc: sample pg_stat_statements in each window"
+    )
     parser.add_argument("--append", help="also append each JSON line to this file")
     args = parser.parse_args()
     rows = []

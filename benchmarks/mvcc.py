@@ -7,7 +7,8 @@ REPEATABLE READ snapshot held open on another connection (so no dead row of the 
 table can be vacuumed: every claimed job's entry stays in the claim index), and
 `--release-minutes` after it is released. Every `--sample-every` seconds a JSON line:
 pickup p50/p99, jobs/s, dead tuples, table and index sizes (the soak's sample, with its
-phase). The result compares each phase with the baseline: a queue that does not care
+phase), and with `--statements` the statements that took the server's time in the window
+(pg_stat_statements). The result compares each phase with the baseline: a queue that does not care
 keeps its p99 within 1.5 times and its throughput through the pin, and stops growing after.
 """
 
@@ -26,13 +27,20 @@ from benchmarks.soak import SETTINGS, SHOW, STATES, Load, log, stretch
 from benchmarks.workloads import concurrency, fresh_database, r, rows
 
 PHASES = ("baseline", "pinned", "released")
+# The statements that took the most server time since the last sample, then a reset.
+STATEMENTS = """
+SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 100), calls,
+       round(total_exec_time::numeric, 1), round(max_exec_time::numeric, 1)
+FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY total_exec_time DESC LIMIT 6
+"""
 
 
 def mvcc(args: argparse.Namespace) -> dict[str, Any]:
     """Start the server, run the three phases, summarize the samples per phase."""
     out = args.samples_out or time.strftime("/tmp/flowstone-mvcc-%Y%m%d-%H%M%S.jsonl")
     minutes = args.baseline_minutes + args.pin_minutes + args.release_minutes
-    with temporary_server() as dsn:
+    with temporary_server("pg_stat_statements" if args.statements else "") as dsn:
         local = argparse.Namespace(**{**vars(args), "dsn": dsn, "minutes": minutes})
         server = dict(rows(dsn, SHOW, (list(SETTINGS),)))
         log(f"inserting {args.insert_rate:.0f} jobs/s; pinned after {args.baseline_minutes} min")
@@ -58,6 +66,9 @@ class PinnedLoad(Load):
 
     def __init__(self, url: str, args: argparse.Namespace, rate: float, out: str) -> None:
         super().__init__(url, args, rate, out)
+        if args.statements:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         self.phase = PHASES[0]
         self.lat_by_sample: list[list[float]] = []
 
@@ -83,6 +94,12 @@ class PinnedLoad(Load):
         phase = self.phase  # the phase the window ends in
         now = super()._sample(began, previous)
         self.samples[-1]["phase"] = phase
+        if self.args.statements:
+            self.samples[-1]["statements"] = [
+                {"query": query, "calls": calls, "total_ms": float(total), "max_ms": float(most)}
+                for query, calls, total, most in rows(self.url, STATEMENTS)
+            ]
+            rows(self.url, "SELECT pg_stat_statements_reset()")
         self.lat_by_sample.append(now["lat_ms"])
         return now
 

@@ -36,8 +36,9 @@ def run_as_owner(*command: str) -> None:
 
 
 @contextmanager
-def temporary_server() -> Iterator[str]:
-    """Start a fresh server; yield its URL (user postgres, trust auth); stop and remove it."""
+def temporary_server(preload: str = "") -> Iterator[str]:
+    """Start a fresh server; yield its URL (user postgres, trust auth); stop and remove it.
+    `preload`: its shared_preload_libraries (pg_stat_statements, to time each statement)."""
     root = Path(tempfile.mkdtemp(prefix="flowstone-bench-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, OWNER)
@@ -45,6 +46,7 @@ def temporary_server() -> Iterator[str]:
     try:
         run_as_owner(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}"
+        options += f" -c shared_preload_libraries={preload}" if preload else ""
         pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-w"]
         run_as_owner(*pg_ctl, "-l", str(root / "server.log"), "-o", options, "start")
         try:
