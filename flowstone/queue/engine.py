@@ -36,7 +36,13 @@ def claim_plan(
     `floor`, for `claimer` (node name and incarnation, stored in `attempted_by`)."""
     if limit <= 0:
         return []
-    params = {"queue": queue, "limit": limit, "claimer": _claimer(claimer), "max_id": max_id, **_floor(floor)}
+    params = {
+        "queue": queue,
+        "limit": limit,
+        "claimer": _claimer(claimer),
+        "max_id": max_id,
+        **_key("floor", floor),
+    }
     rows = yield queries.claim, params
     return _claimed(rows)
 
@@ -149,23 +155,30 @@ def ack_claim_plan(
         "limit": limit,
         "claimer": _claimer(claimer),
         "max_id": MAX_ID,
-        **_floor(floor),
+        **_key("floor", floor),
     }
     rows = yield queries.ack_claim, params
     return _claimed(rows)
 
 
 def release_orphans_plan(
-    queries: JobQueries, queue: str, claimer: Sequence[str], keep: Sequence[int]
-) -> Plan[int]:
-    """Hand back jobs of `queue` executing under `claimer` other than `keep`; how many."""
-    rows = yield queries.release_orphans, {"queue": queue, "claimer": list(claimer), "keep": list(keep)}
-    return len(rows)
+    queries: JobQueries,
+    queue: str,
+    claimer: Sequence[str],
+    keep: Sequence[int],
+    after: datetime | None = None,
+) -> Plan[tuple[int, datetime]]:
+    """Hand back jobs of `queue` executing under `claimer` other than `keep`, claimed from
+    `after` on (None: whenever); how many, and the mark a next sweep may start below."""
+    params = {"queue": queue, "claimer": list(claimer), "keep": list(keep), "after": after}
+    [row] = yield queries.release_orphans, params
+    return row["count"], row["mark"]
 
 
-def below_floor_plan(queries: JobQueries, queue: str, floor: Key) -> Plan[Key | None]:
-    """The lowest available key of `queue` below `floor`, if any (the floor's audit)."""
-    rows = yield queries.below_floor, {"queue": queue, **_floor(floor)}
+def below_floor_plan(queries: JobQueries, queue: str, floor: Key, lower: Key = BOTTOM) -> Plan[Key | None]:
+    """The lowest available key of `queue` below `floor` and from `lower` on, if any (the
+    floor's audit)."""
+    rows = yield queries.below_floor, {"queue": queue, **_key("floor", floor), **_key("lower", lower)}
     if not rows:
         return None
     row = rows[0]
@@ -177,9 +190,10 @@ def _claimer(claimer: str | Sequence[str]) -> list[str]:
     return [claimer] if isinstance(claimer, str) else list(claimer)
 
 
-def _floor(floor: Key) -> dict[str, Any]:
-    priority, at, job_id = floor
-    return {"floor_priority": priority, "floor_at": at, "floor_id": job_id}
+def _key(name: str, key: Key) -> dict[str, Any]:
+    """The parameters `name`_priority, `name`_at and `name`_id of a claim key."""
+    priority, at, job_id = key
+    return {f"{name}_priority": priority, f"{name}_at": at, f"{name}_id": job_id}
 
 
 def _acks(outcomes: Sequence[Outcome]) -> dict[str, Any]:

@@ -13,10 +13,14 @@ is kept when the claim moves the floor up, and anything notifications cannot tel
 covered: a lost listener connection or a failed cycle drops the floor (the next claim
 starts at the head), and every `AUDIT` seconds an audit looks, on a connection of its
 own, for an available job below the floor (one a claim skipped while another
-transaction held its lock, which then rolled back) and lowers the floor to it. The audit
-walks the dead entries a pin leaves, as a claim from the head would, but off the claim
-path: claims stay as fast through a pin. Without notifications (polling) there is no
-floor.
+transaction held its lock, which then rolled back) and lowers the floor to it. Such a
+job lies at or above the key the skipping claim started at, so an audit looks only as
+far down as the claims of the last `AUDIT_MARGIN` seconds started (a FlowStone
+transaction that locks a job ends within its statement timeout, well inside the margin)
+and, every `AUDIT_FULL_EVERY` seconds, down to the head, for a lock held longer (by hand,
+say). Off the claim path either way, and under a pin the bounded look walks only the dead
+entries of the last minute or two, not all of them. Without notifications (polling)
+there is no floor.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ BOTTOM: Key = (-1, datetime(1, 1, 1, tzinfo=UTC), 0)
 
 AUDIT = 30.0
 """Seconds between two audits of the floor (a look below it, off the claim path)."""
+
+AUDIT_MARGIN = 60.0
+"""An audit looks down to the lowest key the claims of at least the last this many
+seconds started at (twice the default statement timeout)."""
+
+AUDIT_FULL_EVERY = 300.0
+"""Seconds between two audits that look down to the head of the claim index."""
 
 
 def parse_notification(payload: str) -> tuple[str, Key]:
@@ -61,7 +72,11 @@ class Floor:
         self.enabled = enabled
         self.key = BOTTOM
         self._lowest: Key | None = None  # lowered to, since the claim in flight began
-        self._audit_at = time.monotonic() + AUDIT
+        now = time.monotonic()
+        self._audited_at = self._fully_audited_at = now
+        # the lowest key claims started at: since `_period_at - AUDIT_MARGIN`, and before
+        self._started, self._started_before = BOTTOM, BOTTOM
+        self._period_at = now + AUDIT_MARGIN
 
     def lower(self, key: Key) -> None:
         """A job became available at `key`: claims must reach it again."""
@@ -77,15 +92,37 @@ class Floor:
         if not self.enabled:
             return BOTTOM
         self._lowest = None
+        self._started_at(self.key)
         return self.key
 
-    def audit_due(self) -> Key | None:
-        """The floor to look below, when an audit is due (every `AUDIT` seconds); None
+    def _started_at(self, key: Key) -> None:
+        """Note a claim's start, in periods of `AUDIT_MARGIN` s: the last two cover at
+        least the last `AUDIT_MARGIN` seconds."""
+        now = time.monotonic()
+        if now >= self._period_at:
+            self._started_before, self._started, self._period_at = self._started, key, now + AUDIT_MARGIN
+        else:
+            self._started = min(self._started, key)
+
+    def audit_due(self) -> tuple[Key, Key] | None:
+        """When an audit is due (every `AUDIT` seconds): the floor to look below and the
+        key to look down to (BOTTOM, the head, every `AUDIT_FULL_EVERY` seconds); None
         when not due, disabled, or at the bottom already (nothing lies below)."""
-        if not self.enabled or time.monotonic() < self._audit_at:
+        now = time.monotonic()
+        if not self.enabled or now < self._audited_at + AUDIT:
             return None
-        self._audit_at = time.monotonic() + AUDIT
-        return None if self.key == BOTTOM else self.key
+        self._audited_at = now
+        if self.key == BOTTOM:
+            return None
+        if now >= self._fully_audited_at + AUDIT_FULL_EVERY:
+            self._fully_audited_at = now
+            return self.key, BOTTOM
+        return self.key, self.recent_start
+
+    @property
+    def recent_start(self) -> Key:
+        """The lowest key the claims of at least the last `AUDIT_MARGIN` seconds started at."""
+        return min(self._started, self._started_before)
 
     def claimed(self, last: Key | None) -> None:
         """A claim that started at `claiming()` returned jobs up to `last` (None: none)."""

@@ -60,7 +60,31 @@ def test_an_audit_looks_below_the_floor_and_claims_keep_it(monkeypatch: pytest.M
     floor = Floor(enabled=True)
     floor.claimed(key(3, 5, 10))
     assert floor.claiming() == key(3, 5, 10), "the claim is never sent to the head by the clock"
-    assert floor.audit_due() == key(3, 5, 10), "the audit looks below the floor, off the claim"
+    assert floor.audit_due() == (key(3, 5, 10), BOTTOM), "the audit looks below the floor, off the claim"
+
+
+def test_an_audit_looks_down_to_where_the_claims_of_the_last_margin_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim skips a locked job at or above the key it started at: the audit looks down
+    to the lowest start of at least the last AUDIT_MARGIN seconds, and to the head only
+    every AUDIT_FULL_EVERY seconds."""
+    clock = [1000.0]
+    monkeypatch.setattr(floor_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(floor_module, "AUDIT", 0.0)
+    floor = Floor(enabled=True)
+    for second, at in ((10, 0.0), (20, 30.0), (30, 70.0), (40, 100.0), (50, 140.0)):
+        clock[0] = 1000.0 + at
+        floor.claimed(key(0, second, second))
+        floor.claiming()
+    # periods of at least 60 s: from 1000 claims started at BOTTOM, 10, 20; from 1070 at 30
+    # and 40; from 1140 at 50
+    clock[0] = 1145.0
+    assert floor.audit_due() == (key(0, 50, 50), key(0, 30, 30)), "the starts since 1070 count"
+    clock[0] = 1000.0 + floor_module.AUDIT_FULL_EVERY
+    assert floor.audit_due() == (key(0, 50, 50), BOTTOM), "a full audit looks down to the head"
+    clock[0] += 1
+    assert floor.audit_due() == (key(0, 50, 50), key(0, 30, 30)), "and the next is bounded again"
 
 
 def test_no_audit_before_its_time_at_the_bottom_or_without_a_floor(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,6 +101,13 @@ def test_the_claim_finds_and_updates_its_rows_through_indexes(analyzed: str, sta
     assert "ROW(priority, scheduled_at, id) >=" in walk["Index Cond"], "the walk starts at the floor"
 
 
+def test_a_sweep_from_a_cursor_walks_the_claimer_index_from_its_claim_time(analyzed: str) -> None:
+    params = {"queue": QUEUE, "claimer": ["n", "1"], "keep": [1], "after": "2026-01-01T00:00:00Z"}
+    plan = generic_plan(analyzed, JobQueries.for_schema("flowstone").release_orphans, params)
+    [walk] = [node for node in nodes(plan) if node.get("Index Name") == "jobs_claimer_idx"]
+    assert "attempted_at >=" in walk["Index Cond"], walk["Index Cond"]
+
+
 def test_the_ack_finds_its_rows_through_the_primary_key(analyzed: str) -> None:
     ids = list(range(2 * WAITING - 9, 2 * WAITING + 1))
     acks = [

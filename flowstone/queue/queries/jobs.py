@@ -140,15 +140,18 @@ claimed AS (
 """
 
 # The floor's audit, off the claim path: the lowest available job of the queue below a
-# producer's floor that no notification announced (a claim skipped it while another
+# producer's floor, down to a lower key (flowstone.queue.floor: where the recent claims
+# started, or the head), that no notification announced (a claim skipped it while another
 # transaction held its lock, then rolled back). No lock taken, so a locked job is seen too.
-# From the head of the claim index, so under a pinned snapshot it walks the dead entries
-# the claims skip: on its own connection every AUDIT seconds, never in a claim.
+# Under a pinned snapshot it walks the dead entries between the two keys: on its own
+# connection every AUDIT seconds, never in a claim.
 _BELOW_FLOOR = """
 SELECT priority, scheduled_at, id FROM {jobs}
 WHERE state = 'available' AND queue = %(queue)s
   AND (priority, scheduled_at, id)
       < (%(floor_priority)s::smallint, %(floor_at)s::timestamptz, %(floor_id)s::bigint)
+  AND (priority, scheduled_at, id)
+      >= (%(lower_priority)s::smallint, %(lower_at)s::timestamptz, %(lower_id)s::bigint)
 ORDER BY priority, scheduled_at, id
 LIMIT 1
 """
@@ -420,17 +423,23 @@ _CLAIMER = """((coalesce(attempted_by[1], '') || '/' || coalesce(attempted_by[2]
 # After a lost connection a producer cannot know whether its last claim committed: jobs
 # executing under its claimer (node name and incarnation) and queue that it is not
 # running were claimed but never started. They go back to available, attempt refunded.
-# Found through `jobs_claimer_idx` by the claimer key; the name and incarnation are then
-# compared exactly (a name holding '/' could share a key).
+# Found through `jobs_claimer_idx` by the claimer key and, from `after` on (NULL: all;
+# the producer's sweep cursor, see plugins/cursor.py), the claim time; the name and
+# incarnation are then compared exactly (a name holding '/' could share a key). `mark`
+# is where the next sweep may start (less its margin).
 _RELEASE_ORPHANS = _filled(
     """
-UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
-WHERE state = 'executing'
-  AND @claimer@ = coalesce((%(claimer)s::text[])[1], '') || '/' || coalesce((%(claimer)s::text[])[2], '*')
-  AND attempted_by[1] = (%(claimer)s::text[])[1]
-  AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
-  AND NOT (id = ANY(%(keep)s::bigint[]))
-RETURNING id
+WITH released AS (
+    UPDATE {jobs} SET state = 'available', attempt = attempt - 1, scheduled_at = now()
+    WHERE state = 'executing'
+      AND @claimer@ = coalesce((%(claimer)s::text[])[1], '') || '/' || coalesce((%(claimer)s::text[])[2], '*')
+      AND attempted_at >= coalesce(%(after)s::timestamptz, '-infinity')
+      AND attempted_by[1] = (%(claimer)s::text[])[1]
+      AND attempted_by[2] IS NOT DISTINCT FROM (%(claimer)s::text[])[2] AND queue = %(queue)s
+      AND NOT (id = ANY(%(keep)s::bigint[]))
+    RETURNING id
+)
+SELECT count(*) AS count, now() AS mark FROM released
 """,
     {"@claimer@": _CLAIMER},
 )

@@ -34,6 +34,7 @@ from flowstone.queue.floor import BOTTOM, Floor, Key
 from flowstone.queue.job import Job, JobState
 from flowstone.queue.outcomes import Outcome, describe, error_entry, interrupted
 from flowstone.queue.plan import Plan, arun, arun_together
+from flowstone.queue.plugins.cursor import Cursor, margin_for
 from flowstone.queue.pool import bounded_options, local_timeout, transaction_timeout
 from flowstone.queue.process_pool import ProcessPool
 from flowstone.queue.runtime.reconnect import TRANSIENT, Backoff
@@ -47,6 +48,10 @@ _log = structlog.get_logger("flowstone.producer")
 CANCEL_WAIT = 5.0
 """How long async jobs cancelled at the end of the grace period get to stop; one that has
 not stopped by then is left `executing` (the lifeline rescues it once the node is gone)."""
+
+SWEEP_FULL_EVERY = 300.0
+"""Seconds between two sweeps for this producer's orphans over all of its claims (see
+`Cursor`): under a pinned snapshot the others read only the last minute's entries."""
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Producer:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lost_connection = False
         self._next_sweep = time.monotonic() + node.settings.node_expiry
+        self._sweeps = Cursor(margin_for(node.settings.statement_timeout), SWEEP_FULL_EVERY)
         self.floor = Floor(enabled=node.host.database.sessions)  # no notifications, no floor
         self._auditing = False
         self._wake = anyio.Event()
@@ -226,20 +232,22 @@ class Producer:
 
     def _audit_floor(self) -> None:
         """Start the floor's audit when it is due, unless the last one is still running."""
-        key = self.floor.audit_due()
-        if key is None or self._auditing:
+        bounds = self.floor.audit_due()
+        if bounds is None or self._auditing:
             return
         self._auditing = True
-        audit = asyncio.get_running_loop().create_task(self._audit(key), name=f"flowstone audit {self.queue}")
+        audit = asyncio.get_running_loop().create_task(
+            self._audit(*bounds), name=f"flowstone audit {self.queue}"
+        )
         self._tasks.add(audit)
         audit.add_done_callback(self._task_done)
 
-    async def _audit(self, key: Key) -> None:
-        """Look below the floor on a pooled connection, off the claim path, and lower it to
-        what lies there; if the look fails, drop the floor (the next claim starts at the
-        head, which is what the audit spares the claims)."""
+    async def _audit(self, key: Key, lower: Key) -> None:
+        """Look below the floor, down to `lower`, on a pooled connection, off the claim
+        path, and lower it to what lies there; if the look fails, drop the floor (the next
+        claim starts at the head, which is what the audit spares the claims)."""
         timeout = transaction_timeout(self.node.settings.statement_timeout)
-        plan = below_floor_plan(self.node.jobs, self.queue, key)
+        plan = below_floor_plan(self.node.jobs, self.queue, key, lower)
         try:
             async with self.node.host.database.aconnection() as conn:
                 [_, found] = await arun_together(conn, [timeout, plan])
@@ -288,7 +296,9 @@ class Producer:
     async def _release_orphans(self, conn: psycopg.AsyncConnection[Any], outcomes: list[Outcome]) -> None:
         """A claim may have committed with its answer lost (or run late on a connection we
         gave up on): hand back the jobs executing under this producer's claimer that it is
-        not running. Done after every lost connection and once per node expiry.
+        not running. Done after every lost connection and once per node expiry, over the
+        claims made since the last sweep less a margin (a claim commits within its
+        statement timeout) and over all of them every SWEEP_FULL_EVERY s.
 
         Kept: running jobs, lingering threads, and every outcome not yet written — those
         of this cycle (`outcomes`) and those of jobs that finished since it took them (in
@@ -296,8 +306,10 @@ class Producer:
         run a finished job again."""
         unwritten = (outcome.job.id for outcome in (*outcomes, *self.finished))
         keep = [*self.running, *self.lingering, *unwritten]
-        plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep)
-        [released] = await self._together(conn, [plan])
+        after = self._sweeps.after()
+        plan = release_orphans_plan(self.node.jobs, self.queue, self.node.claimer, keep, after)
+        [(released, mark)] = await self._together(conn, [plan])
+        self._sweeps.caught_up(mark)
         self._lost_connection = False
         self._next_sweep = time.monotonic() + self.node.settings.node_expiry
         if released:

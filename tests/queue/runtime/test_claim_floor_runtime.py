@@ -140,16 +140,45 @@ async def test_a_job_a_claim_skipped_while_another_transaction_locked_it_is_clai
 async def test_a_job_locked_by_a_transaction_that_rolled_back_is_claimed_at_the_audit(
     make_fs: MakeFs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Within the margin: a bounded audit (down to where the recent claims started) finds
+    it, locked or not (the audit takes no lock)."""
     monkeypatch.setattr(floor_module, "AUDIT", 0.5)
+    monkeypatch.setattr(floor_module, "AUDIT_FULL_EVERY", 3600.0)
     fs = make_fs(poll_interval=0.2)
     _, producer = await started(fs, paused=True)
+    locked = await skipped_while_locked(fs, producer)
+    await wait_for_job(fs, locked.id, "completed")
+
+
+async def test_a_lock_released_past_the_audit_margin_is_found_by_a_full_audit(
+    make_fs: MakeFs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No audit ran while the lock was held and the claims of the margin all start above
+    the job (an audit held up, say): the bounded audits look above it; the full audit,
+    down to the head, finds it."""
+    monkeypatch.setattr(floor_module, "AUDIT_MARGIN", 0.1)
+    monkeypatch.setattr(floor_module, "AUDIT_FULL_EVERY", 3600.0)
+    fs = make_fs(poll_interval=0.2)
+    _, producer = await started(fs, paused=True)
+    locked = await skipped_while_locked(fs, producer, past_margin=True)
+    monkeypatch.setattr(floor_module, "AUDIT", 0.2)
+    monkeypatch.setattr(floor_module, "AUDIT_FULL_EVERY", 1.0)
+    await wait_for_job(fs, locked.id, "completed")
+
+
+async def skipped_while_locked(fs: FlowStone, producer: Producer, past_margin: bool = False) -> Job:
+    """A job locked by a transaction that rolls back once the producer has claimed past
+    it (`past_margin`: once the claims of the audit's margin all started above it)."""
     locked = await fs.ainsert(w.Echo.new(priority=0))
     later = await fs.ainsert(w.Echo.new(priority=5))
     async with fs.asession() as holder, holder.transaction(force_rollback=True):
         await holder.execute("SELECT 1 FROM flowstone.jobs WHERE id = %s FOR UPDATE", (locked.id,))
         producer.pause(False)
         await wait_for_job(fs, later.id, "completed")
-    await wait_for_job(fs, locked.id, "completed")
+        if past_margin:
+            mark = (locked.priority, locked.scheduled_at, locked.id)
+            await wait_for(lambda: producer.floor.recent_start > mark, 5, "the margin past the lock")
+    return locked
 
 
 async def test_the_floor_drops_when_the_listener_reconnects(make_fs: MakeFs) -> None:
